@@ -1,0 +1,3 @@
+from attncoach.cli import main
+import sys
+sys.exit(main())

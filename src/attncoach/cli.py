@@ -1,0 +1,266 @@
+"""The ``attncoach`` command line: parse, call, print.
+
+    attncoach train [--config FILE] [section.key=value ...]
+    attncoach train --resume RUN_DIR
+    attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--json]
+    attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl]
+
+Problems with the user's input end with one line on stderr and exit status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from attncoach import __version__
+from attncoach.errors import AttncoachError
+
+log = logging.getLogger("attncoach")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bar or info lines (for scripts)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
+    parser = argparse.ArgumentParser(prog="attncoach", parents=[common],
+                                     description="Train attention models that adapt while they train.")
+    parser.add_argument("--version", action="version", version=f"attncoach {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", parents=[common], help="train a model into a run directory")
+    train.add_argument("--config", help="YAML config file (optional: defaults plus overrides make a valid run)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    train.add_argument("overrides", nargs="*", metavar="section.key=value",
+                       help="config overrides, values parsed as YAML (e.g. train.lr=3e-4 model.layers=4)")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", parents=[common], help="evaluate a run or model on its test split or a file")
+    ev.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    ev.add_argument("--data", metavar="FILE", help="a labelled CSV/TSV/JSONL file (default: the run's test split)")
+    ev.add_argument("--text-column", help="text column of --data (default: the run's, else 'text')")
+    ev.add_argument("--label-column", help="label column of --data (default: the run's, else 'label')")
+    ev.add_argument("--encoding", help="encoding of --data (default: the run's, else utf-8)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", parents=[common], help="predict labels for texts")
+    pr.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    pr.add_argument("texts", nargs="*", help="texts to classify")
+    pr.add_argument("--input", metavar="FILE", help="a .txt file (one text per line) or CSV/TSV/JSONL with a text column")
+    pr.add_argument("--output", metavar="FILE.jsonl", help="write one JSON line per text here (default: stdout)")
+    pr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
+    pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
+    pr.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    quiet = getattr(args, "quiet", False)
+    args.quiet = quiet
+    _setup_logging(quiet)
+    try:
+        return args.func(args) or 0
+    except AttncoachError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if debug:
+            raise
+        print(f"error: internal error {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _setup_logging(quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    from attncoach.train.progress import console
+
+    if console().is_terminal:  # above a live progress bar
+        handler: logging.Handler = RichHandler(console=console(), show_time=False, show_level=False,
+                                               show_path=False, markup=False, rich_tracebacks=False)
+    else:  # plain, unwrapped lines for logs and pipes
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from attncoach.config import load_config
+    from attncoach.rundir import RunDir
+    from attncoach.train.recipe import ClassificationRecipe
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise AttncoachError("--resume continues a run with its saved config; drop --config and overrides")
+        run = RunDir.existing(args.resume)
+        cfg = load_config(run.config)
+        if run.metrics.is_file():
+            log.info("run %s has already finished (metrics.json exists); nothing to do", run.path)
+            _print_summary(json.loads(run.metrics.read_text(encoding="utf-8")), run.path, args.quiet)
+            return 0
+    else:
+        cfg = load_config(args.config, args.overrides)
+        if cfg.output_dir is None:
+            name = cfg.data.builtin or (Path(cfg.data.path).stem if cfg.data.path else "tweets-sentiment")
+            cfg.output_dir = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run = RunDir(cfg.output_dir)
+        run.create()
+    log.info("run directory: %s", run.path)
+    metrics = ClassificationRecipe(cfg, run, resume=bool(args.resume), quiet=args.quiet).run()
+    _print_summary(metrics, run.path, args.quiet)
+    return 0
+
+
+def _print_summary(metrics: dict[str, Any], path: Path, quiet: bool) -> None:
+    test = metrics["test"]
+    line = (f"test macro-F1 {test['macro_f1']:.4f}  accuracy {test['accuracy']:.4f}  "
+            f"({metrics['steps']} steps, {metrics['train_seconds']:.0f} s)  -> {path}")
+    print(line if not quiet else json.dumps({"test_macro_f1": test["macro_f1"], "run": str(path)}))
+
+
+# ---------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    from attncoach.config import load_config
+    from attncoach.data.prepare import encode_examples, prepare_data
+    from attncoach.data.sources import read_examples
+    from attncoach.eval.inference import SavedClassifier, evaluate_ids
+    from attncoach.rundir import RunDir, resolve_model_dir
+
+    model_dir = resolve_model_dir(args.path)
+    clf = SavedClassifier.load(model_dir)
+    run = RunDir(model_dir.parent)
+    cfg = load_config(run.config) if run.is_run() else None
+    if args.data:
+        data_cfg = _eval_data_config(cfg, args)
+        split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length)
+        source = args.data
+    else:
+        if cfg is None:
+            raise AttncoachError(f"{model_dir} is a bare model directory: give --data FILE to evaluate it")
+        data = prepare_data(cfg.data, cfg.train.seed, tokenizer=clf.tokenizer, labels=clf.labels)
+        split = data.splits["test"]
+        source = f"test split of {run.path}"
+    metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(metrics, source)
+    return 0
+
+
+def _eval_data_config(cfg: Any, args: argparse.Namespace) -> Any:
+    from attncoach.config import DataConfig
+
+    base = cfg.data if cfg is not None else DataConfig()
+    return DataConfig(path=args.data, text_column=args.text_column or base.text_column,
+                      label_column=args.label_column or base.label_column,
+                      encoding=args.encoding or base.encoding)
+
+
+def _print_metrics(metrics: dict[str, Any], source: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{source}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
+                        f"macro-F1 {metrics['macro_f1']:.4f}")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    Console().print(table)
+
+
+# ---------------------------------------------------------------- predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from attncoach.eval.inference import SavedClassifier
+    from attncoach.rundir import resolve_model_dir
+
+    if bool(args.texts) == bool(args.input):
+        raise AttncoachError("give either texts to classify or --input FILE (not both, not neither)")
+    texts = list(args.texts) if args.texts else _read_input_texts(args)
+    clf = SavedClassifier.load(resolve_model_dir(args.path))
+    results = clf.predict(texts)
+    lines = [json.dumps({"text": text, **res}, ensure_ascii=False) for text, res in zip(texts, results)]
+    if args.output:
+        out = Path(args.output)
+        if out.parent and not out.parent.exists():
+            raise AttncoachError(f"output folder does not exist: {out.parent}")
+        out.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        log.info("wrote %d predictions to %s", len(lines), out)
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _read_input_texts(args: argparse.Namespace) -> list[str]:
+    path = Path(args.input)
+    if path.suffix.lower() in (".csv", ".tsv", ".jsonl"):
+        return _read_unlabelled(path, args.text_column, args.encoding)
+    if not path.is_file():
+        raise AttncoachError(f"input file not found: {path}")
+    try:
+        lines = path.read_text(encoding=args.encoding).splitlines()
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise AttncoachError(f"{path}: line {line} is not valid {args.encoding} (use --encoding)") from None
+    texts = [ln for ln in lines if ln.strip()]
+    if not texts:
+        raise AttncoachError(f"input file {path} has no texts")
+    return texts
+
+
+def _read_unlabelled(path: Path, column: str, encoding: str) -> list[str]:
+    if not path.is_file():
+        raise AttncoachError(f"input file not found: {path}")
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise AttncoachError(f"{path}: line {line} is not valid {encoding} (use --encoding)") from None
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for number, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                raise AttncoachError(f"{path}: line {number} is not valid JSON") from None
+            if not isinstance(row, dict) or column not in row:
+                raise AttncoachError(f"{path}: line {number} has no field '{column}'")
+            rows.append(str(row[column]))
+    else:
+        reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise AttncoachError(f"{path} has no column '{column}' (columns: {', '.join(reader.fieldnames or [])})")
+        rows = [row[column] or "" for row in reader]
+    texts = [t for t in rows if t.strip()]
+    if not texts:
+        raise AttncoachError(f"input file {path} has no texts")
+    return texts
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Run configuration: dataclasses, YAML loading and strict dotted overrides.
+
+A run is described by one :class:`RunConfig`. It is built from defaults, then a YAML file
+(optional), then ``section.key=value`` overrides whose values are parsed as YAML. Unknown
+keys and values of the wrong type are refused with one line naming the key. The resolved
+configuration is saved as ``config.yaml`` in the run directory.
+
+Example:
+    >>> cfg = load_config(None, ["model.layers=4", "train.lr=3e-4"])
+    >>> cfg.model.layers, cfg.train.lr
+    (4, 0.0003)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from attncoach.errors import AttncoachError
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how they become token ids."""
+
+    builtin: Optional[str] = None  # a built-in corpus; with no path either, tweets-sentiment
+    path: Optional[str] = None  # a CSV, TSV or JSONL file
+    format: Optional[str] = None  # csv | tsv | jsonl; None = from the file's suffix
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: Optional[str] = None  # values train / val / test
+    encoding: str = "utf-8"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    normalize: bool = True  # URLs -> "http", user mentions -> "@user", HTML entities
+    lowercase: bool = True
+    tokenizer: str = "wordpiece"  # wordpiece | bpe
+    vocab_size: int = 8000
+    min_frequency: int = 2
+    max_length: Optional[int] = None  # None = from the training texts' length distribution
+    max_length_quantile: float = 0.99
+    max_length_cap: int = 256
+
+
+@dataclass
+class ModelConfig:
+    """The encoder and its classification head."""
+
+    backbone: str = "scratch"
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    ffn_dim: int = 512
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu"
+    norm_first: bool = True
+    pooling: str = "mean"  # cls | mean | max
+    head_dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe."""
+
+    seed: int = 0
+    epochs: float = 4.0
+    max_steps: Optional[int] = None  # overrides epochs when set
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    schedule: str = "linear"  # linear | cosine | constant
+    warmup_ratio: float = 0.06
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.0
+    eval_every: Optional[int] = None  # steps; None = twice per epoch
+    early_stopping_patience: Optional[int] = 4  # evaluations without improvement; None = off
+    checkpoint_every: Optional[int] = None  # steps; None = at every evaluation
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16 (bf16 autocast on CUDA only)
+    threads: Optional[int] = None  # torch intra-op threads; None = torch's default
+    bucket_size: int = 64  # batches per length bucket window (1 = sort-free shuffling)
+    eval_batch_size: int = 256
+
+
+@dataclass
+class LogConfig:
+    """What the run reports and where."""
+
+    tensorboard: bool = True
+    every: int = 20  # steps between training-loss log points
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; saved as config.yaml in the run directory."""
+
+    output_dir: Optional[str] = None  # None = runs/<data>-<timestamp>
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def load_config(path: Optional[str | Path], overrides: list[str] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from defaults, an optional YAML file and overrides.
+
+    Args:
+        path: a YAML file, or None for defaults only.
+        overrides: ``section.key=value`` strings; values are parsed as YAML.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        AttncoachError: a missing or malformed file, an unknown key or a wrong type.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    cfg = from_dict(RunConfig, raw, prefix="")
+    for item in overrides or []:
+        apply_override(cfg, item)
+    validate(cfg)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise AttncoachError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise AttncoachError(f"config file {path} is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise AttncoachError(f"config file {path} is not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AttncoachError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def from_dict(cls: type, data: Any, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise AttncoachError(f"{where} must be a mapping, got {_type_name(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    obj = cls()
+    for key, value in data.items():
+        if key not in fields:
+            raise AttncoachError(f"unknown config key '{prefix}{key}' (known: {', '.join(fields)})")
+        setattr(obj, key, _coerce(hints[key], value, f"{prefix}{key}"))
+    return obj
+
+
+def apply_override(cfg: RunConfig, item: str) -> None:
+    """Apply one ``section.key=value`` override in place."""
+    if "=" not in item:
+        raise AttncoachError(f"override '{item}' must look like section.key=value")
+    dotted, text = item.split("=", 1)
+    dotted = dotted.strip()
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise AttncoachError(f"override '{dotted}': value {text!r} is not valid YAML") from None
+    target: Any = cfg
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = getattr(target, part, None) if dataclasses.is_dataclass(target) else None
+        if child is None or not dataclasses.is_dataclass(child) or part.startswith("_"):
+            raise AttncoachError(f"unknown config key '{'.'.join(parts[:depth + 1])}'")
+        target = child
+    name = parts[-1]
+    names = {f.name for f in dataclasses.fields(target)}
+    if name not in names:
+        raise AttncoachError(f"unknown config key '{dotted}'")
+    hint = typing.get_type_hints(type(target))[name]
+    setattr(target, name, _coerce(hint, value, dotted))
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against a type hint; return it converted where that is lossless."""
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, {} if value is None else value, prefix=f"{key}.")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key)
+            except AttncoachError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(key, "a list", value)
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    if hint is float:
+        if isinstance(value, str):
+            value = _yaml11_float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(key, "a number", value)
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(key, "an integer", value)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _type_error(key, "true or false", value)
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise _type_error(key, "a string", value)
+        return value
+    return value
+
+
+def _yaml11_float(text: str) -> float | str:
+    """``3e-4`` is a string to PyYAML (YAML 1.1 wants ``3.0e-4``); read it as the number it is."""
+    try:
+        return float(text) if text.strip().lower() not in ("nan", "inf", "-inf", "+inf") else text
+    except ValueError:
+        return text
+
+
+def _type_error(key: str, expected: str, value: Any) -> AttncoachError:
+    return AttncoachError(f"config key '{key}' must be {expected}, got {_type_name(value)} {value!r}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+_CHOICES = {
+    ("data", "tokenizer"): ("wordpiece", "bpe"),
+    ("data", "format"): (None, "csv", "tsv", "jsonl"),
+    ("model", "pooling"): ("cls", "mean", "max"),
+    ("model", "activation"): ("gelu", "relu"),
+    ("train", "schedule"): ("linear", "cosine", "constant"),
+    ("train", "device"): ("auto", "cpu", "cuda"),
+    ("train", "precision"): ("auto", "fp32", "bf16"),
+}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check value ranges and choices that types alone cannot express."""
+    for (section, key), choices in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in choices:
+            shown = ", ".join(str(c) for c in choices if c is not None)
+            raise AttncoachError(f"config key '{section}.{key}' must be one of {shown}, got {value!r}")
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if d.builtin is not None and d.path is not None:
+        raise AttncoachError("set only one of 'data.builtin' and 'data.path'")
+    _check(0 <= d.val_fraction < 1 and 0 <= d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
+           "data.val_fraction", "and data.test_fraction must be in [0, 1) and sum to less than 1")
+    _check(d.vocab_size >= 100, "data.vocab_size", "must be at least 100")
+    _check(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
+    _check(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
+    _check(0 < d.max_length_quantile <= 1, "data.max_length_quantile", "must be in (0, 1]")
+    _check(d.max_length_cap >= 2, "data.max_length_cap", "must be at least 2")
+    for key in ("dim", "layers", "heads", "ffn_dim"):
+        _check(getattr(m, key) >= 1, f"model.{key}", "must be at least 1")
+    _check(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")
+    for key in ("dropout", "attention_dropout", "head_dropout"):
+        _check(0 <= getattr(m, key) < 1, f"model.{key}", "must be in [0, 1)")
+    _check(m.backbone == "scratch", "model.backbone", f"'{m.backbone}' is not supported (supported: scratch)")
+    _check(t.epochs > 0, "train.epochs", "must be positive")
+    _check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
+    _check(t.batch_size >= 1, "train.batch_size", "must be at least 1")
+    _check(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
+    _check(t.lr > 0, "train.lr", "must be positive")
+    _check(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
+    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")
+    _check(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+    _check(t.grad_clip >= 0, "train.grad_clip", "must be non-negative (0 = off)")
+    _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
+    _check(t.eval_every is None or t.eval_every >= 1, "train.eval_every", "must be at least 1")
+    _check(t.checkpoint_every is None or t.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1")
+    _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
+           "train.early_stopping_patience", "must be at least 1 (or null for off)")
+    _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+    _check(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
+    _check(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
+    _check(cfg.log.every >= 1, "log.every", "must be at least 1")
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise AttncoachError(f"config key '{key}' {message}")
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The configuration as plain data (for YAML and JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML."""
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,141 @@
+"""Encoded splits, length-bucketed batch order, and padding into tensors.
+
+Example:
+    >>> sampler = LengthBucketBatchSampler(split.lengths, batch_size=32, seed=0)
+    >>> for indices in sampler.batches(epoch=0):
+    ...     batch = split.batch(indices, pad_id=0)  # input_ids, attention_mask, labels
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass
+class EncodedSplit:
+    """One split as token ids, class ids and the original texts (index i is one example).
+
+    Attributes:
+        ids: token ids per example, special tokens included, already truncated.
+        labels: class ids, shape (N,), int64.
+        texts: the raw texts.
+        lines: the source line of each example (0 when unknown).
+    """
+
+    ids: list[list[int]]
+    labels: np.ndarray
+    texts: list[str]
+    lines: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if not self.lines:
+            self.lines = [0] * len(self.ids)
+        if not len(self.ids) == len(self.labels) == len(self.texts) == len(self.lines):
+            raise ValueError("ids, labels, texts and lines must have one entry per example")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Token count per example, shape (N,)."""
+        return np.fromiter((len(ids) for ids in self.ids), dtype=np.int64, count=len(self.ids))
+
+    def batch(self, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
+        """The examples at ``indices`` as padded tensors (see :func:`collate`)."""
+        return collate([self.ids[i] for i in indices], self.labels[np.asarray(indices, dtype=np.int64)], pad_id)
+
+
+class LengthBucketBatchSampler:
+    """Batches of similar length, in an order that is a pure function of (seed, epoch).
+
+    With ``shuffle=True``, each epoch shuffles all indices, cuts them into windows of
+    ``batch_size * bucket_size``, sorts each window by length, cuts it into batches and
+    shuffles the order of all batches: batches hold similar lengths (little padding) yet
+    differ from epoch to epoch. ``bucket_size=1`` gives plain random batches.
+
+    With ``shuffle=False`` (evaluation), batches follow the examples sorted by length, so
+    predictions come back out of order: map them back through the batch indices.
+
+    Args:
+        lengths: token count per example.
+        batch_size: examples per batch.
+        seed: the run's seed.
+        bucket_size: batches per sorting window.
+        shuffle: random order (training) or sorted by length (evaluation).
+        drop_last: drop the one batch per epoch that is smaller than ``batch_size``.
+
+    Example:
+        >>> sampler = LengthBucketBatchSampler([5, 3, 9, 4], batch_size=2, seed=0, shuffle=False)
+        >>> sampler.batches(epoch=0)
+        [[1, 3], [0, 2]]
+    """
+
+    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int, bucket_size: int = 64,
+                 shuffle: bool = True, drop_last: bool = False) -> None:
+        if batch_size < 1 or bucket_size < 1:
+            raise ValueError("batch_size and bucket_size must be at least 1")
+        self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.bucket_size = bucket_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        """Batches per epoch (the same for every epoch)."""
+        if self.drop_last:
+            return len(self.lengths) // self.batch_size
+        return -(-len(self.lengths) // self.batch_size)
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch``, as lists of example indices; each index appears once."""
+        if not self.shuffle:
+            return self._cut(np.argsort(self.lengths, kind="stable"))
+        # Seeds must be non-negative for numpy's SeedSequence.
+        rng = np.random.default_rng([self.seed % 2**32, epoch % 2**32])
+        order = rng.permutation(len(self.lengths))
+        window = self.batch_size * self.bucket_size
+        batches: list[list[int]] = []
+        for start in range(0, len(order), window):
+            chunk = order[start:start + window]
+            batches += self._cut(chunk[np.argsort(self.lengths[chunk], kind="stable")])
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        batches = [order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+
+def collate(ids_list: Sequence[Sequence[int]], labels: Optional[Sequence[int] | np.ndarray] = None,
+            pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad token ids to the longest sequence of the batch.
+
+    Args:
+        ids_list: token ids per example.
+        labels: class ids per example, or None.
+        pad_id: the id used for padding.
+
+    Returns:
+        ``input_ids`` LongTensor (B, T), ``attention_mask`` BoolTensor (B, T) that is True
+        on real tokens, and ``labels`` LongTensor (B,) when labels were given.
+    """
+    if len(ids_list) == 0:
+        raise ValueError("collate needs at least one example")
+    width = max(len(ids) for ids in ids_list)
+    input_ids = np.full((len(ids_list), width), pad_id, dtype=np.int64)  # (B, T)
+    mask = np.zeros((len(ids_list), width), dtype=bool)  # (B, T)
+    for row, ids in enumerate(ids_list):
+        input_ids[row, :len(ids)] = ids
+        mask[row, :len(ids)] = True
+    batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+    if labels is not None:
+        batch["labels"] = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return batch

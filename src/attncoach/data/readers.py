@@ -1,0 +1,237 @@
+"""Readers for CSV, TSV and JSONL data files.
+
+Every reader turns a file into a list of :class:`~attncoach.data.example.Example`, keeping
+the line where each row starts so that any later problem can name it. Problems with the
+file (missing, undecodable, malformed, without the configured columns) are raised as
+:class:`~attncoach.errors.AttncoachError` with one line.
+
+Example:
+    >>> rows = read_table(Path("tweets.csv"), None, "utf-8", Columns("text", "label"))
+    >>> rows[0].line  # the header is line 1
+    2
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from attncoach.data.example import Example
+from attncoach.errors import AttncoachError
+
+FORMATS = ("csv", "tsv", "jsonl")
+_FORMAT_OF_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json-lines": "jsonl", ".ndjson": "jsonl"}
+_SPLIT_OF_VALUE = {"train": "train", "val": "val", "validation": "val", "dev": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns (CSV/TSV) or keys (JSONL) hold the text, the label and the split."""
+
+    text: str = "text"
+    label: str = "label"
+    split: Optional[str] = None
+
+
+def format_of(path: Path, fmt: Optional[str]) -> str:
+    """The file format: ``fmt`` when given, else guessed from the suffix.
+
+    Raises:
+        AttncoachError: an unknown format or suffix.
+    """
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise AttncoachError(f"unknown data format '{fmt}' (known: {', '.join(FORMATS)})")
+        return fmt
+    suffix = path.suffix.lower()
+    if suffix not in _FORMAT_OF_SUFFIX:
+        raise AttncoachError(
+            f"cannot tell the format of data file {path} from its suffix '{suffix}'; "
+            f"set data.format to one of {', '.join(FORMATS)}"
+        )
+    return _FORMAT_OF_SUFFIX[suffix]
+
+
+def read_table(path: Path, fmt: Optional[str], encoding: str, columns: Columns) -> list[Example]:
+    """Read every row of a CSV, TSV or JSONL file, blank ones included.
+
+    Args:
+        path: the data file.
+        fmt: "csv", "tsv" or "jsonl"; None to guess from the suffix.
+        encoding: the text encoding of the file.
+        columns: the names of the text, label and (optional) split columns.
+
+    Returns:
+        One example per row, in file order. Labels are stripped; texts are kept as read.
+
+    Raises:
+        AttncoachError: a missing, unreadable, undecodable or malformed file, a missing
+            column, a bad split value, or a file without rows.
+    """
+    fmt = format_of(path, fmt)
+    text = read_text(path, encoding)
+    examples = _READERS[fmt](text, path, columns)
+    if not examples:
+        raise AttncoachError(f"data file {path} has no rows")
+    return examples
+
+
+def read_text(path: Path, encoding: str) -> str:
+    """Decode a whole file strictly, naming the line of the first undecodable byte.
+
+    Raises:
+        AttncoachError: a missing file, a directory, an unknown encoding or bad bytes.
+    """
+    if not path.exists():
+        raise AttncoachError(f"data file not found: {path}")
+    if path.is_dir():
+        raise AttncoachError(f"data path {path} is a directory; data.path must name a file")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise AttncoachError(f"data.encoding '{encoding}' is not a known text encoding") from None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AttncoachError(f"cannot read data file {path}: {exc.strerror}") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = _line_of_offset(data, exc.start, encoding)
+        raise AttncoachError(f"{path}: line {line} is not valid {encoding} (set data.encoding)") from None
+    return text.removeprefix("\ufeff")
+
+
+def _line_of_offset(data: bytes, offset: int, encoding: str) -> int:
+    """The 1-based line holding byte ``offset``; everything before it decodes cleanly."""
+    try:
+        return data[:offset].decode(encoding).count("\n") + 1
+    except UnicodeDecodeError:
+        return data.count(b"\n", 0, offset) + 1
+
+
+def _read_csv(text: str, path: Path, columns: Columns) -> list[Example]:
+    return _read_delimited(text, path, columns, delimiter=",")
+
+
+def _read_tsv(text: str, path: Path, columns: Columns) -> list[Example]:
+    return _read_delimited(text, path, columns, delimiter="\t")
+
+
+def _read_delimited(text: str, path: Path, columns: Columns, delimiter: str) -> list[Example]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = _rows_with_lines(reader, path)
+    header = next(rows, None)
+    if header is None:
+        raise AttncoachError(f"data file {path} has no rows")
+    names = [name.strip() for name in header[1]]
+    text_at = _column_index(names, columns.text, "data.text_column", path)
+    label_at = _column_index(names, columns.label, "data.label_column", path)
+    split_at = None if columns.split is None else _column_index(names, columns.split, "data.split_column", path)
+    examples = []
+    for line, row in rows:
+        split = None if split_at is None else split_name(_cell(row, split_at), line, path)
+        examples.append(Example(_cell(row, text_at), _cell(row, label_at).strip(), split, line))
+    return examples
+
+
+def _rows_with_lines(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield (first line, cells) for every non-empty record; a quoted cell may span lines."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise AttncoachError(f"{path}: line {reader.line_num} is not valid CSV ({exc})") from None
+        if row:  # the csv module yields [] for an empty line
+            yield start, row
+
+
+def _cell(row: list[str], index: int) -> str:
+    return row[index] if index < len(row) else ""
+
+
+def _column_index(names: list[str], name: str, key: str, path: Path) -> int:
+    if name not in names:
+        raise _missing_column(path, name, names, key)
+    return names.index(name)
+
+
+def _missing_column(path: Path, name: str, names: list[str], key: str) -> AttncoachError:
+    return AttncoachError(f"data file {path} has no column '{name}' (columns: {', '.join(names)}); set {key}")
+
+
+def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
+    records = list(_json_objects(text, path))
+    if not records:
+        raise AttncoachError(f"data file {path} has no rows")
+    keys = list(dict.fromkeys(key for _, obj in records for key in obj))
+    for name, key in ((columns.text, "data.text_column"), (columns.label, "data.label_column"),
+                      (columns.split, "data.split_column")):
+        if name is not None and name not in keys:
+            raise _missing_column(path, name, keys, key)
+    return [_json_example(obj, line, path, columns) for line, obj in records]
+
+
+def _json_objects(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    # Split on "\n" only: str.splitlines() would also split on U+2028, which JSON allows in strings.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise AttncoachError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise AttncoachError(f"{path}: line {number} is not a JSON object (got {type(obj).__name__})")
+        yield number, obj
+
+
+def _json_example(obj: dict[str, Any], line: int, path: Path, columns: Columns) -> Example:
+    text = _json_scalar(obj.get(columns.text), columns.text, line, path)
+    label = _json_scalar(obj.get(columns.label), columns.label, line, path).strip()
+    split = None
+    if columns.split is not None:
+        split = split_name(_json_scalar(obj.get(columns.split), columns.split, line, path), line, path)
+    return Example(text, label, split, line)
+
+
+def _json_scalar(value: Any, key: str, line: int, path: Path) -> str:
+    """A JSON value as text: null -> "", 3 and 3.0 -> "3", true -> "true"."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise AttncoachError(f"{path}: line {line}: '{key}' must be a string or a number, not {type(value).__name__}")
+
+
+def split_name(value: str, line: int, path: Path | str) -> str:
+    """Map a split cell to "train", "val" or "test" (validation and dev mean val).
+
+    Raises:
+        AttncoachError: any other value, naming the line.
+    """
+    name = _SPLIT_OF_VALUE.get(value.strip().lower())
+    if name is None:
+        raise AttncoachError(f"{path}: line {line} has split '{value}'; use train, val (or validation, dev) or test")
+    return name
+
+
+_READERS: dict[str, Callable[[str, Path, Columns], list[Example]]] = {
+    "csv": _read_csv,
+    "tsv": _read_tsv,
+    "jsonl": _read_jsonl,
+}

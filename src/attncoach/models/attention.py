@@ -1,0 +1,128 @@
+"""Multi-head self-attention with elastic heads and per-head gates.
+
+Two independent knobs act on the heads of :class:`MultiHeadSelfAttention`:
+
+- ``active_heads`` (set by the elastic encoder): only the first ``k`` heads are computed, by
+  slicing views of the projection weights. Nothing is copied, and compute shrinks with ``k``.
+- ``head_gate`` (a ``(heads,)`` buffer): each head's output is multiplied by its gate before
+  the output projection. Setting a gate that requires grad gives ``dL/d gate``, the head
+  importance score of Michel et al., 2019 ("Are Sixteen Heads Really Better than One?").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Self-attention over ``heads`` heads of size ``dim // heads``.
+
+    The input projection is fused: ``qkv.weight`` stacks the query, key and value weights
+    along its output dimension in that order, the layout of
+    ``torch.nn.MultiheadAttention.in_proj_weight``.
+
+    Args:
+        dim: Model width ``D``; must be divisible by ``heads``.
+        heads: Number of attention heads ``H``.
+        dropout: Dropout on the attention probabilities (training mode only).
+        bias: Whether the projections have biases.
+
+    Example:
+        >>> attn = MultiHeadSelfAttention(dim=16, heads=4)
+        >>> x = torch.randn(2, 5, 16)
+        >>> mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+        >>> attn(x, key_padding_mask=mask).shape
+        torch.Size([2, 5, 16])
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        if dim % heads != 0:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.dim = dim
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.dropout = dropout
+        self.active_heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
+        self.register_buffer("head_gate", torch.ones(heads), persistent=False)
+        self._gate_is_identity = True
+
+    def set_head_gate(self, gate: Tensor | None) -> None:
+        """Sets the per-head output gate.
+
+        Args:
+            gate: A ``(heads,)`` tensor, or ``None`` for all ones (no gating). A gate that
+                requires grad is kept in the autograd graph, so after ``backward()`` its
+                ``.grad`` holds ``dL/d gate`` per head.
+
+        Raises:
+            ValueError: If ``gate`` does not have shape ``(heads,)``.
+        """
+        if gate is None:
+            self.head_gate = torch.ones_like(self.head_gate, requires_grad=False)
+            self._gate_is_identity = True
+            return
+        if gate.shape != (self.heads,):
+            raise ValueError(f"head gate must have shape ({self.heads},), got {tuple(gate.shape)}")
+        self.head_gate = gate.to(device=self.head_gate.device, dtype=self.head_gate.dtype)
+        self._gate_is_identity = not gate.requires_grad and bool((gate == 1).all())
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Attends every token to every real token.
+
+        Args:
+            x: Input of shape ``(B, T, D)``.
+            key_padding_mask: Optional bool ``(B, T)``, ``True`` for real tokens and
+                ``False`` for padding. A row with no real token gives NaN outputs.
+
+        Returns:
+            Tensor of shape ``(B, T, D)``.
+        """
+        batch, length, _ = x.shape
+        q, k, v = (self._split_heads(t) for t in self._project_qkv(x))  # each (B, h, T, Dh)
+        mask = None
+        if key_padding_mask is not None:
+            mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, T), True = may attend
+        dropout_p = self.dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        if not self._gate_is_identity:
+            context = context * self.head_gate[: self.active_heads, None, None]  # (B, h, T, Dh)
+        context = context.transpose(1, 2).reshape(batch, length, -1)  # (B, T, h * Dh)
+        return self._project_out(context)
+
+    def num_active_parameters(self) -> int:
+        """Number of parameters used by the currently active heads."""
+        width = self.active_heads * self.head_dim
+        has_bias = self.qkv.bias is not None
+        qkv = 3 * width * (self.dim + has_bias)
+        out = self.dim * width + (self.dim if self.out.bias is not None else 0)
+        return qkv + out
+
+    def _project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.active_heads == self.heads:
+            return self.qkv(x).chunk(3, dim=-1)  # 3 x (B, T, D)
+        # Keep the first k heads of q, k and v: row blocks of the stacked weight, as views.
+        width = self.active_heads * self.head_dim
+        weight = self.qkv.weight.view(3, self.dim, self.dim)  # (3, D_out, D_in)
+        bias = None if self.qkv.bias is None else self.qkv.bias.view(3, self.dim)
+        return tuple(
+            F.linear(x, weight[i, :width], None if bias is None else bias[i, :width])
+            for i in range(3)
+        )  # 3 x (B, T, k * Dh)
+
+    def _project_out(self, context: Tensor) -> Tensor:
+        if self.active_heads == self.heads:
+            return self.out(context)
+        width = self.active_heads * self.head_dim
+        return F.linear(context, self.out.weight[:, :width], self.out.bias)  # (B, T, D)
+
+    def _split_heads(self, t: Tensor) -> Tensor:
+        batch, length, _ = t.shape
+        return t.view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, Dh)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, heads={self.heads}, active_heads={self.active_heads}"

@@ -1,0 +1,79 @@
+"""The run directory contract: where a run keeps its files, and how to find a model.
+
+```
+RUN/
+  config.yaml      resolved configuration
+  model/           model.safetensors, model_config.json, tokenizer.json, labels.json
+  metrics.json     written when the run finishes
+  tb/              TensorBoard event files
+  checkpoints/     resumable state (see attncoach.train.checkpoint)
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attncoach.errors import AttncoachError
+
+MODEL_FILES = ("model.safetensors", "model_config.json", "tokenizer.json", "labels.json")
+
+
+class RunDir:
+    """Paths of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    model = property(lambda self: self.path / "model")
+    metrics = property(lambda self: self.path / "metrics.json")
+    tb = property(lambda self: self.path / "tb")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+
+    def is_run(self) -> bool:
+        """Whether the directory holds an attncoach run (it has a config.yaml)."""
+        return self.config.is_file()
+
+    def create(self) -> None:
+        """Make the directory for a new run; refuse one that holds anything already."""
+        if self.path.exists():
+            if not self.path.is_dir():
+                raise AttncoachError(f"output_dir {self.path} exists and is not a directory")
+            if self.is_run():
+                raise AttncoachError(f"output_dir {self.path} already holds a run; "
+                                     f"continue it with --resume {self.path} or choose another output_dir")
+            if any(self.path.iterdir()):
+                raise AttncoachError(f"output_dir {self.path} is not empty; choose a new or empty directory")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.model.mkdir(exist_ok=True)
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunDir":
+        """An existing run directory, or a clear error."""
+        run = cls(path)
+        if not run.path.exists():
+            raise AttncoachError(f"run directory not found: {run.path}")
+        if not run.is_run():
+            raise AttncoachError(f"{run.path} is not an attncoach run directory (no config.yaml)")
+        return run
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model directory named by ``path``: a model directory itself or a run directory.
+
+    Raises:
+        AttncoachError: the path does not exist or holds no complete model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AttncoachError(f"not found: {path}")
+    for candidate in (path, path / "model"):
+        if (candidate / "model_config.json").is_file():
+            missing = [f for f in MODEL_FILES if not (candidate / f).is_file()]
+            if missing:
+                raise AttncoachError(f"model directory {candidate} is incomplete: missing {', '.join(missing)}")
+            return candidate
+    if RunDir(path).is_run():
+        raise AttncoachError(f"run {path} has no saved model yet (train it, or --resume it)")
+    raise AttncoachError(f"{path} is not a run or model directory (no model_config.json)")

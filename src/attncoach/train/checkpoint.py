@@ -1,0 +1,198 @@
+"""Atomic, pickle-free checkpoints.
+
+A checkpoint is a directory ``checkpoints/step-00000120/`` holding
+
+- ``model.safetensors``: the weights;
+- ``optimizer.pt``: the optimizer state (tensors and numbers only, read back with
+  ``torch.load(weights_only=True)``);
+- ``rng.pt``: the random generator states, same format;
+- ``state.json``: the trainer's own state;
+- ``manifest.json``: size and SHA-256 of each file above, checked on load.
+
+Every file is written to a temporary name, flushed with ``fsync`` and renamed; the whole
+directory is built under a temporary name and renamed into place, and only then does
+``checkpoints/latest.json`` point at it. A run killed at any moment therefore leaves either
+the previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from attncoach.errors import AttncoachError
+
+_FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (the rename of a file inside it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_atomic(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    _finish_atomic(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Save tensors as safetensors, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    _finish_atomic(tmp, path)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing or damaged file is an :class:`AttncoachError`."""
+    if not path.is_file():
+        raise AttncoachError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AttncoachError(f"weights file {path} is damaged or not safetensors ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint."""
+
+    path: Path
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    state: dict[str, Any]
+
+
+class CheckpointStore:
+    """Writes, lists and reads the checkpoints of one run.
+
+    Args:
+        root: the run's ``checkpoints/`` directory.
+        keep: how many of the newest checkpoints to keep.
+    """
+
+    def __init__(self, root: Path, keep: int = 2):
+        self.root = Path(root)
+        self.keep = keep
+
+    @property
+    def pointer(self) -> Path:
+        return self.root / "latest.json"
+
+    def save(self, step: int, model: dict[str, torch.Tensor], optimizer: dict[str, Any],
+             rng: dict[str, Any], state: dict[str, Any]) -> Path:
+        """Write a checkpoint for ``step`` and point ``latest.json`` at it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:08d}"
+        final = self.root / name
+        tmp = self.root / f".{name}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, str(tmp / "model.safetensors"))
+        torch.save(optimizer, tmp / "optimizer.pt")
+        torch.save(rng, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+        manifest = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in _FILES}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        for f in (*_FILES, "manifest.json"):
+            with open(tmp / f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(self.root)
+        atomic_write_json(self.pointer, {"latest": name, "step": step})
+        self._prune(keep=name)
+        return final
+
+    def _prune(self, keep: str) -> None:
+        done = sorted(p for p in self.root.glob("step-*") if p.is_dir())
+        for old in done[: max(0, len(done) - self.keep)]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in self.root.glob(".step-*.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint, or None when the run has none yet."""
+        if not self.pointer.exists():
+            return None
+        try:
+            name = json.loads(self.pointer.read_text(encoding="utf-8"))["latest"]
+        except (ValueError, KeyError, TypeError):
+            raise AttncoachError(f"checkpoint pointer {self.pointer} is damaged") from None
+        path = self.root / str(name)
+        if not path.is_dir():
+            raise AttncoachError(f"checkpoint {path} named by {self.pointer} is missing")
+        return path
+
+    def load(self, path: Path) -> Checkpoint:
+        """Read and verify one checkpoint directory."""
+        manifest = self._manifest(path)
+        for name in _FILES:
+            f = path / name
+            if not f.is_file():
+                raise AttncoachError(f"checkpoint {path} is incomplete: {name} is missing")
+            want = manifest.get(name, {})
+            if f.stat().st_size != want.get("bytes") or _sha256(f) != want.get("sha256"):
+                raise AttncoachError(f"checkpoint file {f} is truncated or corrupted (checksum mismatch)")
+        try:
+            optimizer = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
+            rng = torch.load(path / "rng.pt", weights_only=True, map_location="cpu")
+            state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        except Exception as exc:  # any unreadable byte here means a damaged checkpoint
+            raise AttncoachError(f"checkpoint {path} cannot be read ({_first_line(exc)})") from None
+        return Checkpoint(path, load_weights(path / "model.safetensors"), optimizer, rng, state)
+
+    def _manifest(self, path: Path) -> dict[str, Any]:
+        try:
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AttncoachError(f"checkpoint {path} is incomplete: manifest.json is missing") from None
+        except (ValueError, UnicodeDecodeError):
+            raise AttncoachError(f"checkpoint {path}/manifest.json is corrupted") from None
+        if not isinstance(manifest, dict):
+            raise AttncoachError(f"checkpoint {path}/manifest.json is corrupted")
+        return manifest

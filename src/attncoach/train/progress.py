@@ -1,0 +1,66 @@
+"""A progress bar for long work: step, loss, best val metric and ETA (rich, on stderr)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+log = logging.getLogger("attncoach")
+
+_console: Console | None = None
+
+
+def console() -> Console:
+    """The one stderr console shared by the progress bar and the log handler."""
+    global _console
+    if _console is None:
+        _console = Console(file=sys.stderr)
+    return _console
+
+
+class TrainingProgress:
+    """Shows training progress; with ``enabled=False`` it only logs notes.
+
+    Args:
+        total: the number of steps.
+        start: the step it starts from (non-zero when resuming).
+        enabled: draw the bar at all.
+    """
+
+    def __init__(self, total: int, start: int = 0, enabled: bool = True, description: str = "train"):
+        self.enabled = enabled and console().is_terminal
+        self.fields: dict[str, Any] = {"loss": float("nan"), "val_f1": float("nan")}
+        self._progress = None
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  best val F1 {task.fields[val_f1]:.4f}"),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                console=console(), transient=False)
+            self._task = self._progress.add_task(description, total=total, completed=start, **self.fields)
+
+    def __enter__(self) -> "TrainingProgress":
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, step: int, **fields: Any) -> None:
+        """Move the bar to ``step`` and refresh the shown fields."""
+        if self._progress is not None:
+            self.fields.update(fields)
+            self._progress.update(self._task, completed=step, **self.fields)
+
+    def note(self, message: str, **fields: Any) -> None:
+        """Log a line (e.g. an evaluation result) above the bar."""
+        self.fields.update(fields)
+        log.info(message)
+        if self._progress is not None:
+            self._progress.update(self._task, **self.fields)

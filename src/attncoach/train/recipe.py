@@ -1,0 +1,309 @@
+"""The classification training recipe: setup, train, evaluate, save.
+
+One readable loop. Everything a resumed run needs to continue exactly where it stopped
+(weights, optimizer moments, RNG states, position in the epoch, early-stopping counters) is
+in the checkpoint, and the data order is a pure function of ``(seed, epoch)``, so a run
+killed at any moment and resumed ends with the same metrics as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attncoach import __version__
+from attncoach.config import RunConfig, save_config, to_dict
+from attncoach.data.batching import LengthBucketBatchSampler, collate
+from attncoach.data.prepare import PreparedData, prepare_data
+from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
+from attncoach.errors import AttncoachError
+from attncoach.eval.inference import MODEL_FORMAT, autocast_for, evaluate_ids
+from attncoach.models.classifier import TextClassifier
+from attncoach.models.encoder import EncoderConfig
+from attncoach.rundir import RunDir
+from attncoach.train.checkpoint import CheckpointStore, atomic_save_safetensors, atomic_write_json, load_weights
+from attncoach.train.loggers import make_logger
+from attncoach.train.progress import TrainingProgress
+from attncoach.train.schedule import lr_factor
+
+log = logging.getLogger("attncoach")
+
+
+@dataclass
+class TrainerState:
+    """Where training stands; saved as JSON in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    examples_seen: int = 0
+    tokens_seen: int = 0
+    train_seconds: float = 0.0
+    best_metric: float = -1.0
+    best_step: int = 0
+    evals_since_best: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else CPU; asking for CUDA without one is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AttncoachError("train.device is cuda but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only; none on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        plain = param.ndim < 2 or "norm" in name or "embed" in name
+        (no_decay if plain else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class ClassificationRecipe:
+    """Trains a text classifier into a run directory.
+
+    Args:
+        cfg: the resolved configuration.
+        run: the run directory (created by the caller for a new run).
+        resume: continue from the run's latest checkpoint instead of starting anew.
+        quiet: no progress bar.
+
+    Example:
+        >>> recipe = ClassificationRecipe(cfg, RunDir("runs/demo"))  # doctest: +SKIP
+        >>> metrics = recipe.run()                                   # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: RunConfig, run: RunDir, resume: bool = False, quiet: bool = False):
+        self.cfg = cfg
+        self.run_dir = run
+        self.resume = resume
+        self.quiet = quiet
+        self.state = TrainerState()
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Data, tokenizer, model, optimizer; restore the latest checkpoint when resuming."""
+        t = self.cfg.train
+        torch.manual_seed(t.seed)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = pick_device(t.device)
+        self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+        self.data = self._prepare_data()
+        self.model = self._build_model(self.data).to(self.device)
+        self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, t.weight_decay), lr=t.lr,
+                                           betas=tuple(t.betas))
+        train = self.data.splits["train"]
+        self.sampler = LengthBucketBatchSampler([len(x) for x in train.ids], t.batch_size, seed=t.seed,
+                                                bucket_size=t.bucket_size)
+        self.steps_per_epoch = len(self.sampler.batches(0))
+        self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
+        self.warmup_steps = int(t.warmup_ratio * self.total_steps)
+        self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
+        self.checkpoint_every = t.checkpoint_every or self.eval_every
+        self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
+        if self.resume:
+            self._restore()
+        else:
+            self._save_run_files()
+        self.logger = make_logger(self.cfg.log.tensorboard, self.run_dir.tb)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("model: %d layers, dim %d, %d heads, %s parameters; %d steps (%d per epoch), device %s%s",
+                 self.cfg.model.layers, self.cfg.model.dim, self.cfg.model.heads, f"{n_params:,}",
+                 self.total_steps, self.steps_per_epoch, self.device.type, " bf16" if self.bf16 else "")
+
+    def _prepare_data(self) -> PreparedData:
+        cfg = self.cfg
+        if self.resume and (self.run_dir.model / "tokenizer.json").is_file():
+            labels = _read_labels(self.run_dir.model / "labels.json")
+            tokenizer = load_tokenizer(self.run_dir.model / "tokenizer.json")
+            return prepare_data(cfg.data, cfg.train.seed, tokenizer=tokenizer, labels=labels)
+        return prepare_data(cfg.data, cfg.train.seed)
+
+    def _build_model(self, data: PreparedData) -> TextClassifier:
+        m = self.cfg.model
+        enc = EncoderConfig(vocab_size=data.tokenizer.get_vocab_size(), dim=m.dim, layers=m.layers, heads=m.heads,
+                            ffn_dim=m.ffn_dim, max_position=data.max_length, dropout=m.dropout,
+                            attention_dropout=m.attention_dropout, activation=m.activation,
+                            norm_first=m.norm_first, pad_id=data.tokenizer.token_to_id("[PAD]") or 0)
+        return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
+
+    def _save_run_files(self) -> None:
+        save_config(self.cfg, self.run_dir.config)
+        md = self.run_dir.model
+        save_tokenizer(self.data.tokenizer, md / "tokenizer.json")
+        atomic_write_json(md / "labels.json", self.data.labels)
+        atomic_write_json(md / "model_config.json", {
+            "format": MODEL_FORMAT, "attncoach_version": __version__,
+            "model": self.model.config_dict(), "max_length": self.data.max_length})
+        atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
+
+    def _restore(self) -> None:
+        path = self.store.latest()
+        if path is None:
+            log.info("no checkpoint yet in %s: starting from step 0", self.run_dir.path)
+            self._save_run_files()
+            return
+        ckpt = self.store.load(path)
+        try:
+            self.model.load_state_dict(ckpt.model)
+            self.optimizer.load_state_dict(ckpt.optimizer)
+            self.state = TrainerState(**ckpt.state["trainer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AttncoachError(f"checkpoint {path} does not match this run ({first})") from None
+        torch.set_rng_state(ckpt.rng["torch"])
+        if self.device.type == "cuda" and "cuda" in ckpt.rng:
+            torch.cuda.set_rng_state(ckpt.rng["cuda"])
+        log.info("resumed from %s (step %d of %d)", path.name, self.state.step, self.total_steps)
+
+    # ------------------------------------------------------------------ train
+    def run(self) -> dict[str, Any]:
+        """Set up, train, evaluate the best model on val and test; return metrics.json's content."""
+        self.setup()
+        try:
+            self.train()
+            return self.finish()
+        finally:
+            self.logger.close()
+
+    def train(self) -> None:
+        """The training loop, from the current state to the last step or early stop."""
+        s, t = self.state, self.cfg.train
+        train = self.data.splits["train"]
+        labels = torch.as_tensor(train.labels, dtype=torch.long)
+        self.model.train()
+        started = time.perf_counter()
+        base = s.train_seconds
+        loss_ema = None
+        with TrainingProgress(self.total_steps, s.step, enabled=not self.quiet) as bar:
+            while s.step < self.total_steps and not s.stopped_early:
+                batches = self.sampler.batches(s.epoch)
+                while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
+                    index = batches[s.batch_in_epoch]
+                    batch = collate([train.ids[i] for i in index], labels[index])
+                    loss, grad_norm = self.train_step(batch)
+                    s.step += 1
+                    s.batch_in_epoch += 1
+                    s.examples_seen += len(index)
+                    s.tokens_seen += int(batch["attention_mask"].sum())
+                    loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
+                    if s.step % self.cfg.log.every == 0:
+                        self.logger.scalars(s.step, {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                                                     "grad_norm": grad_norm}, prefix="train/")
+                    bar.update(s.step, loss=loss_ema)
+                    if s.step % self.eval_every == 0 or s.step == self.total_steps:
+                        s.train_seconds = base + time.perf_counter() - started
+                        self.evaluate_and_track(bar)
+                    if s.step % self.checkpoint_every == 0 or s.step == self.total_steps or s.stopped_early:
+                        s.train_seconds = base + time.perf_counter() - started
+                        self.save_checkpoint()
+                    if s.stopped_early:
+                        break
+                if s.batch_in_epoch >= len(batches):
+                    s.epoch += 1
+                    s.batch_in_epoch = 0
+        s.train_seconds = base + time.perf_counter() - started
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
+        """One optimizer step; returns the loss and the gradient norm before clipping."""
+        t = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = t.lr * lr_factor(self.state.step, self.total_steps, self.warmup_steps, t.schedule)
+        ids = batch["input_ids"].to(self.device, non_blocking=True)
+        mask = batch["attention_mask"].to(self.device, non_blocking=True)
+        gold = batch["labels"].to(self.device, non_blocking=True)
+        with autocast_for(self.device, self.bf16):
+            logits = self.model(ids, mask)
+        loss = F.cross_entropy(logits.float(), gold, label_smoothing=t.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        else:
+            grad_norm = torch.zeros(())
+        self.optimizer.step()
+        return loss.item(), float(grad_norm)
+
+    def evaluate_and_track(self, bar: TrainingProgress) -> None:
+        """Evaluate on val, keep the best model, count evaluations towards early stopping."""
+        s, t = self.state, self.cfg.train
+        val = self.data.splits["val"]
+        metrics = evaluate_ids(self.model, val.ids, val.labels, self.data.labels, t.eval_batch_size,
+                               self.device, self.bf16)
+        self.model.train()
+        score = metrics["macro_f1"]
+        improved = score > s.best_metric
+        if improved:
+            s.best_metric, s.best_step, s.evals_since_best = score, s.step, 0
+            atomic_save_safetensors(self.model.state_dict(), self.run_dir.model / "model.safetensors")
+        else:
+            s.evals_since_best += 1
+        s.history.append({"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
+                          "val_loss": round(metrics["loss"], 5), "val_macro_f1": round(score, 5),
+                          "val_accuracy": round(metrics["accuracy"], 5)})
+        self.logger.scalars(s.step, {"loss": metrics["loss"], "macro_f1": score, "accuracy": metrics["accuracy"]},
+                            prefix="val/")
+        bar.note(f"step {s.step}: val macro-F1 {score:.4f} acc {metrics['accuracy']:.4f} "
+                 f"loss {metrics['loss']:.4f}{'  (best)' if improved else ''}", val_f1=s.best_metric)
+        patience = t.early_stopping_patience
+        if patience is not None and s.evals_since_best >= patience:
+            s.stopped_early = True
+            log.info("early stop at step %d: no val macro-F1 gain in %d evaluations (best %.4f at step %d)",
+                     s.step, patience, s.best_metric, s.best_step)
+
+    def save_checkpoint(self) -> None:
+        """Write a resumable checkpoint of the current state."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng,
+                        {"trainer": to_plain(self.state), "config": to_dict(self.cfg)})
+
+    # ------------------------------------------------------------------ finish
+    def finish(self) -> dict[str, Any]:
+        """Load the best weights, evaluate on val and test, write metrics.json."""
+        s, t = self.state, self.cfg.train
+        self.model.load_state_dict(load_weights(self.run_dir.model / "model.safetensors"))
+        results: dict[str, Any] = {}
+        for split in ("val", "test"):
+            data = self.data.splits[split]
+            results[split] = evaluate_ids(self.model, data.ids, data.labels, self.data.labels,
+                                          t.eval_batch_size, self.device, self.bf16)
+        metrics = {**results, "train_seconds": round(s.train_seconds, 3), "examples_seen": s.examples_seen,
+                   "tokens_seen": s.tokens_seen, "steps": s.step, "epochs": round(s.step / self.steps_per_epoch, 3),
+                   "best_step": s.best_step, "stopped_early": s.stopped_early, "history": s.history}
+        atomic_write_json(self.run_dir.metrics, metrics)
+        self.logger.scalars(s.step, {"macro_f1": results["test"]["macro_f1"],
+                                     "accuracy": results["test"]["accuracy"]}, prefix="test/")
+        return metrics
+
+
+def to_plain(state: TrainerState) -> dict[str, Any]:
+    """The trainer state as JSON-ready data."""
+    return dict(state.__dict__)
+
+
+def _read_labels(path) -> list[str]:
+    import json
+
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise AttncoachError(f"{path} is missing or not valid JSON") from None
+    if not isinstance(labels, list) or not labels:
+        raise AttncoachError(f"{path} must be a non-empty list of label names")
+    return labels

@@ -1,0 +1,91 @@
+"""EncodedSplit, LengthBucketBatchSampler and collate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attncoach.data.batching import EncodedSplit, LengthBucketBatchSampler, collate
+
+
+@pytest.fixture
+def lengths() -> np.ndarray:
+    return np.random.default_rng(0).integers(3, 120, size=1003)
+
+
+def flat(batches: list[list[int]]) -> list[int]:
+    return [i for batch in batches for i in batch]
+
+
+def test_every_index_once_per_epoch(lengths):
+    sampler = LengthBucketBatchSampler(lengths, batch_size=16, seed=0, bucket_size=8)
+    for epoch in range(3):
+        batches = sampler.batches(epoch)
+        assert sorted(flat(batches)) == list(range(len(lengths)))
+        assert len(batches) == len(sampler) == 63
+        assert sum(len(b) < 16 for b in batches) == 1
+
+
+def test_order_is_a_function_of_seed_and_epoch(lengths):
+    sampler = LengthBucketBatchSampler(lengths, batch_size=16, seed=5)
+    same = LengthBucketBatchSampler(lengths.tolist(), batch_size=16, seed=5)
+    assert sampler.batches(2) == same.batches(2) == sampler.batches(2)
+    assert sampler.batches(2) != sampler.batches(3)
+    assert sampler.batches(2) != LengthBucketBatchSampler(lengths, batch_size=16, seed=6).batches(2)
+
+
+def test_batches_are_length_homogeneous(lengths):
+    sampler = LengthBucketBatchSampler(lengths, batch_size=16, seed=0, bucket_size=64)
+    bucketed = np.mean([np.ptp(lengths[b]) for b in sampler.batches(0)])
+    plain = LengthBucketBatchSampler(lengths, batch_size=16, seed=0, bucket_size=1)
+    random_spread = np.mean([np.ptp(lengths[b]) for b in plain.batches(0)])
+    assert bucketed < 0.1 * random_spread
+
+
+def test_drop_last_drops_the_short_batch(lengths):
+    sampler = LengthBucketBatchSampler(lengths, batch_size=16, seed=0, bucket_size=4, drop_last=True)
+    batches = sampler.batches(1)
+    assert len(batches) == len(sampler) == 62
+    assert all(len(b) == 16 for b in batches)
+    assert len(set(flat(batches))) == 62 * 16
+
+
+def test_unshuffled_batches_follow_length():
+    sampler = LengthBucketBatchSampler([5, 3, 9, 4, 3], batch_size=2, seed=0, shuffle=False)
+    assert sampler.batches(0) == sampler.batches(7) == [[1, 4], [3, 0], [2]]
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(ValueError):
+        LengthBucketBatchSampler([1, 2], batch_size=0, seed=0)
+
+
+def test_collate_pads_and_masks():
+    batch = collate([[2, 7, 3], [2, 3], [2, 8, 9, 10, 3]], labels=[1, 0, 2], pad_id=0)
+    assert batch["input_ids"].dtype == torch.long and batch["input_ids"].shape == (3, 5)
+    assert batch["attention_mask"].dtype == torch.bool and batch["attention_mask"].shape == (3, 5)
+    assert batch["input_ids"][1].tolist() == [2, 3, 0, 0, 0]
+    assert batch["attention_mask"].sum(dim=1).tolist() == [3, 2, 5]
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [1, 0, 2]
+
+
+def test_collate_without_labels_and_other_pad_id():
+    batch = collate([[5], [5, 6]], pad_id=9)
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert batch["input_ids"].tolist() == [[5, 9], [5, 6]]
+    assert batch["attention_mask"].tolist() == [[True, False], [True, True]]
+
+
+def test_encoded_split_batch_and_lengths():
+    split = EncodedSplit(ids=[[2, 3], [2, 5, 6, 3], [2, 7, 3]], labels=[0, 1, 1], texts=["a", "b c", "d"])
+    assert len(split) == 3 and split.lines == [0, 0, 0]
+    assert split.lengths.tolist() == [2, 4, 3]
+    batch = split.batch([2, 0])
+    assert batch["input_ids"].tolist() == [[2, 7, 3], [2, 3, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+def test_encoded_split_checks_sizes():
+    with pytest.raises(ValueError):
+        EncodedSplit(ids=[[2, 3]], labels=[0, 1], texts=["a"])

@@ -1,0 +1,164 @@
+"""CSV, TSV and JSONL readers: rows, lines, columns, splits and every bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from attncoach.data.readers import Columns, format_of, read_table
+from attncoach.errors import AttncoachError
+
+COLUMNS = Columns("text", "label")
+SPLIT_COLUMNS = Columns("text", "label", "part")
+
+
+def test_csv_rows_labels_and_lines(write_file):
+    path = write_file("d.csv", 'text,label\nhello there,pos\n"a, quoted\nmultiline text",neg\n\nlast, one , neu \n')
+    rows = read_table(path, None, "utf-8", COLUMNS)
+    assert [(r.text, r.label, r.split, r.line) for r in rows] == [
+        ("hello there", "pos", None, 2),
+        ("a, quoted\nmultiline text", "neg", None, 3),
+        ("last", "one", None, 6),
+    ]
+
+
+def test_csv_columns_in_any_order_with_split(write_file):
+    path = write_file("d.csv", "id,part,label,text\n1,train,pos,a\n2,Validation,neg,b\n3,DEV,neg,c\n4, test ,pos,d\n")
+    rows = read_table(path, None, "utf-8", SPLIT_COLUMNS)
+    assert [(r.text, r.label, r.split) for r in rows] == [
+        ("a", "pos", "train"), ("b", "neg", "val"), ("c", "neg", "val"), ("d", "pos", "test")]
+
+
+def test_tsv_rows_with_and_without_split(write_file):
+    path = write_file("d.tsv", "text\tlabel\tpart\nhi, you\tpos\ttrain\nbye\tneg\ttest\n")
+    rows = read_table(path, None, "utf-8", COLUMNS)
+    assert [(r.text, r.label, r.split, r.line) for r in rows] == [("hi, you", "pos", None, 2), ("bye", "neg", None, 3)]
+    rows = read_table(path, None, "utf-8", SPLIT_COLUMNS)
+    assert [r.split for r in rows] == ["train", "test"]
+
+
+def test_jsonl_rows_labels_as_str_and_split(write_file):
+    path = write_file("d.jsonl", '{"text": "a", "label": 1, "part": "train"}\n\n'
+                                 '{"text": "b", "label": "neg", "part": "val"}\n'
+                                 '{"text": "c", "label": 2.0, "part": "test"}\n')
+    rows = read_table(path, None, "utf-8", SPLIT_COLUMNS)
+    assert [(r.text, r.label, r.split, r.line) for r in rows] == [
+        ("a", "1", "train", 1), ("b", "neg", "val", 3), ("c", "2", "test", 4)]
+    assert [r.split for r in read_table(path, None, "utf-8", COLUMNS)] == [None, None, None]
+
+
+def test_jsonl_null_or_missing_values_read_as_blank(write_file):
+    path = write_file("d.json-lines", '{"text": "a", "label": null}\n{"text": "b"}\n{"label": "x"}\n')
+    rows = read_table(path, None, "utf-8", COLUMNS)
+    assert [(r.text, r.label) for r in rows] == [("a", ""), ("b", ""), ("", "x")]
+
+
+def test_format_option_overrides_suffix(write_file):
+    path = write_file("d.txt", "text\tlabel\nx\ty\n")
+    assert read_table(path, "tsv", "utf-8", COLUMNS)[0].label == "y"
+
+
+def test_utf8_bom_is_ignored(write_file):
+    path = write_file("d.csv", "\ufefftext,label\nx,y\n")
+    assert read_table(path, None, "utf-8", COLUMNS)[0].text == "x"
+
+
+def test_other_encoding(write_file):
+    path = write_file("d.csv", "text,label\ncafé,pos\n", encoding="latin-1")
+    assert read_table(path, None, "latin-1", COLUMNS)[0].text == "café"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json-lines"])
+def test_format_of_known_suffixes(tmp_path, suffix):
+    assert format_of(tmp_path / f"d{suffix.upper()}", None) in ("csv", "tsv", "jsonl")
+
+
+def expect_error(path, words, columns=COLUMNS, fmt=None, encoding="utf-8"):
+    with pytest.raises(AttncoachError) as info:
+        read_table(path, fmt, encoding, columns)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_unknown_suffix_lists_formats(write_file):
+    expect_error(write_file("d.txt", "text,label\nx,y\n"), ["'.txt'", "csv, tsv, jsonl", "data.format"])
+
+
+def test_unknown_format_lists_formats(write_file):
+    expect_error(write_file("d.csv", "text,label\nx,y\n"), ["'xml'", "csv, tsv, jsonl"], fmt="xml")
+
+
+def test_missing_file(tmp_path):
+    expect_error(tmp_path / "nope.csv", [f"data file not found: {tmp_path / 'nope.csv'}"])
+
+
+def test_directory(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    expect_error(tmp_path / "d.csv", ["is a directory"])
+
+
+@pytest.mark.parametrize("name,content", [
+    ("empty.csv", ""), ("header.csv", "text,label\n"), ("blank.tsv", "\n\n"), ("empty.jsonl", "\n  \n"),
+])
+def test_no_rows(write_file, name, content):
+    path = write_file(name, content)
+    expect_error(path, [f"data file {path} has no rows"])
+
+
+def test_missing_text_column_lists_columns(write_file):
+    path = write_file("d.csv", "sentence,label\nx,y\n")
+    expect_error(path, [f"data file {path} has no column 'text' (columns: sentence, label)", "data.text_column"])
+
+
+def test_missing_label_column(write_file):
+    expect_error(write_file("d.tsv", "text\tstars\nx\t5\n"), ["has no column 'label'", "columns: text, stars"])
+
+
+def test_missing_split_column(write_file):
+    expect_error(write_file("d.csv", "text,label\nx,y\n"), ["has no column 'part'", "data.split_column"],
+                 columns=SPLIT_COLUMNS)
+
+
+def test_missing_jsonl_key_lists_keys(write_file):
+    expect_error(write_file("d.jsonl", '{"sentence": "x", "label": 1}\n{"label": 2, "id": 3}\n'),
+                 ["has no column 'text'", "columns: sentence, label, id"])
+
+
+def test_invalid_utf8_names_its_line(write_file):
+    path = write_file("d.csv", b"text,label\nfine,pos\nalso fine,neg\nbad \xff byte,pos\nok,neg\n")
+    expect_error(path, [f"{path}: line 4 is not valid utf-8", "data.encoding"])
+
+
+def test_invalid_utf8_inside_multibyte_character(write_file):
+    path = write_file("d.jsonl", '{"text": "café", "label": "a"}\n'.encode() + b'{"text": "\xc3(", "label": "b"}\n')
+    expect_error(path, ["line 2 is not valid utf-8"])
+
+
+def test_unknown_encoding(write_file):
+    expect_error(write_file("d.csv", "text,label\nx,y\n"), ["'klingon'", "encoding"], encoding="klingon")
+
+
+def test_malformed_jsonl_line(write_file):
+    path = write_file("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": }\n{"text": "c"}\n')
+    expect_error(path, [f"{path}: line 2 is not valid JSON"])
+
+
+def test_jsonl_line_that_is_not_an_object(write_file):
+    path = write_file("d.jsonl", '{"text": "a", "label": "x"}\n\n["b", "y"]\n')
+    expect_error(path, ["line 3 is not a JSON object", "list"])
+
+
+def test_jsonl_text_that_is_not_a_scalar(write_file):
+    expect_error(write_file("d.jsonl", '{"text": ["a"], "label": "x"}\n'), ["line 1", "'text'", "string or a number"])
+
+
+@pytest.mark.parametrize("name,content,line", [
+    ("d.csv", "text,label,part\na,x,train\nb,y,holdout\n", 3),
+    ("d.tsv", "text\tlabel\tpart\na\tx\ttrain\nb\ty\ttest\nc\tz\t\n", 4),
+    ("d.jsonl", '{"text": "a", "label": "x", "part": "train"}\n{"text": "b", "label": "y", "part": 7}\n', 2),
+])
+def test_bad_split_value_names_its_line(write_file, name, content, line):
+    path = write_file(name, content)
+    expect_error(path, [f"{path}: line {line} has split", "train, val", "test"], columns=SPLIT_COLUMNS)
