@@ -17,7 +17,7 @@ _console: Console | None = None
 def console() -> Console:
     """The one stderr console shared by the progress bar and the log handler."""
     global _console
-    if _console is None:
+    if _console is None or _console.file is not sys.stderr:
         _console = Console(file=sys.stderr)
     return _console
 

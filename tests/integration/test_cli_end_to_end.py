@@ -1,0 +1,123 @@
+"""The real CLI, end to end, on a tiny corpus: train -> eval -> predict, and resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from attncoach.cli import main
+from conftest import tiny_overrides
+
+
+def _train(tiny_csv: Path, out: Path, steps: int = 100) -> dict:
+    assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, steps)]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_train_eval_predict(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    metrics = _train(tiny_csv, out)
+    for rel in ("config.yaml", "model/model.safetensors", "model/model_config.json", "model/tokenizer.json",
+                "model/labels.json", "metrics.json", "checkpoints/latest.json"):
+        assert (out / rel).is_file(), rel
+    assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert json.loads((out / "model/labels.json").read_text()) == ["negative", "neutral", "positive"]
+    test = metrics["test"]
+    assert set(test) >= {"accuracy", "macro_f1", "per_class", "confusion"}
+    assert test["macro_f1"] > 0.8, test  # the words give the label away: far above chance (0.33)
+    assert sum(map(sum, test["confusion"])) == test["n"] == 24
+    assert metrics["steps"] == 100 and metrics["examples_seen"] == 100 * 16
+    assert metrics["train_seconds"] > 0
+    losses = [h["val_loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0], "val loss did not go down"
+    capsys.readouterr()
+
+    assert main(["eval", str(out), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["macro_f1"] == pytest.approx(test["macro_f1"])
+    assert evaluated["confusion"] == test["confusion"]
+
+    assert main(["eval", str(out / "model"), "--data", str(tiny_csv), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 240
+
+    assert main(["predict", str(out), "my flight was love excellent wonderful", "the phone is awful broken terrible"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["label"] for x in lines] == ["positive", "negative"]
+    for line in lines:
+        assert abs(sum(line["probabilities"].values()) - 1) < 1e-4
+
+    inp = tmp_path / "in.txt"
+    inp.write_text("the meeting is on tuesday office\nhappy and thanks\n\n")
+    result = tmp_path / "pred.jsonl"
+    assert main(["predict", str(out), "--input", str(inp), "--output", str(result)]) == 0
+    rows = [json.loads(x) for x in result.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["the meeting is on tuesday office", "happy and thanks"]
+    assert rows[0]["label"] == "neutral" and set(rows[1]["probabilities"]) == {"negative", "neutral", "positive"}
+
+
+def test_saved_config_reproduces_the_run(tiny_csv, tmp_path):
+    first = _train(tiny_csv, tmp_path / "a", steps=20)
+    second = _train(tiny_csv, tmp_path / "b", steps=20)
+    assert first["test"] == second["test"]  # seeded determinism
+    a, b = load_file(tmp_path / "a/model/model.safetensors"), load_file(tmp_path / "b/model/model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def _strip_times(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "train_seconds"}
+
+
+def test_resume_after_kill_gives_the_same_metrics(tiny_csv, tmp_path):
+    steps = 400
+    reference = _train(tiny_csv, tmp_path / "ref", steps=steps)
+
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "attncoach", "train", "--quiet", *tiny_overrides(tiny_csv, out, steps),
+            "train.checkpoint_every=7"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(pointer.read_text())["step"] >= 100:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "metrics.json").exists()
+
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert _strip_times(resumed) == _strip_times(reference)
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tiny_csv, tmp_path):
+    out = tmp_path / "early"
+    reference = _train(tiny_csv, tmp_path / "ref", steps=20)
+    # a run directory as a kill right after start-up leaves it: config and model files, no checkpoint
+    assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 20)]) == 0
+    for p in sorted((out / "checkpoints").rglob("*"), reverse=True):
+        p.unlink() if p.is_file() else p.rmdir()
+    (out / "metrics.json").unlink()
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    assert _strip_times(json.loads((out / "metrics.json").read_text())) == _strip_times(reference)
+
+
+def test_cli_module_runs_without_traceback_on_bad_input(tmp_path):
+    env = {**os.environ}
+    proc = subprocess.run([sys.executable, "-m", "attncoach", "train", f"data.path={tmp_path / 'nope.csv'}",
+                           f"output_dir={tmp_path / 'o'}"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: data file not found")
