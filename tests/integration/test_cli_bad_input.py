@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attncoach.cli import main
-from conftest import tiny_overrides
+from tinydata import tiny_overrides
 
 
 def _fails(capsys, argv: list[str], *words: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from attncoach.cli import main
-from conftest import tiny_overrides
+from tinydata import tiny_overrides
 
 
 def _train(tiny_csv: Path, out: Path, steps: int = 100) -> dict:
