@@ -1,7 +1,9 @@
 # Two commands for a fresh clone:  make demo  (the main job)   make test  (the test suite)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU wheel of torch 2.13.0; set TORCH_SPEC to another pin (e.g. a CUDA build) elsewhere.
+# torch is installed first, on its own, so that the project's range (torch>=2.2,<3) adds nothing.
+# On the project's CI machines this pin is the CPU wheel on local disk; elsewhere the package
+# index decides which build it is. Set TORCH_SPEC for another build, e.g. TORCH_SPEC="torch==2.13.0+cpu".
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test test-fast bench clean

@@ -48,6 +48,7 @@ def test_yaml_file_then_overrides(tmp_path):
     ("model.dim=130", "model.dim"),
     ("train.lr=-1", "train.lr"),
     ("data.val_fraction=0.95", "data.val_fraction"),
+    ("data.test_fraction=0", "data.test_fraction"),
     ("model.backbone=gpt9", "model.backbone"),
 ])
 def test_bad_overrides_name_the_key(override, words):

@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `attncoach predict ... | head`: the reader left, nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -126,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             name = cfg.data.builtin or (Path(cfg.data.path).stem if cfg.data.path else "tweets-sentiment")
             cfg.output_dir = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         run = RunDir(cfg.output_dir)
-        run.create()
+        run.check_new()  # created once the data is ready, so a data error leaves nothing behind
     log.info("run directory: %s", run.path)
     metrics = ClassificationRecipe(cfg, run, resume=bool(args.resume), quiet=args.quiet).run()
     _print_summary(metrics, run.path, args.quiet)
@@ -154,7 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = load_config(run.config) if run.is_run() else None
     if args.data:
         data_cfg = _eval_data_config(cfg, args)
-        split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length)
+        split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length,
+                                source=args.data)
         source = args.data
     else:
         if cfg is None:

@@ -269,8 +269,9 @@ def validate(cfg: RunConfig) -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.builtin is not None and d.path is not None:
         raise AttncoachError("set only one of 'data.builtin' and 'data.path'")
-    _check(0 <= d.val_fraction < 1 and 0 <= d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
-           "data.val_fraction", "and data.test_fraction must be in [0, 1) and sum to less than 1")
+    _check(0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
+           "data.val_fraction", "and data.test_fraction must be in (0, 1) and sum to less than 1 "
+           "(val picks the best model, test measures it)")
     _check(d.vocab_size >= 100, "data.vocab_size", "must be at least 100")
     _check(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
     _check(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")

@@ -35,8 +35,8 @@ class RunDir:
         """Whether the directory holds an attncoach run (it has a config.yaml)."""
         return self.config.is_file()
 
-    def create(self) -> None:
-        """Make the directory for a new run; refuse one that holds anything already."""
+    def check_new(self) -> None:
+        """Refuse a directory that holds a run or anything else already (before any work)."""
         if self.path.exists():
             if not self.path.is_dir():
                 raise AttncoachError(f"output_dir {self.path} exists and is not a directory")
@@ -45,6 +45,10 @@ class RunDir:
                                      f"continue it with --resume {self.path} or choose another output_dir")
             if any(self.path.iterdir()):
                 raise AttncoachError(f"output_dir {self.path} is not empty; choose a new or empty directory")
+
+    def create(self) -> None:
+        """Make the directory for a new run; refuse one that holds anything already."""
+        self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
         self.model.mkdir(exist_ok=True)
 

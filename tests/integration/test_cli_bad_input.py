@@ -37,7 +37,9 @@ def finished_run(tiny_csv, tmp_path_factory) -> Path:
 
 
 def _train_on(capsys, tmp_path, data: Path, *words: str, extra: tuple[str, ...] = ()) -> str:
-    return _fails(capsys, ["train", "--quiet", *tiny_overrides(data, tmp_path / "out"), *extra], *words)
+    line = _fails(capsys, ["train", "--quiet", *tiny_overrides(data, tmp_path / "out"), *extra], *words)
+    assert not (tmp_path / "out").exists(), "a refused run must leave no run directory behind"
+    return line
 
 
 def test_missing_file(capsys, tmp_path):

@@ -8,10 +8,12 @@ killed at any moment and resumed ends with the same metrics as one never interru
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,6 +47,8 @@ class TrainerState:
     examples_seen: int = 0
     tokens_seen: int = 0
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0  # part of train_seconds spent evaluating on val
+    checkpoint_seconds: float = 0.0  # part of train_seconds spent writing checkpoints
     best_metric: float = -1.0
     best_step: int = 0
     evals_since_best: int = 0
@@ -103,6 +107,9 @@ class ClassificationRecipe:
         self.device = pick_device(t.device)
         self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
         self.data = self._prepare_data()
+        if not self.resume:
+            self.run_dir.create()
+            save_config(self.cfg, self.run_dir.config)
         self.model = self._build_model(self.data).to(self.device)
         self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, t.weight_decay), lr=t.lr,
                                            betas=tuple(t.betas))
@@ -142,7 +149,6 @@ class ClassificationRecipe:
         return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
 
     def _save_run_files(self) -> None:
-        save_config(self.cfg, self.run_dir.config)
         md = self.run_dir.model
         save_tokenizer(self.data.tokenizer, md / "tokenizer.json")
         atomic_write_json(md / "labels.json", self.data.labels)
@@ -206,11 +212,14 @@ class ClassificationRecipe:
                                                      "grad_norm": grad_norm}, prefix="train/")
                     bar.update(s.step, loss=loss_ema)
                     if s.step % self.eval_every == 0 or s.step == self.total_steps:
-                        s.train_seconds = base + time.perf_counter() - started
+                        tick = time.perf_counter()
                         self.evaluate_and_track(bar)
+                        s.eval_seconds += time.perf_counter() - tick
                     if s.step % self.checkpoint_every == 0 or s.step == self.total_steps or s.stopped_early:
                         s.train_seconds = base + time.perf_counter() - started
+                        tick = time.perf_counter()
                         self.save_checkpoint()
+                        s.checkpoint_seconds += time.perf_counter() - tick
                     if s.stopped_early:
                         break
                 if s.batch_in_epoch >= len(batches):
@@ -283,7 +292,8 @@ class ClassificationRecipe:
             data = self.data.splits[split]
             results[split] = evaluate_ids(self.model, data.ids, data.labels, self.data.labels,
                                           t.eval_batch_size, self.device, self.bf16)
-        metrics = {**results, "train_seconds": round(s.train_seconds, 3), "examples_seen": s.examples_seen,
+        metrics = {**results, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
+                   "checkpoint_seconds": round(s.checkpoint_seconds, 3), "examples_seen": s.examples_seen,
                    "tokens_seen": s.tokens_seen, "steps": s.step, "epochs": round(s.step / self.steps_per_epoch, 3),
                    "best_step": s.best_step, "stopped_early": s.stopped_early, "history": s.history}
         atomic_write_json(self.run_dir.metrics, metrics)
@@ -297,9 +307,7 @@ def to_plain(state: TrainerState) -> dict[str, Any]:
     return dict(state.__dict__)
 
 
-def _read_labels(path) -> list[str]:
-    import json
-
+def _read_labels(path: Path) -> list[str]:
     try:
         labels = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
