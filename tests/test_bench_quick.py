@@ -1,0 +1,26 @@
+"""The benchmark scripts still run (quick mode, numbers not judged): slow, on the real corpus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, keys", [
+    ("main_job.py", {"runs", "wall_seconds", "test_macro_f1", "tfidf_lr_test_macro_f1", "conditions"}),
+    ("train_throughput.py", {"recipe_tokens_per_s", "hand_loop_tokens_per_s", "ratio_recipe_over_hand", "mfu"}),
+])
+def test_benchmark_script_runs(script, keys):
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((BENCH / "results" / (script.replace(".py", "") + "_quick.json")).read_text())
+    assert keys <= set(result)
+    assert result["quick"] is True and result["conditions"]["cores"] >= 1
