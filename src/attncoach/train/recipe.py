@@ -76,6 +76,15 @@ def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: list[float]) -> torch.optim.AdamW:
+    """AdamW over :func:`optimizer_groups`; the fused kernel where this torch has one for the device."""
+    groups = optimizer_groups(model, weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for these parameters
+        return torch.optim.AdamW(optimizer_groups(model, weight_decay), lr=lr, betas=tuple(betas))
+
+
 class ClassificationRecipe:
     """Trains a text classifier into a run directory.
 
@@ -111,8 +120,7 @@ class ClassificationRecipe:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
         self.model = self._build_model(self.data).to(self.device)
-        self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, t.weight_decay), lr=t.lr,
-                                           betas=tuple(t.betas))
+        self.optimizer = make_optimizer(self.model, t.lr, t.weight_decay, t.betas)
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler([len(x) for x in train.ids], t.batch_size, seed=t.seed,
                                                 bucket_size=t.bucket_size)
