@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import os
@@ -202,18 +203,19 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from attncoach.eval.inference import SavedClassifier
     from attncoach.rundir import resolve_model_dir
+    from attncoach.train.checkpoint import atomic_write_text
 
     if bool(args.texts) == bool(args.input):
         raise AttncoachError("give either texts to classify or --input FILE (not both, not neither)")
+    out = Path(args.output) if args.output else None
+    if out is not None and not out.parent.is_dir():
+        raise AttncoachError(f"output folder does not exist: {out.parent}")
     texts = list(args.texts) if args.texts else _read_input_texts(args)
     clf = SavedClassifier.load(resolve_model_dir(args.path))
     results = clf.predict(texts)
     lines = [json.dumps({"text": text, **res}, ensure_ascii=False) for text, res in zip(texts, results)]
-    if args.output:
-        out = Path(args.output)
-        if out.parent and not out.parent.exists():
-            raise AttncoachError(f"output folder does not exist: {out.parent}")
-        out.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    if out is not None:
+        atomic_write_text(out, "\n".join(lines) + "\n")
         log.info("wrote %d predictions to %s", len(lines), out)
     else:
         print("\n".join(lines))
@@ -221,51 +223,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _read_input_texts(args: argparse.Namespace) -> list[str]:
+    """Texts from a .txt file (one per line) or the text column of a CSV/TSV/JSONL file."""
+    from attncoach.data.readers import read_text
+
     path = Path(args.input)
-    if path.suffix.lower() in (".csv", ".tsv", ".jsonl"):
-        return _read_unlabelled(path, args.text_column, args.encoding)
-    if not path.is_file():
-        raise AttncoachError(f"input file not found: {path}")
-    try:
-        lines = path.read_text(encoding=args.encoding).splitlines()
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise AttncoachError(f"{path}: line {line} is not valid {args.encoding} (use --encoding)") from None
-    texts = [ln for ln in lines if ln.strip()]
-    if not texts:
-        raise AttncoachError(f"input file {path} has no texts")
-    return texts
-
-
-def _read_unlabelled(path: Path, column: str, encoding: str) -> list[str]:
-    if not path.is_file():
-        raise AttncoachError(f"input file not found: {path}")
-    try:
-        text = path.read_text(encoding=encoding)
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise AttncoachError(f"{path}: line {line} is not valid {encoding} (use --encoding)") from None
-    if path.suffix.lower() == ".jsonl":
-        rows = []
-        for number, raw in enumerate(text.splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                raise AttncoachError(f"{path}: line {number} is not valid JSON") from None
-            if not isinstance(row, dict) or column not in row:
-                raise AttncoachError(f"{path}: line {number} has no field '{column}'")
-            rows.append(str(row[column]))
+    text = read_text(path, args.encoding)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_column(text, path, args.text_column)
+    elif suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        if reader.fieldnames is None or args.text_column not in reader.fieldnames:
+            raise AttncoachError(f"{path} has no column '{args.text_column}' "
+                                 f"(columns: {', '.join(reader.fieldnames or [])}); set --text-column")
+        rows = [row[args.text_column] or "" for row in reader]
     else:
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise AttncoachError(f"{path} has no column '{column}' (columns: {', '.join(reader.fieldnames or [])})")
-        rows = [row[column] or "" for row in reader]
+        rows = text.splitlines()
     texts = [t for t in rows if t.strip()]
     if not texts:
         raise AttncoachError(f"input file {path} has no texts")
     return texts
+
+
+def _jsonl_column(text: str, path: Path, column: str) -> list[str]:
+    rows = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            raise AttncoachError(f"{path}: line {number} is not valid JSON") from None
+        if not isinstance(row, dict) or column not in row:
+            raise AttncoachError(f"{path}: line {number} has no field '{column}'; set --text-column")
+        rows.append(str(row[column]))
+    return rows
 
 
 if __name__ == "__main__":

@@ -121,3 +121,17 @@ def test_cli_module_runs_without_traceback_on_bad_input(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data file not found")
+
+
+def test_predict_reads_csv_and_jsonl_inputs(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(tiny_csv, out, steps=20)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(tiny_csv)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 240
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"body": "happy thanks"}\n\n{"body": "awful late"}\n')
+    assert main(["predict", str(out), "--input", str(jsonl), "--text-column", "body"]) == 0
+    assert [json.loads(x)["text"] for x in capsys.readouterr().out.splitlines()] == ["happy thanks", "awful late"]
+    assert main(["predict", str(out), "--input", str(jsonl)]) == 2
+    assert "no field 'text'" in capsys.readouterr().err
