@@ -203,7 +203,7 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from attncoach.eval.inference import SavedClassifier
     from attncoach.rundir import resolve_model_dir
-    from attncoach.train.checkpoint import atomic_write_text
+    from attncoach.atomicfile import atomic_write_text
 
     if bool(args.texts) == bool(args.input):
         raise AttncoachError("give either texts to classify or --input FILE (not both, not neither)")

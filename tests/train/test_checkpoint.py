@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from attncoach.errors import AttncoachError
-from attncoach.train.checkpoint import CheckpointStore, atomic_save_safetensors, load_weights
+from attncoach.atomicfile import atomic_save_safetensors
+from attncoach.train.checkpoint import CheckpointStore, load_weights
 
 
 def _save(store, step):

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from attncoach.atomicfile import atomic_write_text
 from attncoach.errors import AttncoachError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -146,8 +147,8 @@ def train_tokenizer(texts: Sequence[str], kind: str = "wordpiece", vocab_size: i
 
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
-    """Write the tokenizer (normalizer included) as one ``tokenizer.json``."""
-    tok.save(str(path))
+    """Write the tokenizer (normalizer included) as one ``tokenizer.json``, atomically."""
+    atomic_write_text(Path(path), tok.to_str(pretty=True))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -29,44 +29,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from attncoach.atomicfile import atomic_write_json, fsync_dir
 from attncoach.errors import AttncoachError
 
 _FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry (the rename of a file inside it) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _finish_atomic(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    _finish_atomic(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Save tensors as safetensors, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    _finish_atomic(tmp, path)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

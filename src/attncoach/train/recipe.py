@@ -29,7 +29,8 @@ from attncoach.eval.inference import MODEL_FORMAT, autocast_for, evaluate_ids
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
 from attncoach.rundir import RunDir
-from attncoach.train.checkpoint import CheckpointStore, atomic_save_safetensors, atomic_write_json, load_weights
+from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
+from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_logger
 from attncoach.train.progress import TrainingProgress
 from attncoach.train.schedule import lr_factor
@@ -153,7 +154,7 @@ class ClassificationRecipe:
         enc = EncoderConfig(vocab_size=data.tokenizer.get_vocab_size(), dim=m.dim, layers=m.layers, heads=m.heads,
                             ffn_dim=m.ffn_dim, max_position=data.max_length, dropout=m.dropout,
                             attention_dropout=m.attention_dropout, activation=m.activation,
-                            norm_first=m.norm_first, pad_id=data.tokenizer.token_to_id("[PAD]") or 0)
+                            norm_first=m.norm_first, pad_id=data.pad_id)
         return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
 
     def _save_run_files(self) -> None:

@@ -1,0 +1,50 @@
+"""Atomic file writes: readers see the old file or the new one, never a part of one.
+
+Each writer writes a temporary file beside the target, flushes it to disk with ``fsync``,
+renames it over the target with ``os.replace`` and flushes the directory entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (the rename of a file inside it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_atomic(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    _finish_atomic(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Save tensors as safetensors, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    _finish_atomic(tmp, path)
