@@ -33,7 +33,8 @@ from conditions import conditions, save, summary  # noqa: E402
 from attncoach.config import load_config  # noqa: E402
 from attncoach.data.batching import collate  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
-from attncoach.train.recipe import ClassificationRecipe, make_optimizer  # noqa: E402
+from attncoach.train.optim import make_optimizer  # noqa: E402
+from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
 
 
 def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> ClassificationRecipe:
@@ -60,7 +61,7 @@ def run_hand_loop(recipe: ClassificationRecipe, init_state: dict, steps: int) ->
     model = recipe.model
     model.load_state_dict(init_state)
     model.train()
-    opt = make_optimizer(model, t.lr, t.weight_decay, t.betas)  # the same optimizer as the recipe's
+    opt = make_optimizer(model, t)  # the same optimizer as the recipe's
     train = recipe.data.splits["train"]
     labels = torch.as_tensor(train.labels, dtype=torch.long)
     batches = recipe.sampler.batches(0)[:steps]

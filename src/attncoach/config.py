@@ -74,6 +74,8 @@ class TrainConfig:
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 32
     lr: float = 1e-3
+    head_lr: Optional[float] = None  # LR of the task head; None = lr
+    layer_lr_decay: float = 1.0  # < 1: lower encoder layers train at lr * decay**(depth from top)
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     schedule: str = "linear"  # linear | cosine | constant
@@ -288,6 +290,8 @@ def validate(cfg: RunConfig) -> None:
     _check(t.batch_size >= 1, "train.batch_size", "must be at least 1")
     _check(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
     _check(t.lr > 0, "train.lr", "must be positive")
+    _check(t.head_lr is None or t.head_lr > 0, "train.head_lr", "must be positive (or null for train.lr)")
+    _check(0 < t.layer_lr_decay <= 1, "train.layer_lr_decay", "must be in (0, 1] (1 = off)")
     _check(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
     _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")
     _check(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")

@@ -33,6 +33,7 @@ from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_logger
 from attncoach.train.progress import TrainingProgress
+from attncoach.train.optim import make_optimizer
 from attncoach.train.schedule import lr_factor
 
 log = logging.getLogger("attncoach")
@@ -64,26 +65,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only; none on biases, norms and embeddings."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        plain = param.ndim < 2 or "norm" in name or "embed" in name
-        (no_decay if plain else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: list[float]) -> torch.optim.AdamW:
-    """AdamW over :func:`optimizer_groups`; the fused kernel where this torch has one for the device."""
-    groups = optimizer_groups(model, weight_decay)
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for these parameters
-        return torch.optim.AdamW(optimizer_groups(model, weight_decay), lr=lr, betas=tuple(betas))
 
 
 class ClassificationRecipe:
@@ -121,7 +102,7 @@ class ClassificationRecipe:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
         self.model = self._build_model(self.data).to(self.device)
-        self.optimizer = make_optimizer(self.model, t.lr, t.weight_decay, t.betas)
+        self.optimizer = make_optimizer(self.model, t)
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler([len(x) for x in train.ids], t.batch_size, seed=t.seed,
                                                 bucket_size=t.bucket_size)
@@ -217,7 +198,7 @@ class ClassificationRecipe:
                     s.tokens_seen += int(batch["attention_mask"].sum())
                     loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
                     if s.step % self.cfg.log.every == 0:
-                        self.logger.scalars(s.step, {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                        self.logger.scalars(s.step, {"loss": loss, "lr": self.current_lr,
                                                      "grad_norm": grad_norm}, prefix="train/")
                     bar.update(s.step, loss=loss_ema)
                     if s.step % self.eval_every == 0 or s.step == self.total_steps:
@@ -239,8 +220,10 @@ class ClassificationRecipe:
     def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
         """One optimizer step; returns the loss and the gradient norm before clipping."""
         t = self.cfg.train
+        factor = lr_factor(self.state.step, self.total_steps, self.warmup_steps, t.schedule)
         for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * lr_factor(self.state.step, self.total_steps, self.warmup_steps, t.schedule)
+            group["lr"] = group["base_lr"] * factor
+        self.current_lr = t.lr * factor
         ids = batch["input_ids"].to(self.device, non_blocking=True)
         mask = batch["attention_mask"].to(self.device, non_blocking=True)
         gold = batch["labels"].to(self.device, non_blocking=True)
