@@ -49,7 +49,7 @@ def test_yaml_file_then_overrides(tmp_path):
     ("train.lr=-1", "train.lr"),
     ("data.val_fraction=0.95", "data.val_fraction"),
     ("data.test_fraction=0", "data.test_fraction"),
-    ("model.backbone=gpt9", "model.backbone"),
+    ("model.backbone=' '", "model.backbone"),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(AttncoachError) as err:

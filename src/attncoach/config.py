@@ -52,7 +52,7 @@ class DataConfig:
 class ModelConfig:
     """The encoder and its classification head."""
 
-    backbone: str = "scratch"
+    backbone: str = "scratch"  # scratch | minilm | a local Hugging Face model directory | a hub id
     dim: int = 128
     layers: int = 2
     heads: int = 4
@@ -284,7 +284,8 @@ def validate(cfg: RunConfig) -> None:
     _check(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")
     for key in ("dropout", "attention_dropout", "head_dropout"):
         _check(0 <= getattr(m, key) < 1, f"model.{key}", "must be in [0, 1)")
-    _check(m.backbone == "scratch", "model.backbone", f"'{m.backbone}' is not supported (supported: scratch)")
+    _check(bool(m.backbone.strip()), "model.backbone",
+           "must be scratch, minilm, a local model directory or a Hugging Face hub id")
     _check(t.epochs > 0, "train.epochs", "must be positive")
     _check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
     _check(t.batch_size >= 1, "train.batch_size", "must be at least 1")

@@ -8,6 +8,7 @@ killed at any moment and resumed ends with the same metrics as one never interru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -97,6 +98,7 @@ class ClassificationRecipe:
             torch.set_num_threads(t.threads)
         self.device = pick_device(t.device)
         self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+        self.backbone = self._load_backbone()
         self.data = self._prepare_data()
         if not self.resume:
             self.run_dir.create()
@@ -118,20 +120,47 @@ class ClassificationRecipe:
             self._save_run_files()
         self.logger = make_logger(self.cfg.log.tensorboard, self.run_dir.tb)
         n_params = sum(p.numel() for p in self.model.parameters())
+        enc = self.model.encoder.config
         log.info("model: %d layers, dim %d, %d heads, %s parameters; %d steps (%d per epoch), device %s%s",
-                 self.cfg.model.layers, self.cfg.model.dim, self.cfg.model.heads, f"{n_params:,}",
+                 enc.layers, enc.dim, enc.heads, f"{n_params:,}",
                  self.total_steps, self.steps_per_epoch, self.device.type, " bf16" if self.bf16 else "")
 
+    def _load_backbone(self) -> Any:
+        """The pretrained backbone named by model.backbone, or None for a scratch model."""
+        name = self.cfg.model.backbone
+        if name == "scratch":
+            return None
+        from attncoach.models.pretrained import load_backbone, resolve_backbone
+
+        backbone = load_backbone(resolve_backbone(name))
+        enc = backbone.encoder_config
+        log.info("backbone %s (%s): dim %d, %d layers, %d heads, FFN %d, up to %d tokens; the model.* "
+                 "architecture keys are taken from it", name, backbone.model_type, enc.dim, enc.layers, enc.heads,
+                 enc.ffn_dim, enc.max_position)
+        return backbone
+
     def _prepare_data(self) -> PreparedData:
-        cfg = self.cfg
+        cfg, data_cfg = self.cfg, self.cfg.data
+        tokenizer = labels = None
+        if self.backbone is not None:
+            limit = self.backbone.encoder_config.max_position
+            if data_cfg.max_length is not None and data_cfg.max_length > limit:
+                raise AttncoachError(f"data.max_length {data_cfg.max_length} exceeds the {limit} positions of "
+                                     f"backbone {cfg.model.backbone}")
+            data_cfg = dataclasses.replace(data_cfg, max_length_cap=min(data_cfg.max_length_cap, limit))
+            tokenizer = self.backbone.tokenizer  # the pretrained tokenizer, as it is
         if self.resume and (self.run_dir.model / "tokenizer.json").is_file():
             labels = _read_labels(self.run_dir.model / "labels.json")
             tokenizer = load_tokenizer(self.run_dir.model / "tokenizer.json")
-            return prepare_data(cfg.data, cfg.train.seed, tokenizer=tokenizer, labels=labels)
-        return prepare_data(cfg.data, cfg.train.seed)
+        return prepare_data(data_cfg, cfg.train.seed, tokenizer=tokenizer, labels=labels)
 
     def _build_model(self, data: PreparedData) -> TextClassifier:
         m = self.cfg.model
+        if self.backbone is not None:
+            model = TextClassifier(self.backbone.encoder_config, num_labels=len(data.labels), pooling=m.pooling,
+                                   head_dropout=m.head_dropout)
+            model.encoder.load_state_dict(self.backbone.encoder_state, strict=True)
+            return model
         enc = EncoderConfig(vocab_size=data.tokenizer.get_vocab_size(), dim=m.dim, layers=m.layers, heads=m.heads,
                             ffn_dim=m.ffn_dim, max_position=data.max_length, dropout=m.dropout,
                             attention_dropout=m.attention_dropout, activation=m.activation,
