@@ -5,22 +5,22 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-_WORDS = {
+SENTIMENT_WORDS = {
     "positive": ["love", "great", "happy", "excellent", "thanks", "wonderful", "best", "enjoyed"],
     "negative": ["hate", "awful", "terrible", "broken", "worst", "rude", "late", "angry"],
     "neutral": ["today", "meeting", "platform", "schedule", "tuesday", "update", "office", "report"],
 }
-_FILLER = ["the", "flight", "phone", "service", "my", "this", "was", "is", "at", "a", "our", "new", "and"]
+FILLER_WORDS = ["the", "flight", "phone", "service", "my", "this", "was", "is", "at", "a", "our", "new", "and"]
 
 
 def make_corpus(n: int = 240, seed: int = 0) -> list[tuple[str, str]]:
     """``n`` short texts whose label is told by the words they contain (plus filler)."""
     rng = random.Random(seed)
     rows = []
-    labels = sorted(_WORDS)
+    labels = sorted(SENTIMENT_WORDS)
     for i in range(n):
         label = labels[i % 3]
-        words = rng.sample(_FILLER, 4) + rng.sample(_WORDS[label], 2)
+        words = rng.sample(FILLER_WORDS, 4) + rng.sample(SENTIMENT_WORDS[label], 2)
         rng.shuffle(words)
         rows.append((" ".join(words) + f" #{i}", label))
     return rows

@@ -1,0 +1,73 @@
+"""The CLI with a pretrained backbone: a tiny BERT checkpoint written here, trained, evaluated, resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attncoach.cli import main
+from tinydata import FILLER_WORDS, SENTIMENT_WORDS, tiny_overrides
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> Path:
+    """A random 2-layer BERT in Hugging Face layout, with a vocab.txt covering the tiny corpus."""
+    directory = tmp_path / "tiny-bert"
+    words = sorted({w for ws in SENTIMENT_WORDS.values() for w in ws} | set(FILLER_WORDS))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "#", *words, *map(str, range(10))]
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(directory)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return directory
+
+
+def _args(tiny_csv: Path, out: Path, backbone: Path, steps: int = 40) -> list[str]:
+    keep = [a for a in tiny_overrides(tiny_csv, out, steps) if not a.startswith(("model.", "data.vocab"))]
+    return ["train", "--quiet", *keep, f"model.backbone={backbone}", "train.lr=1e-3", "train.head_lr=5e-3",
+            "train.layer_lr_decay=0.8"]
+
+
+def test_train_eval_predict_resume_with_a_pretrained_backbone(tiny_csv, tiny_bert, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(tiny_csv, out, tiny_bert)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["macro_f1"] > 0.6, metrics["test"]
+    saved = json.loads((out / "model/model_config.json").read_text())["model"]["encoder"]
+    assert (saved["dim"], saved["layers"], saved["norm_first"]) == (32, 2, False)  # the backbone's shape
+    vocab = json.loads((out / "model/tokenizer.json").read_text())["model"]["vocab"]
+    assert "wonderful" in vocab and len(vocab) == len((tiny_bert / "vocab.txt").read_text().split())
+    capsys.readouterr()
+
+    assert main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
+    assert main(["predict", str(out), "the service was wonderful excellent best"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in {"negative", "neutral", "positive"}
+
+    # resume from the middle: drop metrics and the newest checkpoint, continue, same result
+    (out / "metrics.json").unlink()
+    checkpoints = sorted((out / "checkpoints").glob("step-*"))
+    pointer = {"latest": checkpoints[0].name, "step": int(checkpoints[0].name.split("-")[1])}
+    (out / "checkpoints/latest.json").write_text(json.dumps(pointer))
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["test"] == metrics["test"] and resumed["history"] == metrics["history"]
+
+
+def test_bad_backbones(tiny_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cases = [("./no/such/model", "not found"),
+             ("some-org/some-model", "model.backbone=minilm")]
+    for backbone, words in cases:
+        assert main(_args(tiny_csv, tmp_path / "out", Path(backbone))) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: ") and words in err, err
+        assert not (tmp_path / "out").exists()
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    assert main(_args(tiny_csv, tmp_path / "out", empty)) == 2
+    assert "config.json" in capsys.readouterr().err
