@@ -29,6 +29,7 @@ test-fast: install
 bench: install
 	$(PY) bench/main_job.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/pretrained_finetune.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -104,7 +104,7 @@ def trainer_side_main(data_path: Path, steps: int, out: Path) -> None:
             return self.rows[i]
 
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=d["batch_size"],
-                             per_device_eval_batch_size=256, learning_rate=d["lr"], warmup_ratio=d["warmup_ratio"],
+                             per_device_eval_batch_size=256, learning_rate=d["lr"], warmup_steps=int(d["warmup_ratio"] * steps),
                              weight_decay=d["weight_decay"], lr_scheduler_type="linear", max_steps=steps,
                              seed=d["seed"], eval_strategy="no", save_strategy="no", logging_strategy="no",
                              report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)

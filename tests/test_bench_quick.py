@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 @pytest.mark.parametrize("script, keys", [
     ("main_job.py", {"runs", "wall_seconds", "test_macro_f1", "tfidf_lr_test_macro_f1", "conditions"}),
     ("train_throughput.py", {"recipe_tokens_per_s", "hand_loop_tokens_per_s", "ratio_recipe_over_hand", "mfu"}),
+    ("pretrained_finetune.py", {"attncoach", "hf_trainer", "speedup_examples_per_s", "macro_f1_difference_points"}),
 ])
 def test_benchmark_script_runs(script, keys):
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
