@@ -66,6 +66,7 @@ def main() -> None:
     extra = ["train.max_steps=20", "log.tensorboard=false"] if args.quick else []
     if args.quick:
         args.seeds = args.seeds[:1]
+    measured_under = conditions()  # at the start: the code that runs is the code recorded
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -81,7 +82,7 @@ def main() -> None:
             print(f"seed {seed}: {seconds:.0f} s wall, test macro-F1 {row['test_macro_f1']:.4f} "
                   f"(TF-IDF+LR {baseline['macro_f1']:.4f})")
     result = {
-        "benchmark": "main_job", "conditions": conditions(), "config": args.config, "quick": args.quick,
+        "benchmark": "main_job", "conditions": measured_under, "config": args.config, "quick": args.quick,
         "runs": rows,
         "wall_seconds": summary([r["wall_seconds"] for r in rows]),
         "test_macro_f1": summary([r["test_macro_f1"] for r in rows]),

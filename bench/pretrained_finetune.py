@@ -141,6 +141,7 @@ def main() -> None:
         return
     if args.quick:
         args.steps = 10
+    measured_under = conditions()  # at the start: the code that runs is the code recorded
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         shared = export_splits(tmp / "splits.json")
@@ -151,7 +152,7 @@ def main() -> None:
         print(f"HF Trainer: {theirs['examples_per_s']:.1f} ex/s, test macro-F1 {theirs['test_macro_f1']:.4f}, "
               f"wall {theirs['wall_seconds'] / 60:.1f} min, peak RSS {theirs['peak_rss_mib']:.0f} MiB")
     result = {
-        "benchmark": "pretrained_finetune", "conditions": conditions(), "config": CONFIG, "quick": args.quick,
+        "benchmark": "pretrained_finetune", "conditions": measured_under, "config": CONFIG, "quick": args.quick,
         "steps": args.steps, "batch_size": shared["batch_size"], "max_length": shared["max_length"],
         "attncoach": ours, "hf_trainer": theirs,
         "speedup_examples_per_s": ours["examples_per_s"] / theirs["examples_per_s"],

@@ -157,10 +157,9 @@ class ClassificationRecipe:
     def _build_model(self, data: PreparedData) -> TextClassifier:
         m = self.cfg.model
         if self.backbone is not None:
-            model = TextClassifier(self.backbone.encoder_config, num_labels=len(data.labels), pooling=m.pooling,
-                                   head_dropout=m.head_dropout)
-            model.encoder.load_state_dict(self.backbone.encoder_state, strict=True)
-            return model
+            from attncoach.models.pretrained import build_pretrained_classifier
+
+            return build_pretrained_classifier(self.backbone, len(data.labels), m.pooling, m.head_dropout)
         enc = EncoderConfig(vocab_size=data.tokenizer.get_vocab_size(), dim=m.dim, layers=m.layers, heads=m.heads,
                             ffn_dim=m.ffn_dim, max_position=data.max_length, dropout=m.dropout,
                             attention_dropout=m.attention_dropout, activation=m.activation,
