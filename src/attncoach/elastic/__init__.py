@@ -1,0 +1,1 @@
+"""Elastic structure: which sub-network trains now, and which one ships."""
