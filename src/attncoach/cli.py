@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--label-column", help="label column of --data (default: the run's, else 'label')")
     ev.add_argument("--encoding", help="encoding of --data (default: the run's, else utf-8)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_subnet_options(ev)
     ev.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", parents=[common], help="predict labels for texts")
@@ -62,8 +63,35 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", metavar="FILE.jsonl", help="write one JSON line per text here (default: stdout)")
     pr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
+    _add_subnet_options(pr)
     pr.set_defaults(func=cmd_predict)
     return parser
+
+
+def _add_subnet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=float, help="run a sub-net: this fraction of heads and FFN neurons, (0, 1]")
+    parser.add_argument("--depth", type=float, help="run a sub-net: this fraction of the layers, evenly spaced, (0, 1]")
+    parser.add_argument("--subnet", metavar="FILE.json", help="run the sub-net described in this JSON file")
+
+
+def _apply_subnet(clf: Any, args: argparse.Namespace) -> str | None:
+    """Switch ``clf`` to the sub-net the options name; returns its description, or None."""
+    from attncoach.elastic.space import read_subnet, subnet_for
+
+    by_size = args.width is not None or args.depth is not None
+    if args.subnet and by_size:
+        raise AttncoachError("give --subnet FILE or --width/--depth, not both")
+    if not (args.subnet or by_size):
+        return None
+    encoder = clf.model.encoder
+    subnet = (read_subnet(args.subnet, encoder) if args.subnet
+              else subnet_for(encoder.config, 1.0 if args.width is None else args.width,
+                              1.0 if args.depth is None else args.depth))
+    clf.model.set_subnet(subnet)
+    active, total = encoder.num_parameters(active_only=True), encoder.num_parameters()
+    description = f"sub-net {subnet} ({active:,} of {total:,} encoder parameters)"
+    log.info(description)
+    return str(subnet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,6 +184,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     model_dir = resolve_model_dir(args.path)
     clf = SavedClassifier.load(model_dir)
+    subnet = _apply_subnet(clf, args)
     run = RunDir(model_dir.parent)
     cfg = load_config(run.config) if run.is_run() else None
     if args.data:
@@ -170,6 +199,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         split = data.splits["test"]
         source = f"test split of {run.path}"
     metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
+    if subnet is not None:
+        metrics["subnet"] = subnet
+        metrics["encoder_parameters"] = clf.model.encoder.num_parameters(active_only=True)
+        source += f", {subnet}"
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -212,6 +245,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise AttncoachError(f"output folder does not exist: {out.parent}")
     texts = list(args.texts) if args.texts else _read_input_texts(args)
     clf = SavedClassifier.load(resolve_model_dir(args.path))
+    _apply_subnet(clf, args)
     results = clf.predict(texts)
     lines = [json.dumps({"text": text, **res}, ensure_ascii=False) for text, res in zip(texts, results)]
     if out is not None:

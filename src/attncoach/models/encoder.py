@@ -361,7 +361,7 @@ class ElasticEncoder(nn.Module):
             ValueError: If ``subnet`` does not fit this model.
         """
         subnet = SubnetConfig() if subnet is None else subnet
-        self._validate_subnet(subnet)
+        self.check_subnet(subnet)
         full = self.config
         heads = subnet.heads if subnet.heads is not None else (full.heads,) * full.layers
         widths = subnet.ffn if subnet.ffn is not None else (full.ffn_dim,) * full.layers
@@ -372,7 +372,8 @@ class ElasticEncoder(nn.Module):
         self._active_layers = all_layers if subnet.layers is None else subnet.layers
         self._subnet = subnet
 
-    def _validate_subnet(self, subnet: SubnetConfig) -> None:
+    def check_subnet(self, subnet: SubnetConfig) -> None:
+        """Raise ValueError when ``subnet`` does not fit this model (see :meth:`set_subnet`)."""
         full = self.config
         if subnet.layers is not None and not all(0 <= i < full.layers for i in subnet.layers):
             message = f"subnet layers {subnet.layers} out of range for a {full.layers}-layer model"
