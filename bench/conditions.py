@@ -66,10 +66,10 @@ def summary(values: Sequence[float]) -> dict[str, float]:
             "n": len(values)}
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` (overwriting the previous run's)."""
+def save(name: str, payload: dict[str, Any], quick: bool = False) -> Path:
+    """Write ``bench/results/<name>.json`` (``<name>_quick.json`` for a quick run), overwriting."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"saved {path}")
     return path

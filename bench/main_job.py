@@ -92,7 +92,7 @@ def main() -> None:
     print(f"main job: wall {result['wall_seconds']['median']:.0f} s (max {result['wall_seconds']['max']:.0f}), "
           f"test macro-F1 {result['test_macro_f1']['median']:.4f} (min {result['test_macro_f1']['min']:.4f}); "
           f"TF-IDF+LR {result['tfidf_lr_test_macro_f1']['median']:.4f}")
-    save("main_job" + ("_quick" if args.quick else ""), result)
+    save("main_job", result, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def main() -> None:
     }
     print(f"speed-up {result['speedup_examples_per_s']:.2f}x, macro-F1 difference "
           f"{result['macro_f1_difference_points']:+.2f} points")
-    save("pretrained_finetune" + ("_quick" if args.quick else ""), result)
+    save("pretrained_finetune", result, quick=args.quick)
 
 
 if __name__ == "__main__":

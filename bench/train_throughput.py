@@ -158,7 +158,7 @@ def main() -> None:
     print(f"loop overhead: recipe/hand = {result['ratio_recipe_over_hand']['median']:.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}); MFU {result['mfu']['median']:.3f} "
           f"of {result['matmul_fp32_flops_per_s']['median'] / 1e9:.1f} GFLOP/s fp32 matmul")
-    save("train_throughput" + ("_quick" if args.quick else ""), result)
+    save("train_throughput", result, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -89,9 +89,7 @@ class SavedClassifier:
         config = _read_json(model_dir / "model_config.json")
         if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
             raise AttncoachError(f"{model_dir / 'model_config.json'} is not an attncoach model config")
-        labels = _read_json(model_dir / "labels.json")
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise AttncoachError(f"{model_dir / 'labels.json'} must be a list of label names")
+        labels = read_labels(model_dir / "labels.json")
         try:
             model = TextClassifier.from_config_dict(config["model"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -119,6 +117,18 @@ class SavedClassifier:
         return [{"label": self.labels[int(p.argmax())],
                  "probabilities": {name: round(float(v), 6) for name, v in zip(self.labels, p)}}
                 for p in probs]
+
+
+def read_labels(path: Path) -> list[str]:
+    """A model's ``labels.json``: the label names in class-id order.
+
+    Raises:
+        AttncoachError: a missing or malformed file.
+    """
+    labels = _read_json(path)
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise AttncoachError(f"{path} must be a non-empty list of label names")
+    return labels
 
 
 def _read_json(path: Path) -> Any:

@@ -9,12 +9,10 @@ killed at any moment and resumed ends with the same metrics as one never interru
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,7 +24,7 @@ from attncoach.data.batching import LengthBucketBatchSampler, collate
 from attncoach.data.prepare import PreparedData, prepare_data
 from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
 from attncoach.errors import AttncoachError
-from attncoach.eval.inference import MODEL_FORMAT, autocast_for, evaluate_ids
+from attncoach.eval.inference import MODEL_FORMAT, autocast_for, evaluate_ids, read_labels
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
 from attncoach.rundir import RunDir
@@ -150,7 +148,7 @@ class ClassificationRecipe:
             data_cfg = dataclasses.replace(data_cfg, max_length_cap=min(data_cfg.max_length_cap, limit))
             tokenizer = self.backbone.tokenizer  # the pretrained tokenizer, as it is
         if self.resume and (self.run_dir.model / "tokenizer.json").is_file():
-            labels = _read_labels(self.run_dir.model / "labels.json")
+            labels = read_labels(self.run_dir.model / "labels.json")
             tokenizer = load_tokenizer(self.run_dir.model / "tokenizer.json")
         return prepare_data(data_cfg, cfg.train.seed, tokenizer=tokenizer, labels=labels)
 
@@ -325,13 +323,3 @@ class ClassificationRecipe:
 def to_plain(state: TrainerState) -> dict[str, Any]:
     """The trainer state as JSON-ready data."""
     return dict(state.__dict__)
-
-
-def _read_labels(path: Path) -> list[str]:
-    try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise AttncoachError(f"{path} is missing or not valid JSON") from None
-    if not isinstance(labels, list) or not labels:
-        raise AttncoachError(f"{path} must be a non-empty list of label names")
-    return labels
