@@ -81,6 +81,7 @@ class SavedClassifier:
     labels: list[str]
     max_length: int
     device: torch.device
+    space: Any = None  # the ElasticSpace of an elastic run ("elastic" in model_config.json), else None
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> "SavedClassifier":
@@ -103,7 +104,15 @@ class SavedClassifier:
         dev = torch.device(device)
         model.to(dev).eval()
         tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-        return cls(model, tokenizer, labels, int(config["max_length"]), dev)
+        space = None
+        if config.get("elastic") is not None:
+            from attncoach.elastic.space import ElasticSpace
+
+            try:
+                space = ElasticSpace.from_dict(config["elastic"])
+            except (TypeError, AttncoachError) as exc:
+                raise AttncoachError(f"{model_dir / 'model_config.json'} has an invalid elastic space ({exc})") from None
+        return cls(model, tokenizer, labels, int(config["max_length"]), dev, space)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Class probabilities, shape (len(texts), num_labels)."""
