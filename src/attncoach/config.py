@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -94,6 +94,24 @@ class TrainConfig:
 
 
 @dataclass
+class ElasticConfig:
+    """Supernet training: every sub-net of the elastic space learns in the same run."""
+
+    enabled: bool = False
+    widths: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # heads (and FFN) fractions
+    depths: list[float] = field(default_factory=lambda: [0.5, 1.0])  # layer fractions, evenly spaced
+    ffn_widths: Optional[list[float]] = None  # separate FFN fractions; None = widths
+    per_layer: bool = False  # Mix'n'Match: random sub-nets pick each layer's width independently
+    sampler: str = "sandwich"  # how sub-nets are drawn each step (elastic.supernet.SUBNET_SAMPLERS)
+    random_subnets: int = 1  # sandwich rule: the largest + the smallest + this many random sub-nets
+    distill: str = "logits"  # none | logits | hidden (logits + final hidden states)
+    temperature: float = 1.0  # of the soft labels from the largest sub-net
+    hidden_weight: float = 1.0  # weight of the hidden-state MSE when distill = hidden
+    rewire: Union[bool, str] = "auto"  # auto (= pretrained backbones) | true | false: rewire before training
+    rewire_batches: int = 16  # training batches the importance is accumulated over
+
+
+@dataclass
 class LogConfig:
     """What the run reports and where."""
 
@@ -109,6 +127,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -258,6 +277,8 @@ _CHOICES = {
     ("train", "schedule"): ("linear", "cosine", "constant"),
     ("train", "device"): ("auto", "cpu", "cuda"),
     ("train", "precision"): ("auto", "fp32", "bf16"),
+    ("elastic", "distill"): ("none", "logits", "hidden"),
+    ("elastic", "rewire"): ("auto", True, False),
 }
 
 
@@ -306,6 +327,20 @@ def validate(cfg: RunConfig) -> None:
     _check(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
     _check(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
     _check(cfg.log.every >= 1, "log.every", "must be at least 1")
+    _validate_elastic(cfg)
+
+
+def _validate_elastic(cfg: RunConfig) -> None:
+    from attncoach.elastic.supernet import SUBNET_SAMPLERS, space_of
+
+    e = cfg.elastic
+    space_of(e)  # refuses bad fractions, naming the key
+    _check(e.sampler in SUBNET_SAMPLERS, "elastic.sampler", f"must be one of {', '.join(SUBNET_SAMPLERS)}, "
+           f"got {e.sampler!r}")
+    _check(e.random_subnets >= 0, "elastic.random_subnets", "must be at least 0")
+    _check(e.temperature > 0, "elastic.temperature", "must be positive")
+    _check(e.hidden_weight >= 0, "elastic.hidden_weight", "must be non-negative")
+    _check(e.rewire_batches >= 1, "elastic.rewire_batches", "must be at least 1")
 
 
 def _check(ok: bool, key: str, message: str) -> None:

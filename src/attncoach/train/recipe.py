@@ -24,6 +24,8 @@ from attncoach.data.batching import LengthBucketBatchSampler, collate
 from attncoach.data.prepare import PreparedData, prepare_data
 from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
 from attncoach.errors import AttncoachError
+from attncoach.elastic.importance import importance, rewire
+from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
 from attncoach.eval.inference import MODEL_FORMAT, autocast_for, evaluate_ids, read_labels
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
@@ -102,16 +104,17 @@ class ClassificationRecipe:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
         self.model = self._build_model(self.data).to(self.device)
-        self.optimizer = make_optimizer(self.model, t)
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler([len(x) for x in train.ids], t.batch_size, seed=t.seed,
                                                 bucket_size=t.bucket_size)
+        self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
+        self.supernet = self._setup_elastic()
+        self.optimizer = make_optimizer(self.model, t)
         self.steps_per_epoch = len(self.sampler.batches(0))
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
         self.checkpoint_every = t.checkpoint_every or self.eval_every
-        self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
         if self.resume:
             self._restore()
         else:
@@ -164,13 +167,42 @@ class ClassificationRecipe:
                             norm_first=m.norm_first, pad_id=data.pad_id)
         return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
 
+    def _setup_elastic(self) -> InPlaceDistillation | None:
+        """Supernet training when elastic.enabled: the sub-net sampler, and importance rewiring."""
+        e = self.cfg.elastic
+        if not e.enabled:
+            return None
+        self.space = space_of(e)
+        sampler = make_sampler(e.sampler, self.space, self.model.encoder.config, e.random_subnets, self.cfg.train.seed)
+        rewire_now = e.rewire is True or (e.rewire == "auto" and self.backbone is not None)
+        if rewire_now and not (self.resume and self.store.latest() is not None):  # checkpoints are rewired already
+            self._rewire(e.rewire_batches)
+        log.info("elastic: widths %s x depths %s%s; each step trains the largest, the smallest (%s) and %d random "
+                 "sub-net(s); distillation: %s", _fractions(self.space.widths), _fractions(self.space.depths),
+                 " (per-layer widths)" if self.space.per_layer else "", sampler.sample(0)[1], e.random_subnets,
+                 e.distill)
+        return InPlaceDistillation(sampler, e.distill, e.temperature, e.hidden_weight, self.cfg.train.label_smoothing)
+
+    def _rewire(self, batches: int) -> None:
+        """Reorder heads and FFN neurons by importance so that every prefix sub-net keeps the best ones."""
+        train = self.data.splits["train"]
+        labels = torch.as_tensor(train.labels, dtype=torch.long)
+        chosen = self.sampler.batches(0)[:batches]
+        sample = [{k: v.to(self.device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
+                  for index in chosen]
+        tick = time.perf_counter()
+        rewire(self.model, importance(self.model, sample))
+        log.info("rewired heads and FFN neurons by importance over %d training batches (%.1f s)", len(sample),
+                 time.perf_counter() - tick)
+
     def _save_run_files(self) -> None:
         md = self.run_dir.model
         save_tokenizer(self.data.tokenizer, md / "tokenizer.json")
         atomic_write_json(md / "labels.json", self.data.labels)
         atomic_write_json(md / "model_config.json", {
             "format": MODEL_FORMAT, "attncoach_version": __version__,
-            "model": self.model.config_dict(), "max_length": self.data.max_length})
+            "model": self.model.config_dict(), "max_length": self.data.max_length,
+            **({"elastic": self.space.to_dict()} if self.supernet is not None else {})})
         atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
 
     def _restore(self) -> None:
@@ -224,8 +256,10 @@ class ClassificationRecipe:
                     s.tokens_seen += int(batch["attention_mask"].sum())
                     loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
                     if s.step % self.cfg.log.every == 0:
-                        self.logger.scalars(s.step, {"loss": loss, "lr": self.current_lr,
-                                                     "grad_norm": grad_norm}, prefix="train/")
+                        scalars = {"loss": loss, "lr": self.current_lr, "grad_norm": grad_norm}
+                        if self.supernet is not None:
+                            scalars["loss_smallest"] = self.smallest_loss
+                        self.logger.scalars(s.step, scalars, prefix="train/")
                     bar.update(s.step, loss=loss_ema)
                     if s.step % self.eval_every == 0 or s.step == self.total_steps:
                         tick = time.perf_counter()
@@ -253,17 +287,23 @@ class ClassificationRecipe:
         ids = batch["input_ids"].to(self.device, non_blocking=True)
         mask = batch["attention_mask"].to(self.device, non_blocking=True)
         gold = batch["labels"].to(self.device, non_blocking=True)
-        with autocast_for(self.device, self.bf16):
-            logits = self.model(ids, mask)
-        loss = F.cross_entropy(logits.float(), gold, label_smoothing=t.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.supernet is not None:
+            losses = self.supernet.accumulate(self.model, ids, mask, gold, self.state.step,
+                                              lambda: autocast_for(self.device, self.bf16))
+            loss_value, self.smallest_loss = losses.largest, losses.smallest
+        else:
+            with autocast_for(self.device, self.bf16):
+                logits = self.model(ids, mask)
+            loss = F.cross_entropy(logits.float(), gold, label_smoothing=t.label_smoothing)
+            loss.backward()
+            loss_value = loss.item()
         if t.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         else:
             grad_norm = torch.zeros(())
         self.optimizer.step()
-        return loss.item(), float(grad_norm)
+        return loss_value, float(grad_norm)
 
     def evaluate_and_track(self, bar: TrainingProgress) -> None:
         """Evaluate on val, keep the best model, count evaluations towards early stopping."""
@@ -271,26 +311,58 @@ class ClassificationRecipe:
         val = self.data.splits["val"]
         metrics = evaluate_ids(self.model, val.ids, val.labels, self.data.labels, t.eval_batch_size,
                                self.device, self.bf16)
-        self.model.train()
         score = metrics["macro_f1"]
+        entry = {"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
+                 "val_loss": round(metrics["loss"], 5), "val_macro_f1": round(score, 5),
+                 "val_accuracy": round(metrics["accuracy"], 5)}
+        if self.supernet is not None:  # select on the mean of the largest and the smallest sub-net
+            smallest = self._evaluate_smallest(val)
+            score = (score + smallest["macro_f1"]) / 2
+            entry.update(val_macro_f1_smallest=round(smallest["macro_f1"], 5), val_selection=round(score, 5))
+            self.logger.scalars(s.step, {"macro_f1_smallest": smallest["macro_f1"]}, prefix="val/")
+        self.model.train()
         improved = score > s.best_metric
         if improved:
             s.best_metric, s.best_step, s.evals_since_best = score, s.step, 0
             atomic_save_safetensors(self.model.state_dict(), self.run_dir.model / "model.safetensors")
         else:
             s.evals_since_best += 1
-        s.history.append({"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
-                          "val_loss": round(metrics["loss"], 5), "val_macro_f1": round(score, 5),
-                          "val_accuracy": round(metrics["accuracy"], 5)})
-        self.logger.scalars(s.step, {"loss": metrics["loss"], "macro_f1": score, "accuracy": metrics["accuracy"]},
-                            prefix="val/")
-        bar.note(f"step {s.step}: val macro-F1 {score:.4f} acc {metrics['accuracy']:.4f} "
+        s.history.append(entry)
+        self.logger.scalars(s.step, {"loss": metrics["loss"], "macro_f1": metrics["macro_f1"],
+                                     "accuracy": metrics["accuracy"]}, prefix="val/")
+        smallest_note = f" smallest {entry['val_macro_f1_smallest']:.4f}" if self.supernet is not None else ""
+        bar.note(f"step {s.step}: val macro-F1 {metrics['macro_f1']:.4f}{smallest_note} acc {metrics['accuracy']:.4f} "
                  f"loss {metrics['loss']:.4f}{'  (best)' if improved else ''}", val_f1=s.best_metric)
         patience = t.early_stopping_patience
         if patience is not None and s.evals_since_best >= patience:
             s.stopped_early = True
             log.info("early stop at step %d: no val macro-F1 gain in %d evaluations (best %.4f at step %d)",
                      s.step, patience, s.best_metric, s.best_step)
+
+    def _evaluate_smallest(self, val: Any) -> dict[str, Any]:
+        self.model.set_subnet(self.supernet.sampler.sample(0)[1])
+        try:
+            return evaluate_ids(self.model, val.ids, val.labels, self.data.labels, self.cfg.train.eval_batch_size,
+                                self.device, self.bf16)
+        finally:
+            self.model.set_subnet(None)
+
+    def _finish_elastic(self) -> dict[str, Any]:
+        """The smallest sub-net's val and test metrics, next to the space (the full model's are above)."""
+        smallest = self.supernet.sampler.sample(0)[1]
+        self.model.set_subnet(smallest)
+        try:
+            out: dict[str, Any] = {"space": self.space.to_dict(), "smallest": str(smallest),
+                                   "smallest_parameters": self.model.encoder.num_parameters(active_only=True),
+                                   "full_parameters": self.model.encoder.num_parameters()}
+            for split in ("val", "test"):
+                data = self.data.splits[split]
+                m = evaluate_ids(self.model, data.ids, data.labels, self.data.labels, self.cfg.train.eval_batch_size,
+                                 self.device, self.bf16)
+                out[f"{split}_smallest"] = {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
+        finally:
+            self.model.set_subnet(None)
+        return out
 
     def save_checkpoint(self) -> None:
         """Write a resumable checkpoint of the current state."""
@@ -310,6 +382,8 @@ class ClassificationRecipe:
             data = self.data.splits[split]
             results[split] = evaluate_ids(self.model, data.ids, data.labels, self.data.labels,
                                           t.eval_batch_size, self.device, self.bf16)
+        if self.supernet is not None:
+            results["elastic"] = self._finish_elastic()
         metrics = {**results, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
                    "checkpoint_seconds": round(s.checkpoint_seconds, 3), "examples_seen": s.examples_seen,
                    "tokens_seen": s.tokens_seen, "steps": s.step, "epochs": round(s.step / self.steps_per_epoch, 3),
@@ -318,6 +392,10 @@ class ClassificationRecipe:
         self.logger.scalars(s.step, {"macro_f1": results["test"]["macro_f1"],
                                      "accuracy": results["test"]["accuracy"]}, prefix="test/")
         return metrics
+
+
+def _fractions(values: tuple[float, ...]) -> str:
+    return "{" + ", ".join(f"{v:g}" for v in values) + "}"
 
 
 def to_plain(state: TrainerState) -> dict[str, Any]:
