@@ -4,6 +4,9 @@
     attncoach train --resume RUN_DIR
     attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--json]
     attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl]
+    attncoach export RUN_OR_MODEL_DIR (--width W [--depth D] | --subnet FILE.json) --out DIR
+    attncoach subnets RUN [--out FILE.json] [--batch-sizes 1 32]
+    attncoach search RUN (--max-latency-ms MS [--batch B] | --max-params N) [--out FILE.json] [--seed S]
 
 Problems with the user's input end with one line on stderr and exit status 2; ``--debug``
 shows the traceback instead.
@@ -65,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     _add_subnet_options(pr)
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", parents=[common], help="save a sub-net as a standalone, smaller model")
+    ex.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    ex.add_argument("--out", metavar="DIR", required=True, help="new or empty folder for the exported model")
+    _add_subnet_options(ex)
+    ex.set_defaults(func=cmd_export)
+    _add_subnets_and_search(sub, common)
     return parser
 
 
@@ -74,8 +84,11 @@ def _add_subnet_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subnet", metavar="FILE.json", help="run the sub-net described in this JSON file")
 
 
-def _apply_subnet(clf: Any, args: argparse.Namespace) -> str | None:
-    """Switch ``clf`` to the sub-net the options name; returns its description, or None."""
+def _resolve_subnet(clf: Any, args: argparse.Namespace) -> Any:
+    """The SubnetConfig that --width/--depth or --subnet name for ``clf``, or None without them.
+
+    Widths and depths outside an elastic model's trained space are refused.
+    """
     from attncoach.elastic.space import read_subnet, subnet_for
 
     by_size = args.width is not None or args.depth is not None
@@ -84,9 +97,22 @@ def _apply_subnet(clf: Any, args: argparse.Namespace) -> str | None:
     if not (args.subnet or by_size):
         return None
     encoder = clf.model.encoder
-    subnet = (read_subnet(args.subnet, encoder) if args.subnet
-              else subnet_for(encoder.config, 1.0 if args.width is None else args.width,
-                              1.0 if args.depth is None else args.depth))
+    if args.subnet:
+        return read_subnet(args.subnet, encoder)
+    width = 1.0 if args.width is None else args.width
+    depth = 1.0 if args.depth is None else args.depth
+    subnet = subnet_for(encoder.config, width, depth)
+    if getattr(clf, "space", None) is not None:
+        clf.space.check(width, depth)
+    return subnet
+
+
+def _apply_subnet(clf: Any, args: argparse.Namespace) -> str | None:
+    """Switch ``clf`` to the sub-net the options name; returns its description, or None."""
+    subnet = _resolve_subnet(clf, args)
+    if subnet is None:
+        return None
+    encoder = clf.model.encoder
     clf.model.set_subnet(subnet)
     active, total = encoder.num_parameters(active_only=True), encoder.num_parameters()
     description = f"sub-net {subnet} ({active:,} of {total:,} encoder parameters)"
@@ -292,6 +318,187 @@ def _jsonl_column(text: str, path: Path, column: str) -> list[str]:
             raise AttncoachError(f"{path}: line {number} has no field '{column}'; set --text-column")
         rows.append(str(row[column]))
     return rows
+
+
+# ---------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from attncoach.elastic.export import check_export_dir, export_model_dir
+    from attncoach.eval.inference import SavedClassifier
+    from attncoach.rundir import resolve_model_dir
+
+    if args.subnet is None and args.width is None and args.depth is None:
+        raise AttncoachError("export needs --width/--depth or --subnet")
+    out = check_export_dir(args.out)
+    model_dir = resolve_model_dir(args.path)
+    subnet = _resolve_subnet(SavedClassifier.load(model_dir), args)
+    summary = export_model_dir(model_dir, subnet, out, source_description=_subnet_options_text(args))
+    mb_before, mb_after = summary.source_file_bytes / 1e6, summary.file_bytes / 1e6
+    print(f"exported sub-net {subnet}: {summary.source_parameters:,} -> {summary.parameters:,} parameters, "
+          f"{mb_before:.2f} -> {mb_after:.2f} MB -> {summary.out_dir}")
+    return 0
+
+
+def _subnet_options_text(args: argparse.Namespace) -> str:
+    """The sub-net options as the user gave them, e.g. ``--width 0.5 --depth 0.5``."""
+    if args.subnet:
+        return f"--subnet {args.subnet}"
+    sizes = (("--width", args.width), ("--depth", args.depth))
+    return " ".join(f"{flag} {value:g}" for flag, value in sizes if value is not None)
+
+
+
+# ---------------------------------------------------------------- subnets and search
+def _add_subnets_and_search(sub: Any, common: argparse.ArgumentParser) -> None:
+    sn = sub.add_parser("subnets", parents=[common],
+                        help="measure the sub-net grid of a run: val quality, latency, Pareto front")
+    sn.add_argument("path", metavar="RUN")
+    sn.add_argument("--out", metavar="FILE.json", help="write the rows (with each sub-net) here")
+    sn.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], metavar="B",
+                    help="measure the latency at these batch sizes (default: 1 32)")
+    sn.add_argument("--threads", type=int, help="torch threads while measuring (default: torch's default)")
+    sn.set_defaults(func=cmd_subnets)
+
+    se = sub.add_parser("search", parents=[common],
+                        help="find the best sub-net of a run under a latency or size budget")
+    se.add_argument("path", metavar="RUN")
+    se.add_argument("--max-latency-ms", type=float, metavar="MS", help="budget: milliseconds per batch (measured)")
+    se.add_argument("--batch", type=int, help="batch size of --max-latency-ms (default: 1)")
+    se.add_argument("--max-params", type=float, metavar="N", help="budget: total active parameters")
+    se.add_argument("--out", metavar="FILE.json",
+                    help="write the chosen sub-net here (for eval/predict/export --subnet)")
+    se.add_argument("--seed", type=int, default=0, help="seed of the evolutionary search (default: 0)")
+    se.add_argument("--threads", type=int, help="torch threads while measuring (default: torch's default)")
+    se.add_argument("--json", action="store_true", help="print the result as JSON")
+    se.set_defaults(func=cmd_search)
+
+
+def cmd_subnets(args: argparse.Namespace) -> int:
+    import torch
+
+    from attncoach.atomicfile import atomic_write_json
+    from attncoach.elastic.measure import evaluate_subnets, pareto_front
+    from attncoach.elastic.search import search_space, uniform_grid
+
+    out = _checked_out_path(args.out)
+    if any(size < 1 for size in args.batch_sizes):
+        raise AttncoachError(f"--batch-sizes must be at least 1, got {args.batch_sizes}")
+    batch_sizes = sorted(set(args.batch_sizes))
+    _set_threads(args.threads)
+    clf, val, run = _load_run_and_val(args.path)
+    candidates = uniform_grid(search_space(clf), clf.model.encoder.config)
+    rows = evaluate_subnets(clf, val, candidates, batch_sizes)
+    latency_key = f"latency_ms_b{batch_sizes[-1]}"
+    for row, on_front in zip(rows, pareto_front(rows, costs=(latency_key, "parameters"))):
+        row["pareto"] = on_front
+    conditions = {"run": str(run.path), "split": "val", "examples": len(val), "threads": torch.get_num_threads(),
+                  "batch_sizes": batch_sizes, "pareto_costs": [latency_key, "parameters"]}
+    _print_subnet_rows(rows, batch_sizes, conditions)
+    if out is not None:
+        atomic_write_json(out, {**conditions, "rows": rows})
+        log.info("wrote %d sub-nets to %s", len(rows), out)
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise AttncoachError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def _checked_out_path(out: str | None) -> Path | None:
+    path = Path(out) if out else None
+    if path is not None and not path.parent.is_dir():
+        raise AttncoachError(f"output folder does not exist: {path.parent}")
+    return path
+
+
+def _load_run_and_val(path: str) -> tuple[Any, Any, Any]:
+    """The run's model and its val split; a bare model directory is refused (it has no val split)."""
+    from attncoach.config import load_config
+    from attncoach.data.prepare import prepare_data
+    from attncoach.eval.inference import SavedClassifier
+    from attncoach.rundir import RunDir, resolve_model_dir
+
+    given = Path(path)
+    if (given / "model_config.json").is_file() and not RunDir(given).is_run():
+        raise AttncoachError(f"{given} is a bare model directory: give its run directory "
+                             "(sub-nets are scored on the run's val split)")
+    run = RunDir.existing(given)
+    clf = SavedClassifier.load(resolve_model_dir(run.path))
+    cfg = load_config(run.config)
+    data = prepare_data(cfg.data, cfg.train.seed, tokenizer=clf.tokenizer, labels=clf.labels)
+    val = data.splits["val"]
+    if len(val) == 0:
+        raise AttncoachError(f"run {run.path} has an empty val split: there is nothing to score sub-nets on")
+    return clf, val, run
+
+
+def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], conditions: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sub-nets of {conditions['run']}: val split ({conditions['examples']} examples), "
+                        f"{conditions['threads']} torch thread(s)")
+    columns = ["sub-net", "layers", "heads", "ffn", "params", *(f"b{b} ms" for b in batch_sizes),
+               "val macro-F1", "accuracy", "Pareto"]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "sub-net" else "right")
+    for row in rows:
+        latencies = [f"{row[f'latency_ms_b{b}']:.2f}" for b in batch_sizes]
+        table.add_row(row["name"], str(row["layers"]), str(row["heads"]), str(row["ffn"]), f"{row['parameters']:,}",
+                      *latencies, f"{row['macro_f1']:.4f}", f"{row['accuracy']:.4f}", "✓" if row["pareto"] else "")
+    Console().print(table)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from attncoach.atomicfile import atomic_write_json
+    from attncoach.elastic.search import Budget, search
+
+    if (args.max_latency_ms is None) == (args.max_params is None):
+        raise AttncoachError("give exactly one budget: --max-latency-ms MS or --max-params N")
+    if args.batch is not None and args.max_latency_ms is None:
+        raise AttncoachError("--batch sets the batch size of --max-latency-ms; it does not apply to --max-params")
+    if args.max_params is not None and not (args.max_params > 0 and args.max_params.is_integer()):
+        raise AttncoachError(f"--max-params must be a positive whole number, got {args.max_params:g}")
+    budget = Budget(max_latency_ms=args.max_latency_ms, batch=1 if args.batch is None else args.batch,
+                    max_params=None if args.max_params is None else int(args.max_params))
+    out = _checked_out_path(args.out)
+    _set_threads(args.threads)
+    clf, val, _ = _load_run_and_val(args.path)
+    result = search(clf, val, budget, seed=args.seed)
+    if out is not None:
+        atomic_write_json(out, result["subnet"])  # exactly what read_subnet (--subnet FILE) reads
+        log.info("wrote the sub-net to %s", out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_search_result(result)
+    return 0
+
+
+def _print_search_result(result: dict[str, Any]) -> None:
+    budget = result["budget"]
+    batch = budget["batch"]
+    print(f"best sub-net within {_budget_text(budget)} ({result['search']} search, "
+          f"{result['candidates_evaluated']} candidates scored, {result['threads']} torch thread(s)):")
+    rows = [("chosen", result), ("width only", result["width_only"]), ("depth only", result["depth_only"])]
+    for label, row in rows:
+        if row is None:
+            print(f"  {label:<10}  none within the budget")
+            continue
+        print(f"  {label:<10}  {row['name']:<16} val macro-F1 {row['macro_f1']:.4f}  accuracy {row['accuracy']:.4f}  "
+              f"{row['latency_ms']:.2f} ms at batch {batch} (predicted {row['predicted_latency_ms']:.2f})  "
+              f"{row['parameters']:,} params")
+    print(f"  sub-net: {json.dumps(result['subnet'])}")
+
+
+def _budget_text(budget: dict[str, Any]) -> str:
+    if budget["max_params"] is not None:
+        return f"{budget['max_params']:,} parameters"
+    return f"{budget['max_latency_ms']:g} ms at batch {budget['batch']}"
 
 
 if __name__ == "__main__":

@@ -89,13 +89,13 @@ def rewire(model: TextClassifier, scores: Importance) -> None:
 
 
 def _permute_heads(attn: torch.nn.Module, order: Tensor) -> None:
-    dim, head_dim = attn.dim, attn.head_dim
+    inner, head_dim = attn.heads * attn.head_dim, attn.head_dim  # inner width I, may differ from D
     # output features of q, k and v, grouped by head: (3, H, Dh) -> new head order
-    rows = torch.arange(3 * dim).view(3, attn.heads, head_dim)[:, order].reshape(-1)
+    rows = torch.arange(3 * inner).view(3, attn.heads, head_dim)[:, order].reshape(-1)
     attn.qkv.weight.copy_(attn.qkv.weight[rows])
     if attn.qkv.bias is not None:
         attn.qkv.bias.copy_(attn.qkv.bias[rows])
-    cols = torch.arange(dim).view(attn.heads, head_dim)[order].reshape(-1)
+    cols = torch.arange(inner).view(attn.heads, head_dim)[order].reshape(-1)
     attn.out.weight.copy_(attn.out.weight[:, cols])
 
 

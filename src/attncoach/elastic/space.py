@@ -6,7 +6,8 @@
 from there and refuse sub-nets outside it.
 
 A width ``w`` keeps ``round(w * heads)`` heads and ``round(w * ffn_dim)`` FFN neurons in
-every layer (at least one of each); a depth ``d`` keeps ``round(d * layers)`` layers (at
+every layer (at least one of each; of each layer's own heads and neurons in an exported
+model whose layers differ); a depth ``d`` keeps ``round(d * layers)`` layers (at
 least one), evenly spaced from the first to the last. Heads and neurons are prefixes, so
 after :func:`attncoach.elastic.importance.rewire` they are the most important ones.
 
@@ -119,11 +120,11 @@ def subnet_for(config: EncoderConfig, width: float = 1.0, depth: float = 1.0,
     for name, value in (("width", width), ("depth", depth), ("ffn width", ffn_width)):
         if not 0 < value <= 1:
             raise AttncoachError(f"{name} {value:g} is outside (0, 1]: a sub-net keeps a fraction of the model")
-    heads = max(1, round(width * config.heads))
-    ffn = max(1, round(ffn_width * config.ffn_dim))
+    heads = tuple(max(1, round(width * h)) for h in config.heads_per_layer())
+    ffn = tuple(max(1, round(ffn_width * n)) for n in config.ffn_per_layer())
     count = max(1, round(depth * config.layers))
     layers = tuple(int(i) for i in np.unique(np.round(np.linspace(0, config.layers - 1, count)).astype(int)))
-    return SubnetConfig(layers=layers, heads=(heads,) * config.layers, ffn=(ffn,) * config.layers)
+    return SubnetConfig(layers=layers, heads=heads, ffn=ffn)
 
 
 def read_subnet(path: str | Path, encoder: ElasticEncoder) -> SubnetConfig:

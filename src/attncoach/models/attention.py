@@ -17,17 +17,20 @@ from torch import Tensor, nn
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """Self-attention over ``heads`` heads of size ``dim // heads``.
+    """Self-attention over ``heads`` heads of size ``head_dim`` (default ``dim // heads``).
 
     The input projection is fused: ``qkv.weight`` stacks the query, key and value weights
     along its output dimension in that order, the layout of
-    ``torch.nn.MultiheadAttention.in_proj_weight``.
+    ``torch.nn.MultiheadAttention.in_proj_weight``. The heads together are ``heads * head_dim``
+    wide (the inner width ``I``), which equals ``dim`` unless ``head_dim`` is given, as in an
+    exported sub-net that kept fewer heads.
 
     Args:
-        dim: Model width ``D``; must be divisible by ``heads``.
+        dim: Model width ``D``; must be divisible by ``heads`` unless ``head_dim`` is given.
         heads: Number of attention heads ``H``.
         dropout: Dropout on the attention probabilities (training mode only).
         bias: Whether the projections have biases.
+        head_dim: Width ``Dh`` of each head; ``None`` = ``dim // heads``.
 
     Example:
         >>> attn = MultiHeadSelfAttention(dim=16, heads=4)
@@ -37,17 +40,25 @@ class MultiHeadSelfAttention(nn.Module):
         torch.Size([2, 5, 16])
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        head_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        if dim % heads != 0:
+        if head_dim is None and dim % heads != 0:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         self.dim = dim
         self.heads = heads
-        self.head_dim = dim // heads
+        self.head_dim = dim // heads if head_dim is None else head_dim
+        self.inner_dim = heads * self.head_dim
         self.dropout = dropout
         self.active_heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
-        self.out = nn.Linear(dim, dim, bias=bias)
+        self.qkv = nn.Linear(dim, 3 * self.inner_dim, bias=bias)  # [q; k; v] rows, each (I, D)
+        self.out = nn.Linear(self.inner_dim, dim, bias=bias)
         self.register_buffer("head_gate", torch.ones(heads), persistent=False)
         self._gate_is_identity = True
 
@@ -104,11 +115,11 @@ class MultiHeadSelfAttention(nn.Module):
 
     def _project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.active_heads == self.heads:
-            return self.qkv(x).chunk(3, dim=-1)  # 3 x (B, T, D)
+            return self.qkv(x).chunk(3, dim=-1)  # 3 x (B, T, I)
         # Keep the first k heads of q, k and v: row blocks of the stacked weight, as views.
         width = self.active_heads * self.head_dim
-        weight = self.qkv.weight.view(3, self.dim, self.dim)  # (3, D_out, D_in)
-        bias = None if self.qkv.bias is None else self.qkv.bias.view(3, self.dim)
+        weight = self.qkv.weight.view(3, self.inner_dim, self.dim)  # (3, I, D)
+        bias = None if self.qkv.bias is None else self.qkv.bias.view(3, self.inner_dim)
         return tuple(
             F.linear(x, weight[i, :width], None if bias is None else bias[i, :width])
             for i in range(3)
@@ -125,4 +136,5 @@ class MultiHeadSelfAttention(nn.Module):
         return t.view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, Dh)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, heads={self.heads}, active_heads={self.active_heads}"
+        return (f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, "
+                f"active_heads={self.active_heads}")

@@ -53,7 +53,8 @@ class EncoderConfig:
         vocab_size: Number of token ids.
         dim: Hidden width ``D``.
         layers: Number of encoder layers.
-        heads: Attention heads per layer; ``dim`` must be divisible by it.
+        heads: Attention heads per layer; ``dim`` must be divisible by it unless ``head_dim``
+            is given.
         ffn_dim: Width of the feed-forward hidden layer.
         max_position: Longest sequence the learned position embeddings cover.
         dropout: Dropout on embeddings and on the attention and FFN outputs (residual branches).
@@ -64,6 +65,16 @@ class EncoderConfig:
         layer_norm_eps: Epsilon of every LayerNorm.
         type_vocab_size: Number of token types (BERT segments); 0 disables them.
         pad_id: Id of the padding token; its embedding row starts at zero and gets no grad.
+        head_dim: Width of each attention head; ``None`` = ``dim // heads``.
+        layer_heads: Heads of each layer (one value per layer); ``None`` = ``heads`` in
+            every layer. Set by :func:`attncoach.elastic.export.export_subnet`.
+        layer_ffn: FFN width of each layer; ``None`` = ``ffn_dim`` in every layer.
+
+    Example:
+        >>> config = EncoderConfig(vocab_size=100, dim=32, layers=2, heads=4, head_dim=8,
+        ...                        layer_heads=[4, 1], layer_ffn=[64, 16])
+        >>> config.heads_per_layer(), config.ffn_per_layer(), config.resolved_head_dim()
+        ((4, 1), (64, 16), 8)
     """
 
     vocab_size: int
@@ -79,13 +90,27 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-5
     type_vocab_size: int = 0
     pad_id: int = 0
+    head_dim: int | None = None
+    layer_heads: list[int] | None = None
+    layer_ffn: list[int] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("layer_heads", "layer_ffn"):
+            if isinstance(getattr(self, name), tuple):
+                setattr(self, name, list(getattr(self, name)))  # so that configs compare equal
         for field in dataclasses.fields(self):
             self._check_type(field.name, field.type)
         for name in _POSITIVE_FIELDS:
             self._require(name, getattr(self, name) > 0, "positive")
-        self._require("dim", self.dim % self.heads == 0, f"divisible by heads ({self.heads})")
+        if self.head_dim is None:
+            self._require("dim", self.dim % self.heads == 0, f"divisible by heads ({self.heads})")
+        else:
+            self._require("head_dim", self.head_dim > 0, "positive")
+        for name in ("layer_heads", "layer_ffn"):
+            values = getattr(self, name)
+            if values is not None:
+                rule = f"a list of {self.layers} values (one per layer), each >= 1"
+                self._require(name, len(values) == self.layers and min(values) >= 1, rule)
         self._require("dropout", 0 <= self.dropout < 1, "in [0, 1)")
         self._require("attention_dropout", 0 <= self.attention_dropout < 1, "in [0, 1)")
         self._require("activation", self.activation in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
@@ -93,10 +118,18 @@ class EncoderConfig:
         self._require("pad_id", 0 <= self.pad_id < self.vocab_size, "in [0, vocab_size)")
 
     def _check_type(self, name: str, type_name: str) -> None:
-        # Annotations are strings here (``from __future__ import annotations``).
+        # Annotations are strings here (``from __future__ import annotations``): "int",
+        # "int | None", "list[int] | None".
         value = getattr(self, name)
-        expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[type_name]
-        if isinstance(value, bool) and type_name != "bool" or not isinstance(value, expected):
+        base = type_name.removesuffix(" | None")
+        if value is None and base != type_name:
+            return
+        if base.startswith("list["):
+            item = base[len("list["):-1]
+            ok = isinstance(value, list) and all(_is_instance(v, item) for v in value)
+        else:
+            ok = _is_instance(value, base)
+        if not ok:
             got = f"{type(value).__name__} {value!r}"
             raise ValueError(f"EncoderConfig.{name} must be {type_name}, got {got}")
 
@@ -104,13 +137,29 @@ class EncoderConfig:
         if not ok:
             raise ValueError(f"EncoderConfig.{name} must be {rule}, got {getattr(self, name)!r}")
 
+    def resolved_head_dim(self) -> int:
+        """Width of each attention head: ``head_dim``, else ``dim // heads``."""
+        return self.dim // self.heads if self.head_dim is None else self.head_dim
+
+    def heads_per_layer(self) -> tuple[int, ...]:
+        """Heads of each layer: ``layer_heads``, else ``heads`` in every layer."""
+        if self.layer_heads is None:
+            return (self.heads,) * self.layers
+        return tuple(self.layer_heads)
+
+    def ffn_per_layer(self) -> tuple[int, ...]:
+        """FFN width of each layer: ``layer_ffn``, else ``ffn_dim`` in every layer."""
+        if self.layer_ffn is None:
+            return (self.ffn_dim,) * self.layers
+        return tuple(self.layer_ffn)
+
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-serialisable dict."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EncoderConfig:
-        """Builds a config from :meth:`to_dict` output.
+        """Builds a config from :meth:`to_dict` output; keys added later may be missing.
 
         Raises:
             ValueError: If ``data`` has an unknown key, or a value is invalid.
@@ -119,6 +168,18 @@ class EncoderConfig:
         if "vocab_size" not in data:
             raise ValueError("EncoderConfig needs the key 'vocab_size'")
         return cls(**data)
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": (int, float), "str": str, "bool": bool
+}
+
+
+def _is_instance(value: Any, type_name: str) -> bool:
+    """Whether ``value`` is of the plain type named ``type_name``; a bool is no number."""
+    if isinstance(value, bool) and type_name != "bool":
+        return False
+    return isinstance(value, _TYPES[type_name])
 
 
 def _as_int_tuple(name: str, values: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -275,15 +336,27 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention and FFN blocks with residuals, in pre-LN or post-LN (BERT) order."""
+    """Self-attention and FFN blocks with residuals, in pre-LN or post-LN (BERT) order.
 
-    def __init__(self, config: EncoderConfig) -> None:
+    Args:
+        config: Architecture of the encoder.
+        heads: Heads of this layer; ``None`` = ``config.heads``.
+        ffn_dim: FFN width of this layer; ``None`` = ``config.ffn_dim``.
+    """
+
+    def __init__(
+        self, config: EncoderConfig, heads: int | None = None, ffn_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.attn = MultiHeadSelfAttention(
-            config.dim, config.heads, dropout=config.attention_dropout
+            config.dim,
+            config.heads if heads is None else heads,
+            dropout=config.attention_dropout,
+            head_dim=config.resolved_head_dim(),
         )
         self.attn_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-        self.ffn = FeedForward(config.dim, config.ffn_dim, config.activation)
+        ffn_width = config.ffn_dim if ffn_dim is None else ffn_dim
+        self.ffn = FeedForward(config.dim, ffn_width, config.activation)
         self.ffn_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.norm_first = config.norm_first
@@ -306,14 +379,15 @@ class ElasticEncoder(nn.Module):
     """Transformer encoder whose active layers, heads and FFN widths switch at run time.
 
     Args:
-        config: Architecture of the full model.
+        config: Architecture of the full model; each layer has its own heads and FFN width.
     """
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
-        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.layers))
+        shapes = zip(config.heads_per_layer(), config.ffn_per_layer())
+        self.layers = nn.ModuleList(EncoderLayer(config, h, n) for h, n in shapes)
         # Pre-LN leaves the residual stream unnormalised, so it ends with a LayerNorm.
         self.final_norm = (
             nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
@@ -363,8 +437,8 @@ class ElasticEncoder(nn.Module):
         subnet = SubnetConfig() if subnet is None else subnet
         self.check_subnet(subnet)
         full = self.config
-        heads = subnet.heads if subnet.heads is not None else (full.heads,) * full.layers
-        widths = subnet.ffn if subnet.ffn is not None else (full.ffn_dim,) * full.layers
+        heads = subnet.heads if subnet.heads is not None else full.heads_per_layer()
+        widths = subnet.ffn if subnet.ffn is not None else full.ffn_per_layer()
         for layer, layer_heads, width in zip(self.layers, heads, widths):
             layer.attn.active_heads = layer_heads
             layer.ffn.active_width = width
@@ -378,8 +452,8 @@ class ElasticEncoder(nn.Module):
         if subnet.layers is not None and not all(0 <= i < full.layers for i in subnet.layers):
             message = f"subnet layers {subnet.layers} out of range for a {full.layers}-layer model"
             raise ValueError(message)
-        _check_per_layer("heads", subnet.heads, full.layers, full.heads)
-        _check_per_layer("ffn", subnet.ffn, full.layers, full.ffn_dim)
+        _check_per_layer("heads", subnet.heads, full.heads_per_layer())
+        _check_per_layer("ffn", subnet.ffn, full.ffn_per_layer())
 
     def num_parameters(self, active_only: bool = False) -> int:
         """Counts parameters of the full model, or of the active sub-network only."""
@@ -390,13 +464,16 @@ class ElasticEncoder(nn.Module):
         return count + sum(self.layers[i].num_active_parameters() for i in self._active_layers)
 
 
-def _check_per_layer(name: str, values: tuple[int, ...] | None, layers: int, maximum: int) -> None:
+def _check_per_layer(
+    name: str, values: tuple[int, ...] | None, maxima: tuple[int, ...]
+) -> None:
     if values is None:
         return
+    layers = len(maxima)
     if len(values) != layers:
         message = f"subnet {name} needs one value per layer ({layers}), got {len(values)}: {values}"
         raise ValueError(message)
-    for index, value in enumerate(values):
+    for index, (value, maximum) in enumerate(zip(values, maxima)):
         if not 1 <= value <= maximum:
             raise ValueError(f"subnet {name}[{index}] = {value} must be in [1, {maximum}]")
 

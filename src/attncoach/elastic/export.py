@@ -1,0 +1,234 @@
+"""Export a sub-network as a standalone model whose weights are physically smaller.
+
+:meth:`ElasticEncoder.set_subnet` runs a sub-net by slicing views of the full weights, so the
+file on disk and the memory stay those of the full model. :func:`export_subnet` copies the
+slices instead: the kept layers only and, in each, the first ``k`` heads (their rows of the
+fused ``[q; k; v]`` projection and their columns of the output projection) and the first
+``n`` FFN neurons (rows of ``fc1`` with their biases, columns of ``fc2``). The result is a
+plain :class:`TextClassifier` whose :class:`EncoderConfig` lists each layer's heads and FFN
+width, and it computes what the masked supernet computes.
+
+:func:`export_model_dir` does this for a saved model directory and writes a new one that
+``eval``, ``predict`` and :class:`SavedClassifier` read like any other.
+
+Example:
+    >>> config = EncoderConfig(vocab_size=50, dim=16, layers=3, heads=4, ffn_dim=32)
+    >>> model = TextClassifier(config, num_labels=2)
+    >>> small = export_subnet(model, SubnetConfig(layers=(0, 2), heads=(2, 4, 1), ffn=None))
+    >>> small.encoder.config.layer_heads, small.encoder.config.layer_ffn
+    ([2, 1], [32, 32])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from attncoach import __version__
+from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json, fsync_dir
+from attncoach.errors import AttncoachError
+from attncoach.models.classifier import TextClassifier
+from attncoach.models.encoder import EncoderConfig, SubnetConfig
+
+# How each per-layer tensor keeps the first heads (width w = k * Dh of the inner width I)
+# or the first FFN neurons (n); tensors not listed (norms, output biases) are kept whole.
+_HEAD_SLICES: dict[str, Callable[[Tensor, int], Tensor]] = {
+    "attn.qkv.weight": lambda t, w: t.view(3, -1, t.shape[1])[:, :w].reshape(-1, t.shape[1]),  # (3w, D)
+    "attn.qkv.bias": lambda t, w: t.view(3, -1)[:, :w].reshape(-1),  # (3w,)
+    "attn.out.weight": lambda t, w: t[:, :w],  # (D, w)
+}
+_NEURON_SLICES: dict[str, Callable[[Tensor, int], Tensor]] = {
+    "ffn.fc1.weight": lambda t, n: t[:n],  # (n, D)
+    "ffn.fc1.bias": lambda t, n: t[:n],  # (n,)
+    "ffn.fc2.weight": lambda t, n: t[:, :n],  # (D, n)
+}
+_LAYER_KEY = re.compile(r"encoder\.layers\.(\d+)\.(.+)")
+
+
+def export_subnet(model: TextClassifier, subnet: SubnetConfig) -> TextClassifier:
+    """A new standalone classifier holding copies of ``subnet``'s weights only.
+
+    Embeddings, the final norm and the head are copied whole; dropout settings and the
+    training mode are kept. ``model`` is not changed.
+
+    Args:
+        model: The source classifier (a supernet, or an exported model again).
+        subnet: The sub-network to keep, per layer of ``model``.
+
+    Returns:
+        A classifier on the device and dtype of ``model`` that computes what ``model``
+        computes after ``model.set_subnet(subnet)``.
+
+    Raises:
+        ValueError: If ``subnet`` does not fit ``model``.
+    """
+    source = model.encoder.config
+    model.encoder.check_subnet(subnet)
+    kept = list(subnet.layers) if subnet.layers is not None else list(range(source.layers))
+    heads = subnet.heads if subnet.heads is not None else source.heads_per_layer()
+    ffn = subnet.ffn if subnet.ffn is not None else source.ffn_per_layer()
+    config = _exported_config(source, [heads[i] for i in kept], [ffn[i] for i in kept])
+    exported = TextClassifier.from_config_dict({**model.config_dict(), "encoder": config.to_dict()})
+    new_index = {old: new for new, old in enumerate(kept)}
+    state = {}
+    for key, tensor in model.state_dict().items():
+        match = _LAYER_KEY.fullmatch(key)
+        if match is None:
+            state[key] = tensor
+            continue
+        old = int(match[1])
+        if old in new_index:
+            width = heads[old] * source.resolved_head_dim()
+            sliced = _slice_layer_tensor(match[2], tensor, width, ffn[old])
+            state[f"encoder.layers.{new_index[old]}.{match[2]}"] = sliced
+    exported.load_state_dict(state)  # strict: every exported tensor must come from the source
+    first = next(model.parameters())
+    return exported.to(device=first.device, dtype=first.dtype).train(model.training)
+
+
+def _exported_config(source: EncoderConfig, heads: list[int], ffn: list[int]) -> EncoderConfig:
+    return dataclasses.replace(
+        source,
+        layers=len(heads),
+        heads=max(heads),
+        ffn_dim=max(ffn),
+        head_dim=source.resolved_head_dim(),
+        layer_heads=heads,
+        layer_ffn=ffn,
+    )
+
+
+def _slice_layer_tensor(name: str, tensor: Tensor, head_width: int, neurons: int) -> Tensor:
+    if name in _HEAD_SLICES:
+        return _HEAD_SLICES[name](tensor, head_width)
+    if name in _NEURON_SLICES:
+        return _NEURON_SLICES[name](tensor, neurons)
+    return tensor
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_model_dir` wrote.
+
+    Attributes:
+        out_dir: The new model directory.
+        subnet: The exported sub-network, per layer of the source model.
+        parameters: Parameters of the exported classifier.
+        source_parameters: Parameters of the source classifier.
+        file_bytes: Size of the exported ``model.safetensors``.
+        source_file_bytes: Size of the source ``model.safetensors``.
+    """
+
+    out_dir: Path
+    subnet: SubnetConfig
+    parameters: int
+    source_parameters: int
+    file_bytes: int
+    source_file_bytes: int
+
+
+def check_export_dir(out_dir: str | Path) -> Path:
+    """Refuse an out dir that holds anything or whose parent does not exist.
+
+    Raises:
+        AttncoachError: one line naming the problem.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        raise AttncoachError(f"export folder's parent does not exist: {out_dir.parent}")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise AttncoachError(f"export path {out_dir} exists and is not a directory")
+        if any(out_dir.iterdir()):
+            raise AttncoachError(f"export folder {out_dir} is not empty; choose a new or empty folder")
+    return out_dir
+
+
+def export_model_dir(
+    model_dir: str | Path,
+    subnet: SubnetConfig,
+    out_dir: str | Path,
+    source_description: str | None = None,
+) -> ExportSummary:
+    """Write ``subnet`` of the model in ``model_dir`` as a new, complete model directory.
+
+    The new directory holds ``model.safetensors``, ``model_config.json`` (with an
+    ``"exported_from"`` record and no elastic space: the result is a plain fixed model),
+    ``tokenizer.json`` and ``labels.json``. It is written into a temporary folder beside
+    ``out_dir`` and renamed into place, so a failure leaves nothing behind.
+
+    Args:
+        model_dir: A model directory (the ``model/`` folder of a run).
+        subnet: The sub-network to keep, per layer of the source model.
+        out_dir: A new or empty folder whose parent exists.
+        source_description: How the user named the sub-net (``"--width 0.5"``), recorded in
+            ``"exported_from"``.
+
+    Returns:
+        An :class:`ExportSummary`.
+
+    Raises:
+        AttncoachError: A bad ``out_dir``, a damaged model directory, or a sub-net that does
+            not fit the model.
+
+    Example:
+        >>> export_model_dir("runs/tweets/model", subnet, "runs/tweets-half")  # doctest: +SKIP
+    """
+    from attncoach.eval.inference import MODEL_FORMAT, SavedClassifier
+
+    out_dir = check_export_dir(out_dir)
+    model_dir = Path(model_dir)
+    source = SavedClassifier.load(model_dir)
+    try:
+        exported = export_subnet(source.model, subnet)
+    except ValueError as exc:
+        raise AttncoachError(f"sub-net does not fit {model_dir}: {exc}") from None
+    record: dict[str, Any] = {
+        "model": str(model_dir),
+        "subnet": subnet.to_dict(),
+        "parameters": _count(exported),
+        "source_parameters": _count(source.model),
+    }
+    if source_description is not None:
+        record["named_by"] = source_description
+    config = {"format": MODEL_FORMAT, "attncoach_version": __version__,
+              "model": exported.config_dict(), "max_length": source.max_length, "exported_from": record}
+    _write_dir_atomically(out_dir, lambda tmp: _write_model_files(tmp, model_dir, exported, config))
+    return ExportSummary(out_dir, subnet, record["parameters"], record["source_parameters"],
+                         (out_dir / "model.safetensors").stat().st_size,
+                         (model_dir / "model.safetensors").stat().st_size)
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _write_model_files(folder: Path, model_dir: Path, model: TextClassifier, config: dict[str, Any]) -> None:
+    atomic_save_safetensors(model.state_dict(), folder / "model.safetensors")
+    atomic_write_json(folder / "model_config.json", config)
+    for name in ("tokenizer.json", "labels.json"):
+        shutil.copyfile(model_dir / name, folder / name)
+
+
+def _write_dir_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temporary folder beside ``out_dir``, then rename it to ``out_dir``."""
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)  # left over by a killed export of the same process id
+    tmp.mkdir()
+    try:
+        write(tmp)
+        fsync_dir(tmp)
+        os.replace(tmp, out_dir)  # replaces an empty out_dir, as rename(2) allows
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(out_dir.parent)
