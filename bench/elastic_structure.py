@@ -19,7 +19,8 @@ For one backbone (the main job's scratch model, or MiniLM) on tweets-sentiment, 
 5. **Depth 0.5**: the elastic run's depth-0.5 sub-net vs the separately fine-tuned full model
    with every other layer dropped (layers 0, 2, 4, ...).
 6. **Search**: the best sub-net under a latency budget at batch 32 (60% of the full model's
-   measured latency), vs the best width-only and depth-only sub-nets under the same budget.
+   measured latency), vs the best width-only and depth-only sub-nets under the same budget
+   (candidates scored on val: all of it for scratch, its first 512 examples for MiniLM).
 7. **Export**: the search winner and the w0.5 d0.5 sub-net exported standalone: parameters,
    file size, latency (batch 1 and 32) next to the masked sub-net, and the largest logit gap.
 
@@ -66,6 +67,7 @@ SETUPS = {
     "minilm": ("configs/tweets-minilm.yaml", ["train.max_steps=300", "train.eval_every=100",
                                               "train.early_stopping_patience=null"]),
 }
+FITNESS_EXAMPLES = {"scratch": None, "minilm": 512}  # search: val examples that score each candidate
 ELASTIC = ["elastic.enabled=true", "elastic.per_layer=true", "elastic.ffn_widths=[0.25, 0.5, 0.75, 1.0]"]
 IMPORTANCE_BATCHES = 16
 
@@ -238,7 +240,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        payload = run(args.backbone, work, quick, fitness_examples=256 if args.quick else None)
+        payload = run(args.backbone, work, quick, fitness_examples=256 if args.quick else FITNESS_EXAMPLES[args.backbone])
     save(f"elastic_structure_{args.backbone}", payload, quick=args.quick)
 
 
