@@ -17,7 +17,7 @@ def _elastic_args(tiny_csv: Path, out: Path, steps: int = 60, *extra: str) -> li
             "elastic.widths=[0.25, 0.5, 1.0]", "train.checkpoint_every=20", *extra]
 
 
-def test_elastic_run_trains_the_smallest_subnet_too(tiny_csv, tmp_path):
+def test_elastic_run_trains_the_smallest_subnet_too(tiny_csv, tmp_path, capsys):
     out = tmp_path / "elastic"
     assert main(_elastic_args(tiny_csv, out, 80)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -32,6 +32,14 @@ def test_elastic_run_trains_the_smallest_subnet_too(tiny_csv, tmp_path):
     saved = json.loads((out / "model/model_config.json").read_text())
     assert saved["elastic"] == {"widths": [0.25, 0.5, 1.0], "depths": [0.5, 1.0], "ffn_widths": None,
                                 "per_layer": False}
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", "--width", "0.25", "--depth", "0.5"]) == 0
+    smallest = json.loads(capsys.readouterr().out)
+    assert smallest["macro_f1"] == pytest.approx(elastic["test_smallest"]["macro_f1"])
+    for argv in (["--width", "0.2"], ["--depth", "0.4"]):
+        assert main(["eval", str(out), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "outside the trained space" in err[0], err
 
 
 def test_elastic_run_resumes_to_the_same_result(tiny_csv, tmp_path):
