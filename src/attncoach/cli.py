@@ -442,15 +442,19 @@ def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], condi
 
     table = Table(title=f"sub-nets of {conditions['run']}: val split ({conditions['examples']} examples), "
                         f"{conditions['threads']} torch thread(s)")
-    columns = ["sub-net", "layers", "heads", "ffn", "params", *(f"b{b} ms" for b in batch_sizes),
+    columns = ["sub-net", "layers", "heads/layer", "ffn/layer", "params", *(f"b{b} ms" for b in batch_sizes),
                "val macro-F1", "accuracy", "Pareto"]
     for col in columns:
         table.add_column(col, justify="left" if col == "sub-net" else "right")
     for row in rows:
         latencies = [f"{row[f'latency_ms_b{b}']:.2f}" for b in batch_sizes]
-        table.add_row(row["name"], str(row["layers"]), str(row["heads"]), str(row["ffn"]), f"{row['parameters']:,}",
+        per_layer = [",".join(map(str, row[key])) for key in ("heads_per_layer", "ffn_per_layer")]
+        table.add_row(row["name"], str(row["layers"]), *per_layer, f"{row['parameters']:,}",
                       *latencies, f"{row['macro_f1']:.4f}", f"{row['accuracy']:.4f}", "✓" if row["pareto"] else "")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

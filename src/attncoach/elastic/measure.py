@@ -150,12 +150,14 @@ def _measure_one(clf: Any, split: Any, candidate: Candidate, batch_sizes: Sequen
     return row
 
 
-def subnet_shape(model: TextClassifier) -> dict[str, int]:
-    """Active ``layers``, total active ``heads`` and total active ``ffn`` neurons of the model."""
+def subnet_shape(model: TextClassifier) -> dict[str, Any]:
+    """Active ``layers``, total active ``heads`` and ``ffn`` neurons, and both per kept layer."""
     encoder = model.encoder
     active = [encoder.layers[i] for i in range(len(encoder.layers)) if _is_active(encoder, i)]
-    return {"layers": len(active), "heads": sum(layer.attn.active_heads for layer in active),
-            "ffn": sum(layer.ffn.active_width for layer in active)}
+    heads = [layer.attn.active_heads for layer in active]
+    ffn = [layer.ffn.active_width for layer in active]
+    return {"layers": len(active), "heads": sum(heads), "ffn": sum(ffn),
+            "heads_per_layer": heads, "ffn_per_layer": ffn}
 
 
 def _is_active(encoder: Any, index: int) -> bool:
