@@ -32,6 +32,7 @@ For one backbone (the main job's scratch model, or MiniLM) on tweets-sentiment, 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -62,13 +63,13 @@ WIDTHS = (0.25, 0.5, 0.75, 1.0)
 DEPTHS = (0.5, 1.0)
 SETUPS = {
     # the main job's model and recipe, early stopping off so every run takes the same steps
-    "scratch": ("configs/tweets-sentiment.yaml", ["train.early_stopping_patience=null"]),
+    "scratch": ("configs/tweets-sentiment.yaml", ["train.early_stopping_patience=null", "elastic.enabled=false"]),
     # MiniLM's fine-tuning recipe, shortened: 300 steps (about a third of an epoch)
     "minilm": ("configs/tweets-minilm.yaml", ["train.max_steps=300", "train.eval_every=100",
-                                              "train.early_stopping_patience=null"]),
+                                              "train.early_stopping_patience=null", "elastic.enabled=false"]),
 }
 FITNESS_EXAMPLES = {"scratch": None, "minilm": 512}  # search: val examples that score each candidate
-ELASTIC = ["elastic.enabled=true", "elastic.per_layer=true", "elastic.ffn_widths=[0.25, 0.5, 0.75, 1.0]"]
+ELASTIC = ["elastic.enabled=true", "elastic.random_subnets=1", "elastic.per_layer=true", "elastic.ffn_widths=[0.25, 0.5, 0.75, 1.0]"]
 IMPORTANCE_BATCHES = 16
 
 
@@ -98,13 +99,21 @@ class StandaloneSubnetRecipe(ClassificationRecipe):
         return export_subnet(model, subnet_for(model.encoder.config, self.width, self.depth))
 
 
-def train(setup: str, out: Path, extra: list[str], width: float = 1.0, depth: float = 1.0) -> dict[str, Any]:
-    config, overrides = SETUPS[setup]
-    cfg = load_config(config, [*overrides, *extra, f"output_dir={out}", "log.tensorboard=false"])
-    start = time.perf_counter()
-    metrics = StandaloneSubnetRecipe(cfg, RunDir(out), width, depth).run()
-    wall = time.perf_counter() - start
-    print(f"  trained {out.name}: test macro-F1 {metrics['test']['macro_f1']:.4f} in {wall:.0f} s", flush=True)
+def train(setup: str, out: Path, extra: list[str], width: float = 1.0, depth: float = 1.0,
+          reuse: bool = False) -> dict[str, Any]:
+    """Train one run (or, with ``reuse``, take a finished one and the wall-clock measured when it ran)."""
+    if reuse and (out / "metrics.json").is_file() and (out / "bench_wall.json").is_file():
+        metrics = json.loads((out / "metrics.json").read_text())
+        wall = json.loads((out / "bench_wall.json").read_text())["wall_seconds"]
+        print(f"  reused {out.name}: test macro-F1 {metrics['test']['macro_f1']:.4f}, trained in {wall:.0f} s", flush=True)
+    else:
+        config, overrides = SETUPS[setup]
+        cfg = load_config(config, [*overrides, *extra, f"output_dir={out}", "log.tensorboard=false"])
+        start = time.perf_counter()
+        metrics = StandaloneSubnetRecipe(cfg, RunDir(out), width, depth).run()
+        wall = time.perf_counter() - start
+        (out / "bench_wall.json").write_text(json.dumps({"wall_seconds": wall}))
+        print(f"  trained {out.name}: test macro-F1 {metrics['test']['macro_f1']:.4f} in {wall:.0f} s", flush=True)
     return {"wall_seconds": wall, "train_seconds": metrics["train_seconds"], "steps": metrics["steps"],
             "test_macro_f1": metrics["test"]["macro_f1"], "metrics": metrics}
 
@@ -234,22 +243,31 @@ def main() -> None:
     parser.add_argument("--backbone", choices=sorted(SETUPS), default="scratch")
     parser.add_argument("--quick", action="store_true", help="a few steps per run: proves the script works")
     parser.add_argument("--workdir", help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --workdir: take runs that a previous invocation trained there (and the "
+                             "wall-clock it measured) and redo only the evaluations, search and export")
     args = parser.parse_args()
     logging.getLogger("attncoach").setLevel(logging.WARNING)
     quick = ["train.max_steps=6", "train.eval_every=3"] if args.quick else []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        payload = run(args.backbone, work, quick, fitness_examples=256 if args.quick else FITNESS_EXAMPLES[args.backbone])
+        payload = run(args.backbone, work, quick, fitness_examples=256 if args.quick else FITNESS_EXAMPLES[args.backbone],
+                      reuse=args.reuse)
+    if args.reuse:  # where and when the reused runs were trained
+        previous = Path(__file__).resolve().parent / "results" / f"elastic_structure_{args.backbone}.json"
+        if previous.is_file():
+            before = json.loads(previous.read_text())
+            payload["training_conditions"] = before.get("training_conditions", before["conditions"])
     save(f"elastic_structure_{args.backbone}", payload, quick=args.quick)
 
 
-def run(setup: str, work: Path, quick: list[str], fitness_examples: int | None) -> dict[str, Any]:
+def run(setup: str, work: Path, quick: list[str], fitness_examples: int | None, reuse: bool = False) -> dict[str, Any]:
     info = conditions()
     print(f"separate fine-tunes ({setup}):", flush=True)
-    separate = {(w, d): train(setup, work / f"separate-w{w}-d{d}", quick, w, d) for d in DEPTHS for w in WIDTHS}
+    separate = {(w, d): train(setup, work / f"separate-w{w}-d{d}", quick, w, d, reuse) for d in DEPTHS for w in WIDTHS}
     print("elastic run:", flush=True)
-    elastic_run = train(setup, work / "elastic", [*ELASTIC, *quick])
+    elastic_run = train(setup, work / "elastic", [*ELASTIC, *quick], reuse=reuse)
     full = separate[(1.0, 1.0)]
     elastic_dir, full_dir = work / "elastic" / "model", work / "separate-w1.0-d1.0" / "model"
     elastic = SavedClassifier.load(elastic_dir)
@@ -269,7 +287,9 @@ def run(setup: str, work: Path, quick: list[str], fitness_examples: int | None) 
     exports = export_rows(elastic_dir, {"search winner": SubnetConfig.from_dict(found["subnet"]),
                                         "w0.50 d0.50": subnet_for(elastic.model.encoder.config, 0.5, 0.5)},
                           data, work)
-    return {"benchmark": "elastic_structure", "backbone": setup, "conditions": info, "cost": costs,
+    return {"benchmark": "elastic_structure", "backbone": setup, "quick": bool(quick), "conditions": info,
+            "reused_training": reuse,
+            "cost": costs,
             "grid": grid, "rewiring": rewiring, "depth": depth, "search": found, "export": exports,
             "separate_runs": {f"w{w} d{d}": {k: v for k, v in r.items() if k != "metrics"}
                               for (w, d), r in separate.items()},

@@ -147,6 +147,18 @@ def test_search_on_a_per_layer_space_is_deterministic(clf, split):
     assert one["parameters"] <= budget.max_params
 
 
+@pytest.mark.parametrize("fitness_examples", [None, 8])
+def test_evolutionary_search_is_never_worse_than_the_uniform_baselines(clf, split, fitness_examples):
+    clf.space = ElasticSpace(widths=(0.25, 0.5, 0.75, 1.0), depths=(0.5, 1.0), ffn_widths=(0.25, 1.0),
+                             per_layer=True)
+    budget = Budget(max_params=(active_parameters(clf.model)[1] * 2) // 3)
+    result = search(clf, split, budget, seed=0, repeats=1, fitness_examples=fitness_examples)
+    assert result["search"] == "evolutionary"
+    for baseline in ("width_only", "depth_only"):
+        if result[baseline] is not None:
+            assert result["macro_f1"] >= result[baseline]["macro_f1"], baseline
+
+
 def test_impossible_budgets_name_the_closest_subnet(clf, split):
     with pytest.raises(AttncoachError, match=r"no sub-net meets 10 parameters: the smallest, w0.25 d0.50, has"):
         search(clf, split, Budget(max_params=10), repeats=1)

@@ -4,7 +4,10 @@ The candidates come from the model's :class:`~attncoach.elastic.space.ElasticSpa
 every uniform width x depth (x FFN width, when ``ffn_widths`` is set) and, when
 ``per_layer`` is set, every choice of width per kept layer (Mix'n'Match). A space of at
 most ``EXHAUSTIVE_LIMIT`` candidates is searched exhaustively, a larger one by an
-evolutionary search (seeded; Once-for-All, Cai et al., 2020). Quality is the val macro-F1.
+evolutionary search (seeded; Once-for-All, Cai et al., 2020) whose first generation is the
+uniform grid. Quality is the val macro-F1; with ``fitness_examples`` the evolution scores
+on a subset of val, and the best of it plus every uniform sub-net within reach are scored
+again on all of val before the winner is chosen.
 
 A small least-squares latency model (``ms ~ a + b * encoder parameters + c * layers``),
 calibrated on a few measured uniform sub-nets, skips candidates that are clearly over a
@@ -39,6 +42,7 @@ log = logging.getLogger("attncoach")
 EXHAUSTIVE_LIMIT = 64  # spaces with more candidates are searched by evolution
 PRUNE_FACTOR = 1.25  # a predicted latency above budget * this is "clearly over budget"
 CALIBRATION_POINTS = 5  # uniform sub-nets measured to fit the latency model
+RESCORED = 12  # with fitness_examples: candidates rescored on the whole split at the end
 
 
 @dataclass(frozen=True)
@@ -215,9 +219,11 @@ def evolve(space: ElasticSpace, config: EncoderConfig, fitness: Callable[[Candid
         return scores[candidate.subnet][1]
 
     genes = config.layers if space.per_layer else 1
-    smallest = Genome(space.depths[0], (space.widths[0],) * genes,
-                      None if space.ffn_widths is None else (space.ffn_widths[0],) * genes)
-    genomes = [smallest] + [_random_genome(space, genes, rng) for _ in range(population - 1)]
+    # the first generation holds every uniform sub-net (the grid), then random ones: the
+    # search starts from the grid and can only improve on it
+    uniform = [Genome(g.depth, g.widths * genes, None if g.ffn_widths is None else g.ffn_widths * genes)
+               for g in uniform_genomes(space)]
+    genomes = uniform + [_random_genome(space, genes, rng) for _ in range(max(0, population - len(uniform)))]
     for _ in range(generations):
         parents = sorted(genomes, key=score, reverse=True)[:max(2, population // 2)]
         children = [_mutate(_crossover(parents[rng.integers(len(parents))], parents[rng.integers(len(parents))], rng),
@@ -383,12 +389,17 @@ class BudgetSearch:
             method, examples = "exhaustive", None
             pool = [c for c in all_candidates(self.space, self.config) if not self.clearly_over(c)]
         else:
-            method, examples = "evolutionary", self.fitness_examples
+            method = "evolutionary"
             log.info("the space has %d sub-nets: evolutionary search (seed %d)", size, self.seed)
             scores = evolve(self.space, self.config, self._fitness, seed=self.seed)
             pool = [c for c, fit in scores.values() if fit > -math.inf]
+            if self.fitness_examples is not None:  # scores on a subset are noisy: rescore the best on all of it
+                pool = sorted(pool, key=lambda c: -self.quality(c, self.fitness_examples)["macro_f1"])[:RESCORED]
+            # the uniform sub-nets within reach always compete on the whole split (the width-only and
+            # depth-only baselines are among them, so the winner is never worse than those)
+            pool = _unique(iter([*pool, *(c for c in uniform_grid(self.space, self.config) if not self.clearly_over(c))]))
         log.info("%s search: %d candidates within reach of %s", method, len(pool), self.budget)
-        return sorted(pool, key=lambda c: (-self.quality(c, examples)["macro_f1"], self.estimated_ms(c))), method
+        return sorted(pool, key=lambda c: (-self.quality(c)["macro_f1"], self.estimated_ms(c))), method
 
     def _fitness(self, candidate: Candidate) -> float:
         if self.clearly_over(candidate):

@@ -125,10 +125,11 @@ class InPlaceDistillation:
         self.label_smoothing = label_smoothing
 
     def accumulate(self, model: TextClassifier, ids: Tensor, mask: Tensor, gold: Tensor, step: int,
-                   autocast: Callable[[], contextlib.AbstractContextManager]) -> SandwichLosses:
+                   autocast: Callable[[], contextlib.AbstractContextManager], scale: float = 1.0) -> SandwichLosses:
         """Forward and backward every sub-net of ``step`` on the batch; leaves the full model active.
 
-        The caller zeroes the gradients before and clips and steps after.
+        The caller zeroes the gradients before and clips and steps after; ``scale``
+        multiplies every loss before its backward (1 / accumulation for micro-batches).
         """
         subnets = self.sampler.sample(step)
         teacher_logits = teacher_hidden = None
@@ -146,7 +147,7 @@ class InPlaceDistillation:
                     loss = self._distillation_loss(logits, hidden, teacher_logits, teacher_hidden, bool_mask)
                 if index == 0:
                     teacher_logits, teacher_hidden = logits.detach(), hidden.detach()
-                loss.backward()
+                (loss * scale).backward()
                 losses.append(loss.item())
         finally:
             model.set_subnet(None)
