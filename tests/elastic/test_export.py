@@ -217,12 +217,17 @@ def test_export_model_dir_fills_an_empty_folder(model_dir, tmp_path):
 
 @pytest.mark.parametrize(("out", "message"), [
     ("model", "not empty"),
-    ("missing/small", "parent does not exist"),
+    ("model/model.safetensors/small", "which is a file"),
 ])
 def test_export_model_dir_refuses_a_bad_out_dir(model_dir, tmp_path, out, message):
     with pytest.raises(AttncoachError, match=message):
         export_model_dir(model_dir, SubnetConfig(), tmp_path / out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_export_model_dir_makes_missing_parent_folders(model_dir, tmp_path):
+    export_model_dir(model_dir, SubnetConfig(layers=(1,)), tmp_path / "models" / "v1" / "small")
+    assert (tmp_path / "models" / "v1" / "small" / "model.safetensors").is_file()
 
 
 def test_export_model_dir_leaves_nothing_when_the_subnet_does_not_fit(model_dir, tmp_path):

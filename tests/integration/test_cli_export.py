@@ -57,7 +57,7 @@ def test_bad_exports_are_refused_and_leave_nothing(run, tmp_path, capsys):
         ([str(run), "--width", "0", "--out", "OUT"], "outside (0, 1]"),
         ([str(run), "--subnet", str(tmp_path / "big.json"), "--out", "OUT"], "does not match the model"),
         ([str(run), "--width", "0.5", "--out", str(tmp_path / "taken")], "is not empty"),
-        ([str(run), "--width", "0.5", "--out", str(tmp_path / "no" / "OUT")], "parent does not exist"),
+        ([str(run), "--width", "0.5", "--out", str(tmp_path / "big.json" / "OUT")], "which is a file"),
         ([str(tmp_path / "nope"), "--width", "0.5", "--out", "OUT"], "not found"),
     ]
     before = _checksums(tmp_path)

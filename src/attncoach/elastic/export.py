@@ -137,14 +137,15 @@ class ExportSummary:
 
 
 def check_export_dir(out_dir: str | Path) -> Path:
-    """Refuse an out dir that holds anything or whose parent does not exist.
+    """Refuse an out dir that holds anything, or that cannot be a folder (missing parents are made later).
 
     Raises:
         AttncoachError: one line naming the problem.
     """
     out_dir = Path(out_dir)
-    if not out_dir.parent.is_dir():
-        raise AttncoachError(f"export folder's parent does not exist: {out_dir.parent}")
+    blocking = next((parent for parent in out_dir.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise AttncoachError(f"export path {out_dir} lies under {blocking}, which is a file, not a folder")
     if out_dir.exists():
         if not out_dir.is_dir():
             raise AttncoachError(f"export path {out_dir} exists and is not a directory")
@@ -221,6 +222,10 @@ def _write_model_files(folder: Path, model_dir: Path, model: TextClassifier, con
 
 def _write_dir_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Run ``write`` on a temporary folder beside ``out_dir``, then rename it to ``out_dir``."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AttncoachError(f"cannot create the export folder's parent {out_dir.parent}: {exc.strerror}") from None
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)  # left over by a killed export of the same process id
     tmp.mkdir()
