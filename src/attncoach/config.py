@@ -66,6 +66,14 @@ class ModelConfig:
 
 
 @dataclass
+class TargetConfig:
+    """Stop training once a val metric reaches a value."""
+
+    metric: str = "macro_f1"  # macro_f1 | accuracy (on val)
+    value: float = 1.0
+
+
+@dataclass
 class TrainConfig:
     """The optimisation recipe."""
 
@@ -91,6 +99,7 @@ class TrainConfig:
     threads: Optional[int] = None  # torch intra-op threads; None = torch's default
     bucket_size: int = 64  # batches per length bucket window (1 = sort-free shuffling)
     eval_batch_size: int = 256
+    target: Optional[TargetConfig] = None  # e.g. {metric: macro_f1, value: 0.8}: stop when val reaches it
 
 
 @dataclass
@@ -112,6 +121,15 @@ class ElasticConfig:
 
 
 @dataclass
+class CoachConfig:
+    """The coach: policies that adapt hyperparameters from training signals (attncoach.coach)."""
+
+    enabled: bool = False
+    policies: Optional[list[Any]] = None  # names or {name: {parameter: value}}; None = the default set
+    noise_every: int = 10  # steps between gradient-noise measurements (when batch_growth is on)
+
+
+@dataclass
 class LogConfig:
     """What the run reports and where."""
 
@@ -128,6 +146,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
+    coach: CoachConfig = field(default_factory=CoachConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -201,6 +220,10 @@ def apply_override(cfg: RunConfig, item: str) -> None:
     parts = dotted.split(".")
     for depth, part in enumerate(parts[:-1]):
         child = getattr(target, part, None) if dataclasses.is_dataclass(target) else None
+        if child is None and dataclasses.is_dataclass(target) and part in {f.name for f in dataclasses.fields(target)}:
+            child = _optional_section(type(target), part)  # e.g. train.target.value=0.8 creates train.target
+            if child is not None:
+                setattr(target, part, child)
         if child is None or not dataclasses.is_dataclass(child) or part.startswith("_"):
             raise AttncoachError(f"unknown config key '{'.'.join(parts[:depth + 1])}'")
         target = child
@@ -210,6 +233,13 @@ def apply_override(cfg: RunConfig, item: str) -> None:
         raise AttncoachError(f"unknown config key '{dotted}'")
     hint = typing.get_type_hints(type(target))[name]
     setattr(target, name, _coerce(hint, value, dotted))
+
+
+def _optional_section(cls: type, name: str) -> Any:
+    """A default instance of an ``Optional[SomeSection]`` field, or None for other fields."""
+    hint = typing.get_type_hints(cls)[name]
+    sections = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    return sections[0]() if sections else None
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
@@ -328,6 +358,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
     _check(cfg.log.every >= 1, "log.every", "must be at least 1")
     _validate_elastic(cfg)
+    _validate_coach(cfg)
 
 
 def _validate_elastic(cfg: RunConfig) -> None:
@@ -341,6 +372,19 @@ def _validate_elastic(cfg: RunConfig) -> None:
     _check(e.temperature > 0, "elastic.temperature", "must be positive")
     _check(e.hidden_weight >= 0, "elastic.hidden_weight", "must be non-negative")
     _check(e.rewire_batches >= 1, "elastic.rewire_batches", "must be at least 1")
+
+
+def _validate_coach(cfg: RunConfig) -> None:
+    target = cfg.train.target
+    if target is not None:
+        _check(target.metric in ("macro_f1", "accuracy"), "train.target.metric",
+               f"must be macro_f1 or accuracy, got {target.metric!r}")
+        _check(0 < target.value <= 1, "train.target.value", "must be in (0, 1]")
+    _check(cfg.coach.noise_every >= 1, "coach.noise_every", "must be at least 1")
+    if cfg.coach.enabled or cfg.coach.policies is not None:
+        from attncoach.coach.coach import build_policies
+
+        build_policies(cfg.coach.policies)  # unknown names, parameters, bounds: refused before training
 
 
 def _check(ok: bool, key: str, message: str) -> None:

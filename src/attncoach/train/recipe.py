@@ -8,6 +8,7 @@ killed at any moment and resumed ends with the same metrics as one never interru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from attncoach import __version__
+from attncoach.coach.session import CoachSession, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
 from attncoach.data.batching import LengthBucketBatchSampler, collate
 from attncoach.data.prepare import PreparedData, prepare_data
@@ -56,6 +58,7 @@ class TrainerState:
     best_step: int = 0
     evals_since_best: int = 0
     stopped_early: bool = False
+    stop_reason: str | None = None  # why training ended before its last step
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -110,6 +113,9 @@ class ClassificationRecipe:
         self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
         self.supernet = self._setup_elastic()
         self.optimizer = make_optimizer(self.model, t)
+        self.coach = self._setup_coach()
+        self.micro, self.micro_losses = 0, []  # micro-batches accumulated towards the next optimizer step
+        self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler.batches(0))
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
@@ -120,6 +126,8 @@ class ClassificationRecipe:
         else:
             self._save_run_files()
         self.logger = make_logger(self.cfg.log.tensorboard, self.run_dir.tb)
+        if self.coach is not None:
+            self.coach.coach.logger = self.logger
         n_params = sum(p.numel() for p in self.model.parameters())
         enc = self.model.encoder.config
         log.info("model: %d layers, dim %d, %d heads, %s parameters; %d steps (%d per epoch), device %s%s",
@@ -183,6 +191,15 @@ class ClassificationRecipe:
                  e.distill)
         return InPlaceDistillation(sampler, e.distill, e.temperature, e.hidden_weight, self.cfg.train.label_smoothing)
 
+    def _setup_coach(self) -> CoachSession | None:
+        """The coach when coach.enabled: its policies, knobs and signal tracker."""
+        if not self.cfg.coach.enabled:
+            return None
+        session = CoachSession(self.cfg.coach, self.model, self.optimizer, self.cfg.train.weight_decay,
+                               self.run_dir.path / "coach.jsonl", elastic=self.supernet is not None)
+        log.info("coach: %s", ", ".join(session.coach.names))
+        return session
+
     def _rewire(self, batches: int) -> None:
         """Reorder heads and FFN neurons by importance so that every prefix sub-net keeps the best ones."""
         train = self.data.splits["train"]
@@ -216,6 +233,8 @@ class ClassificationRecipe:
             self.model.load_state_dict(ckpt.model)
             self.optimizer.load_state_dict(ckpt.optimizer)
             self.state = TrainerState(**ckpt.state["trainer"])
+            if self.coach is not None:
+                self.coach.load_state_dict(ckpt.state["coach"], self.state.step)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AttncoachError(f"checkpoint {path} does not match this run ({first})") from None
@@ -243,6 +262,9 @@ class ClassificationRecipe:
         started = time.perf_counter()
         base = s.train_seconds
         loss_ema = None
+        self.checkpoint_due = False
+        if self.coach is not None:
+            self.coach.take_snapshot(s.step)
         with TrainingProgress(self.total_steps, s.step, enabled=not self.quiet) as bar:
             while s.step < self.total_steps and not s.stopped_early:
                 batches = self.sampler.batches(s.epoch)
@@ -256,16 +278,18 @@ class ClassificationRecipe:
                     s.tokens_seen += int(batch["attention_mask"].sum())
                     loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
                     if s.step % self.cfg.log.every == 0:
-                        scalars = {"loss": loss, "lr": self.current_lr, "grad_norm": grad_norm}
-                        if self.supernet is not None:
-                            scalars["loss_smallest"] = self.smallest_loss
-                        self.logger.scalars(s.step, scalars, prefix="train/")
+                        self.logger.scalars(s.step, self._train_scalars(loss, grad_norm), prefix="train/")
                     bar.update(s.step, loss=loss_ema)
                     if s.step % self.eval_every == 0 or s.step == self.total_steps:
                         tick = time.perf_counter()
                         self.evaluate_and_track(bar)
                         s.eval_seconds += time.perf_counter() - tick
-                    if s.step % self.checkpoint_every == 0 or s.step == self.total_steps or s.stopped_early:
+                    if s.stopped_early:  # a partial accumulation is dropped: no more steps follow
+                        self.micro, self.micro_losses = 0, []
+                    due = s.step % self.checkpoint_every == 0 or s.step == self.total_steps or s.stopped_early
+                    self.checkpoint_due = self.checkpoint_due or due
+                    if self.checkpoint_due and self.micro == 0:  # never inside a gradient accumulation
+                        self.checkpoint_due = False
                         s.train_seconds = base + time.perf_counter() - started
                         tick = time.perf_counter()
                         self.save_checkpoint()
@@ -277,33 +301,95 @@ class ClassificationRecipe:
                     s.batch_in_epoch = 0
         s.train_seconds = base + time.perf_counter() - started
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
-        """One optimizer step; returns the loss and the gradient norm before clipping."""
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float | None]:
+        """One micro-batch forward and backward, and the optimizer step once the accumulation is complete.
+
+        Returns:
+            The micro-batch's loss, and the gradient norm before clipping (None when no
+            optimizer step was due).
+        """
+        accumulation = self.coach.knobs.accumulation if self.coach is not None else 1
+        if self.micro == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        loss = self._forward_backward(batch, 1.0 / accumulation)
+        self.micro += 1
+        self.micro_losses.append(loss)
+        last = self.state.step + 1 >= self.total_steps
+        if self.micro < accumulation and not last:
+            return loss, None
+        if self.micro < accumulation:  # the run ends inside an accumulation: average what there is
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(accumulation / self.micro)
+        return loss, self._update(batch["labels"].shape[0] * self.micro)
+
+    def _forward_backward(self, batch: dict[str, torch.Tensor], scale: float) -> float:
+        """Forward and backward of one micro-batch, its loss scaled by ``scale``; returns the loss."""
         t = self.cfg.train
-        factor = lr_factor(self.state.step, self.total_steps, self.warmup_steps, t.schedule)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.supernet is not None:
+            losses = self.supernet.accumulate(self.model, batch["input_ids"], batch["attention_mask"],
+                                              batch["labels"], self.state.step,
+                                              lambda: autocast_for(self.device, self.bf16), scale=scale)
+            self.smallest_loss = losses.smallest
+            return losses.largest
+
+        def loss_of(part: dict[str, torch.Tensor]) -> torch.Tensor:
+            with autocast_for(self.device, self.bf16):
+                logits = self.model(part["input_ids"], part["attention_mask"])
+            return F.cross_entropy(logits.float(), part["labels"], label_smoothing=t.label_smoothing)
+
+        if (self.coach is not None and self.micro == 0 and batch["labels"].shape[0] >= 2
+                and self.coach.wants_noise(self.state.step)):
+            loss, half_sq, full_sq = measure_noise_halves(loss_of, batch, scale, self.coach.params)
+            self.coach.record_noise(half_sq, full_sq, batch["labels"].shape[0])
+            return loss
+        loss = loss_of(batch)
+        (loss * scale).backward()
+        return loss.item()
+
+    def _update(self, examples: int) -> float:
+        """Clip, let the coach look, step; returns the gradient norm before clipping."""
+        s, t = self.state, self.cfg.train
+        loss = sum(self.micro_losses) / len(self.micro_losses)
+        self.micro, self.micro_losses = 0, []
+        clip = t.grad_clip if t.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        scale = 1.0
+        if self.coach is not None:
+            action = self.coach.before_update(s.step + 1, s.examples_seen, loss, grad_norm, examples)
+            if action == "skip":
+                return grad_norm
+            if action == "stop":
+                self._stop(self.coach.coach.stop_reason or "stopped by the coach")
+                return grad_norm
+            scale = self.coach.knobs.lr_scale
+        factor = lr_factor(s.step, self.total_steps, self.warmup_steps, t.schedule) * scale
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         self.current_lr = t.lr * factor
-        ids = batch["input_ids"].to(self.device, non_blocking=True)
-        mask = batch["attention_mask"].to(self.device, non_blocking=True)
-        gold = batch["labels"].to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
+        with self.coach.step_context(s.step + 1, loss) if self.coach is not None else contextlib.nullcontext():
+            self.optimizer.step()
+        return grad_norm
+
+    def _train_scalars(self, loss: float, grad_norm: float | None) -> dict[str, float]:
+        scalars = {"loss": loss, "lr": self.current_lr}
+        if grad_norm is not None:
+            scalars["grad_norm"] = grad_norm
         if self.supernet is not None:
-            losses = self.supernet.accumulate(self.model, ids, mask, gold, self.state.step,
-                                              lambda: autocast_for(self.device, self.bf16))
-            loss_value, self.smallest_loss = losses.largest, losses.smallest
-        else:
-            with autocast_for(self.device, self.bf16):
-                logits = self.model(ids, mask)
-            loss = F.cross_entropy(logits.float(), gold, label_smoothing=t.label_smoothing)
-            loss.backward()
-            loss_value = loss.item()
-        if t.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-        else:
-            grad_norm = torch.zeros(())
-        self.optimizer.step()
-        return loss_value, float(grad_norm)
+            scalars["loss_smallest"] = self.smallest_loss
+        if self.coach is not None:
+            tracker = self.coach.tracker
+            extra = {"noise_scale": tracker.noise_scale(), "update_ratio": self.coach.update_ratio,
+                     "lr_scale": self.coach.knobs.lr_scale, "batch": self.cfg.train.batch_size * self.coach.knobs.accumulation}
+            scalars.update({k: v for k, v in extra.items() if v is not None})
+        return scalars
+
+    def _stop(self, reason: str) -> None:
+        s = self.state
+        if not s.stopped_early:
+            s.stopped_early, s.stop_reason = True, reason
+            log.info("stopping at step %d: %s (best val %.4f at step %d)", s.step, reason, s.best_metric, s.best_step)
 
     def evaluate_and_track(self, bar: TrainingProgress) -> None:
         """Evaluate on val, keep the best model, count evaluations towards early stopping."""
@@ -333,11 +419,21 @@ class ClassificationRecipe:
         smallest_note = f" smallest {entry['val_macro_f1_smallest']:.4f}" if self.supernet is not None else ""
         bar.note(f"step {s.step}: val macro-F1 {metrics['macro_f1']:.4f}{smallest_note} acc {metrics['accuracy']:.4f} "
                  f"loss {metrics['loss']:.4f}{'  (best)' if improved else ''}", val_f1=s.best_metric)
+        if self.coach is not None:
+            first = collate(val.ids[:64]) if len(val.ids) else None
+            if self.coach.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first):
+                self._stop(self.coach.coach.stop_reason or "stopped by the coach")
+            if self.coach.last_entropy:
+                self.logger.scalars(s.step, {f"attention_entropy/layer{i}": v
+                                             for i, v in enumerate(self.coach.last_entropy)}, prefix="val/")
+        target = t.target
+        if target is not None and metrics[target.metric] >= target.value:
+            self._stop(f"target reached: val {target.metric} {metrics[target.metric]:.4f} >= {target.value:g}")
         patience = t.early_stopping_patience
+        if self.coach is not None and self.coach.coach.wants("plateau") is not None:
+            patience = None  # the plateau policy decays first and stops when it has nothing left to try
         if patience is not None and s.evals_since_best >= patience:
-            s.stopped_early = True
-            log.info("early stop at step %d: no val macro-F1 gain in %d evaluations (best %.4f at step %d)",
-                     s.step, patience, s.best_metric, s.best_step)
+            self._stop(f"early stop: no val macro-F1 gain in {patience} evaluations")
 
     def _evaluate_smallest(self, val: Any) -> dict[str, Any]:
         self.model.set_subnet(self.supernet.sampler.sample(0)[1])
@@ -369,8 +465,10 @@ class ClassificationRecipe:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
-        self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng,
-                        {"trainer": to_plain(self.state), "config": to_dict(self.cfg)})
+        state = {"trainer": to_plain(self.state), "config": to_dict(self.cfg)}
+        if self.coach is not None:
+            state["coach"] = self.coach.state_dict()
+        self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng, state)
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> dict[str, Any]:
@@ -384,10 +482,21 @@ class ClassificationRecipe:
                                           t.eval_batch_size, self.device, self.bf16)
         if self.supernet is not None:
             results["elastic"] = self._finish_elastic()
+        if self.coach is not None:
+            results["coach"] = self.coach.coach.summary()
+            for line in self.coach.coach.summary_lines():
+                log.info(line)
+        if t.target is not None:
+            best = max((h[f"val_{t.target.metric}"] for h in s.history), default=None)
+            results["target"] = {"metric": t.target.metric, "value": t.target.value, "best": best,
+                                 "reached": best is not None and best >= t.target.value}
+            if not results["target"]["reached"]:
+                log.info("target val %s %g not reached; best %s", t.target.metric, t.target.value, best)
         metrics = {**results, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
                    "checkpoint_seconds": round(s.checkpoint_seconds, 3), "examples_seen": s.examples_seen,
                    "tokens_seen": s.tokens_seen, "steps": s.step, "epochs": round(s.step / self.steps_per_epoch, 3),
-                   "best_step": s.best_step, "stopped_early": s.stopped_early, "history": s.history}
+                   "best_step": s.best_step, "stopped_early": s.stopped_early, "stop_reason": s.stop_reason,
+                   "history": s.history}
         atomic_write_json(self.run_dir.metrics, metrics)
         self.logger.scalars(s.step, {"macro_f1": results["test"]["macro_f1"],
                                      "accuracy": results["test"]["accuracy"]}, prefix="test/")

@@ -1,0 +1,66 @@
+"""Divergence guard: a non-finite or exploding loss rolls the run back instead of ending it.
+
+When the loss or the gradient is NaN/inf, or the loss jumps above ``spike_factor`` x its
+EMA, the step is not taken: the model and optimizer go back to the last good snapshot
+(kept in memory by the coach every ``snapshot_every`` steps), the LR scale is multiplied
+by ``lr_factor``, and the batch is skipped. After ``max_rollbacks`` the guard stops the
+run with a clear reason rather than looping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from attncoach.coach.policies.base import Decision, Knobs, Policy, check_positive, register_policy
+from attncoach.errors import AttncoachError
+
+
+@register_policy("divergence_guard")
+@dataclass
+class DivergenceGuard(Policy):
+    """Roll back to the last good state on a NaN or a loss spike, with a lower LR.
+
+    Args:
+        spike_factor: a loss above this many times its EMA counts as divergence (> 1).
+        lr_factor: LR scale multiplier after a rollback, in (0, 1].
+        snapshot_every: optimizer steps between in-memory snapshots of the good state.
+        warmup: steps before loss spikes count (the EMA needs to settle); NaN always counts.
+        max_rollbacks: rollbacks before the run is stopped.
+    """
+
+    spike_factor: float = 5.0
+    lr_factor: float = 0.5
+    snapshot_every: int = 50
+    warmup: int = 50
+    max_rollbacks: int = 20
+
+    def __post_init__(self) -> None:
+        check_positive(self.name, snapshot_every=self.snapshot_every, max_rollbacks=self.max_rollbacks)
+        if not self.spike_factor > 1:
+            raise AttncoachError(f"coach policy {self.name}: spike_factor must be > 1, got {self.spike_factor!r}")
+        if not 0 < self.lr_factor <= 1:
+            raise AttncoachError(f"coach policy {self.name}: lr_factor must be in (0, 1], got {self.lr_factor!r}")
+        self._rollbacks = 0
+
+    def observe(self, signals, knobs: Knobs) -> list[Decision]:
+        if signals.evaluated:
+            return []
+        loss, ema = signals.loss, signals.loss_ema
+        if signals.nonfinite or loss is None or not math.isfinite(loss):
+            why = "non-finite loss or gradient"
+        elif ema is not None and signals.step > self.warmup and loss > self.spike_factor * ema:
+            why = f"loss {loss:.3g} is above {self.spike_factor:g}x its average {ema:.3g}"
+        else:
+            return []
+        seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
+        self._rollbacks += 1
+        if self._rollbacks > self.max_rollbacks:
+            return [Decision(signals.step, self.name, "stop", False, True,
+                             f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue", seen)]
+        old = knobs.lr_scale
+        knobs.lr_scale = old * self.lr_factor
+        return [Decision(signals.step, self.name, "rollback", signals.step, None,
+                         f"{why}: back to the last good state, batch skipped", seen),
+                Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
+                         f"{why}: lower LR after the rollback", seen)]

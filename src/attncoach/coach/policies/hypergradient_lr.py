@@ -1,0 +1,59 @@
+"""Hypergradient LR: learn the learning rate from the gradients themselves.
+
+Baydin et al. 2018 ("Online learning rate adaptation with hypergradient descent"): the
+derivative of the loss with respect to the LR is ``-g_t . d_{t-1}``, the dot product of the
+current gradient with the previous update direction. Adam-HD uses Adam's update as that
+direction, which is what we measure (the weights' actual change). We use the
+multiplicative, normalised form ``scale *= 1 + beta * cos(g_t, -update_{t-1})``: the step
+is bounded by ``beta`` whatever the gradient's size, and the scale is clipped to
+``[min_scale, max_scale]`` of the configured LR, so it can neither go negative nor run
+away (the failure its users report with the additive form).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attncoach.coach.policies.base import Decision, Knobs, Policy, check_bounds, check_positive, register_policy
+
+
+@register_policy("hypergradient_lr")
+@dataclass
+class HypergradientLR(Policy):
+    """Scale the LR up while successive steps agree, down while they undo each other.
+
+    Args:
+        beta: relative LR change per step at full agreement (cosine 1).
+        min_scale: lower bound of the LR scale (times the configured, scheduled LR).
+        max_scale: upper bound.
+        log_change: log a decision when the scale has moved this much (relative) since
+            the last logged one; the knob itself moves every step.
+    """
+
+    beta: float = 0.002
+    min_scale: float = 0.1
+    max_scale: float = 10.0
+    log_change: float = 0.25
+
+    def __post_init__(self) -> None:
+        check_positive(self.name, beta=self.beta, min_scale=self.min_scale, log_change=self.log_change)
+        check_bounds(self.name, "min_scale", self.min_scale, "max_scale", self.max_scale)
+        self._moved = 1.0  # this policy's own change of the scale since its last logged decision
+
+    def observe(self, signals, knobs: Knobs) -> list[Decision]:
+        cos = signals.hypergradient
+        if signals.evaluated or cos is None:
+            return []
+        old = knobs.lr_scale
+        new = min(self.max_scale, max(self.min_scale, old * (1.0 + self.beta * cos)))
+        knobs.lr_scale = new  # every step; logged only once it has moved notably (other policies' moves excluded)
+        self._moved *= new / old
+        at_bound = new != old and new in (self.min_scale, self.max_scale)
+        if abs(self._moved - 1.0) < self.log_change and not at_bound:
+            return []
+        before, self._moved = new / self._moved, 1.0
+        trend = "agree" if new > before else "undo each other"
+        bound = " (at its bound)" if at_bound else ""
+        return [Decision(signals.step, self.name, "lr_scale", round(before, 6), round(new, 6),
+                         f"successive updates {trend} (hypergradient cos {cos:+.3f}){bound}",
+                         signals.values("hypergradient", "loss_ema"))]

@@ -1,0 +1,190 @@
+"""A coach bound to one training run: signals in, knobs applied to the model and optimizer.
+
+The recipe keeps its loop; at three points it hands over to :class:`CoachSession`:
+
+- ``before_update(...)``: after the gradients of an optimizer step exist and before the
+  step is taken. Step signals go to the policies; the answer is ``"step"``, ``"skip"``
+  (a rollback happened: do not apply these gradients) or ``"stop"``.
+- ``step_context()``: around ``optimizer.step()``, to measure the update (hypergradient,
+  update-to-weight ratio) and keep the rollback snapshot fresh.
+- ``after_eval(...)``: evaluation signals (val metric, loss, gap, attention entropy).
+
+Knobs take effect immediately: the LR scale multiplies the scheduled LR of every group,
+``dropout`` sets every ``nn.Dropout`` of the model, ``weight_decay`` the decayed groups,
+``accumulation`` the number of micro-batches per optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from attncoach.coach.coach import Coach, build_policies
+from attncoach.coach.policies import Knobs
+from attncoach.coach.signals import Signals, SignalTracker, attention_entropy, grad_sq_norm
+
+log = logging.getLogger("attncoach")
+
+
+def model_dropout(model: torch.nn.Module) -> float:
+    """The dropout probability of the model's first ``nn.Dropout`` (0 when it has none)."""
+    return next((m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)), 0.0)
+
+
+class CoachSession:
+    """The coach of one run (see the module docstring).
+
+    Args:
+        coach_cfg: the ``coach:`` config section.
+        model: the trained model.
+        optimizer: its optimizer (parameter groups with ``base_lr``).
+        weight_decay: the configured weight decay.
+        log_path: where ``coach.jsonl`` goes.
+        elastic: whether supernet training is on (no half-batch noise measurement then).
+    """
+
+    def __init__(self, coach_cfg: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 weight_decay: float, log_path: Path, elastic: bool = False):
+        self.model, self.optimizer = model, optimizer
+        knobs = Knobs(dropout=model_dropout(model), weight_decay=weight_decay)
+        self.coach = Coach(build_policies(coach_cfg.policies), knobs, log_path)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.tracker = SignalTracker(self.params)
+        self.noise_every = coach_cfg.noise_every
+        self.measure_noise = self.coach.wants("batch_growth") is not None and not elastic
+        self.track_updates = self.coach.wants("hypergradient_lr") is not None
+        guard = self.coach.wants("divergence_guard")
+        self.snapshot_every = guard.snapshot_every if guard is not None else None
+        self.snapshot: dict[str, Any] | None = None
+        self.update_ratio: float | None = None
+        self.updates = 0
+        self.apply_knobs()
+
+    # -- knobs
+    @property
+    def knobs(self) -> Knobs:
+        return self.coach.knobs
+
+    def apply_knobs(self) -> None:
+        """Push dropout and weight decay into the model and optimizer (LR and accumulation are read live)."""
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = self.knobs.dropout
+        for group in self.optimizer.param_groups:
+            if group["weight_decay"] > 0:
+                group["weight_decay"] = self.knobs.weight_decay
+
+    # -- the step
+    def wants_noise(self, step: int) -> bool:
+        """Whether this micro-batch should be run as two halves to measure the gradient noise."""
+        return self.measure_noise and step % self.noise_every == 0
+
+    def record_noise(self, half_sq: float, full_sq: float, batch: int) -> None:
+        self.tracker.record_noise(half_sq, full_sq, batch)
+
+    def before_update(self, step: int, examples_seen: int, loss: float, grad_norm: float, batch_size: int) -> str:
+        """Step signals to the policies; returns ``step``, ``skip`` (rolled back) or ``stop``."""
+        ema = self.tracker.record_loss(loss)
+        nonfinite = not (math.isfinite(loss) and math.isfinite(grad_norm))
+        signals = Signals(step=step, examples_seen=examples_seen, loss=loss, loss_ema=ema, grad_norm=grad_norm,
+                          nonfinite=nonfinite, batch_size=batch_size, update_ratio=self.update_ratio,
+                          hypergradient=self.tracker.hypergradient() if self.track_updates and not nonfinite else None,
+                          noise_scale=self.tracker.noise_scale())
+        decisions = self.coach.observe(signals)
+        self.apply_knobs()
+        if any(d.knob == "rollback" for d in decisions):
+            self._rollback()
+            return "skip"
+        if any(d.knob == "stop" for d in decisions):
+            return "stop"
+        if nonfinite:  # no guard: never apply a non-finite gradient
+            log.warning("step %d: non-finite loss or gradient; the update is skipped", step)
+            self.tracker.forget_update()
+            return "skip"
+        return "step"
+
+    @contextlib.contextmanager
+    def step_context(self, step: int, loss: float) -> Iterator[None]:
+        """Around ``optimizer.step()``: measure the update, refresh the rollback snapshot."""
+        measure = self.track_updates or self.updates % self.noise_every == 0
+        if measure:
+            self.tracker.before_step()
+        yield
+        self.updates += 1
+        if measure:
+            self.update_ratio = self.tracker.after_step()
+        if self.snapshot_every is not None and math.isfinite(loss) and self.updates % self.snapshot_every == 0:
+            self.take_snapshot(step)
+
+    def take_snapshot(self, step: int) -> None:
+        """Keep a copy of the model and optimizer state to roll back to (in memory)."""
+        if self.snapshot_every is None:
+            return
+        self.coach.rollback_step = step
+        self.snapshot = {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                         "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def _rollback(self) -> None:
+        if self.snapshot is not None:
+            self.model.load_state_dict(self.snapshot["model"])
+            self.optimizer.load_state_dict(self.snapshot["optimizer"])
+            self.apply_knobs()  # the optimizer state dict brought back the old weight decay
+        self.optimizer.zero_grad(set_to_none=True)
+        self.tracker.forget_update()
+
+    # -- evaluations
+    def after_eval(self, step: int, examples_seen: int, metric: float, best: float, val_loss: float,
+                   entropy_batch: dict[str, torch.Tensor] | None) -> bool:
+        """Evaluation signals to the policies; True when one of them stops the run."""
+        ema = self.tracker.loss_ema
+        entropy = None
+        if entropy_batch is not None:
+            entropy = attention_entropy(self.model, entropy_batch["input_ids"], entropy_batch["attention_mask"])
+        signals = Signals(step=step, examples_seen=examples_seen, evaluated=True, val_metric=metric,
+                          val_loss=val_loss, best_val_metric=best, loss_ema=ema,
+                          gap=None if ema is None else val_loss - ema, attention_entropy=entropy)
+        decisions = self.coach.observe(signals)
+        self.apply_knobs()
+        self.last_entropy = entropy
+        return any(d.knob == "stop" for d in decisions)
+
+    # -- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"coach": self.coach.state_dict(), "tracker": self.tracker.state_dict(), "updates": self.updates,
+                "update_ratio": self.update_ratio}
+
+    def load_state_dict(self, state: dict[str, Any], step: int) -> None:
+        """Restore a checkpoint's coach state; decisions logged after ``step`` are dropped (taken again)."""
+        self.coach.load_state_dict(state["coach"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.updates, self.update_ratio = state["updates"], state["update_ratio"]
+        self.coach.truncate_log(step)
+        self.apply_knobs()
+
+
+def measure_noise_halves(loss_of: Any, batch: dict[str, torch.Tensor], scale: float,
+                         params: list[torch.nn.Parameter]) -> tuple[float, float, float]:
+    """Backward two halves of a batch (gradients start at zero); |g|^2 of the first half and of both.
+
+    ``loss_of(batch)`` returns the mean loss of a batch; each half's loss is scaled by
+    ``scale / 2`` so that the accumulated gradient equals the whole batch's times ``scale``.
+
+    Returns:
+        (loss of the whole batch, |g_half|^2, |g_batch|^2), gradients unscaled.
+    """
+    half = batch["input_ids"].shape[0] // 2
+    first = {k: v[:half] for k, v in batch.items()}
+    second = {k: v[half:] for k, v in batch.items()}
+    loss1 = loss_of(first)
+    (loss1 * scale / 2).backward()
+    half_sq = grad_sq_norm(params) * (2 / scale) ** 2
+    loss2 = loss_of(second)
+    (loss2 * scale / 2).backward()
+    full_sq = grad_sq_norm(params) / scale ** 2
+    return (loss1.item() + loss2.item()) / 2, half_sq, full_sq

@@ -1,0 +1,186 @@
+"""Training signals the coach reads, and the cheap tracker that computes them.
+
+Per optimizer step: the loss and its EMA, the gradient norm, whether anything was
+non-finite, the hypergradient (cosine between the current gradient and the previous
+update, Baydin et al. 2018), the update-to-weight ratio, and every ``noise_every`` steps
+the gradient noise scale ``B_simple = tr(Sigma) / |G|^2`` (McCandlish et al. 2018, from
+the gradients of half a batch and of the whole batch, with separate EMAs of numerator and
+denominator as their appendix A recommends). Per evaluation: the val metric and loss, the
+generalisation gap (val loss - train loss EMA) and the attention entropy per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass
+class Signals:
+    """What the coach sees at one step or evaluation; ``None`` = not measured then."""
+
+    step: int
+    examples_seen: int = 0
+    evaluated: bool = False  # True for the signals of an evaluation
+    loss: float | None = None
+    loss_ema: float | None = None
+    grad_norm: float | None = None
+    nonfinite: bool = False
+    hypergradient: float | None = None  # cos(g_t, -update_{t-1}) in [-1, 1]
+    update_ratio: float | None = None  # |update| / |weights| of the last step
+    noise_scale: float | None = None  # B_simple, in examples
+    batch_size: int | None = None  # examples per optimizer step (batch x accumulation)
+    val_metric: float | None = None
+    val_loss: float | None = None
+    best_val_metric: float | None = None
+    gap: float | None = None  # val loss - train loss EMA
+    attention_entropy: list[float] | None = None  # mean entropy per layer, nats
+
+    def values(self, *names: str) -> dict[str, Any]:
+        """The named signals, rounded for the decision log."""
+        out = {}
+        for name in names:
+            value = getattr(self, name)
+            out[name] = round(value, 6) if isinstance(value, float) and math.isfinite(value) else value
+        return out
+
+
+def _flat_sq_norm(tensors: Iterable[Tensor]) -> float:
+    return float(sum(t.detach().float().pow(2).sum() for t in tensors))
+
+
+class SignalTracker:
+    """Keeps the running quantities behind :class:`Signals` (state in ``state_dict``).
+
+    Args:
+        params: the trained parameters.
+        ema: smoothing of the loss EMA.
+        noise_ema: smoothing of the noise-scale numerator and denominator.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], ema: float = 0.98, noise_ema: float = 0.95):
+        self.params = params
+        self.ema, self.noise_ema = ema, noise_ema
+        self.loss_ema: float | None = None
+        self.trace_ema: float | None = None  # EMA of tr(Sigma) estimates
+        self.grad_sq_ema: float | None = None  # EMA of |G|^2 estimates
+        self._previous: list[Tensor] | None = None  # weights before the last step
+        self._last_update: list[Tensor] | None = None
+
+    def record_loss(self, loss: float) -> float | None:
+        """Update the loss EMA with a finite loss; returns the EMA."""
+        if math.isfinite(loss):
+            self.loss_ema = loss if self.loss_ema is None else self.ema * self.loss_ema + (1 - self.ema) * loss
+        return self.loss_ema
+
+    def record_noise(self, half_sq: float, full_sq: float, batch: int) -> float | None:
+        """Noise scale from |g|^2 of half a batch and of the whole batch of ``batch`` examples.
+
+        With b = batch/2 and B = batch: |G|^2 ~ 2|g_B|^2 - |g_b|^2 and
+        tr(Sigma) ~ B (|g_b|^2 - |g_B|^2) (McCandlish et al. 2018, appendix A).
+        """
+        if not (math.isfinite(half_sq) and math.isfinite(full_sq)):
+            return self.noise_scale()
+        grad_sq, trace = 2 * full_sq - half_sq, batch * (half_sq - full_sq)
+        a = self.noise_ema
+        self.grad_sq_ema = grad_sq if self.grad_sq_ema is None else a * self.grad_sq_ema + (1 - a) * grad_sq
+        self.trace_ema = trace if self.trace_ema is None else a * self.trace_ema + (1 - a) * trace
+        return self.noise_scale()
+
+    def noise_scale(self) -> float | None:
+        """The current B_simple estimate (None until both EMAs are positive)."""
+        if self.grad_sq_ema is None or self.grad_sq_ema <= 0 or self.trace_ema is None or self.trace_ema <= 0:
+            return None
+        return self.trace_ema / self.grad_sq_ema
+
+    @torch.no_grad()
+    def hypergradient(self) -> float | None:
+        """cos(current gradient, minus the last update): > 0 means the last step was too short."""
+        if self._last_update is None:
+            return None
+        dot = g_sq = u_sq = 0.0
+        for p, u in zip(self.params, self._last_update):
+            if p.grad is None:
+                continue
+            g = p.grad.float()
+            dot -= float((g * u).sum())
+            g_sq += float(g.pow(2).sum())
+            u_sq += float(u.pow(2).sum())
+        if g_sq == 0 or u_sq == 0 or not math.isfinite(dot):
+            return None
+        return dot / math.sqrt(g_sq * u_sq)
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        """Remember the weights, to measure the update the optimizer makes."""
+        self._previous = [p.detach().float().clone() for p in self.params]
+
+    @torch.no_grad()
+    def after_step(self) -> float | None:
+        """The update-to-weight ratio of the step just taken."""
+        if self._previous is None:
+            return None
+        self._last_update = [p.detach().float() - old for p, old in zip(self.params, self._previous)]
+        self._previous = None
+        weights = _flat_sq_norm(self.params)
+        return math.sqrt(_flat_sq_norm(self._last_update) / weights) if weights > 0 else None
+
+    def forget_update(self) -> None:
+        """After a rollback or a skipped step there is no 'previous update' to compare with."""
+        self._last_update = None
+        self._previous = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss_ema": self.loss_ema, "trace_ema": self.trace_ema, "grad_sq_ema": self.grad_sq_ema}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_ema, self.trace_ema, self.grad_sq_ema = state["loss_ema"], state["trace_ema"], state["grad_sq_ema"]
+
+
+def grad_sq_norm(params: Iterable[torch.nn.Parameter]) -> float:
+    """|grad|^2 over the parameters that have a gradient."""
+    return _flat_sq_norm(p.grad for p in params if p.grad is not None)
+
+
+@torch.no_grad()
+def attention_entropy(model: torch.nn.Module, input_ids: Tensor, mask: Tensor) -> list[float]:
+    """Mean entropy (nats) of the attention distributions of each active layer on one batch.
+
+    Recomputes each layer's attention probabilities from the input it receives (forward
+    hooks), averaged over heads and real query tokens; low entropy = peaked attention.
+    """
+    layers = model.encoder.layers
+    captured: dict[int, Tensor] = {}
+    hooks = [layer.attn.register_forward_hook(lambda mod, args, out, i=i: captured.__setitem__(i, args[0]))
+             for i, layer in enumerate(layers)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(input_ids, mask)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    real = mask.to(torch.bool)
+    out = []
+    for index in sorted(captured):
+        attn = layers[index].attn
+        q, k, _ = (attn._split_heads(t) for t in attn._project_qkv(captured[index]))  # (B, h, T, Dh)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim)  # (B, h, T, T)
+        scores = scores.masked_fill(~real[:, None, None, :], float("-inf"))
+        probs = F.softmax(scores, dim=-1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (B, h, T)
+        weights = real[:, None, :].expand_as(entropy).float()
+        out.append(float((entropy * weights).sum() / weights.sum().clamp_min(1)))
+    return out
+
+
+def signals_dict(signals: Signals) -> dict[str, Any]:
+    """All measured signals as plain data (None values dropped)."""
+    return {k: v for k, v in dataclasses.asdict(signals).items() if v is not None}

@@ -1,0 +1,163 @@
+"""Coach policies: the contract over every registered one, and each one's decisions on synthetic signals."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from attncoach.coach.coach import Coach, build_policies
+from attncoach.coach.policies import POLICIES, Knobs
+from attncoach.coach.policies.base import KNOBS
+from attncoach.coach.signals import Signals
+from attncoach.config import load_config
+from attncoach.errors import AttncoachError
+
+
+def synthetic_run(steps: int = 400, seed: int = 0):
+    """Step and evaluation signals with every field a policy reads, varied enough to trigger decisions."""
+    import random
+
+    rng = random.Random(seed)
+    gap = 0.0
+    for step in range(1, steps + 1):
+        loss = 2.0 / math.sqrt(step) + rng.random() * 0.05
+        if step in (150, 151):
+            loss = float("nan")
+        yield Signals(step=step, examples_seen=32 * step, loss=loss, loss_ema=2.0 / math.sqrt(step),
+                      grad_norm=1.0, nonfinite=not math.isfinite(loss), hypergradient=rng.uniform(-0.2, 0.8),
+                      noise_scale=40.0 + step, batch_size=32, update_ratio=1e-3)
+        if step % 25 == 0:
+            gap += rng.uniform(-0.05, 0.08)
+            yield Signals(step=step, evaluated=True, val_metric=min(0.7, 0.5 + step / 1000), val_loss=0.6 + gap,
+                          loss_ema=0.6, gap=gap, best_val_metric=0.7)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_policy_keeps_the_contract(name):
+    policy = POLICIES[name]()
+    knobs = Knobs()
+    signals = list(synthetic_run())
+    decisions = []
+    for i, sig in enumerate(signals):
+        if i == len(signals) // 2:
+            state = json.loads(json.dumps(policy.state_dict()))  # checkpointable as JSON
+            twin_knobs = Knobs(**knobs.to_dict())
+            twin = POLICIES[name]()
+            twin.load_state_dict(state)
+            rest = signals[i:]
+            break
+        decisions += policy.observe(sig, knobs)
+    assert all(d.knob in KNOBS and d.policy == name and d.reason for d in decisions)
+    json.dumps([d.to_dict() for d in decisions])  # loggable
+    # a restored policy continues with exactly the same decisions
+    ours = [d.to_dict() for sig in rest for d in policy.observe(sig, knobs)]
+    theirs = [d.to_dict() for sig in rest for d in twin.observe(sig, twin_knobs)]
+    assert ours == theirs and knobs == twin_knobs
+    assert knobs.lr_scale > 0 and knobs.accumulation >= 1 and 0 <= knobs.dropout < 1 and knobs.weight_decay >= 0
+
+
+def test_hypergradient_moves_the_lr_with_agreement_and_stays_in_bounds():
+    policy = POLICIES["hypergradient_lr"](beta=0.1, min_scale=0.5, max_scale=2.0, log_change=0.2)
+    knobs = Knobs()
+    decisions = [d for step in range(1, 40) for d in policy.observe(Signals(step, hypergradient=1.0), knobs)]
+    assert knobs.lr_scale == 2.0, "agreeing steps raise the LR up to its bound"
+    assert decisions and all(d.knob == "lr_scale" and d.new > d.old for d in decisions)
+    assert len(decisions) < 10, "only notable changes are logged"
+    for step in range(40, 200):
+        policy.observe(Signals(step, hypergradient=-1.0), knobs)
+    assert knobs.lr_scale == 0.5, "steps that undo each other lower it, never below the bound"
+    assert policy.observe(Signals(300, hypergradient=None), knobs) == []
+
+
+def test_plateau_decays_then_restarts_then_stops():
+    policy = POLICIES["plateau"](patience=2, factor=0.5, max_decays=2, restart=True)
+    knobs = Knobs()
+    evals = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    decisions = [d for i, m in enumerate(evals)
+                 for d in policy.observe(Signals(i, evaluated=True, val_metric=m), knobs)]
+    assert [(d.knob, d.new) for d in decisions] == [("lr_scale", 0.5), ("lr_scale", 0.25), ("lr_scale", 1.0),
+                                                    ("stop", True)]
+    assert "nothing left to try" in decisions[-1].reason
+    assert policy.observe(Signals(0, evaluated=True, val_metric=0.5), Knobs()) == []
+
+
+def test_batch_growth_follows_the_noise_scale_with_a_cooldown():
+    policy = POLICIES["batch_growth"](factor=2, max_accumulation=4, threshold=1.0, cooldown=10)
+    knobs = Knobs()
+    grown = []
+    for step in range(1, 60):
+        for d in policy.observe(Signals(step, noise_scale=500.0, batch_size=32 * knobs.accumulation), knobs):
+            grown.append((step, d.new))
+    assert grown == [(10, 2), (20, 4)], "x2 after each cooldown, up to max_accumulation"
+    quiet = POLICIES["batch_growth"](cooldown=1)
+    assert quiet.observe(Signals(5, noise_scale=10.0, batch_size=32), Knobs()) == [], "noise below the batch"
+
+
+def test_regularisation_follows_the_gap_within_bounds():
+    policy = POLICIES["regularisation"](widen=0.02, dropout_step=0.1, dropout_max=0.3, weight_decay_max=0.04)
+    knobs = Knobs(dropout=0.1, weight_decay=0.01)
+    for step, gap in enumerate([0.0, 0.1, 0.2, 0.3, 0.4], 1):
+        policy.observe(Signals(step, evaluated=True, gap=gap), knobs)
+    assert knobs.dropout == 0.3 and knobs.weight_decay == 0.04, "a widening gap raises both, up to the bounds"
+    decisions = policy.observe(Signals(9, evaluated=True, gap=0.1), knobs)
+    assert {d.knob for d in decisions} == {"dropout", "weight_decay"}
+    assert knobs.dropout == pytest.approx(0.2) and knobs.weight_decay == pytest.approx(0.02)
+    assert policy.observe(Signals(10, evaluated=True, gap=0.11), knobs) == [], "a small change is no trend"
+
+
+def test_divergence_guard_rolls_back_on_nan_and_spikes_then_gives_up():
+    policy = POLICIES["divergence_guard"](spike_factor=3.0, lr_factor=0.5, warmup=5, max_rollbacks=2)
+    knobs = Knobs()
+    assert policy.observe(Signals(10, loss=1.0, loss_ema=1.0), knobs) == []
+    nan = policy.observe(Signals(11, loss=float("nan"), loss_ema=1.0, nonfinite=True), knobs)
+    assert [d.knob for d in nan] == ["rollback", "lr_scale"] and knobs.lr_scale == 0.5
+    assert policy.observe(Signals(3, loss=10.0, loss_ema=1.0), knobs) == [], "no spike check during warmup"
+    spike = policy.observe(Signals(12, loss=10.0, loss_ema=1.0), knobs)
+    assert spike[0].knob == "rollback" and "above 3x" in spike[0].reason
+    final = policy.observe(Signals(13, loss=float("inf"), loss_ema=1.0, nonfinite=True), knobs)
+    assert [d.knob for d in final] == ["stop"]
+
+
+def test_coach_records_decisions_and_summarises(tmp_path):
+    path = tmp_path / "coach.jsonl"
+    coach = Coach(build_policies(["plateau", {"divergence_guard": {"warmup": 0}}]), Knobs(), path)
+    coach.observe(Signals(1, evaluated=True, val_metric=0.5))
+    coach.observe(Signals(2, evaluated=True, val_metric=0.5))
+    coach.observe(Signals(3, evaluated=True, val_metric=0.5))
+    coach.observe(Signals(4, loss=float("nan"), nonfinite=True))
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(x["policy"], x["knob"]) for x in lines] == [("plateau", "lr_scale"), ("divergence_guard", "rollback"),
+                                                        ("divergence_guard", "lr_scale")]
+    assert set(lines[0]) == {"step", "policy", "knob", "old", "new", "reason", "signals"}
+    summary = coach.summary()
+    assert summary["decisions"] == {"divergence_guard:lr_scale": 1, "divergence_guard:rollback": 1,
+                                    "plateau:lr_scale": 1}
+    assert summary["knobs"]["lr_scale"] == {"start": 1.0, "end": 0.25}
+    assert any("lr_scale 1 -> 0.25" in line for line in coach.summary_lines())
+    coach.truncate_log(3)
+    assert len(path.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("policies, words", [
+    ("[nope]", "unknown coach policy 'nope'"),
+    ("[{plateau: {patiance: 2}}]", "has no parameter 'patiance'"),
+    ("[{plateau: {patience: two}}]", "must be int"),
+    ("[{hypergradient_lr: {min_scale: 2, max_scale: 1}}]", "min_scale (2) is greater than max_scale (1)"),
+    ("[{regularisation: {dropout_min: 0.5, dropout_max: 0.1}}]", "dropout_min"),
+    ("[{plateau: {factor: 1.5}}]", "factor must be in (0, 1)"),
+    ("[plateau, plateau]", "listed twice"),
+    ("[[plateau]]", "must be a policy name"),
+])
+def test_bad_policies_are_refused_at_config_time(policies, words):
+    with pytest.raises(AttncoachError) as info:
+        load_config(None, ["coach.enabled=true", f"coach.policies={policies}"])
+    assert words in str(info.value), str(info.value)
+
+
+def test_targets_are_checked_and_can_be_set_key_by_key():
+    cfg = load_config(None, ["train.target.value=0.8"])
+    assert cfg.train.target.metric == "macro_f1" and cfg.train.target.value == 0.8
+    with pytest.raises(AttncoachError, match="train.target.metric"):
+        load_config(None, ["train.target={metric: loss, value: 0.1}"])
