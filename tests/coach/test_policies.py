@@ -120,6 +120,17 @@ def test_divergence_guard_rolls_back_on_nan_and_spikes_then_gives_up():
     assert [d.knob for d in final] == ["stop"]
 
 
+def test_divergence_guard_gives_the_lr_back_once_stable():
+    policy = POLICIES["divergence_guard"](lr_factor=0.5, warmup=0, recovery=10)
+    knobs = Knobs()
+    policy.observe(Signals(5, loss=float("nan"), nonfinite=True), knobs)
+    policy.observe(Signals(6, loss=float("nan"), nonfinite=True), knobs)
+    assert knobs.lr_scale == 0.25
+    ups = [d for step in range(7, 40) for d in policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)]
+    assert [(d.step, d.new) for d in ups] == [(16, 0.5), (26, 1.0)], "one notch per stable period, no further"
+    assert knobs.lr_scale == 1.0
+
+
 def test_coach_records_decisions_and_summarises(tmp_path):
     path = tmp_path / "coach.jsonl"
     coach = Coach(build_policies(["plateau", {"divergence_guard": {"warmup": 0}}]), Knobs(), path)

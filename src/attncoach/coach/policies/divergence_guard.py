@@ -3,8 +3,10 @@
 When the loss or the gradient is NaN/inf, or the loss jumps above ``spike_factor`` x its
 EMA, the step is not taken: the model and optimizer go back to the last good snapshot
 (kept in memory by the coach every ``snapshot_every`` steps), the LR scale is multiplied
-by ``lr_factor``, and the batch is skipped. After ``max_rollbacks`` the guard stops the
-run with a clear reason rather than looping.
+by ``lr_factor``, and the batch is skipped. Once the run has been stable for ``recovery``
+steps, the LR comes back up one notch (``/ lr_factor``) per stable period until the
+rollbacks' reductions are undone, so a passing spike does not leave the run crawling.
+After ``max_rollbacks`` the guard stops the run with a clear reason rather than looping.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class DivergenceGuard(Policy):
         snapshot_every: optimizer steps between in-memory snapshots of the good state.
         warmup: steps before loss spikes count (the EMA needs to settle); NaN always counts.
         max_rollbacks: rollbacks before the run is stopped.
+        recovery: stable steps after which one LR reduction is undone (0 = never).
     """
 
     spike_factor: float = 5.0
@@ -34,6 +37,7 @@ class DivergenceGuard(Policy):
     snapshot_every: int = 50
     warmup: int = 50
     max_rollbacks: int = 20
+    recovery: int = 100
 
     def __post_init__(self) -> None:
         check_positive(self.name, snapshot_every=self.snapshot_every, max_rollbacks=self.max_rollbacks)
@@ -41,7 +45,11 @@ class DivergenceGuard(Policy):
             raise AttncoachError(f"coach policy {self.name}: spike_factor must be > 1, got {self.spike_factor!r}")
         if not 0 < self.lr_factor <= 1:
             raise AttncoachError(f"coach policy {self.name}: lr_factor must be in (0, 1], got {self.lr_factor!r}")
+        if self.recovery < 0:
+            raise AttncoachError(f"coach policy {self.name}: recovery must be >= 0, got {self.recovery!r}")
         self._rollbacks = 0
+        self._owed = 1.0  # LR reductions not yet undone
+        self._last_event = 0  # step of the last rollback or recovery
 
     def observe(self, signals, knobs: Knobs) -> list[Decision]:
         if signals.evaluated:
@@ -52,9 +60,11 @@ class DivergenceGuard(Policy):
         elif ema is not None and signals.step > self.warmup and loss > self.spike_factor * ema:
             why = f"loss {loss:.3g} is above {self.spike_factor:g}x its average {ema:.3g}"
         else:
-            return []
+            return self._recover(signals, knobs)
         seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
         self._rollbacks += 1
+        self._owed /= self.lr_factor
+        self._last_event = signals.step
         if self._rollbacks > self.max_rollbacks:
             return [Decision(signals.step, self.name, "stop", False, True,
                              f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue", seen)]
@@ -64,3 +74,15 @@ class DivergenceGuard(Policy):
                          f"{why}: back to the last good state, batch skipped", seen),
                 Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
                          f"{why}: lower LR after the rollback", seen)]
+
+    def _recover(self, signals, knobs: Knobs) -> list[Decision]:
+        if self._owed <= 1.0 + 1e-9 or not self.recovery or signals.step - self._last_event < self.recovery:
+            return []
+        factor = min(self._owed, 1.0 / self.lr_factor)
+        self._owed /= factor
+        self._last_event = signals.step
+        old = knobs.lr_scale
+        knobs.lr_scale = old * factor
+        return [Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
+                         f"stable for {self.recovery} steps since the last rollback: LR back up one notch",
+                         signals.values("loss", "loss_ema"))]
