@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
      {"attncoach", "hf_trainer", "speedup_examples_per_s", "macro_f1_difference_points"}),
     (["elastic_structure.py", "--backbone", "scratch"], "elastic_structure_scratch",
      {"cost", "grid", "rewiring", "depth", "search", "export"}),
+    (["coach.py"], "coach", {"overhead", "injection", "conditions"}),
 ])
 def test_benchmark_script_runs(command, result_name, keys):
     proc = subprocess.run([sys.executable, str(BENCH / command[0]), *command[1:], "--quick"], capture_output=True,
