@@ -172,3 +172,15 @@ def test_targets_are_checked_and_can_be_set_key_by_key():
     assert cfg.train.target.metric == "macro_f1" and cfg.train.target.value == 0.8
     with pytest.raises(AttncoachError, match="train.target.metric"):
         load_config(None, ["train.target={metric: loss, value: 0.1}"])
+
+
+def test_divergence_guard_catches_a_slow_drift_to_guessing():
+    """A classifier wrecked by a too-large LR drifts from loss 0.6 towards ln 3: no single batch spikes 5x."""
+    policy = POLICIES["divergence_guard"](warmup=10, trend_factor=1.5)
+    knobs = Knobs()
+    healthy = [d for step in range(1, 60) for d in policy.observe(Signals(step, loss=0.6, loss_ema=0.6), knobs)]
+    assert healthy == []
+    drifting = []
+    for step, loss in enumerate([0.8, 1.0, 1.1, 1.1, 1.1], 60):
+        drifting += policy.observe(Signals(step, loss=loss, loss_ema=0.62), knobs)
+    assert drifting and drifting[0].knob == "rollback" and "climbed above 1.5x" in drifting[0].reason

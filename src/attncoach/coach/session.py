@@ -61,7 +61,8 @@ class CoachSession:
         self.track_updates = self.coach.wants("hypergradient_lr") is not None
         guard = self.coach.wants("divergence_guard")
         self.snapshot_every = guard.snapshot_every if guard is not None else None
-        self.snapshot: dict[str, Any] | None = None
+        self.snapshot: dict[str, Any] | None = None  # what a rollback restores
+        self.newest: dict[str, Any] | None = None
         self.update_ratio: float | None = None
         self.updates = 0
         self.apply_knobs()
@@ -126,15 +127,19 @@ class CoachSession:
         """Keep a copy of the model and optimizer state to roll back to (in memory)."""
         if self.snapshot_every is None:
             return
-        self.coach.rollback_step = step
-        self.snapshot = {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                         "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        newest = {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                  "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        # roll back to the older of the last two: a divergence noticed a few steps late may
+        # already be in the newest one
+        self.snapshot, self.newest = (self.newest if self.newest is not None else newest), newest
+        self.coach.rollback_step = self.snapshot["step"]
 
     def _rollback(self) -> None:
         if self.snapshot is not None:
             self.model.load_state_dict(self.snapshot["model"])
             self.optimizer.load_state_dict(self.snapshot["optimizer"])
             self.apply_knobs()  # the optimizer state dict brought back the old weight decay
+            self.newest = self.snapshot  # the states after it are the ones being discarded
         self.optimizer.zero_grad(set_to_none=True)
         self.tracker.forget_update()
 

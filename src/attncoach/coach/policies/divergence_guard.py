@@ -1,7 +1,9 @@
 """Divergence guard: a non-finite or exploding loss rolls the run back instead of ending it.
 
-When the loss or the gradient is NaN/inf, or the loss jumps above ``spike_factor`` x its
-EMA, the step is not taken: the model and optimizer go back to the last good snapshot
+When the loss or the gradient is NaN/inf, the loss jumps above ``spike_factor`` x its
+EMA, or a short loss average (the last few steps) climbs above ``trend_factor`` x the long
+one (a classifier that falls apart under a too-large LR drifts to the loss of guessing, a
+rise that no single batch makes dramatic), the step is not taken: the model and optimizer go back to the last good snapshot
 (kept in memory by the coach every ``snapshot_every`` steps), the LR scale is multiplied
 by ``lr_factor``, and the batch is skipped. Once the run has been stable for ``recovery``
 steps, the LR comes back up one notch (``/ lr_factor``) per stable period until the
@@ -27,12 +29,15 @@ class DivergenceGuard(Policy):
         spike_factor: a loss above this many times its EMA counts as divergence (> 1).
         lr_factor: LR scale multiplier after a rollback, in (0, 1].
         snapshot_every: optimizer steps between in-memory snapshots of the good state.
+        trend_factor: a short loss EMA above this many times the long one counts as
+            divergence too (> 1).
         warmup: steps before loss spikes count (the EMA needs to settle); NaN always counts.
         max_rollbacks: rollbacks before the run is stopped.
         recovery: stable steps after which one LR reduction is undone (0 = never).
     """
 
     spike_factor: float = 5.0
+    trend_factor: float = 1.5
     lr_factor: float = 0.5
     snapshot_every: int = 50
     warmup: int = 50
@@ -41,13 +46,14 @@ class DivergenceGuard(Policy):
 
     def __post_init__(self) -> None:
         check_positive(self.name, snapshot_every=self.snapshot_every, max_rollbacks=self.max_rollbacks)
-        if not self.spike_factor > 1:
-            raise AttncoachError(f"coach policy {self.name}: spike_factor must be > 1, got {self.spike_factor!r}")
+        if not (self.spike_factor > 1 and self.trend_factor > 1):
+            raise AttncoachError(f"coach policy {self.name}: spike_factor and trend_factor must be > 1")
         if not 0 < self.lr_factor <= 1:
             raise AttncoachError(f"coach policy {self.name}: lr_factor must be in (0, 1], got {self.lr_factor!r}")
         if self.recovery < 0:
             raise AttncoachError(f"coach policy {self.name}: recovery must be >= 0, got {self.recovery!r}")
         self._rollbacks = 0
+        self._short: float | None = None  # EMA of the last few losses (weight 0.3 on the newest)
         self._owed = 1.0  # LR reductions not yet undone
         self._last_event = 0  # step of the last rollback or recovery
 
@@ -55,12 +61,18 @@ class DivergenceGuard(Policy):
         if signals.evaluated:
             return []
         loss, ema = signals.loss, signals.loss_ema
+        if loss is not None and math.isfinite(loss):
+            self._short = loss if self._short is None else 0.7 * self._short + 0.3 * loss
+        settled = ema is not None and signals.step > self.warmup
         if signals.nonfinite or loss is None or not math.isfinite(loss):
             why = "non-finite loss or gradient"
-        elif ema is not None and signals.step > self.warmup and loss > self.spike_factor * ema:
+        elif settled and loss > self.spike_factor * ema:
             why = f"loss {loss:.3g} is above {self.spike_factor:g}x its average {ema:.3g}"
+        elif settled and self._short is not None and self._short > self.trend_factor * ema:
+            why = f"recent losses ({self._short:.3g}) climbed above {self.trend_factor:g}x the average {ema:.3g}"
         else:
             return self._recover(signals, knobs)
+        self._short = ema  # judge the steps after the rollback afresh
         seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
         self._rollbacks += 1
         self._owed /= self.lr_factor
