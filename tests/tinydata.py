@@ -32,3 +32,13 @@ def tiny_overrides(data: Path, out: Path, steps: int = 60) -> list[str]:
             "model.dim=16", "model.heads=2", "model.layers=1", "model.ffn_dim=32", "train.batch_size=16",
             f"train.max_steps={steps}", "train.eval_every=10", "train.lr=5e-3", "train.early_stopping_patience=null",
             "train.threads=1", "log.every=5"]
+
+
+def rewind_to_first_checkpoint(out: Path) -> None:
+    """Make a finished run look interrupted after its first checkpoint: no metrics, latest = the oldest."""
+    import json
+
+    (out / "metrics.json").unlink()
+    first = sorted((out / "checkpoints").glob("step-*"))[0]
+    pointer = {"latest": first.name, "step": int(first.name.split("-")[1])}
+    (out / "checkpoints" / "latest.json").write_text(json.dumps(pointer))

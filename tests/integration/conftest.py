@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tinydata import FILLER_WORDS, SENTIMENT_WORDS
+from attncoach.cli import main
+from tinydata import FILLER_WORDS, SENTIMENT_WORDS, tiny_overrides
 
 
 @pytest.fixture
@@ -21,3 +22,12 @@ def tiny_bert(tmp_path: Path) -> Path:
     transformers.BertModel(config).save_pretrained(directory)
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return directory
+
+
+@pytest.fixture
+def run(tiny_csv, tmp_path) -> Path:
+    """A finished tiny run of a 4-layer model (room for depth sub-nets)."""
+    out = tmp_path / "run"
+    args = [a for a in tiny_overrides(tiny_csv, out, 30) if not a.startswith(("model.layers", "model.ffn_dim"))]
+    assert main(["train", "--quiet", *args, "model.layers=4", "model.ffn_dim=32"]) == 0
+    return out

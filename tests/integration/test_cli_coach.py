@@ -11,7 +11,7 @@ from attncoach.cli import main
 from attncoach.config import load_config
 from attncoach.rundir import RunDir
 from attncoach.train.recipe import ClassificationRecipe
-from tinydata import tiny_overrides
+from tinydata import rewind_to_first_checkpoint, tiny_overrides
 
 PLATEAU_EVERY_EVAL = "coach.policies=[{plateau: {patience: 1, min_delta: 0.5, max_decays: 2}}, divergence_guard]"
 
@@ -53,10 +53,7 @@ def test_coached_run_resumes_with_the_same_decisions(tiny_csv, tmp_path):
     reference = _run(tiny_csv, out, 80, policies, "train.checkpoint_every=20", "coach.noise_every=2")
     logged = (out / "coach.jsonl").read_text()
     assert {d["knob"] for d in _decisions(out)} >= {"lr_scale", "accumulation"}
-    (out / "metrics.json").unlink()
-    checkpoints = sorted((out / "checkpoints").glob("step-*"))
-    pointer = {"latest": checkpoints[0].name, "step": int(checkpoints[0].name.split("-")[1])}
-    (out / "checkpoints/latest.json").write_text(json.dumps(pointer))
+    rewind_to_first_checkpoint(out)
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("test", "history", "coach", "examples_seen", "steps"):

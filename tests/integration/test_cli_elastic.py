@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attncoach.cli import main
-from tinydata import tiny_overrides
+from tinydata import rewind_to_first_checkpoint, tiny_overrides
 
 
 def _elastic_args(tiny_csv: Path, out: Path, steps: int = 60, *extra: str) -> list[str]:
@@ -46,10 +46,7 @@ def test_elastic_run_resumes_to_the_same_result(tiny_csv, tmp_path):
     out = tmp_path / "run"
     assert main(_elastic_args(tiny_csv, out, 60, "elastic.per_layer=true", "elastic.distill=hidden")) == 0
     reference = json.loads((out / "metrics.json").read_text())
-    (out / "metrics.json").unlink()
-    checkpoints = sorted((out / "checkpoints").glob("step-*"))
-    pointer = {"latest": checkpoints[0].name, "step": int(checkpoints[0].name.split("-")[1])}
-    (out / "checkpoints/latest.json").write_text(json.dumps(pointer))
+    rewind_to_first_checkpoint(out)
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("test", "val", "history", "elastic"):

@@ -6,18 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-
 from attncoach.cli import main
-from tinydata import tiny_overrides
-
-
-@pytest.fixture
-def run(tiny_csv, tmp_path) -> Path:
-    out = tmp_path / "run"
-    args = [a for a in tiny_overrides(tiny_csv, out, 30) if not a.startswith(("model.layers", "model.ffn_dim"))]
-    assert main(["train", "--quiet", *args, "model.layers=4", "model.ffn_dim=32"]) == 0
-    return out
 
 
 def _checksums(root: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attncoach.cli import main
-from tinydata import tiny_overrides
+from tinydata import rewind_to_first_checkpoint, tiny_overrides
 
 transformers = pytest.importorskip("transformers")
 
@@ -36,10 +36,7 @@ def test_train_eval_predict_resume_with_a_pretrained_backbone(tiny_csv, tiny_ber
     assert json.loads(capsys.readouterr().out)["label"] in {"negative", "neutral", "positive"}
 
     # resume from the middle: drop metrics and the newest checkpoint, continue, same result
-    (out / "metrics.json").unlink()
-    checkpoints = sorted((out / "checkpoints").glob("step-*"))
-    pointer = {"latest": checkpoints[0].name, "step": int(checkpoints[0].name.split("-")[1])}
-    (out / "checkpoints/latest.json").write_text(json.dumps(pointer))
+    rewind_to_first_checkpoint(out)
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["test"] == metrics["test"] and resumed["history"] == metrics["history"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,15 +10,6 @@ from attncoach.cli import main
 from attncoach.elastic.space import subnet_for
 from attncoach.errors import AttncoachError
 from attncoach.models.encoder import EncoderConfig
-from tinydata import tiny_overrides
-
-
-@pytest.fixture
-def run(tiny_csv, tmp_path) -> Path:
-    out = tmp_path / "run"
-    args = [a for a in tiny_overrides(tiny_csv, out, 30) if not a.startswith(("model.layers", "model.ffn_dim"))]
-    assert main(["train", "--quiet", *args, "model.layers=4", "model.ffn_dim=32"]) == 0
-    return out
 
 
 def test_subnet_for_keeps_fractions_and_spreads_layers():
