@@ -32,8 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conditions import conditions, save, summary  # noqa: E402
 
@@ -139,5 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(torch.get_num_threads())
     main()

@@ -209,7 +209,6 @@ def export_rows(elastic_dir: Path, subnets: dict[str, SubnetConfig], data: Prepa
         exported = SavedClassifier.load(summary.out_dir)
         source.model.set_subnet(sub)
         gap = (predict(source.model, val.ids[:512]) - predict(exported.model, val.ids[:512])).abs().max().item()
-        source.model.set_subnet(sub)
         row = {"subnet": name, "parameters": summary.parameters, "source_parameters": summary.source_parameters,
                "active_parameters": sum(p.numel() for p in source.model.head.parameters())
                + source.model.encoder.num_parameters(active_only=True),

@@ -64,6 +64,7 @@ class CoachSession:
         self.snapshot: dict[str, Any] | None = None  # what a rollback restores
         self.newest: dict[str, Any] | None = None
         self.update_ratio: float | None = None
+        self.last_entropy: list[float] | None = None  # of the latest evaluation
         self.updates = 0
         self.apply_knobs()
 
