@@ -131,6 +131,24 @@ def test_divergence_guard_gives_the_lr_back_once_stable():
     assert knobs.lr_scale == 1.0
 
 
+def test_divergence_guard_probation_holds_the_run_to_the_state_before_the_divergence():
+    policy = POLICIES["divergence_guard"](warmup=0, recovery=20, probation_factor=1.25, trend_factor=1.5)
+    knobs = Knobs()
+    assert policy.steady
+    assert [d.knob for d in policy.observe(Signals(10, loss=9.0, loss_ema=1.0), knobs)] == ["rollback", "lr_scale"]
+    assert not policy.steady, "no snapshot while on probation"
+    # the restored average is 0.71; losses settle at 1.1: under 1.5x the (rising) average,
+    # but above 1.25x the state rolled back to -> roll back again
+    step, again = 10, []
+    while not again and step < 30:
+        step += 1
+        again = policy.observe(Signals(step, loss=1.1, loss_ema=0.6 + 0.01 * step), knobs)
+    assert again and again[0].knob == "rollback" and "1.25x the 0.71" in again[0].reason
+    assert knobs.lr_scale == 0.25
+    calm = [d for step in range(31, 60) for d in policy.observe(Signals(step, loss=0.8, loss_ema=0.8), knobs)]
+    assert not [d for d in calm if d.knob == "rollback"] and policy.steady, "probation ends after 20 calm steps"
+
+
 def test_coach_records_decisions_and_summarises(tmp_path):
     path = tmp_path / "coach.jsonl"
     coach = Coach(build_policies(["plateau", {"divergence_guard": {"warmup": 0}}]), Knobs(), path)

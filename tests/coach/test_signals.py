@@ -29,7 +29,8 @@ def test_noise_scale_recovers_a_known_critical_batch():
 
 def test_hypergradient_and_update_ratio():
     w = torch.nn.Parameter(torch.tensor([1.0, 0.0]))
-    tracker = SignalTracker([w])
+    frozen = torch.nn.Parameter(torch.tensor([0.0]))  # no gradient: counts as zero
+    tracker = SignalTracker([w, frozen])
     assert tracker.hypergradient() is None
     tracker.before_step()
     with torch.no_grad():
@@ -38,8 +39,15 @@ def test_hypergradient_and_update_ratio():
     assert ratio == pytest.approx(0.1 / 0.9)
     w.grad = torch.tensor([1.0, 0.0])  # the gradient still points +x: keep going that way
     assert tracker.hypergradient() == pytest.approx(1.0)
+    assert tracker.hypergradient() is None, "a measured update is read once"
+    tracker.before_step()
+    with torch.no_grad():
+        w -= torch.tensor([0.1, 0.0])
+    tracker.after_step()
     w.grad = torch.tensor([-1.0, 0.0])  # the last step overshot
     assert tracker.hypergradient() == pytest.approx(-1.0)
+    tracker.before_step()
+    tracker.after_step()
     tracker.forget_update()
     assert tracker.hypergradient() is None
 

@@ -58,9 +58,13 @@ class CoachSession:
         self.tracker = SignalTracker(self.params)
         self.noise_every = coach_cfg.noise_every
         self.measure_noise = self.coach.wants("batch_growth") is not None and not elastic
-        self.track_updates = self.coach.wants("hypergradient_lr") is not None
+        hyper = self.coach.wants("hypergradient_lr")
+        self.track_updates = hyper is not None
+        self.update_every = hyper.every if hyper is not None else self.noise_every  # steps between measured updates
         guard = self.coach.wants("divergence_guard")
+        self.guard = guard
         self.snapshot_every = guard.snapshot_every if guard is not None else None
+        self.snapshot_at = 0  # self.updates when the newest snapshot was taken
         self.snapshot: dict[str, Any] | None = None  # what a rollback restores
         self.newest: dict[str, Any] | None = None
         self.update_ratio: float | None = None
@@ -114,14 +118,16 @@ class CoachSession:
     @contextlib.contextmanager
     def step_context(self, step: int, loss: float) -> Iterator[None]:
         """Around ``optimizer.step()``: measure the update, refresh the rollback snapshot."""
-        measure = self.track_updates or self.updates % self.noise_every == 0
+        # measure the update just before the steps whose gradient the hypergradient reads
+        measure = (self.updates + 1) % self.update_every == 0
         if measure:
             self.tracker.before_step()
         yield
         self.updates += 1
         if measure:
             self.update_ratio = self.tracker.after_step()
-        if self.snapshot_every is not None and math.isfinite(loss) and self.updates % self.snapshot_every == 0:
+        due = self.snapshot_every is not None and self.updates - self.snapshot_at >= self.snapshot_every
+        if due and math.isfinite(loss) and self.guard.steady:  # never a state from a divergence's probation
             self.take_snapshot(step)
 
     def take_snapshot(self, step: int) -> None:
@@ -129,7 +135,8 @@ class CoachSession:
         if self.snapshot_every is None:
             return
         newest = {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                  "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+                  "optimizer": copy.deepcopy(self.optimizer.state_dict()), "loss_ema": self.tracker.loss_ema}
+        self.snapshot_at = self.updates
         # roll back to the older of the last two: a divergence noticed a few steps late may
         # already be in the newest one
         self.snapshot, self.newest = (self.newest if self.newest is not None else newest), newest
@@ -140,6 +147,7 @@ class CoachSession:
             self.model.load_state_dict(self.snapshot["model"])
             self.optimizer.load_state_dict(self.snapshot["optimizer"])
             self.apply_knobs()  # the optimizer state dict brought back the old weight decay
+            self.tracker.loss_ema = self.snapshot["loss_ema"]  # the diverged losses are not the run's average
             self.newest = self.snapshot  # the states after it are the ones being discarded
         self.optimizer.zero_grad(set_to_none=True)
         self.tracker.forget_update()

@@ -70,8 +70,8 @@ class SignalTracker:
         self.loss_ema: float | None = None
         self.trace_ema: float | None = None  # EMA of tr(Sigma) estimates
         self.grad_sq_ema: float | None = None  # EMA of |G|^2 estimates
-        self._previous: list[Tensor] | None = None  # weights before the last step
-        self._last_update: list[Tensor] | None = None
+        self._previous: Tensor | None = None  # weights before the measured step, flat
+        self._last_update: Tensor | None = None  # the measured step's change of the weights, flat
 
     def record_loss(self, loss: float) -> float | None:
         """Update the loss EMA with a finite loss; returns the EMA."""
@@ -100,18 +100,25 @@ class SignalTracker:
         return self.trace_ema / self.grad_sq_ema
 
     @torch.no_grad()
+    def _flat(self, grads: bool = False) -> Tensor:
+        """The parameters (or their gradients, zeros where none) as one float vector."""
+        if grads:
+            parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
+        else:
+            parts = [p.detach().reshape(-1) for p in self.params]
+        return torch.cat(parts).float()
+
+    @torch.no_grad()
     def hypergradient(self) -> float | None:
-        """cos(current gradient, minus the last update): > 0 means the last step was too short."""
-        if self._last_update is None:
+        """cos(current gradient, minus the last update): > 0 means the last step was too short.
+
+        Uses the measured update once (None until :meth:`after_step` measures another).
+        """
+        update, self._last_update = self._last_update, None
+        if update is None:
             return None
-        dot = g_sq = u_sq = 0.0
-        for p, u in zip(self.params, self._last_update):
-            if p.grad is None:
-                continue
-            g = p.grad.float()
-            dot -= float((g * u).sum())
-            g_sq += float(g.pow(2).sum())
-            u_sq += float(u.pow(2).sum())
+        g = self._flat(grads=True)
+        dot, g_sq, u_sq = torch.stack([-torch.dot(g, update), torch.dot(g, g), torch.dot(update, update)]).tolist()
         if g_sq == 0 or u_sq == 0 or not math.isfinite(dot):
             return None
         return dot / math.sqrt(g_sq * u_sq)
@@ -119,17 +126,18 @@ class SignalTracker:
     @torch.no_grad()
     def before_step(self) -> None:
         """Remember the weights, to measure the update the optimizer makes."""
-        self._previous = [p.detach().float().clone() for p in self.params]
+        self._previous = self._flat()
 
     @torch.no_grad()
     def after_step(self) -> float | None:
         """The update-to-weight ratio of the step just taken."""
         if self._previous is None:
             return None
-        self._last_update = [p.detach().float() - old for p, old in zip(self.params, self._previous)]
+        now = self._flat()
+        self._last_update = now - self._previous
         self._previous = None
-        weights = _flat_sq_norm(self.params)
-        return math.sqrt(_flat_sq_norm(self._last_update) / weights) if weights > 0 else None
+        weights, update = torch.stack([torch.dot(now, now), torch.dot(self._last_update, self._last_update)]).tolist()
+        return math.sqrt(update / weights) if weights > 0 else None
 
     def forget_update(self) -> None:
         """After a rollback or a skipped step there is no 'previous update' to compare with."""

@@ -5,7 +5,12 @@ EMA, or a short loss average (the last few steps) climbs above ``trend_factor`` 
 one (a classifier that falls apart under a too-large LR drifts to the loss of guessing, a
 rise that no single batch makes dramatic), the step is not taken: the model and optimizer go back to the last good snapshot
 (kept in memory by the coach every ``snapshot_every`` steps), the LR scale is multiplied
-by ``lr_factor``, and the batch is skipped. Once the run has been stable for ``recovery``
+by ``lr_factor``, and the batch is skipped. The loss average of the restored state becomes
+the reference for a probation of ``recovery`` steps: recent losses above
+``probation_factor`` x that reference roll back again (a cause that persists, such as a
+too-large LR, keeps the loss elevated without ever spiking against an average it has
+already pulled up), and no snapshot is taken while on probation, so the run always goes
+back to a state from before the divergence. Once the run has been stable for ``recovery``
 steps, the LR comes back up one notch (``/ lr_factor``) per stable period until the
 rollbacks' reductions are undone, so a passing spike does not leave the run crawling.
 After ``max_rollbacks`` the guard stops the run with a clear reason rather than looping.
@@ -33,7 +38,10 @@ class DivergenceGuard(Policy):
             divergence too (> 1).
         warmup: steps before loss spikes count (the EMA needs to settle); NaN always counts.
         max_rollbacks: rollbacks before the run is stopped.
-        recovery: stable steps after which one LR reduction is undone (0 = never).
+        recovery: stable steps after which one LR reduction is undone (0 = never); also
+            the length of the probation after a rollback (``snapshot_every`` when 0).
+        probation_factor: on probation, recent losses above this many times the restored
+            state's average roll back again (> 1).
     """
 
     spike_factor: float = 5.0
@@ -43,11 +51,13 @@ class DivergenceGuard(Policy):
     warmup: int = 50
     max_rollbacks: int = 20
     recovery: int = 100
+    probation_factor: float = 1.25
 
     def __post_init__(self) -> None:
         check_positive(self.name, snapshot_every=self.snapshot_every, max_rollbacks=self.max_rollbacks)
-        if not (self.spike_factor > 1 and self.trend_factor > 1):
-            raise AttncoachError(f"coach policy {self.name}: spike_factor and trend_factor must be > 1")
+        if not (self.spike_factor > 1 and self.trend_factor > 1 and self.probation_factor > 1):
+            raise AttncoachError(f"coach policy {self.name}: spike_factor, trend_factor and probation_factor "
+                                 f"must be > 1")
         if not 0 < self.lr_factor <= 1:
             raise AttncoachError(f"coach policy {self.name}: lr_factor must be in (0, 1], got {self.lr_factor!r}")
         if self.recovery < 0:
@@ -56,27 +66,43 @@ class DivergenceGuard(Policy):
         self._short: float | None = None  # EMA of the last few losses (weight 0.3 on the newest)
         self._owed = 1.0  # LR reductions not yet undone
         self._last_event = 0  # step of the last rollback or recovery
+        self._rolled_at: int | None = None  # step of the last rollback while on probation
+        self._reference: float | None = None  # on probation: the restored state's loss average
+
+    @property
+    def steady(self) -> bool:
+        """False while on probation after a rollback (the coach takes no snapshot then)."""
+        return self._rolled_at is None
 
     def observe(self, signals, knobs: Knobs) -> list[Decision]:
         if signals.evaluated:
             return []
         loss, ema = signals.loss, signals.loss_ema
+        if self._rolled_at is not None and self._reference is None:
+            self._reference = self._short = ema  # first step after a rollback: the restored average
         if loss is not None and math.isfinite(loss):
             self._short = loss if self._short is None else 0.7 * self._short + 0.3 * loss
         settled = ema is not None and signals.step > self.warmup
+        reference = self._reference
         if signals.nonfinite or loss is None or not math.isfinite(loss):
             why = "non-finite loss or gradient"
         elif settled and loss > self.spike_factor * ema:
             why = f"loss {loss:.3g} is above {self.spike_factor:g}x its average {ema:.3g}"
         elif settled and self._short is not None and self._short > self.trend_factor * ema:
             why = f"recent losses ({self._short:.3g}) climbed above {self.trend_factor:g}x the average {ema:.3g}"
+        elif settled and reference is not None and self._short > self.probation_factor * reference:
+            why = (f"recent losses ({self._short:.3g}) stay above {self.probation_factor:g}x the "
+                   f"{reference:.3g} of the state rolled back to")
         else:
+            probation = self.recovery or self.snapshot_every
+            if self._rolled_at is not None and signals.step - self._rolled_at >= probation:
+                self._rolled_at = self._reference = None  # the cause has passed
             return self._recover(signals, knobs)
-        self._short = ema  # judge the steps after the rollback afresh
         seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
         self._rollbacks += 1
         self._owed /= self.lr_factor
-        self._last_event = signals.step
+        self._last_event = self._rolled_at = signals.step
+        self._reference = None  # taken from the restored state at the next step
         if self._rollbacks > self.max_rollbacks:
             return [Decision(signals.step, self.name, "stop", False, True,
                              f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue", seen)]
