@@ -62,13 +62,56 @@ def test_hypergradient_moves_the_lr_with_agreement_and_stays_in_bounds():
     policy = POLICIES["hypergradient_lr"](beta=0.1, min_scale=0.5, max_scale=2.0, log_change=0.2)
     knobs = Knobs()
     decisions = [d for step in range(1, 40) for d in policy.observe(Signals(step, hypergradient=1.0), knobs)]
-    assert knobs.lr_scale == 2.0, "agreeing steps raise the LR up to its bound"
+    assert knobs.lr_scale == pytest.approx(2.0), "agreeing steps raise the LR up to its bound"
     assert decisions and all(d.knob == "lr_scale" and d.new > d.old for d in decisions)
     assert len(decisions) < 10, "only notable changes are logged"
     for step in range(40, 200):
         policy.observe(Signals(step, hypergradient=-1.0), knobs)
-    assert knobs.lr_scale == 0.5, "steps that undo each other lower it, never below the bound"
+    assert knobs.lr_scale == pytest.approx(0.5), "steps that undo each other lower it, never below the bound"
     assert policy.observe(Signals(300, hypergradient=None), knobs) == []
+
+
+def test_hypergradient_bounds_its_own_change_of_an_lr_chosen_before_it():
+    policy = POLICIES["hypergradient_lr"](beta=0.1, min_scale=0.5, max_scale=2.0)
+    knobs = Knobs(lr_scale=8.0)  # an LR probe chose 8x the configured LR
+    for step in range(1, 100):
+        policy.observe(Signals(step, hypergradient=1.0), knobs)
+    assert knobs.lr_scale == pytest.approx(16.0)
+    for step in range(100, 300):
+        policy.observe(Signals(step, hypergradient=-1.0), knobs)
+    assert knobs.lr_scale == pytest.approx(4.0)
+
+
+def _probe_loss(multiple: float) -> float:
+    """A range-test curve: falls as the LR grows towards 10x, blows up past 100x."""
+    return 1.0 - 0.3 * min(1.0, math.log10(max(multiple, 1e-3)) / 3 + 2 / 3) + max(0.0, multiple - 100) * 0.5
+
+
+def test_lr_probe_ramps_stops_at_the_blowup_and_restarts_at_a_tenth_of_the_minimum():
+    policy = POLICIES["lr_probe"](steps=60, low=1e-2, high=1e3, smoothing=0.0)
+    knobs, coach_steps, multiple = Knobs(), [], None
+    coach = Coach([policy, POLICIES["divergence_guard"](warmup=0)], knobs)
+    for step in range(1, 200):
+        loss = 1.0 if multiple is None else _probe_loss(multiple)
+        decisions = coach.observe(Signals(step, loss=loss, loss_ema=1.0, lr_schedule=0.5))
+        coach_steps += decisions
+        if any(d.knob == "rollback" for d in decisions):
+            break
+        multiple = knobs.lr_scale * 0.5  # the LR the step was taken with, over the configured one
+        assert policy.exclusive, "the other policies wait while it probes"
+    assert [d.policy for d in coach_steps] == ["lr_probe"] * 3, "the guard does not treat the ramp as a divergence"
+    assert coach_steps[0].step == 1 and coach_steps[0].new == pytest.approx(1e-2 / 0.5), "the warmup is undone"
+    finish = coach_steps[-1]
+    assert "blew up" in finish.reason and finish.step < 60
+    assert 0.5 <= knobs.lr_scale <= 2.0, f"a tenth of the ~10x minimum, got {knobs.lr_scale}"
+    assert not policy.exclusive and policy.observe(Signals(300, loss=5.0), knobs) == []
+
+
+def test_lr_probe_keeps_the_configured_lr_when_nothing_was_measured():
+    policy = POLICIES["lr_probe"]()
+    knobs = Knobs()
+    decisions = policy.observe(Signals(1, loss=float("nan"), nonfinite=True), knobs)
+    assert [d.knob for d in decisions] == ["rollback", "lr_scale"] and knobs.lr_scale == 1.0
 
 
 def test_plateau_decays_then_restarts_then_stops():

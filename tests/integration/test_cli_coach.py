@@ -107,6 +107,6 @@ def test_bad_coach_config_leaves_nothing_behind(tiny_csv, tmp_path, capsys):
     out = tmp_path / "bad"
     assert main(["train", *tiny_overrides(tiny_csv, out, 10), "coach.enabled=true", "coach.policies=[warp]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: unknown coach policy 'warp' (known: batch_growth, divergence_guard, hypergradient_lr, "
+    assert err == ["error: unknown coach policy 'warp' (known: batch_growth, divergence_guard, hypergradient_lr, lr_probe, "
                    "plateau, regularisation)"]
     assert not out.exists()

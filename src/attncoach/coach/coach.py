@@ -28,7 +28,7 @@ from attncoach.errors import AttncoachError
 
 log = logging.getLogger("attncoach")
 
-DEFAULT_POLICIES = ("divergence_guard", "hypergradient_lr", "plateau", "regularisation")
+DEFAULT_POLICIES = ("lr_probe", "divergence_guard", "hypergradient_lr", "plateau", "regularisation")
 
 
 def parse_policy_entry(entry: Any) -> tuple[str, dict[str, Any]]:
@@ -110,9 +110,14 @@ class Coach:
         return next((p for p in self.policies if p.name == name), None)
 
     def observe(self, signals: Signals) -> list[Decision]:
-        """Let every policy look at ``signals``; record and return their decisions."""
+        """Let every policy look at ``signals``; record and return their decisions.
+
+        A policy whose ``exclusive`` attribute is true (the LR probe while it probes) is the
+        only one to look.
+        """
         decisions: list[Decision] = []
-        for policy in self.policies:
+        first = next((p for p in self.policies if getattr(p, "exclusive", False)), None)
+        for policy in [first] if first is not None else self.policies:
             decisions.extend(policy.observe(signals, self.knobs))
         for decision in decisions:
             if decision.knob == "rollback":

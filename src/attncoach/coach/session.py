@@ -47,13 +47,18 @@ class CoachSession:
         weight_decay: the configured weight decay.
         log_path: where ``coach.jsonl`` goes.
         elastic: whether supernet training is on (no half-batch noise measurement then).
+        total_steps: the run's optimizer steps (an LR probe takes at most a tenth of them).
     """
 
     def __init__(self, coach_cfg: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 weight_decay: float, log_path: Path, elastic: bool = False):
+                 weight_decay: float, log_path: Path, elastic: bool = False, total_steps: int | None = None):
         self.model, self.optimizer = model, optimizer
         knobs = Knobs(dropout=model_dropout(model), weight_decay=weight_decay)
         self.coach = Coach(build_policies(coach_cfg.policies), knobs, log_path)
+        probe = self.coach.wants("lr_probe")
+        if probe is not None and total_steps is not None and probe.steps > max(1, total_steps // 10):
+            probe.steps = max(1, total_steps // 10)
+            log.info("coach: the LR probe takes %d steps, a tenth of the run", probe.steps)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.tracker = SignalTracker(self.params)
         self.noise_every = coach_cfg.noise_every
@@ -62,8 +67,9 @@ class CoachSession:
         self.track_updates = hyper is not None
         self.update_every = hyper.every if hyper is not None else self.noise_every  # steps between measured updates
         guard = self.coach.wants("divergence_guard")
-        self.guard = guard
         self.snapshot_every = guard.snapshot_every if guard is not None else None
+        if self.snapshot_every is None and self.coach.wants("lr_probe") is not None:
+            self.snapshot_every = 10 ** 9  # the probe rolls back to the start: that one snapshot is needed
         self.snapshot_at = 0  # self.updates when the newest snapshot was taken
         self.snapshot: dict[str, Any] | None = None  # what a rollback restores
         self.newest: dict[str, Any] | None = None
@@ -86,6 +92,11 @@ class CoachSession:
             if group["weight_decay"] > 0:
                 group["weight_decay"] = self.knobs.weight_decay
 
+    @property
+    def probing(self) -> bool:
+        """True while a policy holds the run exclusively (the LR probe): its steps will be undone."""
+        return any(getattr(p, "exclusive", False) for p in self.coach.policies)
+
     # -- the step
     def wants_noise(self, step: int) -> bool:
         """Whether this micro-batch should be run as two halves to measure the gradient noise."""
@@ -94,14 +105,18 @@ class CoachSession:
     def record_noise(self, half_sq: float, full_sq: float, batch: int) -> None:
         self.tracker.record_noise(half_sq, full_sq, batch)
 
-    def before_update(self, step: int, examples_seen: int, loss: float, grad_norm: float, batch_size: int) -> str:
-        """Step signals to the policies; returns ``step``, ``skip`` (rolled back) or ``stop``."""
+    def before_update(self, step: int, examples_seen: int, loss: float, grad_norm: float, batch_size: int,
+                      lr_schedule: float | None = None) -> str:
+        """Step signals to the policies; returns ``step``, ``skip`` (rolled back) or ``stop``.
+
+        ``lr_schedule`` is the schedule's LR multiplier for this step (the LR scale multiplies it).
+        """
         ema = self.tracker.record_loss(loss)
         nonfinite = not (math.isfinite(loss) and math.isfinite(grad_norm))
         signals = Signals(step=step, examples_seen=examples_seen, loss=loss, loss_ema=ema, grad_norm=grad_norm,
                           nonfinite=nonfinite, batch_size=batch_size, update_ratio=self.update_ratio,
                           hypergradient=self.tracker.hypergradient() if self.track_updates and not nonfinite else None,
-                          noise_scale=self.tracker.noise_scale())
+                          noise_scale=self.tracker.noise_scale(), lr_schedule=lr_schedule)
         decisions = self.coach.observe(signals)
         self.apply_knobs()
         if any(d.knob == "rollback" for d in decisions):
@@ -127,7 +142,9 @@ class CoachSession:
         if measure:
             self.update_ratio = self.tracker.after_step()
         due = self.snapshot_every is not None and self.updates - self.snapshot_at >= self.snapshot_every
-        if due and math.isfinite(loss) and self.guard.steady:  # never a state from a divergence's probation
+        # never a state from a probe or from a divergence's probation
+        steady = all(getattr(p, "steady", True) and not getattr(p, "exclusive", False) for p in self.coach.policies)
+        if due and math.isfinite(loss) and steady:
             self.take_snapshot(step)
 
     def take_snapshot(self, step: int) -> None:

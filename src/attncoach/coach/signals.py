@@ -36,6 +36,7 @@ class Signals:
     update_ratio: float | None = None  # |update| / |weights| of the last step
     noise_scale: float | None = None  # B_simple, in examples
     batch_size: int | None = None  # examples per optimizer step (batch x accumulation)
+    lr_schedule: float | None = None  # the schedule's LR multiplier for this step (warmup, decay)
     val_metric: float | None = None
     val_loss: float | None = None
     best_val_metric: float | None = None

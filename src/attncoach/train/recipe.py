@@ -113,11 +113,11 @@ class ClassificationRecipe:
         self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
         self.supernet = self._setup_elastic()
         self.optimizer = make_optimizer(self.model, t)
-        self.coach = self._setup_coach()
         self.micro, self.micro_losses = 0, []  # micro-batches accumulated towards the next optimizer step
         self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler.batches(0))
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
+        self.coach = self._setup_coach()
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
         self.checkpoint_every = t.checkpoint_every or self.eval_every
@@ -196,7 +196,8 @@ class ClassificationRecipe:
         if not self.cfg.coach.enabled:
             return None
         session = CoachSession(self.cfg.coach, self.model, self.optimizer, self.cfg.train.weight_decay,
-                               self.run_dir.path / "coach.jsonl", elastic=self.supernet is not None)
+                               self.run_dir.path / "coach.jsonl", elastic=self.supernet is not None,
+                               total_steps=self.total_steps)
         log.info("coach: %s", ", ".join(session.coach.names))
         return session
 
@@ -280,7 +281,9 @@ class ClassificationRecipe:
                     if s.step % self.cfg.log.every == 0:
                         self.logger.scalars(s.step, self._train_scalars(loss, grad_norm), prefix="train/")
                     bar.update(s.step, loss=loss_ema)
-                    if s.step % self.eval_every == 0 or s.step == self.total_steps:
+                    # a probe's steps are discarded by its rollback: no evaluation or checkpoint of them
+                    probing = self.coach is not None and self.coach.probing
+                    if (s.step % self.eval_every == 0 and not probing) or s.step == self.total_steps:
                         tick = time.perf_counter()
                         self.evaluate_and_track(bar)
                         s.eval_seconds += time.perf_counter() - tick
@@ -288,7 +291,8 @@ class ClassificationRecipe:
                         self.micro, self.micro_losses = 0, []
                     due = s.step % self.checkpoint_every == 0 or s.step == self.total_steps or s.stopped_early
                     self.checkpoint_due = self.checkpoint_due or due
-                    if self.checkpoint_due and self.micro == 0:  # never inside a gradient accumulation
+                    ready = self.micro == 0 and (not probing or s.stopped_early or s.step == self.total_steps)
+                    if self.checkpoint_due and ready:  # never inside a gradient accumulation or a probe
                         self.checkpoint_due = False
                         s.train_seconds = base + time.perf_counter() - started
                         tick = time.perf_counter()
@@ -356,15 +360,16 @@ class ClassificationRecipe:
         clip = t.grad_clip if t.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         scale = 1.0
+        scheduled = lr_factor(s.step, self.total_steps, self.warmup_steps, t.schedule)
         if self.coach is not None:
-            action = self.coach.before_update(s.step + 1, s.examples_seen, loss, grad_norm, examples)
+            action = self.coach.before_update(s.step + 1, s.examples_seen, loss, grad_norm, examples, scheduled)
             if action == "skip":
                 return grad_norm
             if action == "stop":
                 self._stop(self.coach.coach.stop_reason or "stopped by the coach")
                 return grad_norm
             scale = self.coach.knobs.lr_scale
-        factor = lr_factor(s.step, self.total_steps, self.warmup_steps, t.schedule) * scale
+        factor = scheduled * scale
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         self.current_lr = t.lr * factor
