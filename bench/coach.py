@@ -14,8 +14,8 @@ On the main job's config (`configs/tweets-sentiment.yaml`, the elastic supernet)
    Test macro-F1 of each; goal: the coached injected runs finish within 1 point of the
    clean run.
 
-Not measured yet (listed in the issue): robustness to the initial LR over seeds, the
-equal-compute comparison with Optuna, and the best fixed schedule of a small grid.
+Robustness to the initial LR, the equal-compute comparison with Optuna and the best fixed
+schedule are measured by `bench/coach_quality.py`.
 
     python bench/coach.py            # about 10 minutes on 2 cores
     python bench/coach.py --quick    # proves the script works

@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
     (["elastic_structure.py", "--backbone", "scratch"], "elastic_structure_scratch",
      {"cost", "grid", "rewiring", "depth", "search", "export"}),
     (["coach.py"], "coach", {"overhead", "injection", "conditions"}),
+    (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
 ])
 def test_benchmark_script_runs(command, result_name, keys):
     proc = subprocess.run([sys.executable, str(BENCH / command[0]), *command[1:], "--quick"], capture_output=True,

@@ -425,7 +425,7 @@ class ClassificationRecipe:
         bar.note(f"step {s.step}: val macro-F1 {metrics['macro_f1']:.4f}{smallest_note} acc {metrics['accuracy']:.4f} "
                  f"loss {metrics['loss']:.4f}{'  (best)' if improved else ''}", val_f1=s.best_metric)
         if self.coach is not None:
-            first = collate(val.ids[:64]) if len(val.ids) else None
+            first = {k: v.to(self.device) for k, v in collate(val.ids[:64]).items()} if len(val.ids) else None
             if self.coach.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first):
                 self._stop(self.coach.coach.stop_reason or "stopped by the coach")
             if self.coach.last_entropy:
