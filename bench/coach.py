@@ -11,13 +11,13 @@ On the main job's config (`configs/tweets-sentiment.yaml`, the elastic supernet)
      and every gradient are NaN;
    - an LR spike: from step 300, 20 optimizer steps at 100 x the scheduled LR;
    and the two injected runs again without the coach, to show what the guard prevents.
-   Test macro-F1 of each; goal: the coached injected runs finish within 1 point of the
-   clean run.
+   Test macro-F1 of each, seeds 0, 1, 2 for the coached runs (seed 0 for the uncoached
+   ones); goal: the median of the coached injected runs within 1 point of the clean runs'.
 
-Robustness to the initial LR, the equal-compute comparison with Optuna and the best fixed
-schedule are measured by `bench/coach_quality.py`.
+Then (unless ``--skip-quality``) `bench/coach_quality.py`: robustness to the initial LR, the
+equal-compute comparison with Optuna and the best fixed schedule, 3 seeds each.
 
-    python bench/coach.py            # about 10 minutes on 2 cores
+    python bench/coach.py            # about 15 minutes on 2 cores, then coach_quality.py's 30
     python bench/coach.py --quick    # proves the script works
 """
 
@@ -102,25 +102,33 @@ def overhead(work: Path, steps: int, repeats: int) -> dict[str, Any]:
             "ratio_on_over_off": summary(ratios)}
 
 
-def injection(work: Path, epochs: str) -> dict[str, Any]:
+def injection(work: Path, epochs: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     base = [f"train.epochs={epochs}", "train.early_stopping_patience=null"]
-    runs = {}
-    for name, fault, coached in (("clean", None, True), ("nan_batch", "nan_batch", True),
-                                 ("lr_spike", "lr_spike", True), ("nan_batch_no_coach", "nan_batch", False),
-                                 ("lr_spike_no_coach", "lr_spike", False)):
-        runs[name] = train(work / name, [*base, f"coach.enabled={str(coached).lower()}"], fault)
-        print(f"{name}: test macro-F1 {runs[name]['test_macro_f1']:.4f}, decisions {runs[name]['decisions']}",
-              flush=True)
-    clean = runs["clean"]["test_macro_f1"]
+    runs: dict[str, Any] = {}
+    conditions_ = [("clean", None, True), ("nan_batch", "nan_batch", True), ("lr_spike", "lr_spike", True)]
+    for seed in seeds:
+        for name, fault, coached in conditions_ + ([("nan_batch_no_coach", "nan_batch", False),
+                                                    ("lr_spike_no_coach", "lr_spike", False)] if seed == seeds[0] else []):
+            result = train(work / f"{name}-{seed}", [*base, f"train.seed={seed}",
+                                                      f"coach.enabled={str(coached).lower()}"], fault)
+            runs.setdefault(name, {})[seed] = result
+            print(f"{name} seed {seed}: test macro-F1 {result['test_macro_f1']:.4f}, decisions {result['decisions']}",
+                  flush=True)
+    out: dict[str, Any] = {"runs": runs}
+    clean = statistics.median(runs["clean"][s]["test_macro_f1"] for s in seeds)
+    out["clean_median"] = clean
     for name in ("nan_batch", "lr_spike"):
-        runs[name]["points_below_clean"] = 100 * (clean - runs[name]["test_macro_f1"])
-        runs[name]["within_1_point"] = runs[name]["points_below_clean"] <= 1.0
-    return runs
+        f1 = statistics.median(runs[name][s]["test_macro_f1"] for s in seeds)
+        below = {s: 100 * (runs["clean"][s]["test_macro_f1"] - runs[name][s]["test_macro_f1"]) for s in seeds}
+        out[name] = {"median": f1, "points_below_clean_median": 100 * (clean - f1),
+                     "points_below_clean_per_seed": below, "within_1_point": 100 * (clean - f1) <= 1.0}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+    parser.add_argument("--skip-quality", action="store_true", help="only overhead and injection (not coach_quality.py)")
     args = parser.parse_args()
     logging.getLogger("attncoach").setLevel(logging.WARNING)
     global INJECT_AT
@@ -130,10 +138,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cost = overhead(work, steps=10 if args.quick else 600, repeats=1 if args.quick else 3)
-        faults = injection(work, epochs="0.02" if args.quick else "1")
+        faults = injection(work, epochs="0.02" if args.quick else "1", seeds=(0,) if args.quick else (0, 1, 2))
     save("coach", {"benchmark": "coach", "quick": args.quick, "config": CONFIG, "conditions": info,
                    "overhead": cost, "injection": faults, "inject_at_step": INJECT_AT,
                    "spike": {"steps": SPIKE_STEPS, "factor": SPIKE_FACTOR}}, quick=args.quick)
+    if not args.skip_quality:
+        import coach_quality
+
+        coach_quality.measure(quick=args.quick, workers=2)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel (threads are split between them)")
     args = parser.parse_args()
+    measure(args.quick, args.workers)
+
+
+def measure(quick: bool, workers: int) -> None:
+    """Run the three comparisons and save ``results/coach_quality.json``."""
+    args = argparse.Namespace(quick=quick, workers=workers)
     info = conditions()
     lrs, grid, seeds, trials = (LRS, GRID, SEEDS, TRIALS) if not args.quick else (LRS[2:], GRID[:2], (0,), 2)
     length = ["train.max_steps=20", "train.eval_every=10"] if args.quick else ["train.epochs=1"]

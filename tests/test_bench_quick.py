@@ -21,7 +21,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
      {"attncoach", "hf_trainer", "speedup_examples_per_s", "macro_f1_difference_points"}),
     (["elastic_structure.py", "--backbone", "scratch"], "elastic_structure_scratch",
      {"cost", "grid", "rewiring", "depth", "search", "export"}),
-    (["coach.py"], "coach", {"overhead", "injection", "conditions"}),
+    (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
     (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
 ])
 def test_benchmark_script_runs(command, result_name, keys):

@@ -112,6 +112,10 @@ def test_lr_probe_keeps_the_configured_lr_when_nothing_was_measured():
     knobs = Knobs()
     decisions = policy.observe(Signals(1, loss=float("nan"), nonfinite=True), knobs)
     assert [d.knob for d in decisions] == ["rollback", "lr_scale"] and knobs.lr_scale == 1.0
+    flat = POLICIES["lr_probe"](steps=20)
+    knobs = Knobs()
+    decisions = [d for step in range(1, 30) for d in flat.observe(Signals(step, loss=1.0 - 0.0005 * step), knobs)]
+    assert "never fell" in decisions[-1].reason and knobs.lr_scale == 1.0, "a flat loss gives no reason to move"
 
 
 def test_plateau_decays_then_restarts_then_stops():

@@ -61,6 +61,32 @@ def test_coached_run_resumes_with_the_same_decisions(tiny_csv, tmp_path):
     assert (out / "coach.jsonl").read_text() == logged
 
 
+def test_coach_probes_the_lr_first_and_resumes_after_the_probe(tiny_csv, tmp_path):
+    out = tmp_path / "probe"
+    # lr 1e-4 is far too small for this tiny model: the probe (1e-4 .. 0.1) must find a larger one
+    reference = _run(tiny_csv, out, 300, "train.lr=1e-4", "train.eval_every=10", "train.checkpoint_every=10",
+                     "coach.policies=[{lr_probe: {low: 1, high: 1000}}, divergence_guard, hypergradient_lr, "
+                     "plateau, regularisation]")
+    decisions = _decisions(out)
+    probe = [d for d in decisions if d["policy"] == "lr_probe"]
+    assert [d["knob"] for d in probe] == ["lr_scale", "rollback", "lr_scale"]
+    assert probe[1]["step"] <= 31 and probe[1]["new"] == 0, "at most a tenth of the run, then back to the start"
+    assert probe[2]["new"] >= 10, f"the probe should raise the LR a lot, chose {probe[2]['new']}"
+    assert decisions[:3] == probe, "nothing else acts while it probes"
+    assert reference["history"][0]["step"] > probe[1]["step"], "no evaluation of the probe's steps"
+    assert reference["coach"]["policies"] == ["lr_probe", "divergence_guard", "hypergradient_lr", "plateau",
+                                              "regularisation"]
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
+    assert checkpoints and checkpoints[0] >= probe[1]["step"], "no checkpoint holds the probe's weights"
+    logged = (out / "coach.jsonl").read_text()
+    rewind_to_first_checkpoint(out)
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    for key in ("test", "history", "coach", "examples_seen", "steps"):
+        assert resumed[key] == reference[key], key
+    assert (out / "coach.jsonl").read_text() == logged
+
+
 def test_batch_growth_keeps_the_examples_seen(tiny_csv, tmp_path):
     plain = _run(tiny_csv, tmp_path / "plain", 60, "coach.policies=[divergence_guard]")
     grown = _run(tiny_csv, tmp_path / "grown", 60, "coach.noise_every=1",

@@ -8,7 +8,8 @@ blows up; the probe stops early once the smoothed loss exceeds ``blowup`` x its 
 or turns non-finite. The chosen LR is the one at the smoothed minimum divided by
 ``divisor`` (the minimum itself sits at the edge of instability), bounded to
 ``[low, high]``; the model and optimizer then roll back to the state before the probe, so
-the probe's reckless steps leave nothing behind but the choice. The configured LR only
+the probe's reckless steps leave nothing behind but the choice. A probe whose smoothed
+loss never fell 2 % below the first loss keeps the configured LR. The configured LR only
 has to be within a few decades of a good one.
 
 While it probes, the probe is the only policy that acts (``exclusive``): a loss spike is
@@ -34,7 +35,8 @@ class LRProbe(Policy):
         low: the probe's first LR, times the configured LR.
         high: its last LR, times the configured LR.
         divisor: the chosen LR is the one at the smoothed loss minimum divided by this.
-        smoothing: EMA weight of the old value in the smoothed loss, in [0, 1).
+        smoothing: EMA weight of the old value in the smoothed loss, in [0, 1) (lowered
+            to ``1 - 5 / steps`` for a short probe).
         blowup: the probe ends once the smoothed loss exceeds this many times its minimum.
     """
 
@@ -55,8 +57,14 @@ class LRProbe(Policy):
         self._taken = 0  # probe steps taken
         self._seen = 0  # finite losses smoothed
         self._avg = 0.0  # EMA of the losses, before bias correction
+        self._first: float | None = None  # the first loss, before any probe step
         self._best: tuple[float, float] | None = None  # (smoothed loss, LR multiple that led to it)
         self._last: float | None = None  # the LR multiple of the step just taken
+
+    @property
+    def _smoothing(self) -> float:
+        """The EMA weight, lowered for a short probe (its memory at most a fifth of the probe)."""
+        return min(self.smoothing, max(0.0, 1 - 5 / self.steps))
 
     @property
     def exclusive(self) -> bool:
@@ -71,8 +79,9 @@ class LRProbe(Policy):
         smoothed = None
         if finite:
             self._seen += 1
-            self._avg = self.smoothing * self._avg + (1 - self.smoothing) * loss
-            smoothed = self._avg / (1 - self.smoothing ** self._seen)
+            self._first = loss if self._first is None else self._first
+            self._avg = self._smoothing * self._avg + (1 - self._smoothing) * loss
+            smoothed = self._avg / (1 - self._smoothing ** self._seen)
             if self._last is not None and (self._best is None or smoothed < self._best[0]):
                 self._best = (smoothed, self._last)
         blew_up = not finite or (self._best is not None and smoothed > self.blowup * self._best[0])
@@ -93,9 +102,10 @@ class LRProbe(Policy):
         self._done = True
         seen = signals.values("loss", "lr_schedule")
         old = knobs.lr_scale
-        if self._best is None:
+        if self._best is None or self._best[0] > 0.98 * self._first:
             knobs.lr_scale = 1.0
-            reason = f"LR range test: {why} before the loss could be read; keeping the configured LR"
+            what = "before the loss could be read" if self._best is None else "and the loss never fell"
+            reason = f"LR range test ({self._taken} steps): {why} {what}; keeping the configured LR"
         else:
             knobs.lr_scale = min(self.high, max(self.low, self._best[1] / self.divisor))
             seen["probe_min_loss"] = round(self._best[0], 6)
