@@ -167,15 +167,23 @@ def test_divergence_guard_rolls_back_on_nan_and_spikes_then_gives_up():
     assert [d.knob for d in final] == ["stop"]
 
 
-def test_divergence_guard_gives_the_lr_back_once_stable():
+def test_divergence_guard_gives_the_lr_back_once_stable_and_gently_if_it_diverges_again():
     policy = POLICIES["divergence_guard"](lr_factor=0.5, warmup=0, recovery=10)
     knobs = Knobs()
     policy.observe(Signals(5, loss=float("nan"), nonfinite=True), knobs)
     policy.observe(Signals(6, loss=float("nan"), nonfinite=True), knobs)
     assert knobs.lr_scale == 0.25
-    ups = [d for step in range(7, 40) for d in policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)]
-    assert [(d.step, d.new) for d in ups] == [(16, 0.5), (26, 1.0)], "one notch per stable period, no further"
-    assert knobs.lr_scale == 1.0
+    ups = [d for step in range(7, 20) for d in policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)]
+    assert [(d.step, d.new) for d in ups] == [(16, 1.0)] and "in full" in ups[0].reason, "a passing cause"
+    # diverging again right after the give-back: the LR itself is too high, it comes back gently
+    policy.observe(Signals(20, loss=float("nan"), nonfinite=True), knobs)
+    assert knobs.lr_scale == 0.5
+    ups = [d for step in range(21, 60) for d in policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)]
+    assert [(d.step, d.new) for d in ups] == [(30, 1.0)] and "one notch" in ups[0].reason
+    policy.observe(Signals(70, loss=float("nan"), nonfinite=True), knobs)
+    policy.observe(Signals(71, loss=float("nan"), nonfinite=True), knobs)
+    ups = [d for step in range(72, 100) for d in policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)]
+    assert [(d.step, d.new) for d in ups] == [(81, 0.5), (91, 1.0)], "one notch per stable period from then on"
 
 
 def test_divergence_guard_probation_holds_the_run_to_the_state_before_the_divergence():
@@ -194,6 +202,38 @@ def test_divergence_guard_probation_holds_the_run_to_the_state_before_the_diverg
     assert knobs.lr_scale == 0.25
     calm = [d for step in range(31, 60) for d in policy.observe(Signals(step, loss=0.8, loss_ema=0.8), knobs)]
     assert not [d for d in calm if d.knob == "rollback"] and policy.steady, "probation ends after 20 calm steps"
+
+
+def _drift_to_guessing(policy, chance):
+    """120 healthy steps at loss 0.8, then losses at the loss of guessing while the average follows slowly."""
+    knobs, ema = Knobs(), 0.8
+    for step in range(1, 121):
+        assert policy.observe(Signals(step, loss=0.8, loss_ema=0.8, chance_loss=chance), knobs) == []
+    for step in range(121, 160):
+        ema = 0.98 * ema + 0.02 * 1.08
+        decisions = policy.observe(Signals(step, loss=1.08, loss_ema=ema, chance_loss=chance), knobs)
+        if decisions:
+            return decisions
+    return []
+
+
+def test_divergence_guard_catches_a_slide_back_to_the_loss_of_guessing():
+    caught = _drift_to_guessing(POLICIES["divergence_guard"](), chance=1.1)
+    assert caught and caught[0].knob == "rollback" and "forgot what it learned" in caught[0].reason
+    assert caught[0].step < 130, "a few steps into the slide"
+    # 1.08 is under 1.5x any average the run had: only the loss of guessing gives the slide away
+    assert _drift_to_guessing(POLICIES["divergence_guard"](), chance=None) == []
+    assert _drift_to_guessing(POLICIES["divergence_guard"](collapse=0.0), chance=1.1) == []
+
+
+def test_chance_loss_is_the_entropy_of_the_smoothed_class_frequencies():
+    from attncoach.coach.session import chance_loss
+
+    assert chance_loss([0, 1, 2] * 5, 3) == pytest.approx(math.log(3))
+    assert chance_loss([0] * 9 + [1], 2) == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
+    smoothed = chance_loss([0] * 10, 2, label_smoothing=0.2)
+    assert smoothed == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
+    assert chance_loss([], 3) is None
 
 
 def test_coach_records_decisions_and_summarises(tmp_path):

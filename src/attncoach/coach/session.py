@@ -48,11 +48,14 @@ class CoachSession:
         log_path: where ``coach.jsonl`` goes.
         elastic: whether supernet training is on (no half-batch noise measurement then).
         total_steps: the run's optimizer steps (an LR probe takes at most a tenth of them).
+        chance_loss: the training loss of guessing (the best constant prediction), if known.
     """
 
     def __init__(self, coach_cfg: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 weight_decay: float, log_path: Path, elastic: bool = False, total_steps: int | None = None):
+                 weight_decay: float, log_path: Path, elastic: bool = False, total_steps: int | None = None,
+                 chance_loss: float | None = None):
         self.model, self.optimizer = model, optimizer
+        self.chance_loss = chance_loss
         knobs = Knobs(dropout=model_dropout(model), weight_decay=weight_decay)
         self.coach = Coach(build_policies(coach_cfg.policies), knobs, log_path)
         probe = self.coach.wants("lr_probe")
@@ -116,7 +119,8 @@ class CoachSession:
         signals = Signals(step=step, examples_seen=examples_seen, loss=loss, loss_ema=ema, grad_norm=grad_norm,
                           nonfinite=nonfinite, batch_size=batch_size, update_ratio=self.update_ratio,
                           hypergradient=self.tracker.hypergradient() if self.track_updates and not nonfinite else None,
-                          noise_scale=self.tracker.noise_scale(), lr_schedule=lr_schedule)
+                          noise_scale=self.tracker.noise_scale(), lr_schedule=lr_schedule,
+                          chance_loss=self.chance_loss)
         decisions = self.coach.observe(signals)
         self.apply_knobs()
         if any(d.knob == "rollback" for d in decisions):
@@ -197,6 +201,16 @@ class CoachSession:
         self.updates, self.update_ratio = state["updates"], state["update_ratio"]
         self.coach.truncate_log(step)
         self.apply_knobs()
+
+
+def chance_loss(labels: Any, num_labels: int, label_smoothing: float = 0.0) -> float | None:
+    """Cross-entropy of the best constant prediction: the entropy of the (smoothed) class frequencies."""
+    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_labels).double()
+    if counts.sum() == 0:
+        return None
+    target = (1 - label_smoothing) * counts / counts.sum() + label_smoothing / num_labels
+    target = target[target > 0]
+    return float(-(target * target.log()).sum())
 
 
 def measure_noise_halves(loss_of: Any, batch: dict[str, torch.Tensor], scale: float,

@@ -37,6 +37,7 @@ class Signals:
     noise_scale: float | None = None  # B_simple, in examples
     batch_size: int | None = None  # examples per optimizer step (batch x accumulation)
     lr_schedule: float | None = None  # the schedule's LR multiplier for this step (warmup, decay)
+    chance_loss: float | None = None  # training loss of the best constant prediction (class frequencies)
     val_metric: float | None = None
     val_loss: float | None = None
     best_val_metric: float | None = None

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from attncoach import __version__
-from attncoach.coach.session import CoachSession, measure_noise_halves
+from attncoach.coach.session import CoachSession, chance_loss, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
 from attncoach.data.batching import LengthBucketBatchSampler, collate
 from attncoach.data.prepare import PreparedData, prepare_data
@@ -197,7 +197,9 @@ class ClassificationRecipe:
             return None
         session = CoachSession(self.cfg.coach, self.model, self.optimizer, self.cfg.train.weight_decay,
                                self.run_dir.path / "coach.jsonl", elastic=self.supernet is not None,
-                               total_steps=self.total_steps)
+                               total_steps=self.total_steps,
+                               chance_loss=chance_loss(self.data.splits["train"].labels, len(self.data.labels),
+                                                       self.cfg.train.label_smoothing))
         log.info("coach: %s", ", ".join(session.coach.names))
         return session
 

@@ -3,7 +3,9 @@
 When the loss or the gradient is NaN/inf, the loss jumps above ``spike_factor`` x its
 EMA, or a short loss average (the last few steps) climbs above ``trend_factor`` x the long
 one (a classifier that falls apart under a too-large LR drifts to the loss of guessing, a
-rise that no single batch makes dramatic), the step is not taken: the model and optimizer go back to the last good snapshot
+rise that no single batch makes dramatic), or recent losses are back at the loss of
+guessing (``collapse`` x the loss of the best constant prediction, when the signals carry
+it) after the average had been well below it, the step is not taken: the model and optimizer go back to the last good snapshot
 (kept in memory by the coach every ``snapshot_every`` steps), the LR scale is multiplied
 by ``lr_factor``, and the batch is skipped. The loss average of the restored state becomes
 the reference for a probation of ``recovery`` steps: recent losses above
@@ -11,8 +13,10 @@ the reference for a probation of ``recovery`` steps: recent losses above
 too-large LR, keeps the loss elevated without ever spiking against an average it has
 already pulled up), and no snapshot is taken while on probation, so the run always goes
 back to a state from before the divergence. Once the run has been stable for ``recovery``
-steps, the LR comes back up one notch (``/ lr_factor``) per stable period until the
-rollbacks' reductions are undone, so a passing spike does not leave the run crawling.
+steps, the rollbacks' LR reductions are undone in full, so a passing spike does not leave
+the run crawling; if the run diverges again within ``recovery`` steps of that, the LR it
+came back to is itself too high, and from then on the LR comes back one notch
+(``/ lr_factor``) per stable period.
 After ``max_rollbacks`` the guard stops the run with a clear reason rather than looping.
 """
 
@@ -38,10 +42,14 @@ class DivergenceGuard(Policy):
             divergence too (> 1).
         warmup: steps before loss spikes count (the EMA needs to settle); NaN always counts.
         max_rollbacks: rollbacks before the run is stopped.
-        recovery: stable steps after which one LR reduction is undone (0 = never); also
+        recovery: stable steps after which the LR reductions are undone (0 = never); also
             the length of the probation after a rollback (``snapshot_every`` when 0).
         probation_factor: on probation, recent losses above this many times the restored
             state's average roll back again (> 1).
+        collapse: recent losses at or above this fraction of the loss of guessing (the
+            best constant prediction, from the class frequencies), after the average had
+            been at least 10 % below that loss, count as divergence: the model has forgotten
+            what it learned. In [0, 1); 0 turns the check off.
     """
 
     spike_factor: float = 5.0
@@ -50,8 +58,9 @@ class DivergenceGuard(Policy):
     snapshot_every: int = 50
     warmup: int = 50
     max_rollbacks: int = 20
-    recovery: int = 100
+    recovery: int = 50
     probation_factor: float = 1.25
+    collapse: float = 0.95
 
     def __post_init__(self) -> None:
         check_positive(self.name, snapshot_every=self.snapshot_every, max_rollbacks=self.max_rollbacks)
@@ -60,14 +69,19 @@ class DivergenceGuard(Policy):
                                  f"must be > 1")
         if not 0 < self.lr_factor <= 1:
             raise AttncoachError(f"coach policy {self.name}: lr_factor must be in (0, 1], got {self.lr_factor!r}")
+        if not 0 <= self.collapse < 1:
+            raise AttncoachError(f"coach policy {self.name}: collapse must be in [0, 1), got {self.collapse!r}")
         if self.recovery < 0:
             raise AttncoachError(f"coach policy {self.name}: recovery must be >= 0, got {self.recovery!r}")
         self._rollbacks = 0
         self._short: float | None = None  # EMA of the last few losses (weight 0.3 on the newest)
         self._owed = 1.0  # LR reductions not yet undone
         self._last_event = 0  # step of the last rollback or recovery
+        self._restored_at: int | None = None  # step the LR was last given back in full
+        self._gentle = False  # True once a divergence followed a full give-back: one notch at a time
         self._rolled_at: int | None = None  # step of the last rollback while on probation
         self._reference: float | None = None  # on probation: the restored state's loss average
+        self._lowest: float | None = None  # the lowest loss average of healthy steps after warmup
 
     @property
     def steady(self) -> bool:
@@ -83,7 +97,8 @@ class DivergenceGuard(Policy):
         if loss is not None and math.isfinite(loss):
             self._short = loss if self._short is None else 0.7 * self._short + 0.3 * loss
         settled = ema is not None and signals.step > self.warmup
-        reference = self._reference
+        reference, chance, lowest = self._reference, signals.chance_loss, self._lowest
+        learned = bool(self.collapse and chance and lowest is not None and lowest < 0.9 * chance)
         if signals.nonfinite or loss is None or not math.isfinite(loss):
             why = "non-finite loss or gradient"
         elif settled and loss > self.spike_factor * ema:
@@ -93,7 +108,12 @@ class DivergenceGuard(Policy):
         elif settled and reference is not None and self._short > self.probation_factor * reference:
             why = (f"recent losses ({self._short:.3g}) stay above {self.probation_factor:g}x the "
                    f"{reference:.3g} of the state rolled back to")
+        elif settled and learned and self._short >= self.collapse * chance:
+            why = (f"recent losses ({self._short:.3g}) are back at the loss of guessing ({chance:.3g}) after "
+                   f"the average had reached {lowest:.3g}: the model forgot what it learned")
         else:
+            if settled:
+                self._lowest = ema if lowest is None else min(lowest, ema)
             probation = self.recovery or self.snapshot_every
             if self._rolled_at is not None and signals.step - self._rolled_at >= probation:
                 self._rolled_at = self._reference = None  # the cause has passed
@@ -101,6 +121,8 @@ class DivergenceGuard(Policy):
         seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
         self._rollbacks += 1
         self._owed /= self.lr_factor
+        if self._restored_at is not None and signals.step - self._restored_at < max(1, self.recovery):
+            self._gentle = True  # the LR it came back to is itself too high
         self._last_event = self._rolled_at = signals.step
         self._reference = None  # taken from the restored state at the next step
         if self._rollbacks > self.max_rollbacks:
@@ -116,11 +138,14 @@ class DivergenceGuard(Policy):
     def _recover(self, signals, knobs: Knobs) -> list[Decision]:
         if self._owed <= 1.0 + 1e-9 or not self.recovery or signals.step - self._last_event < self.recovery:
             return []
-        factor = min(self._owed, 1.0 / self.lr_factor)
+        factor = min(self._owed, 1.0 / self.lr_factor) if self._gentle else self._owed
         self._owed /= factor
         self._last_event = signals.step
+        if not self._gentle:
+            self._restored_at = signals.step
         old = knobs.lr_scale
         knobs.lr_scale = old * factor
+        how = "LR back up one notch" if self._gentle else "the cause has passed: LR given back in full"
         return [Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
-                         f"stable for {self.recovery} steps since the last rollback: LR back up one notch",
+                         f"stable for {self.recovery} steps since the last rollback: {how}",
                          signals.values("loss", "loss_ema"))]
