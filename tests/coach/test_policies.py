@@ -220,7 +220,7 @@ def _drift_to_guessing(policy, chance):
 def test_divergence_guard_catches_a_slide_back_to_the_loss_of_guessing():
     caught = _drift_to_guessing(POLICIES["divergence_guard"](), chance=1.1)
     assert caught and caught[0].knob == "rollback" and "forgot what it learned" in caught[0].reason
-    assert caught[0].step < 130, "a few steps into the slide"
+    assert 130 <= caught[0].step < 140, "ten steps at the loss of guessing: noise is shorter"
     # 1.08 is under 1.5x any average the run had: only the loss of guessing gives the slide away
     assert _drift_to_guessing(POLICIES["divergence_guard"](), chance=None) == []
     assert _drift_to_guessing(POLICIES["divergence_guard"](collapse=0.0), chance=1.1) == []

@@ -122,6 +122,24 @@ def test_divergence_guard_survives_a_real_nan(tiny_csv, tmp_path):
     assert all(h["val_loss"] == h["val_loss"] for h in metrics["history"]), "no NaN after the rollback"
 
 
+class TwicePoisonedRecipe(PoisonedRecipe):
+    def _forward_backward(self, batch, scale):
+        if self.state.step in (25, 26):
+            with torch.no_grad():
+                self.model.encoder.embeddings.word.weight[5:50] = float("nan")
+        return ClassificationRecipe._forward_backward(self, batch, scale)
+
+
+def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_csv, tmp_path):
+    out = tmp_path / "stopped"
+    cfg = load_config(None, [*tiny_overrides(tiny_csv, out, 60), "train.eval_every=100", "coach.enabled=true",
+                             "coach.policies=[{divergence_guard: {snapshot_every: 10, max_rollbacks: 1}}]"])
+    metrics = TwicePoisonedRecipe(cfg, RunDir(out), quiet=True).run()
+    assert metrics["stopped_early"] and "rollbacks did not help" in metrics["stop_reason"]
+    assert metrics["steps"] == 27 and [h["step"] for h in metrics["history"]] == [27]
+    assert (out / "model" / "model.safetensors").is_file() and metrics["test"]["macro_f1"] >= 0
+
+
 def test_target_stops_the_run(tiny_csv, tmp_path):
     metrics = _run(tiny_csv, tmp_path / "t", 200, "train.target={metric: accuracy, value: 0.6}",
                    "coach.policies=[divergence_guard]")

@@ -285,7 +285,9 @@ class ClassificationRecipe:
                     bar.update(s.step, loss=loss_ema)
                     # a probe's steps are discarded by its rollback: no evaluation or checkpoint of them
                     probing = self.coach is not None and self.coach.probing
-                    if (s.step % self.eval_every == 0 and not probing) or s.step == self.total_steps:
+                    # a run stopped before its first evaluation is evaluated as it is (it needs a best model)
+                    first_stop = s.stopped_early and not s.history
+                    if (s.step % self.eval_every == 0 and not probing) or s.step == self.total_steps or first_stop:
                         tick = time.perf_counter()
                         self.evaluate_and_track(bar)
                         s.eval_seconds += time.perf_counter() - tick

@@ -5,7 +5,7 @@ EMA, or a short loss average (the last few steps) climbs above ``trend_factor`` 
 one (a classifier that falls apart under a too-large LR drifts to the loss of guessing, a
 rise that no single batch makes dramatic), or recent losses are back at the loss of
 guessing (``collapse`` x the loss of the best constant prediction, when the signals carry
-it) after the average had been well below it, the step is not taken: the model and optimizer go back to the last good snapshot
+it) for 10 steps in a row after the average had been well below it, the step is not taken: the model and optimizer go back to the last good snapshot
 (kept in memory by the coach every ``snapshot_every`` steps), the LR scale is multiplied
 by ``lr_factor``, and the batch is skipped. The loss average of the restored state becomes
 the reference for a probation of ``recovery`` steps: recent losses above
@@ -29,6 +29,9 @@ from attncoach.coach.policies.base import Decision, Knobs, Policy, check_positiv
 from attncoach.errors import AttncoachError
 
 
+GUESSING_STEPS = 10  # steps in a row at the loss of guessing that count as a collapse (noise is shorter)
+
+
 @register_policy("divergence_guard")
 @dataclass
 class DivergenceGuard(Policy):
@@ -47,9 +50,10 @@ class DivergenceGuard(Policy):
         probation_factor: on probation, recent losses above this many times the restored
             state's average roll back again (> 1).
         collapse: recent losses at or above this fraction of the loss of guessing (the
-            best constant prediction, from the class frequencies), after the average had
-            been at least 10 % below that loss, count as divergence: the model has forgotten
-            what it learned. In [0, 1); 0 turns the check off.
+            best constant prediction, from the class frequencies) for 10 steps in a row,
+            after the average had been at least 15 % below that loss, count as divergence:
+            the model has forgotten what it learned. In [0, 1); 0 turns the check off. Not
+            checked on probation (the probation's own reference applies then).
     """
 
     spike_factor: float = 5.0
@@ -82,6 +86,7 @@ class DivergenceGuard(Policy):
         self._rolled_at: int | None = None  # step of the last rollback while on probation
         self._reference: float | None = None  # on probation: the restored state's loss average
         self._lowest: float | None = None  # the lowest loss average of healthy steps after warmup
+        self._guessing = 0  # consecutive steps with recent losses at the loss of guessing
 
     @property
     def steady(self) -> bool:
@@ -98,7 +103,9 @@ class DivergenceGuard(Policy):
             self._short = loss if self._short is None else 0.7 * self._short + 0.3 * loss
         settled = ema is not None and signals.step > self.warmup
         reference, chance, lowest = self._reference, signals.chance_loss, self._lowest
-        learned = bool(self.collapse and chance and lowest is not None and lowest < 0.9 * chance)
+        learned = bool(self.collapse and chance and lowest is not None and lowest < 0.85 * chance)
+        at_chance = learned and self._short is not None and self._short >= self.collapse * chance
+        self._guessing = self._guessing + 1 if at_chance and reference is None else 0
         if signals.nonfinite or loss is None or not math.isfinite(loss):
             why = "non-finite loss or gradient"
         elif settled and loss > self.spike_factor * ema:
@@ -108,7 +115,7 @@ class DivergenceGuard(Policy):
         elif settled and reference is not None and self._short > self.probation_factor * reference:
             why = (f"recent losses ({self._short:.3g}) stay above {self.probation_factor:g}x the "
                    f"{reference:.3g} of the state rolled back to")
-        elif settled and learned and self._short >= self.collapse * chance:
+        elif settled and self._guessing >= GUESSING_STEPS:
             why = (f"recent losses ({self._short:.3g}) are back at the loss of guessing ({chance:.3g}) after "
                    f"the average had reached {lowest:.3g}: the model forgot what it learned")
         else:
@@ -125,6 +132,7 @@ class DivergenceGuard(Policy):
             self._gentle = True  # the LR it came back to is itself too high
         self._last_event = self._rolled_at = signals.step
         self._reference = None  # taken from the restored state at the next step
+        self._guessing = 0
         if self._rollbacks > self.max_rollbacks:
             return [Decision(signals.step, self.name, "stop", False, True,
                              f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue", seen)]
