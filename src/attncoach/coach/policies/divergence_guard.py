@@ -52,8 +52,8 @@ class DivergenceGuard(Policy):
         collapse: recent losses at or above this fraction of the loss of guessing (the
             best constant prediction, from the class frequencies) for 10 steps in a row,
             after the average had been at least 15 % below that loss, count as divergence:
-            the model has forgotten what it learned. In [0, 1); 0 turns the check off. Not
-            checked on probation (the probation's own reference applies then).
+            the model has forgotten what it learned. In [0, 1); 0 turns the check off. On
+            probation it is checked only if the state rolled back to was below that level.
     """
 
     spike_factor: float = 5.0
@@ -105,7 +105,10 @@ class DivergenceGuard(Policy):
         reference, chance, lowest = self._reference, signals.chance_loss, self._lowest
         learned = bool(self.collapse and chance and lowest is not None and lowest < 0.85 * chance)
         at_chance = learned and self._short is not None and self._short >= self.collapse * chance
-        self._guessing = self._guessing + 1 if at_chance and reference is None else 0
+        # on probation only when the state rolled back to was below the loss of guessing itself
+        # (a rollback to an untrained snapshot starts there)
+        trained_reference = reference is None or (chance is not None and reference < self.collapse * chance)
+        self._guessing = self._guessing + 1 if at_chance and trained_reference else 0
         if signals.nonfinite or loss is None or not math.isfinite(loss):
             why = "non-finite loss or gradient"
         elif settled and loss > self.spike_factor * ema:
