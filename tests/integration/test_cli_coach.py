@@ -25,6 +25,17 @@ def _decisions(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "coach.jsonl").read_text().splitlines()]
 
 
+def _assert_resume_repeats(out: Path, reference: dict) -> None:
+    """Resuming the finished run from its first checkpoint gives the same metrics and decision log."""
+    logged = (out / "coach.jsonl").read_text()
+    rewind_to_first_checkpoint(out)
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    for key in ("test", "history", "coach", "examples_seen", "steps"):
+        assert resumed[key] == reference[key], key
+    assert (out / "coach.jsonl").read_text() == logged
+
+
 def test_coach_decisions_are_logged_summarised_and_applied(tiny_csv, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *tiny_overrides(tiny_csv, out, 60), "coach.enabled=true", PLATEAU_EVERY_EVAL]) == 0
@@ -51,14 +62,8 @@ def test_coached_run_resumes_with_the_same_decisions(tiny_csv, tmp_path):
     policies = "coach.policies=[hypergradient_lr, {plateau: {patience: 1, min_delta: 0.5, max_decays: 5}}, " \
                "regularisation, {batch_growth: {threshold: 0.001, cooldown: 15}}, divergence_guard]"
     reference = _run(tiny_csv, out, 80, policies, "train.checkpoint_every=20", "coach.noise_every=2")
-    logged = (out / "coach.jsonl").read_text()
     assert {d["knob"] for d in _decisions(out)} >= {"lr_scale", "accumulation"}
-    rewind_to_first_checkpoint(out)
-    assert main(["train", "--quiet", "--resume", str(out)]) == 0
-    resumed = json.loads((out / "metrics.json").read_text())
-    for key in ("test", "history", "coach", "examples_seen", "steps"):
-        assert resumed[key] == reference[key], key
-    assert (out / "coach.jsonl").read_text() == logged
+    _assert_resume_repeats(out, reference)
 
 
 def test_coach_probes_the_lr_first_and_resumes_after_the_probe(tiny_csv, tmp_path):
@@ -78,13 +83,7 @@ def test_coach_probes_the_lr_first_and_resumes_after_the_probe(tiny_csv, tmp_pat
                                               "regularisation"]
     checkpoints = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
     assert checkpoints and checkpoints[0] >= probe[1]["step"], "no checkpoint holds the probe's weights"
-    logged = (out / "coach.jsonl").read_text()
-    rewind_to_first_checkpoint(out)
-    assert main(["train", "--quiet", "--resume", str(out)]) == 0
-    resumed = json.loads((out / "metrics.json").read_text())
-    for key in ("test", "history", "coach", "examples_seen", "steps"):
-        assert resumed[key] == reference[key], key
-    assert (out / "coach.jsonl").read_text() == logged
+    _assert_resume_repeats(out, reference)
 
 
 def test_batch_growth_keeps_the_examples_seen(tiny_csv, tmp_path):
