@@ -70,9 +70,9 @@ class CoachSession:
         self.track_updates = hyper is not None
         self.update_every = hyper.every if hyper is not None else self.noise_every  # steps between measured updates
         guard = self.coach.wants("divergence_guard")
-        self.snapshot_every = guard.snapshot_every if guard is not None else None
-        if self.snapshot_every is None and self.coach.wants("lr_probe") is not None:
-            self.snapshot_every = 10 ** 9  # the probe rolls back to the start: that one snapshot is needed
+        self.snapshot_every = guard.snapshot_every if guard is not None else None  # periodic refresh
+        # the probe rolls back to the start: it needs the snapshot taken there even without a guard
+        self.keeps_snapshots = guard is not None or self.coach.wants("lr_probe") is not None
         self.snapshot_at = 0  # self.updates when the newest snapshot was taken
         self.snapshot: dict[str, Any] | None = None  # what a rollback restores
         self.newest: dict[str, Any] | None = None
@@ -153,7 +153,7 @@ class CoachSession:
 
     def take_snapshot(self, step: int) -> None:
         """Keep a copy of the model and optimizer state to roll back to (in memory)."""
-        if self.snapshot_every is None:
+        if not self.keeps_snapshots:
             return
         newest = {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                   "optimizer": copy.deepcopy(self.optimizer.state_dict()), "loss_ema": self.tracker.loss_ema}
