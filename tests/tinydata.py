@@ -42,3 +42,11 @@ def rewind_to_first_checkpoint(out: Path) -> None:
     first = sorted((out / "checkpoints").glob("step-*"))[0]
     pointer = {"latest": first.name, "step": int(first.name.split("-")[1])}
     (out / "checkpoints" / "latest.json").write_text(json.dumps(pointer))
+
+
+def without_times(metrics: dict) -> dict:
+    """metrics.json without wall-clock figures (``*_seconds`` keys, ``seconds`` in each history entry)."""
+    out = {k: v for k, v in metrics.items() if not k.endswith("_seconds")}
+    if "history" in out:
+        out["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in out["history"]]
+    return out

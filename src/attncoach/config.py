@@ -130,6 +130,26 @@ class CoachConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """Which examples to learn from, and when (attncoach.curriculum)."""
+
+    scheduler: str = "uniform"  # uniform | competence | self_paced | leitner | anti
+    scorer: str = "length"  # difficulty scorer of competence and anti: length | rarity | loss | el2n | forgetting | random
+    pacing: str = "sqrt"  # linear | sqrt | step: how competence grows (competence, anti, self_paced)
+    start: float = 0.1  # competence at the start: the easiest fraction of the data drawn from first
+    horizon: Optional[float] = None  # epochs of examples seen until competence reaches 1; None = half the run
+    pacing_steps: int = 4  # jumps of the step pacing
+    boxes: int = 5  # leitner: box i is reviewed every 2**i rounds
+    refresh: float = 0.25  # self_paced: fraction of the examples left out of a round re-measured at the next
+    keep_fraction: float = 1.0  # data pruning: keep this fraction of the training examples, ranked by prune_by
+    prune_by: str = "el2n"  # the scorer that ranks examples for pruning
+    keep: str = "hardest"  # hardest | easiest: which end of prune_by's ranking is kept
+    probe_epochs: float = 0.5  # the probe run that model-based scorers (loss, el2n, forgetting) score after
+    probe_passes: int = 3  # scoring passes during the probe (forgetting counts flips between them)
+    record: bool = True  # keep the per-example learning record, written as examples.jsonl
+
+
+@dataclass
 class LogConfig:
     """What the run reports and where."""
 
@@ -147,6 +167,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     coach: CoachConfig = field(default_factory=CoachConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -309,6 +330,7 @@ _CHOICES = {
     ("train", "precision"): ("auto", "fp32", "bf16"),
     ("elastic", "distill"): ("none", "logits", "hidden"),
     ("elastic", "rewire"): ("auto", True, False),
+    ("curriculum", "keep"): ("hardest", "easiest"),
 }
 
 
@@ -359,6 +381,7 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.log.every >= 1, "log.every", "must be at least 1")
     _validate_elastic(cfg)
     _validate_coach(cfg)
+    _validate_curriculum(cfg)
 
 
 def _validate_elastic(cfg: RunConfig) -> None:
@@ -385,6 +408,33 @@ def _validate_coach(cfg: RunConfig) -> None:
         from attncoach.coach.coach import build_policies
 
         build_policies(cfg.coach.policies)  # unknown names, parameters, bounds: refused before training
+
+
+def _validate_curriculum(cfg: RunConfig) -> None:
+    from attncoach.curriculum.difficulty import SCORERS
+    from attncoach.curriculum.pacing import PACINGS
+    from attncoach.curriculum.samplers import SCHEDULERS
+
+    c = cfg.curriculum
+    for key, registry in (("scheduler", SCHEDULERS), ("scorer", SCORERS), ("prune_by", SCORERS),
+                          ("pacing", PACINGS)):
+        value = getattr(c, key)
+        _check(value in registry, f"curriculum.{key}", f"must be one of {', '.join(registry)}, got {value!r}")
+    _check(0 < c.start <= 1, "curriculum.start", "must be in (0, 1]")
+    _check(c.pacing_steps >= 1, "curriculum.pacing_steps", "must be at least 1")
+    _check(c.boxes >= 1, "curriculum.boxes", "must be at least 1")
+    _check(0 <= c.refresh <= 1, "curriculum.refresh", "must be in [0, 1]")
+    _check(0 < c.keep_fraction <= 1, "curriculum.keep_fraction", f"must be in (0, 1], got {c.keep_fraction:g}")
+    _check(c.probe_epochs > 0, "curriculum.probe_epochs", "must be positive")
+    _check(c.probe_passes >= 1, "curriculum.probe_passes", "must be at least 1")
+    uses_forgetting = ("forgetting" in (c.scorer, c.prune_by))
+    _check(c.probe_passes >= 2 or not uses_forgetting, "curriculum.probe_passes",
+           "must be at least 2 for the forgetting scorer (it counts flips between passes)")
+    if c.horizon is not None:
+        _check(c.horizon > 0, "curriculum.horizon", "must be positive (epochs of examples seen)")
+        if cfg.train.max_steps is None:
+            _check(c.horizon <= cfg.train.epochs, "curriculum.horizon",
+                   f"({c.horizon:g} epochs) is longer than the run (train.epochs {cfg.train.epochs:g})")
 
 
 def _check(ok: bool, key: str, message: str) -> None:

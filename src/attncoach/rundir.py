@@ -7,6 +7,8 @@ RUN/
   metrics.json     written when the run finishes
   tb/              TensorBoard event files
   checkpoints/     resumable state (see attncoach.train.checkpoint)
+  examples.jsonl   the per-example learning record (see attncoach.curriculum.record)
+  difficulty.json  difficulty scores and the examples kept by pruning, when the curriculum uses them
 ```
 """
 
@@ -30,6 +32,7 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.json")
     tb = property(lambda self: self.path / "tb")
     checkpoints = property(lambda self: self.path / "checkpoints")
+    examples = property(lambda self: self.path / "examples.jsonl")
 
     def is_run(self) -> bool:
         """Whether the directory holds an attncoach run (it has a config.yaml)."""

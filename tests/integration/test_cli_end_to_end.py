@@ -14,7 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from attncoach.cli import main
-from tinydata import tiny_overrides
+from tinydata import tiny_overrides, without_times
 
 
 def _train(tiny_csv: Path, out: Path, steps: int = 100) -> dict:
@@ -71,10 +71,6 @@ def test_saved_config_reproduces_the_run(tiny_csv, tmp_path):
     assert all((a[k] == b[k]).all() for k in a)
 
 
-def _strip_times(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not k.endswith("_seconds")}
-
-
 def test_resume_after_kill_gives_the_same_metrics(tiny_csv, tmp_path):
     steps = 400
     reference = _train(tiny_csv, tmp_path / "ref", steps=steps)
@@ -99,7 +95,7 @@ def test_resume_after_kill_gives_the_same_metrics(tiny_csv, tmp_path):
 
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
-    assert _strip_times(resumed) == _strip_times(reference)
+    assert without_times(resumed) == without_times(reference)
 
 
 def test_resume_before_the_first_checkpoint_starts_over(tiny_csv, tmp_path):
@@ -111,7 +107,7 @@ def test_resume_before_the_first_checkpoint_starts_over(tiny_csv, tmp_path):
         p.unlink() if p.is_file() else p.rmdir()
     (out / "metrics.json").unlink()
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
-    assert _strip_times(json.loads((out / "metrics.json").read_text())) == _strip_times(reference)
+    assert without_times(json.loads((out / "metrics.json").read_text())) == without_times(reference)
 
 
 def test_cli_module_runs_without_traceback_on_bad_input(tmp_path):

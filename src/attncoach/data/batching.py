@@ -46,6 +46,12 @@ class EncodedSplit:
         """Token count per example, shape (N,)."""
         return np.fromiter((len(ids) for ids in self.ids), dtype=np.int64, count=len(self.ids))
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "EncodedSplit":
+        """The examples at ``indices``, in that order (e.g. the ones data pruning keeps)."""
+        keep = np.asarray(indices, dtype=np.int64)
+        return EncodedSplit([self.ids[i] for i in keep], self.labels[keep], [self.texts[i] for i in keep],
+                            [self.lines[i] for i in keep])
+
     def batch(self, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
         """The examples at ``indices`` as padded tensors (see :func:`collate`)."""
         return collate([self.ids[i] for i in indices], self.labels[np.asarray(indices, dtype=np.int64)], pad_id)
@@ -96,22 +102,39 @@ class LengthBucketBatchSampler:
     def batches(self, epoch: int) -> list[list[int]]:
         """The batches of ``epoch``, as lists of example indices; each index appears once."""
         if not self.shuffle:
-            return self._cut(np.argsort(self.lengths, kind="stable"))
+            return _cut(np.argsort(self.lengths, kind="stable"), self.batch_size, self.drop_last)
         # Seeds must be non-negative for numpy's SeedSequence.
         rng = np.random.default_rng([self.seed % 2**32, epoch % 2**32])
-        order = rng.permutation(len(self.lengths))
-        window = self.batch_size * self.bucket_size
-        batches: list[list[int]] = []
-        for start in range(0, len(order), window):
-            chunk = order[start:start + window]
-            batches += self._cut(chunk[np.argsort(self.lengths[chunk], kind="stable")])
-        return [batches[i] for i in rng.permutation(len(batches))]
+        return bucket_batches(rng.permutation(len(self.lengths)), self.lengths, self.batch_size, self.bucket_size,
+                              rng, self.drop_last)
 
-    def _cut(self, order: np.ndarray) -> list[list[int]]:
-        batches = [order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        return batches
+
+def bucket_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket_size: int,
+                   rng: np.random.Generator, drop_last: bool = False) -> list[list[int]]:
+    """Cut ``order`` (example indices, already shuffled) into batches of similar length.
+
+    Windows of ``batch_size * bucket_size`` consecutive indices are sorted by length and cut
+    into batches; the batches are then shuffled with ``rng``. Curriculum schedulers use this
+    to batch whichever examples they chose.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> sorted(map(sorted, bucket_batches(np.array([0, 1, 2, 3]), np.array([5, 3, 9, 4]), 2, 2, rng)))
+        [[0, 2], [1, 3]]
+    """
+    window = batch_size * bucket_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        batches += _cut(chunk[np.argsort(lengths[chunk], kind="stable")], batch_size, drop_last)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _cut(order: np.ndarray, batch_size: int, drop_last: bool) -> list[list[int]]:
+    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
 
 
 def collate(ids_list: Sequence[Sequence[int]], labels: Optional[Sequence[int] | np.ndarray] = None,

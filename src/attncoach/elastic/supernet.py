@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -101,6 +101,7 @@ class SandwichLosses:
     largest: float  # cross-entropy of the full model on the gold labels
     smallest: float  # distillation (or CE) loss of the smallest sub-net
     subnets: int  # how many sub-nets trained
+    logits: Optional[Tensor] = None  # the full model's logits (B, C), detached
 
 
 class InPlaceDistillation:
@@ -152,7 +153,7 @@ class InPlaceDistillation:
         finally:
             model.set_subnet(None)
         return SandwichLosses(largest=losses[0], smallest=losses[1] if len(losses) > 1 else losses[0],
-                              subnets=len(subnets))
+                              subnets=len(subnets), logits=teacher_logits)
 
     def _distillation_loss(self, logits: Tensor, hidden: Tensor, teacher_logits: Tensor,
                            teacher_hidden: Tensor, mask: Tensor) -> Tensor:

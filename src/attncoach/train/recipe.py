@@ -16,12 +16,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from attncoach import __version__
 from attncoach.coach.session import CoachSession, chance_loss, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
+from attncoach.curriculum.difficulty import describe_scores
+from attncoach.curriculum.probe import measure_losses, read_difficulty, score_examples, write_difficulty
+from attncoach.curriculum.record import LearningRecord
+from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, SchedulerSettings, make_scheduler
 from attncoach.data.batching import LengthBucketBatchSampler, collate
 from attncoach.data.prepare import PreparedData, prepare_data
 from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
@@ -47,13 +52,15 @@ class TrainerState:
     """Where training stands; saved as JSON in every checkpoint."""
 
     step: int = 0
-    epoch: int = 0
+    epoch: int = 0  # the curriculum scheduler's round (an epoch for the uniform scheduler)
     batch_in_epoch: int = 0
-    examples_seen: int = 0
+    examples_seen: int = 0  # trained on (forward + backward)
+    examples_scored: int = 0  # curriculum scoring: the probe's trained and scored examples, self-paced measures
     tokens_seen: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0  # part of train_seconds spent evaluating on val
     checkpoint_seconds: float = 0.0  # part of train_seconds spent writing checkpoints
+    curriculum_seconds: float = 0.0  # part of train_seconds spent scoring examples (probe, self-paced)
     best_metric: float = -1.0
     best_step: int = 0
     evals_since_best: int = 0
@@ -103,10 +110,12 @@ class ClassificationRecipe:
         self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
         self.backbone = self._load_backbone()
         self.data = self._prepare_data()
+        self._check_curriculum_fits()
         if not self.resume:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
         self.model = self._build_model(self.data).to(self.device)
+        self.scores = self._score_and_prune()
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler([len(x) for x in train.ids], t.batch_size, seed=t.seed,
                                                 bucket_size=t.bucket_size)
@@ -114,10 +123,12 @@ class ClassificationRecipe:
         self.supernet = self._setup_elastic()
         self.optimizer = make_optimizer(self.model, t)
         self.micro, self.micro_losses = 0, []  # micro-batches accumulated towards the next optimizer step
+        self.batch_logits: torch.Tensor | None = None  # the last micro-batch's logits (curriculum, record)
         self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler.batches(0))
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
         self.coach = self._setup_coach()
+        self.scheduler, self.record = self._setup_curriculum()
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
         self.checkpoint_every = t.checkpoint_every or self.eval_every
@@ -174,6 +185,98 @@ class ClassificationRecipe:
                             attention_dropout=m.attention_dropout, activation=m.activation,
                             norm_first=m.norm_first, pad_id=data.pad_id)
         return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
+
+    # ------------------------------------------------------------------ curriculum
+    def _kept_count(self, n: int) -> int:
+        return max(1, int(round(self.cfg.curriculum.keep_fraction * n)))
+
+    def _check_curriculum_fits(self) -> None:
+        """A pacing horizon longer than the run is refused before anything is written."""
+        c, t = self.cfg.curriculum, self.cfg.train
+        n = self._kept_count(len(self.data.splits["train"]))
+        if c.horizon is None or not SCHEDULERS[c.scheduler].paced:
+            return
+        per_epoch = math.ceil(n / t.batch_size)
+        budget = (t.max_steps or math.ceil(t.epochs * per_epoch)) * t.batch_size
+        if c.horizon * n > budget:
+            raise AttncoachError(f"config key 'curriculum.horizon' ({c.horizon:g} epochs = {c.horizon * n:,.0f} "
+                                 f"examples) is longer than the run ({budget:,} examples)")
+
+    def _score_and_prune(self) -> dict[str, np.ndarray]:
+        """Difficulty scores the curriculum needs (cached in difficulty.json), and data pruning."""
+        c, t = self.cfg.curriculum, self.cfg.train
+        names = []
+        if SCHEDULERS[c.scheduler].needs_scores:
+            names.append(c.scorer)
+        if c.keep_fraction < 1 and c.prune_by not in names:
+            names.append(c.prune_by)
+        if not names:
+            return {}
+        path = self.run_dir.path / "difficulty.json"
+        train = self.data.splits["train"]
+        if self.resume and path.is_file():
+            cached = read_difficulty(path, len(train))
+            scores, kept = cached["scores"], cached["kept"]
+        else:
+            result = score_examples(names, train, self.model, t, c.probe_epochs, c.probe_passes, self.device,
+                                    lambda: autocast_for(self.device, self.bf16), t.eval_batch_size, self.quiet)
+            scores = result.scores
+            self.state.examples_scored += result.trained_examples + result.scored_examples
+            self.state.curriculum_seconds += result.seconds
+            self.state.train_seconds += result.seconds
+            kept = None
+            if c.keep_fraction < 1:
+                order = np.argsort(-scores[c.prune_by] if c.keep == "hardest" else scores[c.prune_by], kind="stable")
+                kept = np.sort(order[:self._kept_count(len(train))])
+            write_difficulty(path, scores, kept, result, train.lines)
+            for name in names:
+                log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
+        if kept is not None:
+            self.data.splits["train"] = train.subset(kept)
+            scores = {name: values[kept] for name, values in scores.items()}
+            log.info("curriculum: kept %d of %d training examples (the %s %g by %s)", len(kept), len(train),
+                     c.keep, c.keep_fraction, c.prune_by)
+        return scores
+
+    def _setup_curriculum(self) -> tuple[CurriculumScheduler, LearningRecord | None]:
+        c, t = self.cfg.curriculum, self.cfg.train
+        train = self.data.splits["train"]
+        settings = SchedulerSettings(
+            batch_size=t.batch_size, bucket_size=t.bucket_size, seed=t.seed,
+            total_examples=self.total_steps * t.batch_size, pacing=c.pacing, start=c.start,
+            pacing_steps=c.pacing_steps, boxes=c.boxes, refresh=c.refresh,
+            horizon_examples=None if c.horizon is None else int(c.horizon * len(train)))
+        scheduler = make_scheduler(c.scheduler, train.lengths, train.labels, self.scores.get(c.scorer), settings)
+        if c.scheduler != "uniform":
+            paced = f", {c.pacing} pacing from {c.start:g} over {settings.horizon:,} examples" if scheduler.paced else ""
+            by = f" by {c.scorer}" if scheduler.needs_scores else ""
+            log.info("curriculum: %s scheduler%s%s", c.scheduler, by, paced)
+        return scheduler, LearningRecord(len(train)) if c.record else None
+
+    def _measure(self, indices: np.ndarray) -> np.ndarray:
+        """The current model's loss on training examples (for the self-paced scheduler), counted and timed."""
+        tick = time.perf_counter()
+        losses = measure_losses(self.model, self.data.splits["train"], indices, self.device,
+                                lambda: autocast_for(self.device, self.bf16), self.cfg.train.eval_batch_size)
+        self.state.examples_scored += len(indices)
+        self.state.curriculum_seconds += time.perf_counter() - tick
+        return losses
+
+    def _learn_from(self, index: list[int], labels: torch.Tensor) -> None:
+        """Tell the scheduler and the learning record how the batch's examples fared in its forward pass."""
+        logits = self.batch_logits
+        if logits is None:
+            return
+        gold = labels.to(logits.device)
+        log_p = F.log_softmax(logits, dim=-1)  # (B, C)
+        nll = -log_p.gather(1, gold[:, None])[:, 0]
+        predicted = log_p.argmax(dim=-1)
+        losses, predicted = nll.cpu().numpy().astype(np.float64), predicted.cpu().numpy()
+        indices, gold_np = np.asarray(index, dtype=np.int64), labels.numpy()
+        correct = predicted == gold_np
+        self.scheduler.update(indices, losses, correct)
+        if self.record is not None:
+            self.record.update(indices, losses, predicted, np.exp(-losses), gold_np)
 
     def _setup_elastic(self) -> InPlaceDistillation | None:
         """Supernet training when elastic.enabled: the sub-net sampler, and importance rewiring."""
@@ -238,6 +341,10 @@ class ClassificationRecipe:
             self.state = TrainerState(**ckpt.state["trainer"])
             if self.coach is not None:
                 self.coach.load_state_dict(ckpt.state["coach"], self.state.step)
+            curriculum = ckpt.state.get("curriculum", {})
+            self.scheduler.load_state_dict(curriculum["scheduler"])
+            if self.record is not None:
+                self.record.load_state_dict(curriculum["record"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AttncoachError(f"checkpoint {path} does not match this run ({first})") from None
@@ -264,17 +371,19 @@ class ClassificationRecipe:
         self.model.train()
         started = time.perf_counter()
         base = s.train_seconds
+        self.clock = lambda: base + time.perf_counter() - started
         loss_ema = None
         self.checkpoint_due = False
         if self.coach is not None:
             self.coach.take_snapshot(s.step)
         with TrainingProgress(self.total_steps, s.step, enabled=not self.quiet) as bar:
             while s.step < self.total_steps and not s.stopped_early:
-                batches = self.sampler.batches(s.epoch)
+                batches = self.scheduler.batches(s.epoch, self._measure)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
                     batch = collate([train.ids[i] for i in index], labels[index])
                     loss, grad_norm = self.train_step(batch)
+                    self._learn_from(index, batch["labels"])
                     s.step += 1
                     s.batch_in_epoch += 1
                     s.examples_seen += len(index)
@@ -340,20 +449,25 @@ class ClassificationRecipe:
                                               batch["labels"], self.state.step,
                                               lambda: autocast_for(self.device, self.bf16), scale=scale)
             self.smallest_loss = losses.smallest
+            self.batch_logits = losses.logits
             return losses.largest
+        parts: list[torch.Tensor] = []  # the logits, kept for the curriculum and the learning record
 
         def loss_of(part: dict[str, torch.Tensor]) -> torch.Tensor:
             with autocast_for(self.device, self.bf16):
-                logits = self.model(part["input_ids"], part["attention_mask"])
-            return F.cross_entropy(logits.float(), part["labels"], label_smoothing=t.label_smoothing)
+                logits = self.model(part["input_ids"], part["attention_mask"]).float()
+            parts.append(logits.detach())
+            return F.cross_entropy(logits, part["labels"], label_smoothing=t.label_smoothing)
 
         if (self.coach is not None and self.micro == 0 and batch["labels"].shape[0] >= 2
                 and self.coach.wants_noise(self.state.step)):
             loss, half_sq, full_sq = measure_noise_halves(loss_of, batch, scale, self.coach.params)
             self.coach.record_noise(half_sq, full_sq, batch["labels"].shape[0])
+            self.batch_logits = torch.cat(parts)
             return loss
         loss = loss_of(batch)
         (loss * scale).backward()
+        self.batch_logits = parts[0]
         return loss.item()
 
     def _update(self, examples: int) -> float:
@@ -408,6 +522,8 @@ class ClassificationRecipe:
                                self.device, self.bf16)
         score = metrics["macro_f1"]
         entry = {"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
+                 "examples_seen": s.examples_seen, "seconds": round(self.clock(), 3),
+                 **({"examples_scored": s.examples_scored} if s.examples_scored else {}),
                  "val_loss": round(metrics["loss"], 5), "val_macro_f1": round(score, 5),
                  "val_accuracy": round(metrics["accuracy"], 5)}
         if self.supernet is not None:  # select on the mean of the largest and the smallest sub-net
@@ -469,6 +585,27 @@ class ClassificationRecipe:
             self.model.set_subnet(None)
         return out
 
+    def _finish_curriculum(self) -> dict[str, Any]:
+        """Write examples.jsonl; the scheduler's and the record's summary for metrics.json."""
+        c = self.cfg.curriculum
+        train = self.data.splits["train"]
+        out: dict[str, Any] = {"scheduler": c.scheduler, "training_examples": len(train),
+                               "rounds": (self.scheduler.round or 0) + 1}
+        if c.keep_fraction < 1:
+            out["pruning"] = {"keep_fraction": c.keep_fraction, "by": c.prune_by, "keep": c.keep}
+        if self.record is not None:
+            extra = {name: values for name, values in self.scores.items()}
+            boxes = getattr(self.scheduler, "boxes", None)
+            if boxes is not None:
+                extra["box"] = boxes
+            self.record.write_jsonl(self.run_dir.examples, train.texts, train.labels, self.data.labels, train.lines,
+                                    extra)
+            seen = self.record.seen
+            out["record"] = {"never_seen": int((seen == 0).sum()), "mean_times_seen": round(float(seen.mean()), 3),
+                             "forgotten_at_least_once": int((self.record.forgetting > 0).sum()),
+                             "never_learned": int(((seen > 0) & (self.record.first_learned == 0)).sum())}
+        return out
+
     def save_checkpoint(self) -> None:
         """Write a resumable checkpoint of the current state."""
         rng = {"torch": torch.get_rng_state()}
@@ -477,6 +614,8 @@ class ClassificationRecipe:
         state = {"trainer": to_plain(self.state), "config": to_dict(self.cfg)}
         if self.coach is not None:
             state["coach"] = self.coach.state_dict()
+        state["curriculum"] = {"scheduler": self.scheduler.state_dict(),
+                               "record": self.record.state_dict() if self.record is not None else None}
         self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng, state)
 
     # ------------------------------------------------------------------ finish
@@ -491,6 +630,7 @@ class ClassificationRecipe:
                                           t.eval_batch_size, self.device, self.bf16)
         if self.supernet is not None:
             results["elastic"] = self._finish_elastic()
+        results["curriculum"] = self._finish_curriculum()
         if self.coach is not None:
             results["coach"] = self.coach.coach.summary()
             for line in self.coach.coach.summary_lines():
@@ -502,7 +642,9 @@ class ClassificationRecipe:
             if not results["target"]["reached"]:
                 log.info("target val %s %g not reached; best %s", t.target.metric, t.target.value, best)
         metrics = {**results, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
-                   "checkpoint_seconds": round(s.checkpoint_seconds, 3), "examples_seen": s.examples_seen,
+                   "checkpoint_seconds": round(s.checkpoint_seconds, 3),
+                   "curriculum_seconds": round(s.curriculum_seconds, 3), "examples_seen": s.examples_seen,
+                   "examples_scored": s.examples_scored,
                    "tokens_seen": s.tokens_seen, "steps": s.step, "epochs": round(s.step / self.steps_per_epoch, 3),
                    "best_step": s.best_step, "stopped_early": s.stopped_early, "stop_reason": s.stop_reason,
                    "history": s.history}

@@ -1,0 +1,190 @@
+"""Scoring every training example, with a short probe run for the scorers that need a model.
+
+Scorers that read only the tokens (``length``, ``rarity``, ``random``) score the training
+split directly. Scorers that need a model (``loss``, ``el2n``, ``forgetting``) need one that
+has learned something: a copy of the freshly initialised model is trained for
+``probe_epochs`` of the training data (uniform order, the run's optimiser settings, a
+linear warm-up and decay over the probe), then every example is scored by forward passes
+in evaluation mode. ``forgetting`` counts correct-to-wrong flips across ``probe_passes``
+scoring passes spread evenly over the probe; the others use the last pass. The probe has
+its own random stream, so the main run starts from the same weights and data order as it
+would without it; its examples (trained and scored) are counted and reported.
+
+Paul et al. (2021) compute EL2N a few epochs into training, averaged over several
+initialisations; the probe uses one short run, which is the cheap end of that recipe.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attncoach.atomicfile import atomic_write_json
+from attncoach.curriculum.difficulty import DifficultyScorer, make_scorer
+from attncoach.data.batching import EncodedSplit, LengthBucketBatchSampler, collate
+from attncoach.errors import AttncoachError
+from attncoach.train.optim import make_optimizer
+from attncoach.train.progress import TrainingProgress
+from attncoach.train.schedule import lr_factor
+
+log = logging.getLogger("attncoach")
+
+
+@dataclass
+class ScoringResult:
+    """Scores per scorer name, and what computing them cost."""
+
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    trained_examples: int = 0  # forward + backward passes of the probe
+    scored_examples: int = 0  # forward-only passes of the scoring
+    seconds: float = 0.0
+
+
+def score_examples(names: Sequence[str], split: EncodedSplit, model: torch.nn.Module, train_cfg: object,
+                   probe_epochs: float, probe_passes: int, device: torch.device,
+                   autocast: Callable[[], object], batch_size: int, quiet: bool = True) -> ScoringResult:
+    """Scores of every example of ``split`` by each scorer in ``names``.
+
+    Args:
+        names: registered scorer names.
+        split: the training split.
+        model: the run's freshly built model (copied for the probe, never changed).
+        train_cfg: the run's ``train:`` section (seed, LR, batch size, weight decay...).
+        probe_epochs: probe length, in epochs of ``split``.
+        probe_passes: scoring passes during the probe (only ``forgetting`` uses more than one).
+        device, autocast: where and how the probe runs.
+        batch_size: examples per scoring forward pass.
+        quiet: no progress bar.
+    """
+    tick = time.perf_counter()
+    result = ScoringResult()
+    scorers = [make_scorer(name, train_cfg.seed) for name in names]
+    for scorer in scorers:
+        scorer.fit(split.ids)
+    static = [s for s in scorers if not s.needs_model]
+    learned = [s for s in scorers if s.needs_model]
+    for scorer in static:
+        result.scores[scorer.name] = _pass(split, [scorer], None, device, autocast, batch_size)[scorer.name]
+    if learned:
+        passes = probe_passes if any(s.name == "forgetting" for s in learned) else 1
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            _probe(split, learned, model, train_cfg, probe_epochs, passes, device, autocast, batch_size, quiet,
+                   result)
+    result.seconds = time.perf_counter() - tick
+    return result
+
+
+def _probe(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.Module, t: object,
+           probe_epochs: float, passes: int, device: torch.device, autocast: Callable[[], object],
+           batch_size: int, quiet: bool, result: ScoringResult) -> None:
+    torch.manual_seed(t.seed + 7919)
+    probe = copy.deepcopy(model).to(device)
+    optimizer = make_optimizer(probe, t)
+    sampler = LengthBucketBatchSampler(split.lengths, t.batch_size, seed=t.seed + 7919, bucket_size=t.bucket_size)
+    per_epoch = len(sampler)
+    steps = max(1, math.ceil(probe_epochs * per_epoch))
+    marks = {max(1, round(steps * (k + 1) / passes)) for k in range(passes)}
+    labels = torch.as_tensor(split.labels, dtype=torch.long)
+    log.info("curriculum: probe run of %d steps (%.2f epochs) to score examples by %s", steps, probe_epochs,
+             ", ".join(s.name for s in scorers))
+    probe.train()
+    with TrainingProgress(steps, 0, enabled=not quiet, description="probe") as bar:
+        for step in range(steps):
+            epoch, position = divmod(step, per_epoch)
+            index = sampler.batches(epoch)[position]
+            batch = {k: v.to(device) for k, v in collate([split.ids[i] for i in index], labels[index]).items()}
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * lr_factor(step, steps, int(0.06 * steps), "linear")
+            with autocast():
+                logits = probe(batch["input_ids"], batch["attention_mask"])
+            loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=t.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(probe.parameters(), t.grad_clip)
+            optimizer.step()
+            result.trained_examples += len(index)
+            bar.update(step + 1, loss=loss.item())
+            if step + 1 in marks:
+                result.scores.update(_pass(split, scorers, probe, device, autocast, batch_size))
+                result.scored_examples += len(split)
+                probe.train()
+
+
+@torch.no_grad()
+def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.Module | None,
+          device: torch.device, autocast: Callable[[], object], batch_size: int) -> dict[str, np.ndarray]:
+    """One scoring pass over the split (batches sorted by length); scores in the split's order."""
+    out = {s.name: np.zeros(len(split), dtype=np.float64) for s in scorers}
+    if model is not None:
+        model.eval()
+    order = np.argsort(split.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = split.batch(index.tolist())
+        batch["index"] = torch.as_tensor(index)
+        logits = None
+        if model is not None:
+            with autocast():
+                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+        for scorer in scorers:
+            out[scorer.name][index] = scorer.score(batch, logits)
+    return out
+
+
+@torch.no_grad()
+def measure_losses(model: torch.nn.Module, split: EncodedSplit, indices: np.ndarray, device: torch.device,
+                   autocast: Callable[[], object], batch_size: int) -> np.ndarray:
+    """Cross-entropy of the examples at ``indices`` under ``model`` (evaluation mode, forward only).
+
+    The model is left in training mode afterwards.
+    """
+    losses = np.zeros(len(indices), dtype=np.float64)
+    lengths = split.lengths[indices]
+    order = np.argsort(lengths, kind="stable")
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            where = order[start:start + batch_size]
+            batch = split.batch(indices[where].tolist())
+            with autocast():
+                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+            losses[where] = F.cross_entropy(logits, batch["labels"].to(device), reduction="none").cpu().numpy()
+    finally:
+        model.train()
+    return losses
+
+
+def write_difficulty(path: Path, scores: dict[str, np.ndarray], kept: np.ndarray | None, result: ScoringResult,
+                     lines: Sequence[int]) -> None:
+    """Cache the scores (and the examples pruning kept) in the run directory as JSON."""
+    atomic_write_json(path, {
+        "format": 1, "examples": len(lines),
+        "scores": {name: [round(float(v), 6) for v in values] for name, values in scores.items()},
+        "kept": None if kept is None else [int(i) for i in kept],
+        "cost": {"trained_examples": result.trained_examples, "scored_examples": result.scored_examples,
+                 "seconds": round(result.seconds, 3)}})
+
+
+def read_difficulty(path: Path, size: int) -> dict[str, Any]:
+    """Read ``difficulty.json`` back for a resumed run; a damaged or mismatched file is an AttncoachError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        scores = {str(k): np.asarray(v, dtype=np.float64) for k, v in data["scores"].items()}
+        kept = None if data["kept"] is None else np.asarray(data["kept"], dtype=np.int64)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise AttncoachError(f"{path} is damaged; it cannot be used to resume this run") from None
+    if any(len(v) != size for v in scores.values()) or (kept is not None and (kept.min(initial=0) < 0
+                                                                            or kept.max(initial=0) >= size)):
+        raise AttncoachError(f"{path} was written for a different training split ({size} examples here)")
+    return {"scores": scores, "kept": kept}
