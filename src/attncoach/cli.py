@@ -7,6 +7,7 @@
     attncoach export RUN_OR_MODEL_DIR (--width W [--depth D] | --subnet FILE.json) --out DIR
     attncoach subnets RUN [--out FILE.json] [--batch-sizes 1 32]
     attncoach search RUN (--max-latency-ms MS [--batch B] | --max-params N) [--out FILE.json] [--seed S]
+    attncoach examples RUN [--hardest N | --suspect N | --unforgettable N] [--json]
 
 Problems with the user's input end with one line on stderr and exit status 2; ``--debug``
 shows the traceback instead.
@@ -75,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subnet_options(ex)
     ex.set_defaults(func=cmd_export)
     _add_subnets_and_search(sub, common)
+
+    ex = sub.add_parser("examples", parents=[common],
+                        help="what a run's learning record says about its training examples")
+    ex.add_argument("path", metavar="RUN")
+    which = ex.add_mutually_exclusive_group()
+    which.add_argument("--hardest", type=int, metavar="N", help="the N examples with the highest mean loss")
+    which.add_argument("--suspect", type=int, metavar="N",
+                       help="the N that look mislabelled: never learned, most confidently wrong first")
+    which.add_argument("--unforgettable", type=int, metavar="N",
+                       help="the N learned once and never forgotten, longest streak first")
+    ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
+    ex.set_defaults(func=cmd_examples)
     return parser
 
 
@@ -503,6 +516,74 @@ def _budget_text(budget: dict[str, Any]) -> str:
     if budget["max_params"] is not None:
         return f"{budget['max_params']:,} parameters"
     return f"{budget['max_latency_ms']:g} ms at batch {budget['batch']}"
+
+
+# ---------------------------------------------------------------- examples
+def cmd_examples(args: argparse.Namespace) -> int:
+    from attncoach.curriculum.record import RANKINGS, rank, read_examples_jsonl, summary
+    from attncoach.rundir import RunDir
+
+    run = RunDir.existing(args.path)
+    chosen = [(how, getattr(args, how)) for how in RANKINGS if getattr(args, how) is not None]
+    for how, n in chosen:
+        if n < 1:
+            raise AttncoachError(f"--{how} must be at least 1, got {n}")
+    rows = read_examples_jsonl(run.examples)
+    if not chosen:
+        counts = summary(rows)
+        if args.json:
+            print(json.dumps(counts, indent=2))
+        else:
+            _print_record_summary(counts, run.path)
+        return 0
+    how, n = chosen[0]
+    top = rank(rows, how, n)
+    if args.json:
+        for row in top:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        _print_ranked_examples(top, how, run.path)
+    return 0
+
+
+def _print_record_summary(counts: dict[str, Any], path: Path) -> None:
+    n = max(1, counts["examples"])
+    print(f"learning record of {path} ({counts['examples']:,} training examples):")
+    print(f"  seen {counts['mean_times_seen']:.2f} times on average; never seen: {counts['never_seen']:,}")
+    for key, text in (("learned", "learned (answered right at least once)"),
+                      ("forgotten_at_least_once", "forgotten at least once"),
+                      ("never_learned", "never learned"),
+                      ("suspect", "suspect (seen twice or more, never right)"),
+                      ("unforgettable", "unforgettable (right ever since first learned)")):
+        print(f"  {text}: {counts[key]:,} ({100 * counts[key] / n:.1f} %)")
+    if "boxes" in counts:
+        print("  Leitner boxes: " + ", ".join(f"box {b}: {c:,}" for b, c in counts["boxes"].items()))
+    print("  list them with --hardest N, --suspect N or --unforgettable N")
+
+
+def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        print(f"no {how} examples in the learning record of {path}")
+        return
+    titles = {"hardest": "hardest (highest mean loss)", "suspect": "suspect: never learned, most confidently wrong",
+              "unforgettable": "unforgettable: never forgotten once learned"}
+    table = Table(title=f"{titles[how]} — {path}")
+    for col in ("#", "line", "label", "predicted", "p(label)", "seen", "right", "forgot", "mean loss", "text"):
+        table.add_column(col, justify="left" if col in ("label", "predicted", "text") else "right",
+                         overflow="fold" if col == "text" else "ellipsis")
+    for number, row in enumerate(rows, 1):
+        p = row.get("p_label")
+        loss = row.get("mean_loss")
+        table.add_row(str(number), str(row.get("line", "")), str(row["label"]), str(row.get("predicted") or ""),
+                      "" if p is None else f"{p:.3f}", str(row["seen"]), str(row["correct"]), str(row["forgetting"]),
+                      "" if loss is None else f"{loss:.3f}", row["text"])
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
 
 
 if __name__ == "__main__":

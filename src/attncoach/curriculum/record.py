@@ -97,7 +97,7 @@ class LearningRecord:
         for name in _INT_FIELDS:
             out[name] = getattr(self, name).tolist()
         for name in _FLOAT_FIELDS:
-            out[name] = [None if np.isnan(v) else round(v, 6) for v in getattr(self, name).tolist()]
+            out[name] = [None if np.isnan(v) else v for v in getattr(self, name).tolist()]
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -270,7 +270,7 @@ class SelfPacedScheduler(CurriculumScheduler):
         self.trained_round[indices] = self.round if self.round is not None else 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "loss": [None if np.isnan(v) else round(v, 6) for v in self.loss.tolist()],
+        return {**super().state_dict(), "loss": [None if np.isnan(v) else v for v in self.loss.tolist()],
                 "trained_round": self.trained_round.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
