@@ -139,6 +139,7 @@ class CurriculumConfig:
     start: float = 0.1  # competence at the start: the easiest fraction of the data drawn from first
     horizon: Optional[float] = None  # epochs of examples seen until competence reaches 1; None = half the run
     pacing_steps: int = 4  # jumps of the step pacing
+    repeat: bool = False  # competence/anti: false = each example once per pass over the data; true = draw with repeats (Platanios)
     boxes: int = 5  # leitner: box i is reviewed every 2**i rounds
     refresh: float = 0.25  # self_paced: fraction of the examples left out of a round re-measured at the next
     keep_fraction: float = 1.0  # data pruning: keep this fraction of the training examples, ranked by prune_by

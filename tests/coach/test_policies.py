@@ -289,3 +289,20 @@ def test_divergence_guard_catches_a_slow_drift_to_guessing():
     for step, loss in enumerate([0.8, 1.0, 1.1, 1.1, 1.1], 60):
         drifting += policy.observe(Signals(step, loss=loss, loss_ema=0.62), knobs)
     assert drifting and drifting[0].knob == "rollback" and "climbed above 1.5x" in drifting[0].reason
+
+
+def test_a_curriculum_data_shift_resets_the_guards_loss_references():
+    policy, knobs = POLICIES["divergence_guard"](), Knobs()
+    for step in range(1, 121):  # the easy examples of a first round: well below the loss of guessing
+        assert policy.observe(Signals(step, loss=0.5, loss_ema=0.5, chance_loss=1.1), knobs) == []
+    policy.data_shift()  # a Leitner round of the examples answered wrong: their loss is near guessing
+    seen = [d for step in range(121, 200)
+            for d in policy.observe(Signals(step, loss=1.08, loss_ema=1.08, chance_loss=1.1), knobs)]
+    assert seen == [], "the harder round is not a collapse"
+
+
+def test_regularisation_forgets_the_last_gap_on_a_data_shift():
+    policy, knobs = POLICIES["regularisation"](), Knobs()
+    assert policy.observe(Signals(10, evaluated=True, gap=0.05), knobs) == []
+    policy.data_shift()
+    assert policy.observe(Signals(20, evaluated=True, gap=0.5), knobs) == [], "no gap from before the shift"

@@ -108,7 +108,7 @@ def test_leitner_promotes_right_answers_and_sends_wrong_ones_back_to_box_zero():
 
 
 def test_competence_grows_from_the_easiest_fraction_of_each_class_to_everything():
-    comp = _make("competence", start=0.2, horizon_examples=600)
+    comp = _make("competence", start=0.2, horizon_examples=600, repeat=True)
     first = sorted({i for b in comp.batches(0) for i in b})
     rank = within_class_rank(SCORES, LABELS)
     assert max(rank[first]) <= 0.2 + 1 / 66, "round 0 draws from the easiest 20 % of each class only"
@@ -153,3 +153,29 @@ def test_self_paced_trains_the_low_loss_examples_and_measures_what_it_does_not_k
 def test_competence_needs_scores():
     with pytest.raises(ValueError, match="score"):
         make_scheduler("competence", LENGTHS, LABELS, None, _settings())
+
+
+@pytest.mark.parametrize("name", ["competence", "anti"])
+def test_without_repeats_each_example_is_drawn_once_per_pass_easiest_first(name):
+    comp = _make(name, start=0.2, repeat=False, horizon_examples=600)
+    order = []
+    r = 0
+    while len(order) < N:
+        for batch in comp.batches(r):
+            order += batch
+            comp.update(np.asarray(batch), *_feedback(batch))
+        r += 1
+    assert len(order) == N and sorted(order) == list(range(N)), "one pass: every example exactly once"
+    rank = within_class_rank(-SCORES if name == "anti" else SCORES, LABELS)
+    first, last = rank[order[:N // 4]].mean(), rank[order[-N // 4:]].mean()
+    assert first < 0.35 < 0.6 < last, (first, last)
+    state = json.loads(json.dumps(comp.state_dict()))
+    again = _make(name, start=0.2, repeat=False, horizon_examples=600)
+    again.load_state_dict(state)
+    assert again.batches(r) == comp.batches(r) and np.array_equal(again.drawn, comp.drawn)
+
+
+def test_with_repeats_the_pool_is_sampled_like_platanios():
+    comp = _make("competence", start=0.1, repeat=True, horizon_examples=10**6)
+    drawn = [i for r in range(3) for b in comp.batches(r) for i in b]
+    assert len(set(drawn)) < len(drawn), "the small early pool is drawn from again and again"

@@ -56,6 +56,8 @@ class CoachSession:
                  chance_loss: float | None = None):
         self.model, self.optimizer = model, optimizer
         self.chance_loss = chance_loss
+        # False while a curriculum trains a selection of the data (the loss level is not the data's)
+        self.representative = True
         knobs = Knobs(dropout=model_dropout(model), weight_decay=weight_decay)
         self.coach = Coach(build_policies(coach_cfg.policies), knobs, log_path)
         probe = self.coach.wants("lr_probe")
@@ -120,7 +122,7 @@ class CoachSession:
                           nonfinite=nonfinite, batch_size=batch_size, update_ratio=self.update_ratio,
                           hypergradient=self.tracker.hypergradient() if self.track_updates and not nonfinite else None,
                           noise_scale=self.tracker.noise_scale(), lr_schedule=lr_schedule,
-                          chance_loss=self.chance_loss)
+                          chance_loss=self.chance_loss if self.representative else None)
         decisions = self.coach.observe(signals)
         self.apply_knobs()
         if any(d.knob == "rollback" for d in decisions):
@@ -173,6 +175,24 @@ class CoachSession:
         self.optimizer.zero_grad(set_to_none=True)
         self.tracker.forget_update()
 
+    def data_shift(self, step: int) -> None:
+        """A curriculum round changed which examples are trained: the training loss jumps to a new level.
+
+        The loss average restarts, policies with a ``data_shift`` method forget their loss
+        references, and the current state becomes the snapshot to roll back to (unless a
+        probe or a probation is running), so no check compares the new round's losses with
+        the old round's.
+        """
+        self.tracker.loss_ema = None
+        for policy in self.coach.policies:
+            shift = getattr(policy, "data_shift", None)
+            if shift is not None:
+                shift()
+        steady = all(getattr(p, "steady", True) and not getattr(p, "exclusive", False) for p in self.coach.policies)
+        if steady:
+            self.take_snapshot(step)
+            self.take_snapshot(step)  # both snapshots: a rollback never goes back across the shift
+
     # -- evaluations
     def after_eval(self, step: int, examples_seen: int, metric: float, best: float, val_loss: float,
                    entropy_batch: dict[str, torch.Tensor] | None) -> bool:
@@ -183,7 +203,8 @@ class CoachSession:
             entropy = attention_entropy(self.model, entropy_batch["input_ids"], entropy_batch["attention_mask"])
         signals = Signals(step=step, examples_seen=examples_seen, evaluated=True, val_metric=metric,
                           val_loss=val_loss, best_val_metric=best, loss_ema=ema,
-                          gap=None if ema is None else val_loss - ema, attention_entropy=entropy)
+                          gap=None if ema is None or not self.representative else val_loss - ema,
+                          attention_entropy=entropy)
         decisions = self.coach.observe(signals)
         self.apply_knobs()
         self.last_entropy = entropy

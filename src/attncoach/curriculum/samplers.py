@@ -88,6 +88,7 @@ class SchedulerSettings:
     boxes: int = 5
     refresh: float = 0.25
     window_batches: int = 16
+    repeat: bool = False
 
     @property
     def horizon(self) -> int:
@@ -110,6 +111,7 @@ class CurriculumScheduler(ABC):
     needs_scores: ClassVar[bool] = False
     stateless: ClassVar[bool] = False  # rounds are a pure function of (seed, round): nothing to store
     paced: ClassVar[bool] = False  # follows a pacing function (reads start, pacing and horizon)
+    abrupt: ClassVar[bool] = False  # a new round can change the training loss level at once (tells the coach)
 
     def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
                  settings: SchedulerSettings) -> None:
@@ -132,6 +134,12 @@ class CurriculumScheduler(ABC):
             self.current = self.plan(round_no, measure)
             self.round = round_no
         return self.current
+
+    @property
+    def representative(self) -> bool:
+        """Whether the current round is the whole training set once (its loss is the data's loss)."""
+        shown = [i for batch in self.current for i in batch]
+        return len(shown) == len(self.lengths) and len(set(shown)) == len(shown)
 
     @abstractmethod
     def plan(self, round_no: int, measure: Optional[Measure]) -> list[list[int]]:
@@ -188,9 +196,12 @@ class CompetenceScheduler(CurriculumScheduler):
     """Competence-based curriculum: each round is a window of examples drawn from the easiest c(t).
 
     Examples are ranked by difficulty score within their class; with competence c, a round
-    draws ``window_batches`` batches at random (without replacement) from the easiest
-    ``ceil(c * N)`` — the easiest fraction c of every class. Once c reaches 1, rounds are
-    whole shuffled epochs as in ``uniform``.
+    draws ``window_batches`` batches at random from the easiest ``ceil(c * N)`` — the
+    easiest fraction c of every class. With ``repeat`` (Platanios et al.) any example of
+    the pool may be drawn again in a later round; without it (the default) an example is
+    drawn once per pass over the data, so the curriculum orders a pass instead of
+    repeating the easy examples (when the pool is used up before c grows, the next easiest
+    examples follow). Once c reaches 1, rounds are whole shuffled epochs as in ``uniform``.
     """
 
     needs_scores = True
@@ -205,17 +216,45 @@ class CompetenceScheduler(CurriculumScheduler):
         key = -self.scores if self.descending else self.scores
         # easiest (or hardest) first, classes interleaved: ordered by rank within the example's class
         self.ranking = np.argsort(within_class_rank(key, self.labels), kind="stable")
+        self.drawn = np.zeros(len(self.lengths), dtype=bool)  # drawn in the current pass (repeat: false)
 
     def plan(self, round_no: int, measure: Optional[Measure]) -> list[list[int]]:
         rng = self._rng(round_no, 1)
         n = len(self.lengths)
         c = self.competence()
+        window = self.settings.batch_size * self.settings.window_batches
+        if not self.settings.repeat:
+            return self._bucketed(self._draw_once(c, window, rng), rng)
         if c >= 1.0:
             return self._bucketed(np.arange(n), rng)
         pool = self.ranking[:min(n, max(self.settings.batch_size, math.ceil(c * n)))]
-        window = self.settings.batch_size * self.settings.window_batches
         chosen = pool if len(pool) <= window else rng.choice(pool, size=window, replace=False)
         return self._bucketed(chosen, rng)
+
+    def _draw_once(self, c: float, window: int, rng: np.random.Generator) -> np.ndarray:
+        """A window from the pool's examples not drawn yet in this pass over the data."""
+        n = len(self.lengths)
+        if self.drawn.all():
+            self.drawn[:] = False  # a new pass
+        if c >= 1.0 and not self.drawn.any():
+            self.drawn[:] = True
+            return np.arange(n)  # a whole shuffled epoch, as uniform
+        pool = self.ranking[:math.ceil(c * n)]
+        pool = pool[~self.drawn[pool]]
+        if len(pool) == 0:  # the pool is used up before competence grew: the next easiest examples
+            undrawn = self.ranking[~self.drawn[self.ranking]]
+            pool = undrawn[:self.settings.batch_size]
+        chosen = pool if len(pool) <= window else rng.choice(pool, size=window, replace=False)
+        self.drawn[chosen] = True
+        return chosen
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "drawn": np.flatnonzero(self.drawn).tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.drawn = np.zeros(len(self.lengths), dtype=bool)
+        self.drawn[np.asarray(state["drawn"], dtype=np.int64)] = True
 
 
 @register_scheduler("anti")
@@ -239,6 +278,7 @@ class SelfPacedScheduler(CurriculumScheduler):
     """
 
     paced = True
+    abrupt = True
 
     def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
                  settings: SchedulerSettings) -> None:
@@ -288,6 +328,8 @@ class LeitnerScheduler(CurriculumScheduler):
     predicted its label) moves up one box, so it comes back half as often; one answered
     wrong goes back to box 0, reviewed every round.
     """
+
+    abrupt = True
 
     def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
                  settings: SchedulerSettings) -> None:

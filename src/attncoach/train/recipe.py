@@ -244,7 +244,7 @@ class ClassificationRecipe:
         settings = SchedulerSettings(
             batch_size=t.batch_size, bucket_size=t.bucket_size, seed=t.seed,
             total_examples=self.total_steps * t.batch_size, pacing=c.pacing, start=c.start,
-            pacing_steps=c.pacing_steps, boxes=c.boxes, refresh=c.refresh,
+            pacing_steps=c.pacing_steps, boxes=c.boxes, refresh=c.refresh, repeat=c.repeat,
             horizon_examples=None if c.horizon is None else int(c.horizon * len(train)))
         scheduler = make_scheduler(c.scheduler, train.lengths, train.labels, self.scores.get(c.scorer), settings)
         if c.scheduler != "uniform":
@@ -379,6 +379,10 @@ class ClassificationRecipe:
         with TrainingProgress(self.total_steps, s.step, enabled=not self.quiet) as bar:
             while s.step < self.total_steps and not s.stopped_early:
                 batches = self.scheduler.batches(s.epoch, self._measure)
+                if self.coach is not None:
+                    self.coach.representative = self.scheduler.representative
+                    if self.scheduler.abrupt and s.epoch > 0 and s.batch_in_epoch == 0:
+                        self.coach.data_shift(s.step)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
                     batch = collate([train.ids[i] for i in index], labels[index])
@@ -517,12 +521,13 @@ class ClassificationRecipe:
     def evaluate_and_track(self, bar: TrainingProgress) -> None:
         """Evaluate on val, keep the best model, count evaluations towards early stopping."""
         s, t = self.state, self.cfg.train
+        trained_for = self.clock() - s.eval_seconds  # training time so far (probe and scoring included)
         val = self.data.splits["val"]
         metrics = evaluate_ids(self.model, val.ids, val.labels, self.data.labels, t.eval_batch_size,
                                self.device, self.bf16)
         score = metrics["macro_f1"]
         entry = {"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
-                 "examples_seen": s.examples_seen, "seconds": round(self.clock(), 3),
+                 "examples_seen": s.examples_seen, "seconds": round(trained_for, 3),
                  **({"examples_scored": s.examples_scored} if s.examples_scored else {}),
                  "val_loss": round(metrics["loss"], 5), "val_macro_f1": round(score, 5),
                  "val_accuracy": round(metrics["accuracy"], 5)}

@@ -88,6 +88,13 @@ class DivergenceGuard(Policy):
         self._lowest: float | None = None  # the lowest loss average of healthy steps after warmup
         self._guessing = 0  # consecutive steps with recent losses at the loss of guessing
 
+    def data_shift(self) -> None:
+        """The curriculum changed the examples: loss averages from before are no reference."""
+        self._short = self._lowest = None
+        self._guessing = 0
+        if self._rolled_at is not None:
+            self._reference = None  # re-taken from the next step's average
+
     @property
     def steady(self) -> bool:
         """False while on probation after a rollback (the coach takes no snapshot then)."""

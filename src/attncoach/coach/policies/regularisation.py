@@ -47,6 +47,10 @@ class Regularisation(Policy):
             raise AttncoachError(f"coach policy {self.name}: weight_decay_factor must be > 1")
         self._last_gap: float | None = None
 
+    def data_shift(self) -> None:
+        """The curriculum changed the examples: the last gap is no reference for the next."""
+        self._last_gap = None
+
     def observe(self, signals, knobs: Knobs) -> list[Decision]:
         gap = signals.gap
         if not signals.evaluated or gap is None:

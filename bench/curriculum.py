@@ -1,0 +1,160 @@
+"""Curriculum schedulers and data pruning against uniform sampling, on the main job's corpus.
+
+The main job's data and scratch model (configs/tweets-sentiment.yaml) without the elastic
+supernet and the coach, so that only the order of the examples differs. For each seed, in
+one run, interleaved: every scheduler arm at the same budget of examples, then the pruning
+arms. Each run is the real CLI (``attncoach train``) in a subprocess.
+
+Figures per arm, medians over seeds (min-max beside):
+
+- cost to reach 95 % of the uniform run's final val macro-F1 (same seed), counted as
+  forward passes (examples trained on + examples scored: the probe, self-paced measuring)
+  and as training seconds (evaluations excluded, probe and scoring included), each divided
+  by uniform's;
+- final test macro-F1 at the equal budget, minus uniform's;
+- pruning: test macro-F1 when training on 70 % of the training set, kept by each scorer, as
+  many epochs as the full run (so 0.7 of its examples), against the full data and against a
+  random 70 %.
+
+    python bench/curriculum.py                # seeds 0 1 2
+    python bench/curriculum.py --seeds 0      # one seed
+    python bench/curriculum.py --quick        # a tiny budget, proves the script works (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditions import conditions, save, summary  # noqa: E402
+
+CONFIG = "configs/tweets-sentiment.yaml"
+BASE = ["elastic.enabled=false", "coach.enabled=false", "train.early_stopping_patience=null", "log.tensorboard=false"]
+SCHEDULER_ARMS = {
+    "uniform": ["curriculum.scheduler=uniform"],
+    "leitner": ["curriculum.scheduler=leitner"],
+    "competence_sqrt": ["curriculum.scheduler=competence", "curriculum.pacing=sqrt"],
+    "competence_linear": ["curriculum.scheduler=competence", "curriculum.pacing=linear"],
+    "competence_step": ["curriculum.scheduler=competence", "curriculum.pacing=step"],
+    "anti": ["curriculum.scheduler=anti", "curriculum.pacing=sqrt"],
+    "self_paced": ["curriculum.scheduler=self_paced", "curriculum.pacing=sqrt"],
+}
+PRUNE_SCORERS = ("el2n", "forgetting", "loss", "random")
+
+
+def train(overrides: list[str], out: Path) -> dict:
+    cmd = [sys.executable, "-m", "attncoach", "train", "--quiet", "--config", CONFIG, f"output_dir={out}",
+           *BASE, *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed (exit {proc.returncode}): {' '.join(overrides)}\n{proc.stderr.strip()[-800:]}")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def row_of(arm: str, seed: int, metrics: dict) -> dict:
+    return {"arm": arm, "seed": seed, "test_macro_f1": metrics["test"]["macro_f1"],
+            "final_val_macro_f1": metrics["history"][-1]["val_macro_f1"],
+            "examples_seen": metrics["examples_seen"], "examples_scored": metrics["examples_scored"],
+            "train_seconds": metrics["train_seconds"], "eval_seconds": metrics["eval_seconds"],
+            "curriculum_seconds": metrics["curriculum_seconds"],
+            "training_examples": metrics["curriculum"]["training_examples"],
+            "curve": [[h["examples_seen"] + h.get("examples_scored", 0), round(h["seconds"], 2), h["val_macro_f1"]]
+                      for h in metrics["history"]]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=float, default=1.5, help="budget of every scheduler arm, in epochs")
+    parser.add_argument("--eval-every", type=int, default=58, help="steps between val evaluations")
+    parser.add_argument("--arms", nargs="+", default=list(SCHEDULER_ARMS), choices=list(SCHEDULER_ARMS))
+    parser.add_argument("--prune", nargs="*", default=list(PRUNE_SCORERS), choices=list(PRUNE_SCORERS),
+                        help="scorers for the 70 %% pruning arms (none: skip pruning)")
+    parser.add_argument("--keep", default="hardest", choices=["hardest", "easiest"])
+    parser.add_argument("--quick", action="store_true", help="a tiny budget; proves the script works")
+    args = parser.parse_args()
+    budget = [f"train.epochs={args.epochs}", f"train.eval_every={args.eval_every}"]
+    if args.quick:
+        args.seeds = args.seeds[:1]
+        budget = ["train.max_steps=24", "train.eval_every=6", "data.vocab_size=2000", "model.dim=32",
+                  "model.ffn_dim=64", "curriculum.probe_epochs=0.02"]
+    if "uniform" not in args.arms:
+        args.arms.insert(0, "uniform")
+    measured_under = conditions()
+    rows: list[dict] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for arm in args.arms:
+                metrics = train([*SCHEDULER_ARMS[arm], *budget, f"train.seed={seed}"], Path(tmp) / f"{arm}-{seed}")
+                rows.append(row_of(arm, seed, metrics))
+                print(f"seed {seed} {arm:<18} test macro-F1 {metrics['test']['macro_f1']:.4f}  "
+                      f"{metrics['train_seconds']:.0f} s", flush=True)
+            for scorer in args.prune:
+                arm = f"prune70_{scorer}"
+                metrics = train(["curriculum.keep_fraction=0.7", f"curriculum.prune_by={scorer}",
+                                 f"curriculum.keep={args.keep}", *budget, f"train.seed={seed}"],
+                                Path(tmp) / f"{arm}-{seed}")
+                rows.append(row_of(arm, seed, metrics))
+                print(f"seed {seed} {arm:<18} test macro-F1 {metrics['test']['macro_f1']:.4f}  "
+                      f"{metrics['train_seconds']:.0f} s", flush=True)
+    table = summarise(rows, args)
+    for line in table["lines"]:
+        print(line)
+    save("curriculum", {"conditions": measured_under, "budget": budget, "base_overrides": BASE, "config": CONFIG,
+                "keep": args.keep, "wall_seconds": round(time.perf_counter() - started, 1),
+                "summary": table["summary"], "runs": rows}, quick=args.quick)
+
+
+def summarise(rows: list[dict], args: argparse.Namespace) -> dict:
+    uniform = {r["seed"]: r for r in rows if r["arm"] == "uniform"}
+    per_arm: dict[str, dict] = {}
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        passes, seconds, delta = [], [], []
+        for r in mine:
+            base = uniform[r["seed"]]
+            target = 0.95 * base["final_val_macro_f1"]
+            ours, theirs = crossing_of(r, target), crossing_of(base, target)
+            r["target_val_macro_f1"] = round(target, 5)
+            r["crossing"] = ours
+            if ours is not None and theirs is not None:
+                passes.append(ours[0] / theirs[0])
+                seconds.append(ours[1] / theirs[1] if theirs[1] > 0 else float("nan"))
+            else:
+                passes.append(float("inf"))
+                seconds.append(float("inf"))
+            delta.append(100 * (r["test_macro_f1"] - base["test_macro_f1"]))
+        per_arm[arm] = {"forward_passes_to_95pct_vs_uniform": summary(passes),
+                        "seconds_to_95pct_vs_uniform": summary(seconds),
+                        "test_macro_f1": summary([r["test_macro_f1"] for r in mine]),
+                        "test_macro_f1_minus_uniform_points": summary(delta),
+                        "examples_seen": summary([r["examples_seen"] for r in mine]),
+                        "examples_scored": summary([r["examples_scored"] for r in mine])}
+    lines = ["arm                 passes->95% (x uniform)   seconds->95%        test macro-F1            vs uniform (pt)"]
+    for arm, s in per_arm.items():
+        p, t, f, d = (s["forward_passes_to_95pct_vs_uniform"], s["seconds_to_95pct_vs_uniform"], s["test_macro_f1"],
+                      s["test_macro_f1_minus_uniform_points"])
+        lines.append(f"{arm:<19} {fmt(p)}   {fmt(t)}   {fmt(f, 4)}   {fmt(d, 2)}")
+    return {"summary": per_arm, "lines": lines}
+
+
+def crossing_of(row: dict, target: float) -> tuple[float, float] | None:
+    for passes, seconds, f1 in row["curve"]:
+        if f1 >= target:
+            return passes, seconds
+    return None
+
+
+def fmt(s: dict, digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+if __name__ == "__main__":
+    main()
