@@ -8,9 +8,9 @@ arms. Each run is the real CLI (``attncoach train``) in a subprocess.
 Figures per arm, medians over seeds (min-max beside):
 
 - cost to reach 95 % of the uniform run's final val macro-F1 (same seed), counted as
-  forward passes (examples trained on + examples scored: the probe, self-paced measuring)
-  and as training seconds (evaluations excluded, probe and scoring included), each divided
-  by uniform's;
+  examples trained on, as forward passes (those + examples scored: the probe, self-paced
+  measuring) and as training seconds (evaluations excluded, probe and scoring included),
+  each divided by uniform's;
 - final test macro-F1 at the equal budget, minus uniform's;
 - pruning: test macro-F1 when training on 70 % of the training set, kept by each scorer, as
   many epochs as the full run (so 0.7 of its examples), against the full data and against a
@@ -39,13 +39,13 @@ BASE = ["elastic.enabled=false", "coach.enabled=false", "train.early_stopping_pa
 SCHEDULER_ARMS = {
     "uniform": ["curriculum.scheduler=uniform"],
     "leitner": ["curriculum.scheduler=leitner"],
-    "competence_sqrt": ["curriculum.scheduler=competence", "curriculum.pacing=sqrt"],
-    "competence_linear": ["curriculum.scheduler=competence", "curriculum.pacing=linear"],
-    "competence_step": ["curriculum.scheduler=competence", "curriculum.pacing=step"],
-    "anti": ["curriculum.scheduler=anti", "curriculum.pacing=sqrt"],
+    "competence_sqrt": ["curriculum.scheduler=competence", "curriculum.scorer=rarity", "curriculum.pacing=sqrt"],
+    "competence_linear": ["curriculum.scheduler=competence", "curriculum.scorer=rarity", "curriculum.pacing=linear"],
+    "competence_step": ["curriculum.scheduler=competence", "curriculum.scorer=rarity", "curriculum.pacing=step"],
+    "anti": ["curriculum.scheduler=anti", "curriculum.scorer=rarity", "curriculum.pacing=sqrt"],
     "self_paced": ["curriculum.scheduler=self_paced", "curriculum.pacing=sqrt"],
 }
-PRUNE_SCORERS = ("el2n", "forgetting", "loss", "random")
+PRUNE_SCORERS = ("el2n", "forgetting", "loss", "length", "random")
 
 
 def train(overrides: list[str], out: Path) -> dict:
@@ -64,7 +64,8 @@ def row_of(arm: str, seed: int, metrics: dict) -> dict:
             "train_seconds": metrics["train_seconds"], "eval_seconds": metrics["eval_seconds"],
             "curriculum_seconds": metrics["curriculum_seconds"],
             "training_examples": metrics["curriculum"]["training_examples"],
-            "curve": [[h["examples_seen"] + h.get("examples_scored", 0), round(h["seconds"], 2), h["val_macro_f1"]]
+            # per evaluation: examples trained on, examples scored (probe, measuring), training seconds, val F1
+            "curve": [[h["examples_seen"], h.get("examples_scored", 0), round(h["seconds"], 2), h["val_macro_f1"]]
                       for h in metrics["history"]]}
 
 
@@ -73,8 +74,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=1.5, help="budget of every scheduler arm, in epochs")
     parser.add_argument("--eval-every", type=int, default=58, help="steps between val evaluations")
-    parser.add_argument("--arms", nargs="+", default=list(SCHEDULER_ARMS), choices=list(SCHEDULER_ARMS))
-    parser.add_argument("--prune", nargs="*", default=list(PRUNE_SCORERS), choices=list(PRUNE_SCORERS),
+    parser.add_argument("--arms", nargs="+", choices=list(SCHEDULER_ARMS),
+                        default=["uniform", "leitner", "competence_sqrt", "competence_linear", "anti", "self_paced"])
+    parser.add_argument("--prune", nargs="*", default=["el2n", "forgetting", "random"], choices=list(PRUNE_SCORERS),
                         help="scorers for the 70 %% pruning arms (none: skip pruning)")
     parser.add_argument("--keep", default="hardest", choices=["hardest", "easiest"])
     parser.add_argument("--quick", action="store_true", help="a tiny budget; proves the script works")
@@ -107,7 +109,7 @@ def main() -> None:
     table = summarise(rows, args)
     for line in table["lines"]:
         print(line)
-    save("curriculum", {"conditions": measured_under, "budget": budget, "base_overrides": BASE, "config": CONFIG,
+    save("curriculum", {"quick": args.quick, "conditions": measured_under, "budget": budget, "base_overrides": BASE, "config": CONFIG,
                 "keep": args.keep, "wall_seconds": round(time.perf_counter() - started, 1),
                 "summary": table["summary"], "runs": rows}, quick=args.quick)
 
@@ -117,38 +119,51 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> dict:
     per_arm: dict[str, dict] = {}
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
-        passes, seconds, delta = [], [], []
+        examples, passes, seconds, delta, vs_random = [], [], [], [], []
         for r in mine:
             base = uniform[r["seed"]]
             target = 0.95 * base["final_val_macro_f1"]
             ours, theirs = crossing_of(r, target), crossing_of(base, target)
             r["target_val_macro_f1"] = round(target, 5)
-            r["crossing"] = ours
+            r["crossing"] = None if ours is None else dict(zip(("examples_seen", "examples_scored", "seconds"), ours))
             if ours is not None and theirs is not None:
-                passes.append(ours[0] / theirs[0])
-                seconds.append(ours[1] / theirs[1] if theirs[1] > 0 else float("nan"))
+                examples.append(ours[0] / theirs[0])
+                passes.append((ours[0] + ours[1]) / (theirs[0] + theirs[1]))
+                seconds.append(ours[2] / theirs[2] if theirs[2] > 0 else float("nan"))
             else:
+                examples.append(float("inf"))
                 passes.append(float("inf"))
                 seconds.append(float("inf"))
             delta.append(100 * (r["test_macro_f1"] - base["test_macro_f1"]))
-        per_arm[arm] = {"forward_passes_to_95pct_vs_uniform": summary(passes),
+            random_row = next((x for x in rows if x["arm"] == "prune70_random" and x["seed"] == r["seed"]), None)
+            if arm.startswith("prune70_") and random_row is not None:
+                vs_random.append(100 * (r["test_macro_f1"] - random_row["test_macro_f1"]))
+        per_arm[arm] = {"examples_to_95pct_vs_uniform": summary(examples),
+                        "forward_passes_to_95pct_vs_uniform": summary(passes),
                         "seconds_to_95pct_vs_uniform": summary(seconds),
                         "test_macro_f1": summary([r["test_macro_f1"] for r in mine]),
                         "test_macro_f1_minus_uniform_points": summary(delta),
                         "examples_seen": summary([r["examples_seen"] for r in mine]),
                         "examples_scored": summary([r["examples_scored"] for r in mine])}
-    lines = ["arm                 passes->95% (x uniform)   seconds->95%        test macro-F1            vs uniform (pt)"]
+        if vs_random:
+            per_arm[arm]["test_macro_f1_minus_random_70pct_points"] = summary(vs_random)
+    lines = ["to 95 % of uniform's final val macro-F1, x uniform (median, min-max over seeds); test macro-F1 at the end",
+             f"{'arm':<19} {'examples':<18} {'+ scored':<18} {'seconds':<18} {'test macro-F1':<24} "
+             f"{'vs uniform (pt)':<22} vs random 70% (pt)"]
     for arm, s in per_arm.items():
-        p, t, f, d = (s["forward_passes_to_95pct_vs_uniform"], s["seconds_to_95pct_vs_uniform"], s["test_macro_f1"],
-                      s["test_macro_f1_minus_uniform_points"])
-        lines.append(f"{arm:<19} {fmt(p)}   {fmt(t)}   {fmt(f, 4)}   {fmt(d, 2)}")
+        cells = [fmt(s[k]) for k in ("examples_to_95pct_vs_uniform", "forward_passes_to_95pct_vs_uniform",
+                                     "seconds_to_95pct_vs_uniform")]
+        extra = s.get("test_macro_f1_minus_random_70pct_points")
+        lines.append(f"{arm:<19} {cells[0]:<18} {cells[1]:<18} {cells[2]:<18} {fmt(s['test_macro_f1'], 4):<24} "
+                     f"{fmt(s['test_macro_f1_minus_uniform_points'], 2):<22} {fmt(extra, 2) if extra else ''}")
     return {"summary": per_arm, "lines": lines}
 
 
-def crossing_of(row: dict, target: float) -> tuple[float, float] | None:
-    for passes, seconds, f1 in row["curve"]:
+def crossing_of(row: dict, target: float) -> tuple[int, int, float] | None:
+    """Examples trained, examples scored and training seconds at the first evaluation reaching ``target``."""
+    for seen, scored, seconds, f1 in row["curve"]:
         if f1 >= target:
-            return passes, seconds
+            return seen, scored, seconds
     return None
 
 

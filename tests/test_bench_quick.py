@@ -23,6 +23,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
      {"cost", "grid", "rewiring", "depth", "search", "export"}),
     (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
     (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
+    (["curriculum.py", "--arms", "uniform", "leitner", "competence_sqrt", "--prune", "el2n", "random"], "curriculum",
+     {"summary", "runs", "budget", "conditions"}),
 ])
 def test_benchmark_script_runs(command, result_name, keys):
     proc = subprocess.run([sys.executable, str(BENCH / command[0]), *command[1:], "--quick"], capture_output=True,

@@ -134,7 +134,7 @@ class CurriculumConfig:
     """Which examples to learn from, and when (attncoach.curriculum)."""
 
     scheduler: str = "uniform"  # uniform | competence | self_paced | leitner | anti
-    scorer: str = "length"  # difficulty scorer of competence and anti: length | rarity | loss | el2n | forgetting | random
+    scorer: str = "rarity"  # difficulty scorer of competence and anti: length | rarity | loss | el2n | forgetting | random
     pacing: str = "sqrt"  # linear | sqrt | step: how competence grows (competence, anti, self_paced)
     start: float = 0.1  # competence at the start: the easiest fraction of the data drawn from first
     horizon: Optional[float] = None  # epochs of examples seen until competence reaches 1; None = half the run

@@ -30,11 +30,11 @@ Example:
     >>> leitner = SCHEDULERS["leitner"](np.array([3, 4, 5, 6]), np.array([0, 1, 0, 1]), None, settings)
     >>> sorted(i for b in leitner.batches(0) for i in b)
     [0, 1, 2, 3]
-    >>> leitner.update(np.array([0, 1]), np.array([0.1, 0.2]), np.array([True, False]))
+    >>> leitner.update(np.array([0, 1, 2]), np.array([0.1, 0.2, 1.5]), np.array([True, True, False]))
     >>> leitner.boxes.tolist()
-    [1, 0, 0, 0]
+    [1, 1, 0, 0]
     >>> sorted(i for b in leitner.batches(1) for i in b)  # box 1 rests on odd rounds
-    [1, 2, 3]
+    [2, 3]
 """
 
 from __future__ import annotations
@@ -327,6 +327,11 @@ class LeitnerScheduler(CurriculumScheduler):
     (r is a multiple of 2**i). An example answered right (the training forward pass
     predicted its label) moves up one box, so it comes back half as often; one answered
     wrong goes back to box 0, reviewed every round.
+
+    A round keeps the class proportions of the training set: when the due examples
+    over-represent a class (the examples answered wrong are rarely spread like the data),
+    a random part of that class's due examples waits (a round of one class's mistakes would
+    teach the model that class's prior, not its examples).
     """
 
     abrupt = True
@@ -339,8 +344,9 @@ class LeitnerScheduler(CurriculumScheduler):
         self.boxes = np.zeros(len(self.lengths), dtype=np.int64)
 
     def plan(self, round_no: int, measure: Optional[Measure]) -> list[list[int]]:
+        rng = self._rng(round_no, 3)
         due = np.flatnonzero(round_no % (2 ** self.boxes) == 0)
-        return self._bucketed(due, self._rng(round_no, 3))
+        return self._bucketed(in_proportion(due, self.labels, rng), rng)
 
     def update(self, indices: np.ndarray, losses: np.ndarray, correct: np.ndarray) -> None:
         super().update(indices, losses, correct)
@@ -353,6 +359,31 @@ class LeitnerScheduler(CurriculumScheduler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.boxes = np.asarray(state["boxes"], dtype=np.int64)
+
+
+def in_proportion(chosen: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random part of ``chosen`` whose class proportions come close to those of ``labels``.
+
+    Each class keeps at most its share of the round; the round is sized by the class that
+    is shortest of its share, but never below half of ``chosen`` (a class short of its share
+    then keeps all of its examples). Classes with nothing chosen are left out.
+
+    Example:
+        >>> labels = np.array([0] * 6 + [1] * 6)
+        >>> kept = in_proportion(np.arange(10), labels, np.random.default_rng(0))  # 6 of class 0, 4 of class 1
+        >>> np.bincount(labels[kept]).tolist()
+        [4, 4]
+    """
+    if len(chosen) == 0:
+        return chosen
+    classes, totals = np.unique(labels, return_counts=True)
+    share = totals / totals.sum()
+    due = np.array([np.count_nonzero(labels[chosen] == k) for k in classes])
+    present = due > 0
+    size = max(float(np.min(due[present] / share[present])), 0.5 * len(chosen))
+    keep = [rng.permutation(chosen[labels[chosen] == k])[:math.ceil(size * share[j] - 1e-9)]
+            for j, k in enumerate(classes) if due[j] > 0]
+    return np.sort(np.concatenate(keep))
 
 
 def within_class_rank(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
