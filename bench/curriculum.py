@@ -76,9 +76,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=58, help="steps between val evaluations")
     parser.add_argument("--arms", nargs="+", choices=list(SCHEDULER_ARMS),
                         default=["uniform", "leitner", "competence_sqrt", "competence_linear", "anti", "self_paced"])
-    parser.add_argument("--prune", nargs="*", default=["el2n", "forgetting", "random"], choices=list(PRUNE_SCORERS),
-                        help="scorers for the 70 %% pruning arms (none: skip pruning)")
-    parser.add_argument("--keep", default="hardest", choices=["hardest", "easiest"])
+    parser.add_argument("--prune", nargs="*", default=["el2n", "forgetting", "random"], metavar="SCORER[:KEEP]",
+                        help="70 %% pruning arms: a scorer, optionally with the end kept (hardest, the default, "
+                             "or easiest), e.g. el2n:easiest; none: skip pruning")
+    parser.add_argument("--name", default="curriculum", help="results file name (bench/results/NAME.json)")
     parser.add_argument("--quick", action="store_true", help="a tiny budget; proves the script works")
     args = parser.parse_args()
     budget = [f"train.epochs={args.epochs}", f"train.eval_every={args.eval_every}"]
@@ -88,6 +89,10 @@ def main() -> None:
                   "model.ffn_dim=64", "curriculum.probe_epochs=0.02"]
     if "uniform" not in args.arms:
         args.arms.insert(0, "uniform")
+    for spec in args.prune:
+        scorer, _, keep = spec.partition(":")
+        if scorer not in PRUNE_SCORERS or keep not in ("", "hardest", "easiest"):
+            parser.error(f"--prune {spec}: a scorer of {', '.join(PRUNE_SCORERS)}, optionally :hardest or :easiest")
     measured_under = conditions()
     rows: list[dict] = []
     started = time.perf_counter()
@@ -98,10 +103,11 @@ def main() -> None:
                 rows.append(row_of(arm, seed, metrics))
                 print(f"seed {seed} {arm:<18} test macro-F1 {metrics['test']['macro_f1']:.4f}  "
                       f"{metrics['train_seconds']:.0f} s", flush=True)
-            for scorer in args.prune:
-                arm = f"prune70_{scorer}"
+            for spec in args.prune:
+                scorer, _, keep = spec.partition(":")
+                arm = f"prune70_{scorer}" + (f"_{keep}" if keep else "")
                 metrics = train(["curriculum.keep_fraction=0.7", f"curriculum.prune_by={scorer}",
-                                 f"curriculum.keep={args.keep}", *budget, f"train.seed={seed}"],
+                                 f"curriculum.keep={keep or 'hardest'}", *budget, f"train.seed={seed}"],
                                 Path(tmp) / f"{arm}-{seed}")
                 rows.append(row_of(arm, seed, metrics))
                 print(f"seed {seed} {arm:<18} test macro-F1 {metrics['test']['macro_f1']:.4f}  "
@@ -109,9 +115,9 @@ def main() -> None:
     table = summarise(rows, args)
     for line in table["lines"]:
         print(line)
-    save("curriculum", {"quick": args.quick, "conditions": measured_under, "budget": budget, "base_overrides": BASE, "config": CONFIG,
-                "keep": args.keep, "wall_seconds": round(time.perf_counter() - started, 1),
-                "summary": table["summary"], "runs": rows}, quick=args.quick)
+    save(args.name, {"quick": args.quick, "conditions": measured_under, "budget": budget, "base_overrides": BASE,
+                     "config": CONFIG, "wall_seconds": round(time.perf_counter() - started, 1),
+                     "summary": table["summary"], "runs": rows}, quick=args.quick)
 
 
 def summarise(rows: list[dict], args: argparse.Namespace) -> dict:

@@ -158,3 +158,15 @@ def test_horizon_longer_than_a_max_steps_run_is_refused_before_anything_is_writt
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "curriculum.horizon" in err[0] and "longer than the run" in err[0]
     assert not out.exists()
+
+
+def test_a_damaged_difficulty_file_stops_a_resume_with_one_line(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    _train(tiny_csv, out, "curriculum.scheduler=competence", "curriculum.scorer=length", "train.checkpoint_every=20")
+    rewind_to_first_checkpoint(out)
+    (out / "difficulty.json").write_text('{"scores": {"length": [1, 2]}}')
+    capsys.readouterr()
+    assert main(["train", "--quiet", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "difficulty.json" in err[0]
+    assert not (out / "metrics.json").exists()
