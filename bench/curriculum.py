@@ -76,9 +76,11 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=58, help="steps between val evaluations")
     parser.add_argument("--arms", nargs="+", choices=list(SCHEDULER_ARMS),
                         default=["uniform", "leitner", "competence_sqrt", "competence_linear", "anti", "self_paced"])
-    parser.add_argument("--prune", nargs="*", default=["el2n", "forgetting", "random"], metavar="SCORER[:KEEP]",
-                        help="70 %% pruning arms: a scorer, optionally with the end kept (hardest, the default, "
-                             "or easiest), e.g. el2n:easiest; none: skip pruning")
+    parser.add_argument("--prune", nargs="*", default=["el2n", "forgetting", "random"],
+                        metavar="SCORER[:KEEP[:SKIP]]",
+                        help="70 %% pruning arms: a scorer, optionally the end kept (hardest, the default, or "
+                             "easiest) and the fraction of the very hardest skipped first, e.g. el2n:hardest:0.1; "
+                             "none: skip pruning")
     parser.add_argument("--name", default="curriculum", help="results file name (bench/results/NAME.json)")
     parser.add_argument("--quick", action="store_true", help="a tiny budget; proves the script works")
     args = parser.parse_args()
@@ -90,9 +92,9 @@ def main() -> None:
     if "uniform" not in args.arms:
         args.arms.insert(0, "uniform")
     for spec in args.prune:
-        scorer, _, keep = spec.partition(":")
+        scorer, keep, skip = (spec.split(":") + ["", ""])[:3]
         if scorer not in PRUNE_SCORERS or keep not in ("", "hardest", "easiest"):
-            parser.error(f"--prune {spec}: a scorer of {', '.join(PRUNE_SCORERS)}, optionally :hardest or :easiest")
+            parser.error(f"--prune {spec}: SCORER[:hardest|easiest[:SKIP_HARDEST]], scorers {', '.join(PRUNE_SCORERS)}")
     measured_under = conditions()
     rows: list[dict] = []
     started = time.perf_counter()
@@ -104,11 +106,11 @@ def main() -> None:
                 print(f"seed {seed} {arm:<18} test macro-F1 {metrics['test']['macro_f1']:.4f}  "
                       f"{metrics['train_seconds']:.0f} s", flush=True)
             for spec in args.prune:
-                scorer, _, keep = spec.partition(":")
-                arm = f"prune70_{scorer}" + (f"_{keep}" if keep else "")
+                scorer, keep, skip = (spec.split(":") + ["", ""])[:3]
+                arm = f"prune70_{scorer}" + (f"_{keep}" if keep else "") + (f"_skip{skip}" if skip else "")
                 metrics = train(["curriculum.keep_fraction=0.7", f"curriculum.prune_by={scorer}",
-                                 f"curriculum.keep={keep or 'hardest'}", *budget, f"train.seed={seed}"],
-                                Path(tmp) / f"{arm}-{seed}")
+                                 f"curriculum.keep={keep or 'hardest'}", f"curriculum.skip_hardest={skip or 0}",
+                                 *budget, f"train.seed={seed}"], Path(tmp) / f"{arm}-{seed}")
                 rows.append(row_of(arm, seed, metrics))
                 print(f"seed {seed} {arm:<18} test macro-F1 {metrics['test']['macro_f1']:.4f}  "
                       f"{metrics['train_seconds']:.0f} s", flush=True)

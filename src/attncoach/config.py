@@ -145,6 +145,7 @@ class CurriculumConfig:
     keep_fraction: float = 1.0  # data pruning: keep this fraction of the training examples, ranked by prune_by
     prune_by: str = "el2n"  # the scorer that ranks examples for pruning
     keep: str = "hardest"  # hardest | easiest: which end of prune_by's ranking is kept
+    skip_hardest: float = 0.0  # keep: hardest: drop this fraction of the very hardest first (likely mislabelled)
     probe_epochs: float = 0.5  # the probe run that model-based scorers (loss, el2n, forgetting) score after
     probe_passes: int = 3  # scoring passes during the probe (forgetting counts flips between them)
     record: bool = True  # keep the per-example learning record, written as examples.jsonl
@@ -426,6 +427,8 @@ def _validate_curriculum(cfg: RunConfig) -> None:
     _check(c.boxes >= 1, "curriculum.boxes", "must be at least 1")
     _check(0 <= c.refresh <= 1, "curriculum.refresh", "must be in [0, 1]")
     _check(0 < c.keep_fraction <= 1, "curriculum.keep_fraction", f"must be in (0, 1], got {c.keep_fraction:g}")
+    _check(0 <= c.skip_hardest < 1 and c.skip_hardest + c.keep_fraction <= 1, "curriculum.skip_hardest",
+           "must be in [0, 1) and leave room for curriculum.keep_fraction (their sum at most 1)")
     _check(c.probe_epochs > 0, "curriculum.probe_epochs", "must be positive")
     _check(c.probe_passes >= 1, "curriculum.probe_passes", "must be at least 1")
     uses_forgetting = ("forgetting" in (c.scorer, c.prune_by))

@@ -35,12 +35,13 @@ def test_each_scheduler_trains_and_keeps_a_learning_record(tiny_csv, tmp_path, s
     if scheduler == "self_paced":
         assert metrics["examples_scored"] > 0, "the current model's losses were measured"
     if scheduler in ("competence", "anti"):
-        assert "length" in rows[0], "the difficulty score is in the record"
+        assert "rarity" in rows[0], "the difficulty score (the default scorer) is in the record"
 
 
 def test_competence_curriculum_starts_with_short_examples(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    _train(tiny_csv, out, "curriculum.scheduler=competence", "curriculum.start=0.2", steps=2)  # round 0 only
+    _train(tiny_csv, out, "curriculum.scheduler=competence", "curriculum.scorer=length", "curriculum.start=0.2",
+           steps=2)  # round 0 only
     rows = _rows(out)
     for label in {r["label"] for r in rows}:
         lengths = sorted(r["length"] for r in rows if r["label"] == label)
@@ -141,6 +142,7 @@ def test_examples_command_refuses_bad_input_with_one_line(tiny_csv, tmp_path, ca
     ("curriculum.keep_fraction=1.5", ("curriculum.keep_fraction",)),
     ("curriculum.keep=middle", ("curriculum.keep",)),
     ("curriculum.horizon=9", ("curriculum.horizon", "longer than the run")),
+    ("curriculum.skip_hardest=0.5", ("curriculum.skip_hardest",)),
 ])
 def test_bad_curriculum_config_is_one_line_and_leaves_nothing(tiny_csv, tmp_path, capsys, override, words):
     out = tmp_path / "out"
@@ -170,3 +172,14 @@ def test_a_damaged_difficulty_file_stops_a_resume_with_one_line(tiny_csv, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "difficulty.json" in err[0]
     assert not (out / "metrics.json").exists()
+
+
+def test_pruning_can_skip_the_very_hardest_first(tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    _train(tiny_csv, out, "curriculum.keep_fraction=0.5", "curriculum.prune_by=length",
+           "curriculum.skip_hardest=0.25", steps=10)
+    difficulty = json.loads((out / "difficulty.json").read_text())
+    lengths, kept = difficulty["scores"]["length"], difficulty["kept"]
+    ranked = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    skipped, expected = ranked[:round(0.25 * len(lengths))], ranked[round(0.25 * len(lengths)):][:len(kept)]
+    assert sorted(kept) == sorted(expected) and not set(kept) & set(skipped)

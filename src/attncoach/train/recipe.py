@@ -227,15 +227,17 @@ class ClassificationRecipe:
             kept = None
             if c.keep_fraction < 1:
                 order = np.argsort(-scores[c.prune_by] if c.keep == "hardest" else scores[c.prune_by], kind="stable")
-                kept = np.sort(order[:self._kept_count(len(train))])
+                skip = int(round(c.skip_hardest * len(train))) if c.keep == "hardest" else 0
+                kept = np.sort(order[skip:skip + self._kept_count(len(train))])
             write_difficulty(path, scores, kept, result, train.lines)
             for name in names:
                 log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
         if kept is not None:
             self.data.splits["train"] = train.subset(kept)
             scores = {name: values[kept] for name, values in scores.items()}
-            log.info("curriculum: kept %d of %d training examples (the %s %g by %s)", len(kept), len(train),
-                     c.keep, c.keep_fraction, c.prune_by)
+            skipped = f" after the hardest {c.skip_hardest:g}" if c.skip_hardest and c.keep == "hardest" else ""
+            log.info("curriculum: kept %d of %d training examples (the %s %g by %s%s)", len(kept), len(train),
+                     c.keep, c.keep_fraction, c.prune_by, skipped)
         return scores
 
     def _setup_curriculum(self) -> tuple[CurriculumScheduler, LearningRecord | None]:
@@ -597,7 +599,8 @@ class ClassificationRecipe:
         out: dict[str, Any] = {"scheduler": c.scheduler, "training_examples": len(train),
                                "rounds": (self.scheduler.round or 0) + 1}
         if c.keep_fraction < 1:
-            out["pruning"] = {"keep_fraction": c.keep_fraction, "by": c.prune_by, "keep": c.keep}
+            out["pruning"] = {"keep_fraction": c.keep_fraction, "by": c.prune_by, "keep": c.keep,
+                              "skip_hardest": c.skip_hardest}
         if self.record is not None:
             extra = {name: values for name, values in self.scores.items()}
             boxes = getattr(self.scheduler, "boxes", None)
