@@ -183,3 +183,26 @@ def test_pruning_can_skip_the_very_hardest_first(tiny_csv, tmp_path):
     ranked = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     skipped, expected = ranked[:round(0.25 * len(lengths))], ranked[round(0.25 * len(lengths)):][:len(kept)]
     assert sorted(kept) == sorted(expected) and not set(kept) & set(skipped)
+
+
+def test_a_checkpoint_from_before_the_curriculum_resumes_a_uniform_run(tiny_csv, tmp_path, capsys):
+    import hashlib
+
+    out = tmp_path / "run"
+    reference = _train(tiny_csv, out, "train.checkpoint_every=20")
+    rewind_to_first_checkpoint(out)
+    first = sorted((out / "checkpoints").glob("step-*"))[0]
+    state = json.loads((first / "state.json").read_text())
+    del state["curriculum"]  # what older versions wrote
+    (first / "state.json").write_text(json.dumps(state))
+    manifest = json.loads((first / "manifest.json").read_text())
+    data = (first / "state.json").read_bytes()
+    manifest["state.json"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (first / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert "predates the learning record" in capsys.readouterr().err
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["test"] == reference["test"], "the uniform order does not depend on the missing state"
+    resumed_from = int(first.name.split("-")[1])
+    assert sum(r["seen"] for r in _rows(out)) == reference["examples_seen"] - resumed_from * 16

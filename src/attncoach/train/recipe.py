@@ -343,10 +343,7 @@ class ClassificationRecipe:
             self.state = TrainerState(**ckpt.state["trainer"])
             if self.coach is not None:
                 self.coach.load_state_dict(ckpt.state["coach"], self.state.step)
-            curriculum = ckpt.state.get("curriculum", {})
-            self.scheduler.load_state_dict(curriculum["scheduler"])
-            if self.record is not None:
-                self.record.load_state_dict(curriculum["record"])
+            self._restore_curriculum(ckpt.state)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AttncoachError(f"checkpoint {path} does not match this run ({first})") from None
@@ -354,6 +351,18 @@ class ClassificationRecipe:
         if self.device.type == "cuda" and "cuda" in ckpt.rng:
             torch.cuda.set_rng_state(ckpt.rng["cuda"])
         log.info("resumed from %s (step %d of %d)", path.name, self.state.step, self.total_steps)
+
+    def _restore_curriculum(self, state: dict[str, Any]) -> None:
+        curriculum = state.get("curriculum")
+        if curriculum is None and self.scheduler.stateless:  # a checkpoint from before the curriculum existed
+            log.info("the checkpoint predates the learning record: examples.jsonl counts from step %d on",
+                     self.state.step)
+            return
+        if curriculum is None:
+            raise KeyError("it holds no curriculum state")
+        self.scheduler.load_state_dict(curriculum["scheduler"])
+        if self.record is not None and curriculum["record"] is not None:
+            self.record.load_state_dict(curriculum["record"])
 
     # ------------------------------------------------------------------ train
     def run(self) -> dict[str, Any]:
