@@ -397,8 +397,10 @@ class ClassificationRecipe:
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
                     batch = collate([train.ids[i] for i in index], labels[index])
+                    undone = self.coach is not None and self.coach.probing  # the LR probe's steps are rolled back
                     loss, grad_norm = self.train_step(batch)
-                    self._learn_from(index, batch["labels"])
+                    if not undone:
+                        self._learn_from(index, batch["labels"])
                     s.step += 1
                     s.batch_in_epoch += 1
                     s.examples_seen += len(index)
