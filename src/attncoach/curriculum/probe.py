@@ -142,27 +142,16 @@ def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.
     return out
 
 
-@torch.no_grad()
 def measure_losses(model: torch.nn.Module, split: EncodedSplit, indices: np.ndarray, device: torch.device,
                    autocast: Callable[[], object], batch_size: int) -> np.ndarray:
     """Cross-entropy of the examples at ``indices`` under ``model`` (evaluation mode, forward only).
 
     The model is left in training mode afterwards.
     """
-    losses = np.zeros(len(indices), dtype=np.float64)
-    lengths = split.lengths[indices]
-    order = np.argsort(lengths, kind="stable")
-    model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            where = order[start:start + batch_size]
-            batch = split.batch(indices[where].tolist())
-            with autocast():
-                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
-            losses[where] = F.cross_entropy(logits, batch["labels"].to(device), reduction="none").cpu().numpy()
+        return _pass(split.subset(indices), [make_scorer("loss")], model, device, autocast, batch_size)["loss"]
     finally:
         model.train()
-    return losses
 
 
 def write_difficulty(path: Path, scores: dict[str, np.ndarray], kept: np.ndarray | None, result: ScoringResult,
