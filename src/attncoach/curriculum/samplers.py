@@ -125,9 +125,6 @@ class CurriculumScheduler(ABC):
         self.round: int | None = None
         self.current: list[list[int]] = []
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
     def batches(self, round_no: int, measure: Optional[Measure] = None) -> list[list[int]]:
         """The batches of round ``round_no``, chosen when it is first asked for."""
         if round_no != self.round:

@@ -125,7 +125,7 @@ class ClassificationRecipe:
         self.micro, self.micro_losses = 0, []  # micro-batches accumulated towards the next optimizer step
         self.batch_logits: torch.Tensor | None = None  # the last micro-batch's logits (curriculum, record)
         self.current_lr = 0.0
-        self.steps_per_epoch = len(self.sampler.batches(0))
+        self.steps_per_epoch = len(self.sampler)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
         self.coach = self._setup_coach()
         self.scheduler, self.record = self._setup_curriculum()
