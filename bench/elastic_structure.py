@@ -54,7 +54,8 @@ from attncoach.elastic.measure import measure_latency  # noqa: E402
 from attncoach.elastic.search import Budget, search  # noqa: E402
 from attncoach.errors import AttncoachError  # noqa: E402
 from attncoach.elastic.space import subnet_for  # noqa: E402
-from attncoach.eval.inference import SavedClassifier, evaluate_ids  # noqa: E402
+from attncoach.models.saved import SavedClassifier
+from attncoach.tasks.text_classification import evaluate_ids  # noqa: E402
 from attncoach.models.classifier import TextClassifier  # noqa: E402
 from attncoach.models.encoder import SubnetConfig  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402

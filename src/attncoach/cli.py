@@ -115,7 +115,9 @@ def _resolve_subnet(clf: Any, args: argparse.Namespace) -> Any:
     width = 1.0 if args.width is None else args.width
     depth = 1.0 if args.depth is None else args.depth
     subnet = subnet_for(encoder.config, width, depth)
-    if getattr(clf, "space", None) is not None:
+    from attncoach.elastic.space import saved_space
+
+    if saved_space(clf) is not None:
         clf.space.check(width, depth)
     return subnet
 
@@ -165,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _setup_logging(quiet: bool) -> None:
     from rich.logging import RichHandler
 
-    from attncoach.train.progress import console
+    from attncoach.progress import console
 
     if console().is_terminal:  # above a live progress bar
         handler: logging.Handler = RichHandler(console=console(), show_time=False, show_level=False,
@@ -180,7 +182,7 @@ def _setup_logging(quiet: bool) -> None:
 
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from attncoach.config import load_config
+    from attncoach.train.settings import load_run_config as load_config
     from attncoach.rundir import RunDir
     from attncoach.train.recipe import ClassificationRecipe
 
@@ -215,10 +217,11 @@ def _print_summary(metrics: dict[str, Any], path: Path, quiet: bool) -> None:
 
 # ---------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attncoach.config import load_config
+    from attncoach.train.settings import load_run_config as load_config
     from attncoach.data.prepare import encode_examples, prepare_data
     from attncoach.data.sources import read_examples
-    from attncoach.eval.inference import SavedClassifier, evaluate_ids
+    from attncoach.models.saved import SavedClassifier
+    from attncoach.tasks.text_classification import evaluate_ids
     from attncoach.rundir import RunDir, resolve_model_dir
 
     model_dir = resolve_model_dir(args.path)
@@ -273,7 +276,7 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 
 # ---------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from attncoach.eval.inference import SavedClassifier
+    from attncoach.models.saved import SavedClassifier
     from attncoach.rundir import resolve_model_dir
     from attncoach.atomicfile import atomic_write_text
 
@@ -336,7 +339,7 @@ def _jsonl_column(text: str, path: Path, column: str) -> list[str]:
 # ---------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
     from attncoach.elastic.export import check_export_dir, export_model_dir
-    from attncoach.eval.inference import SavedClassifier
+    from attncoach.models.saved import SavedClassifier
     from attncoach.rundir import resolve_model_dir
 
     if args.subnet is None and args.width is None and args.depth is None:
@@ -430,9 +433,9 @@ def _checked_out_path(out: str | None) -> Path | None:
 
 def _load_run_and_val(path: str) -> tuple[Any, Any, Any]:
     """The run's model and its val split; a bare model directory is refused (it has no val split)."""
-    from attncoach.config import load_config
+    from attncoach.train.settings import load_run_config as load_config
     from attncoach.data.prepare import prepare_data
-    from attncoach.eval.inference import SavedClassifier
+    from attncoach.models.saved import SavedClassifier
     from attncoach.rundir import RunDir, resolve_model_dir
 
     given = Path(path)

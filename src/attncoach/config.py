@@ -163,6 +163,7 @@ class LogConfig:
 class RunConfig:
     """Everything a training run needs; saved as config.yaml in the run directory."""
 
+    task: str = "text_classification"  # a registered task (attncoach.tasks.TASKS)
     output_dir: Optional[str] = None  # None = runs/<data>-<timestamp>
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -346,102 +347,47 @@ def validate(cfg: RunConfig) -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.builtin is not None and d.path is not None:
         raise AttncoachError("set only one of 'data.builtin' and 'data.path'")
-    _check(0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
+    check_key(0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
            "data.val_fraction", "and data.test_fraction must be in (0, 1) and sum to less than 1 "
            "(val picks the best model, test measures it)")
-    _check(d.vocab_size >= 100, "data.vocab_size", "must be at least 100")
-    _check(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
-    _check(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
-    _check(0 < d.max_length_quantile <= 1, "data.max_length_quantile", "must be in (0, 1]")
-    _check(d.max_length_cap >= 2, "data.max_length_cap", "must be at least 2")
+    check_key(d.vocab_size >= 100, "data.vocab_size", "must be at least 100")
+    check_key(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
+    check_key(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
+    check_key(0 < d.max_length_quantile <= 1, "data.max_length_quantile", "must be in (0, 1]")
+    check_key(d.max_length_cap >= 2, "data.max_length_cap", "must be at least 2")
     for key in ("dim", "layers", "heads", "ffn_dim"):
-        _check(getattr(m, key) >= 1, f"model.{key}", "must be at least 1")
-    _check(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")
+        check_key(getattr(m, key) >= 1, f"model.{key}", "must be at least 1")
+    check_key(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")
     for key in ("dropout", "attention_dropout", "head_dropout"):
-        _check(0 <= getattr(m, key) < 1, f"model.{key}", "must be in [0, 1)")
-    _check(bool(m.backbone.strip()), "model.backbone",
+        check_key(0 <= getattr(m, key) < 1, f"model.{key}", "must be in [0, 1)")
+    check_key(bool(m.backbone.strip()), "model.backbone",
            "must be scratch, minilm, a local model directory or a Hugging Face hub id")
-    _check(t.epochs > 0, "train.epochs", "must be positive")
-    _check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
-    _check(t.batch_size >= 1, "train.batch_size", "must be at least 1")
-    _check(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
-    _check(t.lr > 0, "train.lr", "must be positive")
-    _check(t.head_lr is None or t.head_lr > 0, "train.head_lr", "must be positive (or null for train.lr)")
-    _check(0 < t.layer_lr_decay <= 1, "train.layer_lr_decay", "must be in (0, 1] (1 = off)")
-    _check(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
-    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")
-    _check(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
-    _check(t.grad_clip >= 0, "train.grad_clip", "must be non-negative (0 = off)")
-    _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
-    _check(t.eval_every is None or t.eval_every >= 1, "train.eval_every", "must be at least 1")
-    _check(t.checkpoint_every is None or t.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1")
-    _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
+    check_key(t.epochs > 0, "train.epochs", "must be positive")
+    check_key(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
+    check_key(t.batch_size >= 1, "train.batch_size", "must be at least 1")
+    check_key(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
+    check_key(t.lr > 0, "train.lr", "must be positive")
+    check_key(t.head_lr is None or t.head_lr > 0, "train.head_lr", "must be positive (or null for train.lr)")
+    check_key(0 < t.layer_lr_decay <= 1, "train.layer_lr_decay", "must be in (0, 1] (1 = off)")
+    check_key(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
+    check_key(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")
+    check_key(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+    check_key(t.grad_clip >= 0, "train.grad_clip", "must be non-negative (0 = off)")
+    check_key(0 <= t.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
+    check_key(t.eval_every is None or t.eval_every >= 1, "train.eval_every", "must be at least 1")
+    check_key(t.checkpoint_every is None or t.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1")
+    check_key(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
            "train.early_stopping_patience", "must be at least 1 (or null for off)")
-    _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
-    _check(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
-    _check(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
-    _check(cfg.log.every >= 1, "log.every", "must be at least 1")
-    _validate_elastic(cfg)
-    _validate_coach(cfg)
-    _validate_curriculum(cfg)
+    check_key(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+    check_key(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
+    check_key(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
+    check_key(cfg.log.every >= 1, "log.every", "must be at least 1")
+    check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
+    # choices of the registries (tasks, policies, schedulers...) are checked a floor above:
+    # attncoach.train.settings.check_registries, which every entry point calls
 
 
-def _validate_elastic(cfg: RunConfig) -> None:
-    from attncoach.elastic.supernet import SUBNET_SAMPLERS, space_of
-
-    e = cfg.elastic
-    space_of(e)  # refuses bad fractions, naming the key
-    _check(e.sampler in SUBNET_SAMPLERS, "elastic.sampler", f"must be one of {', '.join(SUBNET_SAMPLERS)}, "
-           f"got {e.sampler!r}")
-    _check(e.random_subnets >= 0, "elastic.random_subnets", "must be at least 0")
-    _check(e.temperature > 0, "elastic.temperature", "must be positive")
-    _check(e.hidden_weight >= 0, "elastic.hidden_weight", "must be non-negative")
-    _check(e.rewire_batches >= 1, "elastic.rewire_batches", "must be at least 1")
-
-
-def _validate_coach(cfg: RunConfig) -> None:
-    target = cfg.train.target
-    if target is not None:
-        _check(target.metric in ("macro_f1", "accuracy"), "train.target.metric",
-               f"must be macro_f1 or accuracy, got {target.metric!r}")
-        _check(0 < target.value <= 1, "train.target.value", "must be in (0, 1]")
-    _check(cfg.coach.noise_every >= 1, "coach.noise_every", "must be at least 1")
-    if cfg.coach.enabled or cfg.coach.policies is not None:
-        from attncoach.coach.coach import build_policies
-
-        build_policies(cfg.coach.policies)  # unknown names, parameters, bounds: refused before training
-
-
-def _validate_curriculum(cfg: RunConfig) -> None:
-    from attncoach.curriculum.difficulty import SCORERS
-    from attncoach.curriculum.pacing import PACINGS
-    from attncoach.curriculum.samplers import SCHEDULERS
-
-    c = cfg.curriculum
-    for key, registry in (("scheduler", SCHEDULERS), ("scorer", SCORERS), ("prune_by", SCORERS),
-                          ("pacing", PACINGS)):
-        value = getattr(c, key)
-        _check(value in registry, f"curriculum.{key}", f"must be one of {', '.join(registry)}, got {value!r}")
-    _check(0 < c.start <= 1, "curriculum.start", "must be in (0, 1]")
-    _check(c.pacing_steps >= 1, "curriculum.pacing_steps", "must be at least 1")
-    _check(c.boxes >= 1, "curriculum.boxes", "must be at least 1")
-    _check(0 <= c.refresh <= 1, "curriculum.refresh", "must be in [0, 1]")
-    _check(0 < c.keep_fraction <= 1, "curriculum.keep_fraction", f"must be in (0, 1], got {c.keep_fraction:g}")
-    _check(0 <= c.skip_hardest < 1 and c.skip_hardest + c.keep_fraction <= 1, "curriculum.skip_hardest",
-           "must be in [0, 1) and leave room for curriculum.keep_fraction (their sum at most 1)")
-    _check(c.probe_epochs > 0, "curriculum.probe_epochs", "must be positive")
-    _check(c.probe_passes >= 1, "curriculum.probe_passes", "must be at least 1")
-    uses_forgetting = ("forgetting" in (c.scorer, c.prune_by))
-    _check(c.probe_passes >= 2 or not uses_forgetting, "curriculum.probe_passes",
-           "must be at least 2 for the forgetting scorer (it counts flips between passes)")
-    if c.horizon is not None:
-        _check(c.horizon > 0, "curriculum.horizon", "must be positive (epochs of examples seen)")
-        if cfg.train.max_steps is None:
-            _check(c.horizon <= cfg.train.epochs, "curriculum.horizon",
-                   f"({c.horizon:g} epochs) is longer than the run (train.epochs {cfg.train.epochs:g})")
-
-
-def _check(ok: bool, key: str, message: str) -> None:
+def check_key(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise AttncoachError(f"config key '{key}' {message}")
 

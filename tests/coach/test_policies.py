@@ -11,7 +11,7 @@ from attncoach.coach.coach import Coach, build_policies
 from attncoach.coach.policies import POLICIES, Knobs
 from attncoach.coach.policies.base import KNOBS
 from attncoach.coach.signals import Signals
-from attncoach.config import load_config
+from attncoach.train.settings import load_run_config as load_config
 from attncoach.errors import AttncoachError
 
 
@@ -227,7 +227,7 @@ def test_divergence_guard_catches_a_slide_back_to_the_loss_of_guessing():
 
 
 def test_chance_loss_is_the_entropy_of_the_smoothed_class_frequencies():
-    from attncoach.coach.session import chance_loss
+    from attncoach.tasks.text_classification import chance_loss
 
     assert chance_loss([0, 1, 2] * 5, 3) == pytest.approx(math.log(3))
     assert chance_loss([0] * 9 + [1], 2) == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))

@@ -11,7 +11,7 @@ from attncoach.elastic.export import export_model_dir, export_subnet
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.space import subnet_for
 from attncoach.errors import AttncoachError
-from attncoach.eval.inference import MODEL_FORMAT, SavedClassifier
+from attncoach.models.saved import MODEL_FORMAT, SavedClassifier
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
 

@@ -14,7 +14,7 @@ from attncoach.elastic.search import (Budget, Genome, all_candidates, count_cand
                                       uniform_grid)
 from attncoach.elastic.space import ElasticSpace, subnet_for
 from attncoach.errors import AttncoachError
-from attncoach.eval.inference import evaluate_ids
+from attncoach.tasks.text_classification import evaluate_ids
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
 
@@ -40,7 +40,7 @@ def clf() -> SimpleNamespace:
 def split(clf) -> SimpleNamespace:
     rng = np.random.default_rng(0)
     ids = [[1, *rng.integers(2, 40, int(rng.integers(3, 10))).tolist()] for _ in range(48)]
-    from attncoach.eval.inference import predict_logits
+    from attncoach.models.saved import predict_logits
 
     labels = predict_logits(clf.model, ids, 16, clf.device).argmax(-1).numpy()
     return SimpleNamespace(ids=ids, labels=labels)

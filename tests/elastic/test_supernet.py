@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attncoach.config import load_config
+from attncoach.train.settings import load_run_config as load_config
 from attncoach.elastic.space import ElasticSpace
+from attncoach.tasks import TASKS
 from attncoach.elastic.supernet import SUBNET_SAMPLERS, InPlaceDistillation, SandwichSampler, make_sampler
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
@@ -79,10 +80,11 @@ def test_sandwich_gradient_is_the_gradient_of_the_summed_losses(distill):
     ids, mask, gold = _batch()
     subnets = [SubnetConfig(), SubnetConfig(layers=(0, 3), heads=(1,) * 4, ffn=(8,) * 4),
                SubnetConfig(layers=(1, 2), heads=(2, 3, 4, 1), ffn=(16, 8, 32, 24))]
-    step = InPlaceDistillation(_Fixed(subnets), distill=distill, temperature=2.0, hidden_weight=0.5,
-                               label_smoothing=0.1)
+    task = TASKS["text_classification"](label_smoothing=0.1)
+    step = InPlaceDistillation(_Fixed(subnets), task, distill=distill, temperature=2.0, hidden_weight=0.5)
     model.zero_grad()
-    losses = step.accumulate(model, ids, mask, gold, step=0, autocast=contextlib.nullcontext)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": gold}
+    losses = step.accumulate(model, batch, step=0, autocast=contextlib.nullcontext)
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert model.subnet == SubnetConfig(), "the full model is active again afterwards"
     assert losses.subnets == 3
@@ -120,12 +122,13 @@ def test_distillation_pulls_the_small_subnet_towards_the_teacher():
             torch.nn.init.normal_(module.weight, std=0.5)
     ids, mask, gold = _batch(1)
     small = SubnetConfig(layers=(0,), heads=(1,) * 4, ffn=(8,) * 4)
-    step = InPlaceDistillation(_Fixed([SubnetConfig(), small]), distill="logits")
+    step = InPlaceDistillation(_Fixed([SubnetConfig(), small]), TASKS["text_classification"](), distill="logits")
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": gold}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     first = None
     for i in range(30):
         optimizer.zero_grad()
-        losses = step.accumulate(model, ids, mask, gold, step=i, autocast=contextlib.nullcontext)
+        losses = step.accumulate(model, batch, step=i, autocast=contextlib.nullcontext)
         optimizer.step()
         first = losses.smallest if first is None else first
     assert losses.smallest < first / 2, (first, losses.smallest)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from attncoach.cli import main
-from attncoach.config import load_config
+from attncoach.train.settings import load_run_config as load_config
 from attncoach.rundir import RunDir
 from attncoach.train.recipe import ClassificationRecipe
 from tinydata import rewind_to_first_checkpoint, tiny_overrides, without_times

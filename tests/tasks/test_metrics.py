@@ -1,4 +1,4 @@
-from attncoach.eval.metrics import classification_metrics
+from attncoach.tasks.metrics import classification_metrics
 from attncoach.train.schedule import lr_factor
 
 

@@ -224,16 +224,6 @@ class CoachSession:
         self.apply_knobs()
 
 
-def chance_loss(labels: Any, num_labels: int, label_smoothing: float = 0.0) -> float | None:
-    """Cross-entropy of the best constant prediction: the entropy of the (smoothed) class frequencies."""
-    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long), minlength=num_labels).double()
-    if counts.sum() == 0:
-        return None
-    target = (1 - label_smoothing) * counts / counts.sum() + label_smoothing / num_labels
-    target = target[target > 0]
-    return float(-(target * target.log()).sum())
-
-
 def measure_noise_halves(loss_of: Any, batch: dict[str, torch.Tensor], scale: float,
                          params: list[torch.nn.Parameter]) -> tuple[float, float, float]:
     """Backward two halves of a batch (gradients start at zero); |g|^2 of the first half and of both.

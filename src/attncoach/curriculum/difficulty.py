@@ -20,7 +20,9 @@ Example:
     >>> import torch
     >>> scorer = SCORERS["el2n"]()
     >>> batch = {"labels": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}
-    >>> scorer.score(batch, torch.tensor([[4.0, -4.0], [4.0, -4.0]])).round(2).tolist()
+    >>> logits = torch.tensor([[4.0, -4.0], [4.0, -4.0]])
+    >>> out = StepOut(loss=torch.tensor(0.0), losses=torch.zeros(2), correct=torch.tensor([True, False]), outputs=logits)
+    >>> scorer.score(batch, out).round(2).tolist()
     [0.0, 1.41]
 """
 
@@ -32,6 +34,8 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from attncoach.tasks.base import StepOut
 
 SCORERS: dict[str, type["DifficultyScorer"]] = {}
 
@@ -63,13 +67,14 @@ class DifficultyScorer(ABC):
         """Learn corpus statistics from the training examples' token ids (default: nothing)."""
 
     @abstractmethod
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
         """Scores of the batch's examples.
 
         Args:
             batch: ``input_ids`` (B, T), ``attention_mask`` (B, T), ``labels`` (B,) and
                 ``index`` (B,), the examples' positions in the training split.
-            outputs: the model's logits (B, C) when ``needs_model``, else None.
+            outputs: the task's step outcome (per-example loss, correctness, outputs) when
+                ``needs_model``, else None.
 
         Returns:
             float64 array of shape (B,).
@@ -80,7 +85,7 @@ class DifficultyScorer(ABC):
 class LengthScorer(DifficultyScorer):
     """Longer examples are harder."""
 
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
         return batch["attention_mask"].sum(dim=1).double().cpu().numpy()
 
 
@@ -99,7 +104,7 @@ class RarityScorer(DifficultyScorer):
             np.add.at(counts, np.asarray(x, dtype=np.int64), 1.0)
         self.neg_log_p = -np.log((counts + 1.0) / (counts.sum() + size))  # add-one smoothing
 
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
         if self.neg_log_p is None:
             raise RuntimeError("RarityScorer.fit must be called before score")
         ids = batch["input_ids"].cpu().numpy()
@@ -113,7 +118,7 @@ class RarityScorer(DifficultyScorer):
 class RandomScorer(DifficultyScorer):
     """A seeded random score per example: the baseline any useful scorer must beat."""
 
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
         index = batch["index"].cpu().numpy()
         return np.array([np.random.default_rng([self.seed % 2**32, int(i)]).random() for i in index])
 
@@ -124,9 +129,8 @@ class LossScorer(DifficultyScorer):
 
     needs_model = True
 
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
-        labels = batch["labels"].to(outputs.device)
-        return F.cross_entropy(outputs.float(), labels, reduction="none").double().cpu().numpy()
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
+        return outputs.losses.double().cpu().numpy()
 
 
 @register_scorer("el2n")
@@ -135,9 +139,10 @@ class EL2NScorer(DifficultyScorer):
 
     needs_model = True
 
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
-        labels = batch["labels"].to(outputs.device)
-        probs = F.softmax(outputs.float(), dim=-1)  # (B, C)
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
+        logits = outputs.outputs
+        labels = batch["labels"].to(logits.device)
+        probs = F.softmax(logits.float(), dim=-1)  # (B, C)
         error = probs - F.one_hot(labels, probs.shape[-1]).float()
         return error.norm(dim=-1).double().cpu().numpy()
 
@@ -161,8 +166,8 @@ class ForgettingScorer(DifficultyScorer):
         self.learned: dict[int, bool] = {}
         self.times: dict[int, int] = {}
 
-    def score(self, batch: dict[str, torch.Tensor], outputs: torch.Tensor | None) -> np.ndarray:
-        correct = (outputs.argmax(dim=-1).cpu() == batch["labels"].cpu()).numpy()
+    def score(self, batch: dict[str, torch.Tensor], outputs: StepOut | None) -> np.ndarray:
+        correct = outputs.correct.cpu().numpy()
         scores = []
         for i, ok in zip(batch["index"].tolist(), correct.tolist()):
             if self.previous.get(i) and not ok:

@@ -19,23 +19,19 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from attncoach.atomicfile import atomic_write_json
 from attncoach.curriculum.difficulty import DifficultyScorer, make_scorer
-from attncoach.data.batching import EncodedSplit, LengthBucketBatchSampler, collate
+from attncoach.data.batching import EncodedSplit
 from attncoach.errors import AttncoachError
-from attncoach.train.optim import make_optimizer
-from attncoach.train.progress import TrainingProgress
-from attncoach.train.schedule import lr_factor
+from attncoach.tasks import Task
 
 log = logging.getLogger("attncoach")
 
@@ -50,79 +46,65 @@ class ScoringResult:
     seconds: float = 0.0
 
 
-def score_examples(names: Sequence[str], split: EncodedSplit, model: torch.nn.Module, train_cfg: object,
-                   probe_epochs: float, probe_passes: int, device: torch.device,
-                   autocast: Callable[[], object], batch_size: int, quiet: bool = True) -> ScoringResult:
+class ProbeSteps(Protocol):
+    """The training steps of a probe, given by the recipe (``attncoach.train.probe_steps.ProbeTrainer``)."""
+
+    def steps_for(self, split: Any, epochs: float) -> int:
+        """Steps that ``epochs`` of ``split`` take."""
+
+    def train(self, model: torch.nn.Module, split: Any, steps: int, after_step: Callable[[int], None],
+              seed: int) -> int:
+        """Train ``model`` for ``steps`` steps, calling ``after_step(step)``; returns the examples trained on."""
+
+
+def score_examples(names: Sequence[str], split: EncodedSplit, model: torch.nn.Module, task: Task,
+                   probe_steps: ProbeSteps, probe_epochs: float, probe_passes: int, device: torch.device,
+                   autocast: Callable[[], object], batch_size: int, seed: int = 0) -> ScoringResult:
     """Scores of every example of ``split`` by each scorer in ``names``.
 
     Args:
         names: registered scorer names.
         split: the training split.
         model: the run's freshly built model (copied for the probe, never changed).
-        train_cfg: the run's ``train:`` section (seed, LR, batch size, weight decay...).
+        task: the run's task (its ``step`` scores a batch).
+        probe_steps: trains the probe (the recipe's training steps).
         probe_epochs: probe length, in epochs of ``split``.
         probe_passes: scoring passes during the probe (only ``forgetting`` uses more than one).
-        device, autocast: where and how the probe runs.
+        device, autocast: where and how the scoring runs.
         batch_size: examples per scoring forward pass.
-        quiet: no progress bar.
+        seed: the run's seed.
     """
     tick = time.perf_counter()
     result = ScoringResult()
-    scorers = [make_scorer(name, train_cfg.seed) for name in names]
+    scorers = [make_scorer(name, seed) for name in names]
     for scorer in scorers:
         scorer.fit(split.ids)
     static = [s for s in scorers if not s.needs_model]
     learned = [s for s in scorers if s.needs_model]
     for scorer in static:
-        result.scores[scorer.name] = _pass(split, [scorer], None, device, autocast, batch_size)[scorer.name]
+        result.scores[scorer.name] = _pass(split, [scorer], None, task, device, autocast, batch_size)[scorer.name]
     if learned:
         passes = probe_passes if any(s.name == "forgetting" for s in learned) else 1
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            _probe(split, learned, model, train_cfg, probe_epochs, passes, device, autocast, batch_size, quiet,
-                   result)
+            torch.manual_seed(seed + 7919)
+            probe = copy.deepcopy(model).to(device)
+            steps = probe_steps.steps_for(split, probe_epochs)
+            marks = {max(1, round(steps * (k + 1) / passes)) for k in range(passes)}
+            log.info("curriculum: probe run of %d steps (%.2f epochs) to score examples by %s", steps, probe_epochs,
+                     ", ".join(s.name for s in learned))
+
+            def score_at(step: int) -> None:
+                if step in marks:
+                    result.scores.update(_pass(split, learned, probe, task, device, autocast, batch_size))
+                    result.scored_examples += len(split)
+
+            result.trained_examples += probe_steps.train(probe, split, steps, score_at, seed + 7919)
     result.seconds = time.perf_counter() - tick
     return result
 
 
-def _probe(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.Module, t: object,
-           probe_epochs: float, passes: int, device: torch.device, autocast: Callable[[], object],
-           batch_size: int, quiet: bool, result: ScoringResult) -> None:
-    torch.manual_seed(t.seed + 7919)
-    probe = copy.deepcopy(model).to(device)
-    optimizer = make_optimizer(probe, t)
-    sampler = LengthBucketBatchSampler(split.lengths, t.batch_size, seed=t.seed + 7919, bucket_size=t.bucket_size)
-    per_epoch = len(sampler)
-    steps = max(1, math.ceil(probe_epochs * per_epoch))
-    marks = {max(1, round(steps * (k + 1) / passes)) for k in range(passes)}
-    labels = torch.as_tensor(split.labels, dtype=torch.long)
-    log.info("curriculum: probe run of %d steps (%.2f epochs) to score examples by %s", steps, probe_epochs,
-             ", ".join(s.name for s in scorers))
-    probe.train()
-    with TrainingProgress(steps, 0, enabled=not quiet, description="probe") as bar:
-        for step in range(steps):
-            epoch, position = divmod(step, per_epoch)
-            index = sampler.batches(epoch)[position]
-            batch = {k: v.to(device) for k, v in collate([split.ids[i] for i in index], labels[index]).items()}
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor(step, steps, int(0.06 * steps), "linear")
-            with autocast():
-                logits = probe(batch["input_ids"], batch["attention_mask"])
-            loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=t.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(probe.parameters(), t.grad_clip)
-            optimizer.step()
-            result.trained_examples += len(index)
-            bar.update(step + 1, loss=loss.item())
-            if step + 1 in marks:
-                result.scores.update(_pass(split, scorers, probe, device, autocast, batch_size))
-                result.scored_examples += len(split)
-                probe.train()
-
-
 @torch.no_grad()
-def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.Module | None,
+def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.Module | None, task: Task,
           device: torch.device, autocast: Callable[[], object], batch_size: int) -> dict[str, np.ndarray]:
     """One scoring pass over the split (batches sorted by length); scores in the split's order."""
     out = {s.name: np.zeros(len(split), dtype=np.float64) for s in scorers}
@@ -133,23 +115,24 @@ def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.
         index = order[start:start + batch_size]
         batch = split.batch(index.tolist())
         batch["index"] = torch.as_tensor(index)
-        logits = None
+        step_out = None
         if model is not None:
             with autocast():
-                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+                step_out = task.step(model, {k: v.to(device) for k, v in batch.items() if k != "index"})
         for scorer in scorers:
-            out[scorer.name][index] = scorer.score(batch, logits)
+            out[scorer.name][index] = scorer.score(batch, step_out)
     return out
 
 
-def measure_losses(model: torch.nn.Module, split: EncodedSplit, indices: np.ndarray, device: torch.device,
-                   autocast: Callable[[], object], batch_size: int) -> np.ndarray:
-    """Cross-entropy of the examples at ``indices`` under ``model`` (evaluation mode, forward only).
+def measure_losses(model: torch.nn.Module, task: Task, split: EncodedSplit, indices: np.ndarray,
+                   device: torch.device, autocast: Callable[[], object], batch_size: int) -> np.ndarray:
+    """The task's loss of the examples at ``indices`` under ``model`` (evaluation mode, forward only).
 
     The model is left in training mode afterwards.
     """
     try:
-        return _pass(split.subset(indices), [make_scorer("loss")], model, device, autocast, batch_size)["loss"]
+        return _pass(split.subset(indices), [make_scorer("loss")], model, task, device, autocast,
+                     batch_size)["loss"]
     finally:
         model.train()
 

@@ -33,11 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from attncoach import __version__
-from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json, fsync_dir
+from attncoach.atomicfile import atomic_save_safetensors, fsync_dir
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
+from attncoach.models.saved import write_model_config
 
 # How each per-layer tensor keeps the first heads (width w = k * Dh of the inner width I)
 # or the first FFN neurons (n); tensors not listed (norms, output biases) are kept whole.
@@ -184,7 +184,7 @@ def export_model_dir(
     Example:
         >>> export_model_dir("runs/tweets/model", subnet, "runs/tweets-half")  # doctest: +SKIP
     """
-    from attncoach.eval.inference import MODEL_FORMAT, SavedClassifier
+    from attncoach.models.saved import SavedClassifier, model_config
 
     out_dir = check_export_dir(out_dir)
     model_dir = Path(model_dir)
@@ -201,8 +201,7 @@ def export_model_dir(
     }
     if source_description is not None:
         record["named_by"] = source_description
-    config = {"format": MODEL_FORMAT, "attncoach_version": __version__,
-              "model": exported.config_dict(), "max_length": source.max_length, "exported_from": record}
+    config = model_config(exported, source.max_length, task=source.task, exported_from=record)
     _write_dir_atomically(out_dir, lambda tmp: _write_model_files(tmp, model_dir, exported, config))
     return ExportSummary(out_dir, subnet, record["parameters"], record["source_parameters"],
                          (out_dir / "model.safetensors").stat().st_size,
@@ -215,7 +214,7 @@ def _count(model: torch.nn.Module) -> int:
 
 def _write_model_files(folder: Path, model_dir: Path, model: TextClassifier, config: dict[str, Any]) -> None:
     atomic_save_safetensors(model.state_dict(), folder / "model.safetensors")
-    atomic_write_json(folder / "model_config.json", config)
+    write_model_config(folder, config)
     for name in ("tokenizer.json", "labels.json"):
         shutil.copyfile(model_dir / name, folder / name)
 

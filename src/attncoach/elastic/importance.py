@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from attncoach.models.classifier import TextClassifier
+from attncoach.tasks import TASKS, Task
 
 
 @dataclass
@@ -34,13 +34,17 @@ class Importance:
     neurons: list[Tensor]  # per layer: (ffn_dim,)
 
 
-def importance(model: TextClassifier, batches: Iterable[dict[str, Tensor]]) -> Importance:
+def importance(model: torch.nn.Module, batches: Iterable[dict[str, Tensor]], task: Task | None = None) -> Importance:
     """Accumulate head and neuron importance over labelled batches (full model, eval mode).
 
     Args:
-        model: the classifier; its weights and gradients are left as they were.
-        batches: dicts with ``input_ids``, ``attention_mask`` and ``labels``.
+        model: the model (an elastic stack under ``model.encoder``); its weights and gradients
+            are left as they were.
+        batches: the task's batches (e.g. ``input_ids``, ``attention_mask`` and ``labels``).
+        task: whose loss the importance is the gradient of; None = ``text_classification``.
     """
+    if task is None:
+        task = TASKS["text_classification"]()
     layers = model.encoder.layers
     was_training = model.training
     model.eval()
@@ -55,8 +59,7 @@ def importance(model: TextClassifier, batches: Iterable[dict[str, Tensor]]) -> I
             model.zero_grad(set_to_none=True)
             for gate in gates:
                 gate.grad = None
-            logits = model(batch["input_ids"], batch["attention_mask"])
-            F.cross_entropy(logits, batch["labels"]).backward()
+            task.step(model, batch).loss.backward()
             for i, layer in enumerate(layers):
                 heads[i] += gates[i].grad.abs()
                 neurons[i] += _neuron_scores(layer.ffn)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from attncoach.data.batching import collate
-from attncoach.eval.inference import evaluate_ids
+from attncoach.tasks.text_classification import evaluate_ids
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import SubnetConfig
 
@@ -110,7 +110,7 @@ def evaluate_subnets(clf: Any, split: Any, candidates: Sequence[Candidate],
     """Quality, size and latency of each candidate sub-net on one split.
 
     Args:
-        clf: a :class:`attncoach.eval.inference.SavedClassifier`.
+        clf: a :class:`attncoach.models.saved.SavedClassifier`.
         split: an encoded split with ``ids`` and ``labels`` (e.g. the run's val split).
         candidates: the sub-nets to measure.
         batch_sizes: a latency is measured at each (keys ``latency_ms_b{size}``).

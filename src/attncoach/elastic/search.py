@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from attncoach.elastic.measure import Candidate, active_parameters, measure_latency, subnet_shape
-from attncoach.elastic.space import ElasticSpace, subnet_for
+from attncoach.elastic.space import ElasticSpace, saved_space, subnet_for
 from attncoach.errors import AttncoachError
-from attncoach.eval.inference import evaluate_ids
+from attncoach.tasks.text_classification import evaluate_ids
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
 
 log = logging.getLogger("attncoach")
@@ -78,7 +78,7 @@ class Budget:
 
 def search_space(clf: Any) -> ElasticSpace:
     """The model's trained space, or the default one (with a warning) for a non-elastic model."""
-    if clf.space is not None:
+    if saved_space(clf) is not None:
         return clf.space
     space = ElasticSpace()
     log.warning("the model was not trained elastically (no elastic space in model_config.json): "
@@ -287,7 +287,7 @@ class BudgetSearch:
     Quality, costs and latencies are cached per sub-net, so each is computed once.
 
     Args:
-        clf: a :class:`attncoach.eval.inference.SavedClassifier`.
+        clf: a :class:`attncoach.models.saved.SavedClassifier`.
         split: the encoded split that scores candidates (the run's val split).
         budget: what the winner may cost.
         space: the space to search; ``None`` = :func:`search_space` of ``clf``.
@@ -439,7 +439,7 @@ def search(clf: Any, split: Any, budget: Budget, space: ElasticSpace | None = No
     """The best sub-net of ``clf`` under ``budget``: highest val macro-F1, ties to lower latency.
 
     Args:
-        clf: a :class:`attncoach.eval.inference.SavedClassifier` (its sub-net is restored after).
+        clf: a :class:`attncoach.models.saved.SavedClassifier` (its sub-net is restored after).
         split: the split that scores candidates (the run's val split).
         budget: a latency at a batch size, or a parameter count.
         space: the space to search; ``None`` = the model's (see :func:`search_space`).

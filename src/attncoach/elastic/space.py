@@ -148,3 +148,21 @@ def read_subnet(path: str | Path, encoder: ElasticEncoder) -> SubnetConfig:
     except (ValueError, TypeError) as exc:
         raise AttncoachError(f"subnet file {path} does not match the model: {exc}") from None
     return subnet
+
+
+def saved_space(clf: Any) -> ElasticSpace | None:
+    """The trained space of a loaded model (``clf.elastic``, from its ``model_config.json``), or None.
+
+    Raises:
+        AttncoachError: the saved space is malformed.
+    """
+    if getattr(clf, "space", None) is not None:
+        return clf.space
+    if getattr(clf, "elastic", None) is None:
+        return None
+    try:
+        clf.space = ElasticSpace.from_dict(clf.elastic)
+    except (TypeError, AttncoachError) as exc:
+        where = clf.model_dir / "model_config.json" if clf.model_dir is not None else "model_config.json"
+        raise AttncoachError(f"{where} has an invalid elastic space ({exc})") from None
+    return clf.space

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -32,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attncoach.elastic.space import ElasticSpace, subnet_for
-from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
+from attncoach.tasks.base import StepOut, Task
 
 
 class SubnetSampler(ABC):
@@ -98,10 +99,10 @@ SUBNET_SAMPLERS: dict[str, type[SubnetSampler]] = {"sandwich": SandwichSampler}
 class SandwichLosses:
     """What one sandwich step measured (for logging)."""
 
-    largest: float  # cross-entropy of the full model on the gold labels
-    smallest: float  # distillation (or CE) loss of the smallest sub-net
+    largest: float  # the task's loss of the full model on the gold labels
+    smallest: float  # distillation (or task) loss of the smallest sub-net
     subnets: int  # how many sub-nets trained
-    logits: Optional[Tensor] = None  # the full model's logits (B, C), detached
+    teacher: Optional[StepOut] = None  # the full model's step outcome (outputs detached)
 
 
 class InPlaceDistillation:
@@ -109,23 +110,23 @@ class InPlaceDistillation:
 
     Args:
         sampler: chooses the sub-nets; its first is the full model.
-        distill: ``none`` (gold labels for all), ``logits`` (soft labels of the largest) or
+        task: the run's task; its ``step`` gives every sub-net's outputs and the full model's loss.
+        distill: ``none`` (the task's loss for all), ``logits`` (soft labels of the largest) or
             ``hidden`` (soft labels + MSE to its final hidden states on real tokens).
         temperature: softmax temperature of teacher and students; the KL term is scaled by
             ``T^2`` (Hinton et al. 2015) so its gradient does not shrink with ``T``.
         hidden_weight: weight of the hidden-state term.
-        label_smoothing: of the largest sub-net's cross-entropy.
     """
 
-    def __init__(self, sampler: SubnetSampler, distill: str = "logits", temperature: float = 1.0,
-                 hidden_weight: float = 1.0, label_smoothing: float = 0.0):
+    def __init__(self, sampler: SubnetSampler, task: Task, distill: str = "logits", temperature: float = 1.0,
+                 hidden_weight: float = 1.0):
         self.sampler = sampler
+        self.task = task
         self.distill = distill
         self.temperature = temperature
         self.hidden_weight = hidden_weight
-        self.label_smoothing = label_smoothing
 
-    def accumulate(self, model: TextClassifier, ids: Tensor, mask: Tensor, gold: Tensor, step: int,
+    def accumulate(self, model: torch.nn.Module, batch: dict[str, Tensor], step: int,
                    autocast: Callable[[], contextlib.AbstractContextManager], scale: float = 1.0) -> SandwichLosses:
         """Forward and backward every sub-net of ``step`` on the batch; leaves the full model active.
 
@@ -133,35 +134,34 @@ class InPlaceDistillation:
         multiplies every loss before its backward (1 / accumulation for micro-batches).
         """
         subnets = self.sampler.sample(step)
-        teacher_logits = teacher_hidden = None
+        teacher: StepOut | None = None
         losses = []
-        bool_mask = mask.to(torch.bool)
         try:
             for index, subnet in enumerate(subnets):
                 model.set_subnet(subnet)
                 with autocast():
-                    hidden = model.encoder(ids, bool_mask)  # (B, T, D)
-                    logits = model.head(hidden, bool_mask).float()  # (B, C)
+                    out = self.task.step(model, batch)
                 if index == 0 or self.distill == "none":
-                    loss = F.cross_entropy(logits, gold, label_smoothing=self.label_smoothing)
+                    loss = out.loss
                 else:
-                    loss = self._distillation_loss(logits, hidden, teacher_logits, teacher_hidden, bool_mask)
+                    loss = self._distillation_loss(out, teacher)
                 if index == 0:
-                    teacher_logits, teacher_hidden = logits.detach(), hidden.detach()
+                    teacher = dataclasses.replace(out, loss=out.loss.detach(), outputs=out.outputs.detach(),
+                                                  hidden=None if out.hidden is None else out.hidden.detach())
                 (loss * scale).backward()
                 losses.append(loss.item())
         finally:
             model.set_subnet(None)
         return SandwichLosses(largest=losses[0], smallest=losses[1] if len(losses) > 1 else losses[0],
-                              subnets=len(subnets), logits=teacher_logits)
+                              subnets=len(subnets), teacher=teacher)
 
-    def _distillation_loss(self, logits: Tensor, hidden: Tensor, teacher_logits: Tensor,
-                           teacher_hidden: Tensor, mask: Tensor) -> Tensor:
+    def _distillation_loss(self, out: StepOut, teacher: StepOut) -> Tensor:
         t = self.temperature
-        soft = F.softmax(teacher_logits / t, dim=-1)
-        loss = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean") * (t * t)
+        soft = F.softmax(teacher.outputs / t, dim=-1)
+        loss = F.kl_div(F.log_softmax(out.outputs / t, dim=-1), soft, reduction="batchmean") * (t * t)
         if self.distill == "hidden":
-            real = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            hidden, teacher_hidden = out.hidden, teacher.hidden
+            real = out.mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
             squared = ((hidden.float() - teacher_hidden.float()) ** 2 * real).sum()
             loss = loss + self.hidden_weight * squared / (real.sum() * hidden.shape[-1]).clamp_min(1)
         return loss

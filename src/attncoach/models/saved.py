@@ -1,4 +1,17 @@
-"""Batched inference and evaluation, and loading a saved classifier from its directory."""
+"""The model directory: the one module that writes and reads its format.
+
+```
+model/
+  model.safetensors    weights
+  model_config.json    {"format", "format_version", "attncoach_version", "task", "model", "max_length",
+                        "elastic"?, "exported_from"?}
+  tokenizer.json       the tokenizer, its normalizer included
+  labels.json          label names in class-id order
+```
+
+Format version 2 adds ``format_version`` and ``task``; a directory written before (version 1,
+no such keys) loads as a ``text_classification`` model.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +28,12 @@ import torch.nn.functional as F
 from attncoach.data.batching import collate
 from attncoach.data.tokenizer import encode_texts, load_tokenizer
 from attncoach.errors import AttncoachError
-from attncoach.eval.metrics import classification_metrics
+from attncoach.atomicfile import atomic_write_json
 from attncoach.models.classifier import TextClassifier
-from attncoach.train.checkpoint import load_weights
+from attncoach.weights import load_weights
 
 MODEL_FORMAT = "attncoach.text-classifier"
+FORMAT_VERSION = 2  # 1: before the task seam (no "task", no "format_version")
 
 
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -56,16 +70,6 @@ def predict_logits(model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_s
     return result
 
 
-def evaluate_ids(model: torch.nn.Module, ids: Sequence[Sequence[int]], labels: Sequence[int],
-                 label_names: list[str], batch_size: int, device: torch.device,
-                 bf16: bool = False) -> dict[str, Any]:
-    """Classification metrics and mean loss of ``model`` on encoded examples."""
-    logits = predict_logits(model, ids, batch_size, device, bf16)
-    gold = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    loss = F.cross_entropy(logits, gold).item()
-    return classification_metrics(gold.tolist(), logits.argmax(-1).tolist(), label_names, loss=loss)
-
-
 @dataclass
 class SavedClassifier:
     """A trained classifier loaded from its model directory.
@@ -82,6 +86,9 @@ class SavedClassifier:
     max_length: int
     device: torch.device
     space: Any = None  # the ElasticSpace of an elastic run ("elastic" in model_config.json), else None
+    task: str = "text_classification"  # the task the model was trained for ("task" in model_config.json)
+    elastic: Any = None  # "elastic" of model_config.json as written (attncoach.elastic.space.saved_space reads it)
+    model_dir: Path | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> "SavedClassifier":
@@ -90,6 +97,10 @@ class SavedClassifier:
         config = _read_json(model_dir / "model_config.json")
         if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
             raise AttncoachError(f"{model_dir / 'model_config.json'} is not an attncoach model config")
+        version = config.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise AttncoachError(f"{model_dir} was written by a newer attncoach (model format {version!r}; this one "
+                                 f"reads up to {FORMAT_VERSION}): upgrade attncoach")
         labels = read_labels(model_dir / "labels.json")
         try:
             model = TextClassifier.from_config_dict(config["model"])
@@ -104,15 +115,8 @@ class SavedClassifier:
         dev = torch.device(device)
         model.to(dev).eval()
         tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-        space = None
-        if config.get("elastic") is not None:
-            from attncoach.elastic.space import ElasticSpace
-
-            try:
-                space = ElasticSpace.from_dict(config["elastic"])
-            except (TypeError, AttncoachError) as exc:
-                raise AttncoachError(f"{model_dir / 'model_config.json'} has an invalid elastic space ({exc})") from None
-        return cls(model, tokenizer, labels, int(config["max_length"]), dev, space)
+        return cls(model, tokenizer, labels, int(config["max_length"]), dev, None,
+                   str(config.get("task", "text_classification")), config.get("elastic"), model_dir)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Class probabilities, shape (len(texts), num_labels)."""
@@ -126,6 +130,21 @@ class SavedClassifier:
         return [{"label": self.labels[int(p.argmax())],
                  "probabilities": {name: round(float(v), 6) for name, v in zip(self.labels, p)}}
                 for p in probs]
+
+
+def model_config(model: TextClassifier, max_length: int, task: str = "text_classification",
+                 **extra: Any) -> dict[str, Any]:
+    """The content of ``model_config.json`` for ``model`` (``extra``: ``elastic``, ``exported_from``)."""
+    from attncoach import __version__
+
+    return {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "attncoach_version": __version__,
+            "task": task, "model": model.config_dict(), "max_length": max_length,
+            **{k: v for k, v in extra.items() if v is not None}}
+
+
+def write_model_config(folder: Path, config: dict[str, Any]) -> None:
+    """Write ``model_config.json`` (made by :func:`model_config`) into a model directory, atomically."""
+    atomic_write_json(Path(folder) / "model_config.json", config)
 
 
 def read_labels(path: Path) -> list[str]:

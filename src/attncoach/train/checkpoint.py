@@ -31,23 +31,10 @@ from safetensors.torch import load_file, save_file
 
 from attncoach.atomicfile import atomic_write_json, fsync_dir
 from attncoach.errors import AttncoachError
+from attncoach.weights import first_line as _first_line
+from attncoach.weights import load_weights  # noqa: F401  (re-exported: the checkpoint's weights reader)
 
 _FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a missing or damaged file is an :class:`AttncoachError`."""
-    if not path.is_file():
-        raise AttncoachError(f"weights file not found: {path}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise AttncoachError(f"weights file {path} is damaged or not safetensors ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _sha256(path: Path) -> str:

@@ -20,31 +20,34 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attncoach import __version__
-from attncoach.coach.session import CoachSession, chance_loss, measure_noise_halves
+from attncoach.coach.session import CoachSession, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
 from attncoach.curriculum.difficulty import describe_scores
 from attncoach.curriculum.probe import measure_losses, read_difficulty, score_examples, write_difficulty
 from attncoach.curriculum.record import LearningRecord
 from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, SchedulerSettings, make_scheduler
 from attncoach.data.batching import LengthBucketBatchSampler, collate
-from attncoach.data.prepare import PreparedData, prepare_data
+from attncoach.data.prepare import PreparedData
 from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
-from attncoach.eval.inference import MODEL_FORMAT, autocast_for, evaluate_ids, read_labels
+from attncoach.models.saved import autocast_for, model_config, read_labels, write_model_config
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
 from attncoach.rundir import RunDir
 from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
+from attncoach.tasks import TASKS, StepOut, TaskData
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_logger
-from attncoach.train.progress import TrainingProgress
+from attncoach.progress import TrainingProgress
+from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.optim import make_optimizer
 from attncoach.train.schedule import lr_factor
 
 log = logging.getLogger("attncoach")
+
+_METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "acc"}  # how the progress notes name metrics
 
 
 @dataclass
@@ -108,8 +111,10 @@ class ClassificationRecipe:
             torch.set_num_threads(t.threads)
         self.device = pick_device(t.device)
         self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+        self.task = TASKS[self.cfg.task](label_smoothing=t.label_smoothing)
         self.backbone = self._load_backbone()
-        self.data = self._prepare_data()
+        self.task_data = self._prepare_data()
+        self.data = self.task_data.prepared
         self._check_curriculum_fits()
         if not self.resume:
             self.run_dir.create()
@@ -123,7 +128,7 @@ class ClassificationRecipe:
         self.supernet = self._setup_elastic()
         self.optimizer = make_optimizer(self.model, t)
         self.micro, self.micro_losses = 0, []  # micro-batches accumulated towards the next optimizer step
-        self.batch_logits: torch.Tensor | None = None  # the last micro-batch's logits (curriculum, record)
+        self.batch_out: StepOut | None = None  # the last micro-batch's outcomes (curriculum, record)
         self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
@@ -159,7 +164,7 @@ class ClassificationRecipe:
                  enc.ffn_dim, enc.max_position)
         return backbone
 
-    def _prepare_data(self) -> PreparedData:
+    def _prepare_data(self) -> TaskData:
         cfg, data_cfg = self.cfg, self.cfg.data
         tokenizer = labels = None
         if self.backbone is not None:
@@ -172,7 +177,7 @@ class ClassificationRecipe:
         if self.resume and (self.run_dir.model / "tokenizer.json").is_file():
             labels = read_labels(self.run_dir.model / "labels.json")
             tokenizer = load_tokenizer(self.run_dir.model / "tokenizer.json")
-        return prepare_data(data_cfg, cfg.train.seed, tokenizer=tokenizer, labels=labels)
+        return self.task.build(data_cfg, seed=cfg.train.seed, tokenizer=tokenizer, labels=labels)
 
     def _build_model(self, data: PreparedData) -> TextClassifier:
         m = self.cfg.model
@@ -218,8 +223,9 @@ class ClassificationRecipe:
             cached = read_difficulty(path, len(train))
             scores, kept = cached["scores"], cached["kept"]
         else:
-            result = score_examples(names, train, self.model, t, c.probe_epochs, c.probe_passes, self.device,
-                                    lambda: autocast_for(self.device, self.bf16), t.eval_batch_size, self.quiet)
+            result = score_examples(names, train, self.model, self.task, self._probe_trainer(), c.probe_epochs,
+                                    c.probe_passes, self.device, lambda: autocast_for(self.device, self.bf16),
+                                    t.eval_batch_size, t.seed)
             scores = result.scores
             self.state.examples_scored += result.trained_examples + result.scored_examples
             self.state.curriculum_seconds += result.seconds
@@ -240,6 +246,11 @@ class ClassificationRecipe:
                      c.keep, c.keep_fraction, c.prune_by, skipped)
         return scores
 
+    def _probe_trainer(self) -> ProbeTrainer:
+        """Training steps for the curriculum's probe run: this run's task, optimiser settings and device."""
+        return ProbeTrainer(self.task, self.cfg.train, self.device, lambda: autocast_for(self.device, self.bf16),
+                            quiet=self.quiet)
+
     def _setup_curriculum(self) -> tuple[CurriculumScheduler, LearningRecord | None]:
         c, t = self.cfg.curriculum, self.cfg.train
         train = self.data.splits["train"]
@@ -258,27 +269,24 @@ class ClassificationRecipe:
     def _measure(self, indices: np.ndarray) -> np.ndarray:
         """The current model's loss on training examples (for the self-paced scheduler), counted and timed."""
         tick = time.perf_counter()
-        losses = measure_losses(self.model, self.data.splits["train"], indices, self.device,
+        losses = measure_losses(self.model, self.task, self.data.splits["train"], indices, self.device,
                                 lambda: autocast_for(self.device, self.bf16), self.cfg.train.eval_batch_size)
         self.state.examples_scored += len(indices)
         self.state.curriculum_seconds += time.perf_counter() - tick
         return losses
 
-    def _learn_from(self, index: list[int], labels: torch.Tensor) -> None:
+    def _learn_from(self, index: list[int]) -> None:
         """Tell the scheduler and the learning record how the batch's examples fared in its forward pass."""
-        logits = self.batch_logits
-        if logits is None:
+        out = self.batch_out
+        if out is None:
             return
-        gold = labels.to(logits.device)
-        log_p = F.log_softmax(logits, dim=-1)  # (B, C)
-        nll = -log_p.gather(1, gold[:, None])[:, 0]
-        predicted = log_p.argmax(dim=-1)
-        losses, predicted = nll.cpu().numpy().astype(np.float64), predicted.cpu().numpy()
-        indices, gold_np = np.asarray(index, dtype=np.int64), labels.numpy()
-        correct = predicted == gold_np
+        losses = out.losses.detach().float().cpu().numpy().astype(np.float64)
+        correct = out.correct.cpu().numpy()
+        indices = np.asarray(index, dtype=np.int64)
         self.scheduler.update(indices, losses, correct)
         if self.record is not None:
-            self.record.update(indices, losses, predicted, np.exp(-losses), gold_np)
+            gold = self.data.splits["train"].labels[indices]
+            self.record.update(indices, losses, out.predicted.cpu().numpy(), np.exp(-losses), gold)
 
     def _setup_elastic(self) -> InPlaceDistillation | None:
         """Supernet training when elastic.enabled: the sub-net sampler, and importance rewiring."""
@@ -294,7 +302,7 @@ class ClassificationRecipe:
                  "sub-net(s); distillation: %s", _fractions(self.space.widths), _fractions(self.space.depths),
                  " (per-layer widths)" if self.space.per_layer else "", sampler.sample(0)[1], e.random_subnets,
                  e.distill)
-        return InPlaceDistillation(sampler, e.distill, e.temperature, e.hidden_weight, self.cfg.train.label_smoothing)
+        return InPlaceDistillation(sampler, self.task, e.distill, e.temperature, e.hidden_weight)
 
     def _setup_coach(self) -> CoachSession | None:
         """The coach when coach.enabled: its policies, knobs and signal tracker."""
@@ -303,8 +311,7 @@ class ClassificationRecipe:
         session = CoachSession(self.cfg.coach, self.model, self.optimizer, self.cfg.train.weight_decay,
                                self.run_dir.path / "coach.jsonl", elastic=self.supernet is not None,
                                total_steps=self.total_steps,
-                               chance_loss=chance_loss(self.data.splits["train"].labels, len(self.data.labels),
-                                                       self.cfg.train.label_smoothing))
+                               chance_loss=self.task_data.chance_loss)
         log.info("coach: %s", ", ".join(session.coach.names))
         return session
 
@@ -316,7 +323,7 @@ class ClassificationRecipe:
         sample = [{k: v.to(self.device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
                   for index in chosen]
         tick = time.perf_counter()
-        rewire(self.model, importance(self.model, sample))
+        rewire(self.model, importance(self.model, sample, self.task))
         log.info("rewired heads and FFN neurons by importance over %d training batches (%.1f s)", len(sample),
                  time.perf_counter() - tick)
 
@@ -324,10 +331,8 @@ class ClassificationRecipe:
         md = self.run_dir.model
         save_tokenizer(self.data.tokenizer, md / "tokenizer.json")
         atomic_write_json(md / "labels.json", self.data.labels)
-        atomic_write_json(md / "model_config.json", {
-            "format": MODEL_FORMAT, "attncoach_version": __version__,
-            "model": self.model.config_dict(), "max_length": self.data.max_length,
-            **({"elastic": self.space.to_dict()} if self.supernet is not None else {})})
+        write_model_config(md, model_config(self.model, self.data.max_length, task=self.task.name,
+                                            elastic=self.space.to_dict() if self.supernet is not None else None))
         atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
 
     def _restore(self) -> None:
@@ -400,7 +405,7 @@ class ClassificationRecipe:
                     undone = self.coach is not None and self.coach.probing  # the LR probe's steps are rolled back
                     loss, grad_norm = self.train_step(batch)
                     if not undone:
-                        self._learn_from(index, batch["labels"])
+                        self._learn_from(index)
                     s.step += 1
                     s.batch_in_epoch += 1
                     s.examples_seen += len(index)
@@ -455,36 +460,36 @@ class ClassificationRecipe:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.mul_(accumulation / self.micro)
-        return loss, self._update(batch["labels"].shape[0] * self.micro)
+        return loss, self._update(batch["input_ids"].shape[0] * self.micro)
 
     def _forward_backward(self, batch: dict[str, torch.Tensor], scale: float) -> float:
         """Forward and backward of one micro-batch, its loss scaled by ``scale``; returns the loss."""
-        t = self.cfg.train
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        autocast = lambda: autocast_for(self.device, self.bf16)  # noqa: E731
         if self.supernet is not None:
-            losses = self.supernet.accumulate(self.model, batch["input_ids"], batch["attention_mask"],
-                                              batch["labels"], self.state.step,
-                                              lambda: autocast_for(self.device, self.bf16), scale=scale)
+            losses = self.supernet.accumulate(self.model, batch, self.state.step, autocast, scale=scale)
             self.smallest_loss = losses.smallest
-            self.batch_logits = losses.logits
+            self.batch_out = losses.teacher
             return losses.largest
-        parts: list[torch.Tensor] = []  # the logits, kept for the curriculum and the learning record
+        parts: list[StepOut] = []  # the outcomes, kept for the curriculum and the learning record
 
         def loss_of(part: dict[str, torch.Tensor]) -> torch.Tensor:
-            with autocast_for(self.device, self.bf16):
-                logits = self.model(part["input_ids"], part["attention_mask"]).float()
-            parts.append(logits.detach())
-            return F.cross_entropy(logits, part["labels"], label_smoothing=t.label_smoothing)
+            with autocast():
+                out = self.task.step(self.model, part)
+            parts.append(out)
+            return out.loss
 
-        if (self.coach is not None and self.micro == 0 and batch["labels"].shape[0] >= 2
+        if (self.coach is not None and self.micro == 0 and batch["input_ids"].shape[0] >= 2
                 and self.coach.wants_noise(self.state.step)):
             loss, half_sq, full_sq = measure_noise_halves(loss_of, batch, scale, self.coach.params)
-            self.coach.record_noise(half_sq, full_sq, batch["labels"].shape[0])
-            self.batch_logits = torch.cat(parts)
+            self.coach.record_noise(half_sq, full_sq, batch["input_ids"].shape[0])
+            self.batch_out = StepOut(loss=torch.tensor(loss), losses=torch.cat([p.losses for p in parts]),
+                                     correct=torch.cat([p.correct for p in parts]), outputs=parts[0].outputs,
+                                     predicted=torch.cat([p.predicted for p in parts]))
             return loss
         loss = loss_of(batch)
         (loss * scale).backward()
-        self.batch_logits = parts[0]
+        self.batch_out = parts[0]
         return loss.item()
 
     def _update(self, examples: int) -> float:
@@ -534,21 +539,21 @@ class ClassificationRecipe:
     def evaluate_and_track(self, bar: TrainingProgress) -> None:
         """Evaluate on val, keep the best model, count evaluations towards early stopping."""
         s, t = self.state, self.cfg.train
+        primary = self.task.primary
         trained_for = self.clock() - s.eval_seconds  # training time so far (probe and scoring included)
         val = self.data.splits["val"]
-        metrics = evaluate_ids(self.model, val.ids, val.labels, self.data.labels, t.eval_batch_size,
-                               self.device, self.bf16)
-        score = metrics["macro_f1"]
+        metrics = self._evaluate(val)
+        score = metrics[self.task.primary]
         entry = {"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
                  "examples_seen": s.examples_seen, "seconds": round(trained_for, 3),
                  **({"examples_scored": s.examples_scored} if s.examples_scored else {}),
-                 "val_loss": round(metrics["loss"], 5), "val_macro_f1": round(score, 5),
-                 "val_accuracy": round(metrics["accuracy"], 5)}
+                 "val_loss": round(metrics["loss"], 5),
+                 **{f"val_{k}": round(v, 5) for k, v in metrics.items() if k in self._tracked}}
         if self.supernet is not None:  # select on the mean of the largest and the smallest sub-net
             smallest = self._evaluate_smallest(val)
-            score = (score + smallest["macro_f1"]) / 2
-            entry.update(val_macro_f1_smallest=round(smallest["macro_f1"], 5), val_selection=round(score, 5))
-            self.logger.scalars(s.step, {"macro_f1_smallest": smallest["macro_f1"]}, prefix="val/")
+            score = (score + smallest[primary]) / 2
+            entry.update(**{f"val_{primary}_smallest": round(smallest[primary], 5)}, val_selection=round(score, 5))
+            self.logger.scalars(s.step, {f"{primary}_smallest": smallest[primary]}, prefix="val/")
         self.model.train()
         improved = score > s.best_metric
         if improved:
@@ -557,11 +562,11 @@ class ClassificationRecipe:
         else:
             s.evals_since_best += 1
         s.history.append(entry)
-        self.logger.scalars(s.step, {"loss": metrics["loss"], "macro_f1": metrics["macro_f1"],
-                                     "accuracy": metrics["accuracy"]}, prefix="val/")
-        smallest_note = f" smallest {entry['val_macro_f1_smallest']:.4f}" if self.supernet is not None else ""
-        bar.note(f"step {s.step}: val macro-F1 {metrics['macro_f1']:.4f}{smallest_note} acc {metrics['accuracy']:.4f} "
-                 f"loss {metrics['loss']:.4f}{'  (best)' if improved else ''}", val_f1=s.best_metric)
+        self.logger.scalars(s.step, {k: metrics[k] for k in ("loss", *self._tracked) if k in metrics}, prefix="val/")
+        smallest_note = f" smallest {entry[f'val_{primary}_smallest']:.4f}" if self.supernet is not None else ""
+        shown = " ".join(f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.4f}" for k in self._tracked if k in metrics)
+        bar.note(f"step {s.step}: val {shown}{smallest_note} loss {metrics['loss']:.4f}{'  (best)' if improved else ''}",
+                 val_f1=s.best_metric)
         if self.coach is not None:
             first = {k: v.to(self.device) for k, v in collate(val.ids[:64]).items()} if len(val.ids) else None
             if self.coach.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first):
@@ -578,11 +583,18 @@ class ClassificationRecipe:
         if patience is not None and s.evals_since_best >= patience:
             self._stop(f"early stop: no val macro-F1 gain in {patience} evaluations")
 
+    @property
+    def _tracked(self) -> tuple[str, ...]:
+        """The val metrics kept in the history and the logs: the task's primary one first."""
+        return (self.task.primary, *(k for k in ("accuracy",) if k != self.task.primary))
+
+    def _evaluate(self, split: Any) -> dict[str, Any]:
+        return self.task.evaluate(self.model, split, self.task_data, self.cfg.train.eval_batch_size, self.bf16)
+
     def _evaluate_smallest(self, val: Any) -> dict[str, Any]:
         self.model.set_subnet(self.supernet.sampler.sample(0)[1])
         try:
-            return evaluate_ids(self.model, val.ids, val.labels, self.data.labels, self.cfg.train.eval_batch_size,
-                                self.device, self.bf16)
+            return self._evaluate(val)
         finally:
             self.model.set_subnet(None)
 
@@ -596,9 +608,8 @@ class ClassificationRecipe:
                                    "full_parameters": self.model.encoder.num_parameters()}
             for split in ("val", "test"):
                 data = self.data.splits[split]
-                m = evaluate_ids(self.model, data.ids, data.labels, self.data.labels, self.cfg.train.eval_batch_size,
-                                 self.device, self.bf16)
-                out[f"{split}_smallest"] = {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
+                m = self._evaluate(data)
+                out[f"{split}_smallest"] = {k: m[k] for k in self._tracked if k in m}
         finally:
             self.model.set_subnet(None)
         return out
@@ -645,8 +656,7 @@ class ClassificationRecipe:
         results: dict[str, Any] = {}
         for split in ("val", "test"):
             data = self.data.splits[split]
-            results[split] = evaluate_ids(self.model, data.ids, data.labels, self.data.labels,
-                                          t.eval_batch_size, self.device, self.bf16)
+            results[split] = self._evaluate(data)
         if self.supernet is not None:
             results["elastic"] = self._finish_elastic()
         results["curriculum"] = self._finish_curriculum()
@@ -660,7 +670,7 @@ class ClassificationRecipe:
                                  "reached": best is not None and best >= t.target.value}
             if not results["target"]["reached"]:
                 log.info("target val %s %g not reached; best %s", t.target.metric, t.target.value, best)
-        metrics = {**results, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
+        metrics = {**results, "task": self.task.name, "primary": self.task.primary, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
                    "checkpoint_seconds": round(s.checkpoint_seconds, 3),
                    "curriculum_seconds": round(s.curriculum_seconds, 3), "examples_seen": s.examples_seen,
                    "examples_scored": s.examples_scored,
@@ -668,8 +678,8 @@ class ClassificationRecipe:
                    "best_step": s.best_step, "stopped_early": s.stopped_early, "stop_reason": s.stop_reason,
                    "history": s.history}
         atomic_write_json(self.run_dir.metrics, metrics)
-        self.logger.scalars(s.step, {"macro_f1": results["test"]["macro_f1"],
-                                     "accuracy": results["test"]["accuracy"]}, prefix="test/")
+        self.logger.scalars(s.step, {k: results["test"][k] for k in self._tracked if k in results["test"]},
+                            prefix="test/")
         return metrics
 
 
