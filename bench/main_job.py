@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditions import conditions, save, summary  # noqa: E402
-
 from attncoach.config import load_config  # noqa: E402
 from attncoach.data.sources import read_examples  # noqa: E402
 from attncoach.data.splits import dedupe, split_examples  # noqa: E402
+from conditions import conditions, save, summary  # noqa: E402
 
 
 def run_main_job(config: str, seed: int, out: Path, extra: list[str]) -> tuple[float, dict]:

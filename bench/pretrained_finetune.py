@@ -83,8 +83,13 @@ def trainer_side_main(data_path: Path, steps: int, out: Path) -> None:
     """Runs inside its own process: the transformers Trainer baseline."""
     import numpy as np
     from sklearn.metrics import accuracy_score, f1_score
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     d = json.loads(data_path.read_text())
     tokenizer = AutoTokenizer.from_pretrained(d["model_dir"], local_files_only=True)

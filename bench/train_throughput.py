@@ -28,13 +28,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditions import conditions, save, summary  # noqa: E402
-
 from attncoach.config import load_config  # noqa: E402
 from attncoach.data.batching import collate  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
 from attncoach.train.optim import make_optimizer  # noqa: E402
 from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from conditions import conditions, save, summary  # noqa: E402
 
 
 def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> ClassificationRecipe:

@@ -1,3 +1,5 @@
-from attncoach.cli import main
 import sys
+
+from attncoach.cli import main
+
 sys.exit(main())

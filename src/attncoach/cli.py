@@ -23,8 +23,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from attncoach import __version__
 from attncoach.errors import AttncoachError
@@ -182,9 +183,9 @@ def _setup_logging(quiet: bool) -> None:
 
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from attncoach.train.settings import load_run_config as load_config
     from attncoach.rundir import RunDir
     from attncoach.train.recipe import ClassificationRecipe
+    from attncoach.train.settings import load_run_config as load_config
 
     if args.resume:
         if args.config or args.overrides:
@@ -217,12 +218,12 @@ def _print_summary(metrics: dict[str, Any], path: Path, quiet: bool) -> None:
 
 # ---------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attncoach.train.settings import load_run_config as load_config
     from attncoach.data.prepare import encode_examples, prepare_data
     from attncoach.data.sources import read_examples
     from attncoach.models.saved import SavedClassifier
-    from attncoach.tasks.text_classification import evaluate_ids
     from attncoach.rundir import RunDir, resolve_model_dir
+    from attncoach.tasks.text_classification import evaluate_ids
+    from attncoach.train.settings import load_run_config as load_config
 
     model_dir = resolve_model_dir(args.path)
     clf = SavedClassifier.load(model_dir)
@@ -276,9 +277,9 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 
 # ---------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
+    from attncoach.atomicfile import atomic_write_text
     from attncoach.models.saved import SavedClassifier
     from attncoach.rundir import resolve_model_dir
-    from attncoach.atomicfile import atomic_write_text
 
     if bool(args.texts) == bool(args.input):
         raise AttncoachError("give either texts to classify or --input FILE (not both, not neither)")
@@ -433,10 +434,10 @@ def _checked_out_path(out: str | None) -> Path | None:
 
 def _load_run_and_val(path: str) -> tuple[Any, Any, Any]:
     """The run's model and its val split; a bare model directory is refused (it has no val split)."""
-    from attncoach.train.settings import load_run_config as load_config
     from attncoach.data.prepare import prepare_data
     from attncoach.models.saved import SavedClassifier
     from attncoach.rundir import RunDir, resolve_model_dir
+    from attncoach.train.settings import load_run_config as load_config
 
     given = Path(path)
     if (given / "model_config.json").is_file() and not RunDir(given).is_run():

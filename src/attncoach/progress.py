@@ -43,7 +43,7 @@ class TrainingProgress:
                 console=console(), transient=False)
             self._task = self._progress.add_task(description, total=total, completed=start, **self.fields)
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         if self._progress is not None:
             self._progress.start()
         return self

@@ -56,7 +56,7 @@ class RunDir:
         self.model.mkdir(exist_ok=True)
 
     @classmethod
-    def existing(cls, path: str | Path) -> "RunDir":
+    def existing(cls, path: str | Path) -> RunDir:
         """An existing run directory, or a clear error."""
         run = cls(path)
         if not run.path.exists():

@@ -11,8 +11,8 @@ from attncoach.coach.coach import Coach, build_policies
 from attncoach.coach.policies import POLICIES, Knobs
 from attncoach.coach.policies.base import KNOBS
 from attncoach.coach.signals import Signals
-from attncoach.train.settings import load_run_config as load_config
 from attncoach.errors import AttncoachError
+from attncoach.train.settings import load_run_config as load_config
 
 
 def synthetic_run(steps: int = 400, seed: int = 0):

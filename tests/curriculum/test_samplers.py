@@ -7,8 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from attncoach.curriculum.samplers import (SCHEDULERS, SchedulerSettings, in_proportion, make_scheduler,
-                                           within_class_rank)
+from attncoach.curriculum.samplers import (
+    SCHEDULERS,
+    SchedulerSettings,
+    in_proportion,
+    make_scheduler,
+    within_class_rank,
+)
 from attncoach.data.batching import LengthBucketBatchSampler
 
 N = 200

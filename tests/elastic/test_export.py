@@ -11,9 +11,9 @@ from attncoach.elastic.export import export_model_dir, export_subnet
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.space import subnet_for
 from attncoach.errors import AttncoachError
-from attncoach.models.saved import MODEL_FORMAT, SavedClassifier
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
+from attncoach.models.saved import MODEL_FORMAT, SavedClassifier
 
 VOCAB, B, T = 60, 4, 9
 

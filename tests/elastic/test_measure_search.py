@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from attncoach.elastic.measure import Candidate, active_parameters, evaluate_subnets, measure_latency, pareto_front
-from attncoach.elastic.search import (Budget, Genome, all_candidates, count_candidates, evolve, search,
-                                      uniform_grid)
+from attncoach.elastic.search import Budget, Genome, all_candidates, count_candidates, evolve, search, uniform_grid
 from attncoach.elastic.space import ElasticSpace, subnet_for
 from attncoach.errors import AttncoachError
-from attncoach.tasks.text_classification import evaluate_ids
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
+from attncoach.tasks.text_classification import evaluate_ids
 
 
 def _init_wide(module: torch.nn.Module) -> None:

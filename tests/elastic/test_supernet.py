@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attncoach.train.settings import load_run_config as load_config
 from attncoach.elastic.space import ElasticSpace
-from attncoach.tasks import TASKS
 from attncoach.elastic.supernet import SUBNET_SAMPLERS, InPlaceDistillation, SandwichSampler, make_sampler
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
+from attncoach.tasks import TASKS
+from attncoach.train.settings import load_run_config as load_config
 
 CONFIG = EncoderConfig(vocab_size=50, dim=16, layers=4, heads=4, ffn_dim=32, dropout=0.0, attention_dropout=0.0)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from attncoach.cli import main
-from attncoach.train.settings import load_run_config as load_config
 from attncoach.rundir import RunDir
 from attncoach.train.recipe import ClassificationRecipe
+from attncoach.train.settings import load_run_config as load_config
 from tinydata import rewind_to_first_checkpoint, tiny_overrides, without_times
 
 PLATEAU_EVERY_EVAL = "coach.policies=[{plateau: {patience: 1, min_delta: 0.5, max_decays: 2}}, divergence_guard]"

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from attncoach.errors import AttncoachError
 from attncoach.atomicfile import atomic_save_safetensors
+from attncoach.errors import AttncoachError
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 
 

@@ -53,8 +53,8 @@ def test_optimizer_steps_with_group_lrs():
 
 @pytest.mark.parametrize("override", ["train.layer_lr_decay=0", "train.layer_lr_decay=1.5", "train.head_lr=-1"])
 def test_bad_values_are_refused(override):
-    from attncoach.train.settings import load_run_config as load_config
     from attncoach.errors import AttncoachError
+    from attncoach.train.settings import load_run_config as load_config
 
     with pytest.raises(AttncoachError, match=override.split("=")[0]):
         load_config(None, [override])

@@ -19,8 +19,9 @@ import json
 import logging
 import typing
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from attncoach.coach.policies import POLICIES, Decision, Knobs, Policy
 from attncoach.coach.signals import Signals
@@ -105,10 +106,6 @@ class Coach:
     def names(self) -> list[str]:
         return [p.name for p in self.policies]
 
-    def wants(self, name: str) -> Policy | None:
-        """The active policy called ``name``, or None."""
-        return next((p for p in self.policies if p.name == name), None)
-
     def observe(self, signals: Signals) -> list[Decision]:
         """Let every policy look at ``signals``; record and return their decisions.
 
@@ -116,7 +113,7 @@ class Coach:
         only one to look.
         """
         decisions: list[Decision] = []
-        first = next((p for p in self.policies if getattr(p, "exclusive", False)), None)
+        first = next((p for p in self.policies if p.exclusive), None)
         for policy in [first] if first is not None else self.policies:
             decisions.extend(policy.observe(signals, self.knobs))
         for decision in decisions:

@@ -20,8 +20,9 @@ import contextlib
 import copy
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -60,21 +61,21 @@ class CoachSession:
         self.representative = True
         knobs = Knobs(dropout=model_dropout(model), weight_decay=weight_decay)
         self.coach = Coach(build_policies(coach_cfg.policies), knobs, log_path)
-        probe = self.coach.wants("lr_probe")
-        if probe is not None and total_steps is not None and probe.steps > max(1, total_steps // 10):
-            probe.steps = max(1, total_steps // 10)
-            log.info("coach: the LR probe takes %d steps, a tenth of the run", probe.steps)
+        policies = self.coach.policies
+        for policy in policies:
+            if total_steps is not None and (note := policy.fit_to_run(total_steps)) is not None:
+                log.info(note)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.tracker = SignalTracker(self.params)
         self.noise_every = coach_cfg.noise_every
-        self.measure_noise = self.coach.wants("batch_growth") is not None and not elastic
-        hyper = self.coach.wants("hypergradient_lr")
-        self.track_updates = hyper is not None
-        self.update_every = hyper.every if hyper is not None else self.noise_every  # steps between measured updates
-        guard = self.coach.wants("divergence_guard")
-        self.snapshot_every = guard.snapshot_every if guard is not None else None  # periodic refresh
-        # the probe rolls back to the start: it needs the snapshot taken there even without a guard
-        self.keeps_snapshots = guard is not None or self.coach.wants("lr_probe") is not None
+        self.measure_noise = any("gradient_noise" in p.needs for p in policies) and not elastic
+        intervals = [p.update_interval() or coach_cfg.noise_every for p in policies if "updates" in p.needs]
+        self.track_updates = bool(intervals)
+        self.update_every = min(intervals) if intervals else self.noise_every  # steps between measured updates
+        periodic = [n for n in (p.snapshot_interval() for p in policies) if n is not None]
+        self.snapshot_every = min(periodic) if periodic else None  # periodic refresh
+        # a probe rolls back to the start: it needs the snapshot taken there even without a periodic one
+        self.keeps_snapshots = any("snapshots" in p.needs for p in policies)
         self.snapshot_at = 0  # self.updates when the newest snapshot was taken
         self.snapshot: dict[str, Any] | None = None  # what a rollback restores
         self.newest: dict[str, Any] | None = None
@@ -100,7 +101,7 @@ class CoachSession:
     @property
     def probing(self) -> bool:
         """True while a policy holds the run exclusively (the LR probe): its steps will be undone."""
-        return any(getattr(p, "exclusive", False) for p in self.coach.policies)
+        return any(p.exclusive for p in self.coach.policies)
 
     # -- the step
     def wants_noise(self, step: int) -> bool:
@@ -149,7 +150,7 @@ class CoachSession:
             self.update_ratio = self.tracker.after_step()
         due = self.snapshot_every is not None and self.updates - self.snapshot_at >= self.snapshot_every
         # never a state from a probe or from a divergence's probation
-        steady = all(getattr(p, "steady", True) and not getattr(p, "exclusive", False) for p in self.coach.policies)
+        steady = all(p.steady and not p.exclusive for p in self.coach.policies)
         if due and math.isfinite(loss) and steady:
             self.take_snapshot(step)
 
@@ -185,10 +186,8 @@ class CoachSession:
         """
         self.tracker.loss_ema = None
         for policy in self.coach.policies:
-            shift = getattr(policy, "data_shift", None)
-            if shift is not None:
-                shift()
-        steady = all(getattr(p, "steady", True) and not getattr(p, "exclusive", False) for p in self.coach.policies)
+            policy.data_shift()
+        steady = all(p.steady and not p.exclusive for p in self.coach.policies)
         if steady:
             self.take_snapshot(step)
             self.take_snapshot(step)  # both snapshots: a rollback never goes back across the shift

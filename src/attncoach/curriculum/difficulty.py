@@ -29,7 +29,8 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,10 +38,10 @@ import torch.nn.functional as F
 
 from attncoach.tasks.base import StepOut
 
-SCORERS: dict[str, type["DifficultyScorer"]] = {}
+SCORERS: dict[str, type[DifficultyScorer]] = {}
 
 
-def register_scorer(name: str) -> Callable[[type["DifficultyScorer"]], type["DifficultyScorer"]]:
+def register_scorer(name: str) -> Callable[[type[DifficultyScorer]], type[DifficultyScorer]]:
     """Class decorator: register a scorer under ``name`` (selectable as ``curriculum.scorer``)."""
     def wrap(cls: type[DifficultyScorer]) -> type[DifficultyScorer]:
         cls.name = name

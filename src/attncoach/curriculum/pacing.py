@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 Pacing = Callable[..., float]
 PACINGS: dict[str, Pacing] = {}

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -50,10 +51,10 @@ from attncoach.curriculum.pacing import PACINGS
 from attncoach.data.batching import bucket_batches
 
 Measure = Callable[[np.ndarray], np.ndarray]  # example indices -> loss under the current model
-SCHEDULERS: dict[str, type["CurriculumScheduler"]] = {}
+SCHEDULERS: dict[str, type[CurriculumScheduler]] = {}
 
 
-def register_scheduler(name: str) -> Callable[[type["CurriculumScheduler"]], type["CurriculumScheduler"]]:
+def register_scheduler(name: str) -> Callable[[type[CurriculumScheduler]], type[CurriculumScheduler]]:
     """Class decorator: register a scheduler under ``name`` (selectable as ``curriculum.scheduler``)."""
     def wrap(cls: type[CurriculumScheduler]) -> type[CurriculumScheduler]:
         cls.name = name

@@ -22,15 +22,16 @@ import itertools
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from attncoach.data.batching import collate
-from attncoach.tasks.text_classification import evaluate_ids
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import SubnetConfig
+from attncoach.tasks.text_classification import evaluate_ids
 
 log = logging.getLogger("attncoach")
 

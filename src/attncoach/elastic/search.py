@@ -25,8 +25,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +35,8 @@ import torch
 from attncoach.elastic.measure import Candidate, active_parameters, measure_latency, subnet_shape
 from attncoach.elastic.space import ElasticSpace, saved_space, subnet_for
 from attncoach.errors import AttncoachError
-from attncoach.tasks.text_classification import evaluate_ids
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
+from attncoach.tasks.text_classification import evaluate_ids
 
 log = logging.getLogger("attncoach")
 
@@ -386,7 +387,7 @@ class BudgetSearch:
         """Candidates not clearly over budget, best first (quality, then estimated latency)."""
         size = count_candidates(self.space, self.config)
         if size <= EXHAUSTIVE_LIMIT:
-            method, examples = "exhaustive", None
+            method = "exhaustive"
             pool = [c for c in all_candidates(self.space, self.config) if not self.clearly_over(c)]
         else:
             method = "evolutionary"

@@ -20,9 +20,10 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class ElasticSpace:
                 "per_layer": self.per_layer}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ElasticSpace":
+    def from_dict(cls, data: Mapping[str, Any]) -> ElasticSpace:
         """Inverse of :meth:`to_dict`.
 
         Raises:

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from attncoach.atomicfile import atomic_write_json
 from attncoach.data.batching import collate
 from attncoach.data.tokenizer import encode_texts, load_tokenizer
 from attncoach.errors import AttncoachError
-from attncoach.atomicfile import atomic_write_json
 from attncoach.models.classifier import TextClassifier
 from attncoach.weights import load_weights
 
@@ -91,7 +91,7 @@ class SavedClassifier:
     model_dir: Path | None = None
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu") -> "SavedClassifier":
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> SavedClassifier:
         """Load weights, config, tokenizer and labels; any damaged file is a clear error."""
         model_dir = Path(model_dir)
         config = _read_json(model_dir / "model_config.json")

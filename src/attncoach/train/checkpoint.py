@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from attncoach.atomicfile import atomic_write_json, fsync_dir
 from attncoach.errors import AttncoachError

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
 from attncoach.coach.session import CoachSession, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
 from attncoach.curriculum.difficulty import describe_scores
@@ -29,20 +29,19 @@ from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, Sched
 from attncoach.data.batching import LengthBucketBatchSampler, collate
 from attncoach.data.prepare import PreparedData
 from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
-from attncoach.errors import AttncoachError
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
-from attncoach.models.saved import autocast_for, model_config, read_labels, write_model_config
+from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
+from attncoach.models.saved import autocast_for, model_config, read_labels, write_model_config
+from attncoach.progress import TrainingProgress
 from attncoach.rundir import RunDir
-from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
 from attncoach.tasks import TASKS, StepOut, TaskData
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_logger
-from attncoach.progress import TrainingProgress
-from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.optim import make_optimizer
+from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.schedule import lr_factor
 
 log = logging.getLogger("attncoach")
@@ -381,7 +380,7 @@ class ClassificationRecipe:
 
     def train(self) -> None:
         """The training loop, from the current state to the last step or early stop."""
-        s, t = self.state, self.cfg.train
+        s = self.state
         train = self.data.splits["train"]
         labels = torch.as_tensor(train.labels, dtype=torch.long)
         self.model.train()
@@ -578,8 +577,8 @@ class ClassificationRecipe:
         if target is not None and metrics[target.metric] >= target.value:
             self._stop(f"target reached: val {target.metric} {metrics[target.metric]:.4f} >= {target.value:g}")
         patience = t.early_stopping_patience
-        if self.coach is not None and self.coach.coach.wants("plateau") is not None:
-            patience = None  # the plateau policy decays first and stops when it has nothing left to try
+        if self.coach is not None and any(p.owns_stopping for p in self.coach.coach.policies):
+            patience = None  # a policy (plateau) decays first and stops when it has nothing left to try
         if patience is not None and s.evals_since_best >= patience:
             self._stop(f"early stop: no val macro-F1 gain in {patience} evaluations")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 # name -> f(progress in [0, 1] after warmup) -> factor in [0, 1]
 DECAYS: dict[str, Callable[[float], float]] = {

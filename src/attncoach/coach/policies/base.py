@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from attncoach.errors import AttncoachError
 
@@ -77,13 +78,52 @@ class Decision:
 
 
 class Policy(ABC):
-    """Base of every coach policy (subclasses are dataclasses of their parameters)."""
+    """Base of every coach policy (subclasses are dataclasses of their parameters).
 
-    name: str = ""
+    A policy declares what it needs measured; the session asks every active policy and
+    never looks one up by name.
+
+    Attributes:
+        needs: measurements the session takes for this policy: ``gradient_noise`` (half-batch
+            gradients), ``updates`` (the weights around an optimizer step, every
+            :meth:`update_interval` steps), ``snapshots`` (in-memory states to roll back to,
+            refreshed every :meth:`snapshot_interval` steps).
+        owns_stopping: the policy decides when the run has stopped improving, so the
+            recipe's early stopping stands aside.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    owns_stopping: ClassVar[bool] = False
 
     @abstractmethod
     def observe(self, signals: Any, knobs: Knobs) -> list[Decision]:
         """Decisions for these signals (often none). Called after every step and evaluation."""
+
+    @property
+    def exclusive(self) -> bool:
+        """True while the policy holds the run alone (an LR probe: its steps will be undone)."""
+        return False
+
+    @property
+    def steady(self) -> bool:
+        """False while the current state is not one to roll back to (e.g. a probation after a rollback)."""
+        return True
+
+    def update_interval(self) -> int | None:
+        """Optimizer steps between measured updates, when ``updates`` is among :attr:`needs`."""
+        return None
+
+    def snapshot_interval(self) -> int | None:
+        """Optimizer steps between periodic snapshots, or None when snapshots are only taken on demand."""
+        return None
+
+    def fit_to_run(self, total_steps: int) -> str | None:
+        """Adjust to a run of ``total_steps`` optimizer steps; returns a line for the log, if anything changed."""
+        return None
+
+    def data_shift(self) -> None:
+        """A curriculum changed which examples are trained: forget loss references (default: nothing)."""
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to continue the same decisions (JSON-ready)."""

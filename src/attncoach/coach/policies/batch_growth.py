@@ -13,6 +13,7 @@ count examples, so a grown batch changes the number of optimizer steps, not the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from attncoach.coach.policies.base import Decision, Knobs, Policy, check_positive, register_policy
 from attncoach.errors import AttncoachError
@@ -29,6 +30,9 @@ class BatchGrowth(Policy):
         threshold: grow when ``noise_scale > threshold * batch``.
         cooldown: optimizer steps between two growths (the noise EMA needs time to settle).
     """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"gradient_noise"})
+
 
     factor: int = 2
     max_accumulation: int = 8

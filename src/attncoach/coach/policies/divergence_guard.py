@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from attncoach.coach.policies.base import Decision, Knobs, Policy, check_positive, register_policy
 from attncoach.errors import AttncoachError
-
 
 GUESSING_STEPS = 10  # steps in a row at the loss of guessing that count as a collapse (noise is shorter)
 
@@ -55,6 +55,12 @@ class DivergenceGuard(Policy):
             the model has forgotten what it learned. In [0, 1); 0 turns the check off. On
             probation it is checked only if the state rolled back to was below that level.
     """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"snapshots"})
+
+    def snapshot_interval(self) -> int | None:
+        return self.snapshot_every
+
 
     spike_factor: float = 5.0
     trend_factor: float = 1.5

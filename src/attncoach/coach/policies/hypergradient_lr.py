@@ -14,6 +14,7 @@ run away (the failure users of the additive form report).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from attncoach.coach.policies.base import Decision, Knobs, Policy, check_bounds, check_positive, register_policy
 
@@ -33,6 +34,12 @@ class HypergradientLR(Policy):
         log_change: log a decision when the scale has moved this much (relative) since
             the last logged one; the knob itself moves every step.
     """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"updates"})
+
+    def update_interval(self) -> int | None:
+        return self.every
+
 
     beta: float = 0.008
     every: int = 4

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from attncoach.coach.policies.base import Decision, Knobs, Policy, check_bounds, check_positive, register_policy
 from attncoach.errors import AttncoachError
@@ -39,6 +40,16 @@ class LRProbe(Policy):
             to ``1 - 5 / steps`` for a short probe).
         blowup: the probe ends once the smoothed loss exceeds this many times its minimum.
     """
+
+    needs: ClassVar[frozenset[str]] = frozenset({"snapshots"})  # it rolls back to the start
+
+    def fit_to_run(self, total_steps: int) -> str | None:
+        cap = max(1, total_steps // 10)
+        if self.steps <= cap:
+            return None
+        self.steps = cap
+        return f"coach: the LR probe takes {cap} steps, a tenth of the run"
+
 
     steps: int = 100
     low: float = 1e-3

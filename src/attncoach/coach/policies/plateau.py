@@ -10,6 +10,7 @@ policy says so with a ``stop`` decision, and the run ends with its best value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from attncoach.coach.policies.base import Decision, Knobs, Policy, check_positive, register_policy
 from attncoach.errors import AttncoachError
@@ -27,6 +28,9 @@ class Plateau(Policy):
         max_decays: decays before the policy has nothing left (then restart or stop).
         restart: one warm restart (scale back to 1) after the decays.
     """
+
+    owns_stopping: ClassVar[bool] = True  # it decays first and stops when it has nothing left to try
+
 
     patience: int = 2
     factor: float = 0.5
