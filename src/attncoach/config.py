@@ -197,6 +197,27 @@ def load_config(path: Optional[str | Path], overrides: list[str] | None = None) 
     return cfg
 
 
+def config_from_mapping(raw: dict[str, Any], path: Optional[str | Path] = None) -> RunConfig:
+    """A :class:`RunConfig` from a YAML file (optional) updated section by section with ``raw``.
+
+    ``raw`` holds top-level keys (``output_dir``, ``task``) and sections as mappings
+    (``{"train": {"lr": 3e-4}}``); a section given in ``raw`` updates the file's section key by key.
+
+    Example:
+        >>> config_from_mapping({"train": {"lr": 3e-4}, "model": {"layers": 4}}).train.lr
+        0.0003
+    """
+    merged: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    cfg = from_dict(RunConfig, merged, prefix="")
+    validate(cfg)
+    return cfg
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AttncoachError(f"config file not found: {path}")

@@ -1,0 +1,59 @@
+"""The public Python API: attncoach.train(...) -> Run and attncoach.load(...) -> a predictor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import attncoach
+from attncoach.errors import AttncoachError
+
+
+def _tiny(tiny_csv, out, **extra):
+    sections = {"data": {"path": str(tiny_csv), "vocab_size": 200, "min_frequency": 1},
+                "model": {"dim": 16, "heads": 2, "layers": 1, "ffn_dim": 32},
+                "train": {"max_steps": 40, "eval_every": 10, "lr": 5e-3, "threads": 1, "batch_size": 16,
+                          "early_stopping_patience": None},
+                "output_dir": str(out)}
+    return {**sections, **extra}
+
+
+def test_train_returns_the_run_and_load_predicts(tiny_csv, tmp_path):
+    run = attncoach.train(**_tiny(tiny_csv, tmp_path / "run"))
+    assert run.dir == tmp_path / "run" and run.metrics["primary"] == "macro_f1"
+    assert run.metrics == json.loads((run.dir / "metrics.json").read_text())
+    assert run.metrics["test"]["macro_f1"] > 0.6, "the tiny corpus is learnable"
+    predictor = attncoach.load(run.dir)
+    [result] = predictor.predict(["love great happy thanks"])
+    assert result["label"] in ("negative", "neutral", "positive")
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_train_still_works_after_the_train_package_is_imported(tiny_csv, tmp_path):
+    import attncoach.train.recipe  # noqa: F401  (binds the package attribute)
+
+    assert callable(attncoach.train)
+    config = _tiny(tiny_csv, tmp_path / "yaml-run")
+    path = tmp_path / "run.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({k: v for k, v in config.items() if k != "train"}))
+    run = attncoach.train(path, train=config["train"])  # a YAML file, a section overridden
+    assert run.config.train.max_steps == 40 and run.config.model.dim == 16
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"trian": {"lr": 1}}, "unknown config key 'trian'"),
+    ({"train": {"lr": "fast"}}, "train.lr"),
+    ({"task": "translation"}, "config key 'task' must be one of"),
+])
+def test_bad_configuration_is_one_clear_error_and_writes_nothing(tmp_path, kwargs, words):
+    with pytest.raises(AttncoachError, match=words):
+        attncoach.train(output_dir=str(tmp_path / "never"), **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def test_load_refuses_what_is_not_a_model(tmp_path):
+    with pytest.raises(AttncoachError, match="not found"):
+        attncoach.load(tmp_path / "missing")
