@@ -13,7 +13,7 @@ from attncoach.errors import AttncoachError
 def _tiny(tiny_csv, out, **extra):
     sections = {"data": {"path": str(tiny_csv), "vocab_size": 200, "min_frequency": 1},
                 "model": {"dim": 16, "heads": 2, "layers": 1, "ffn_dim": 32},
-                "train": {"max_steps": 40, "eval_every": 10, "lr": 5e-3, "threads": 1, "batch_size": 16,
+                "train": {"max_steps": 120, "eval_every": 20, "lr": 5e-3, "threads": 1, "batch_size": 16,
                           "early_stopping_patience": None},
                 "output_dir": str(out)}
     return {**sections, **extra}
@@ -24,6 +24,8 @@ def test_train_returns_the_run_and_load_predicts(tiny_csv, tmp_path):
     assert run.dir == tmp_path / "run" and run.metrics["primary"] == "macro_f1"
     assert run.metrics == json.loads((run.dir / "metrics.json").read_text())
     assert run.metrics["test"]["macro_f1"] > 0.6, "the tiny corpus is learnable"
+    assert "coach" in run.metrics and run.config.coach.enabled, "the coach is on by default"
+    assert run.config.train.lr == 5e-3 and run.config.train.layer_lr_decay == 1.0
     predictor = attncoach.load(run.dir)
     [result] = predictor.predict(["love great happy thanks"])
     assert result["label"] in ("negative", "neutral", "positive")
@@ -40,7 +42,7 @@ def test_train_still_works_after_the_train_package_is_imported(tiny_csv, tmp_pat
 
     path.write_text(yaml.safe_dump({k: v for k, v in config.items() if k != "train"}))
     run = attncoach.train(path, train=config["train"])  # a YAML file, a section overridden
-    assert run.config.train.max_steps == 40 and run.config.model.dim == 16
+    assert run.config.train.max_steps == 120 and run.config.model.dim == 16
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -57,3 +59,14 @@ def test_bad_configuration_is_one_clear_error_and_writes_nothing(tmp_path, kwarg
 def test_load_refuses_what_is_not_a_model(tmp_path):
     with pytest.raises(AttncoachError, match="not found"):
         attncoach.load(tmp_path / "missing")
+
+
+def test_a_pretrained_backbone_gets_fine_tuning_defaults_unless_set():
+    from attncoach.config import load_config
+
+    tuned = load_config(None, ["model.backbone=minilm"]).train
+    assert (tuned.lr, tuned.head_lr, tuned.layer_lr_decay) == (1e-4, 1e-3, 0.9)
+    mine = load_config(None, ["model.backbone=minilm", "train.lr=3e-5"]).train
+    assert (mine.lr, mine.head_lr) == (3e-5, 1e-3), "a key the user set is kept"
+    scratch = load_config(None, []).train
+    assert (scratch.lr, scratch.head_lr, scratch.layer_lr_decay) == (1e-3, None, 1.0)

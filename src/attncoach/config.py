@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any, Optional, Union
 import yaml
 
 from attncoach.errors import AttncoachError
+
+log = logging.getLogger("attncoach")
 
 
 @dataclass
@@ -81,9 +84,9 @@ class TrainConfig:
     epochs: float = 4.0
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 32
-    lr: float = 1e-3
-    head_lr: Optional[float] = None  # LR of the task head; None = lr
-    layer_lr_decay: float = 1.0  # < 1: lower encoder layers train at lr * decay**(depth from top)
+    lr: Optional[float] = None  # None = per backbone: 1e-3 from scratch, 1e-4 for a pretrained one
+    head_lr: Optional[float] = None  # LR of the task head; None = lr from scratch, 10 x lr on a pretrained backbone
+    layer_lr_decay: Optional[float] = None  # < 1: lower layers train at lr * decay**(depth from top); None = 1 / 0.9
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     schedule: str = "linear"  # linear | cosine | constant
@@ -124,7 +127,7 @@ class ElasticConfig:
 class CoachConfig:
     """The coach: policies that adapt hyperparameters from training signals (attncoach.coach)."""
 
-    enabled: bool = False
+    enabled: bool = True  # false = a plain run (no LR probe, no divergence guard, no adaptation)
     policies: Optional[list[Any]] = None  # names or {name: {parameter: value}}; None = the default set
     noise_every: int = 10  # steps between gradient-noise measurements (when batch_growth is on)
 
@@ -193,6 +196,7 @@ def load_config(path: Optional[str | Path], overrides: list[str] | None = None) 
     cfg = from_dict(RunConfig, raw, prefix="")
     for item in overrides or []:
         apply_override(cfg, item)
+    resolve_defaults(cfg)
     validate(cfg)
     return cfg
 
@@ -214,8 +218,37 @@ def config_from_mapping(raw: dict[str, Any], path: Optional[str | Path] = None) 
         else:
             merged[key] = value
     cfg = from_dict(RunConfig, merged, prefix="")
+    resolve_defaults(cfg)
     validate(cfg)
     return cfg
+
+
+# Fine-tuning a pretrained encoder wants a small LR, a faster new head and lower layers that move
+# less (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification": 2e-5..1e-4, layer decay
+# 0.95..0.9); a scratch model trains at 1e-3 (the main job). Keys the user set are never changed.
+BACKBONE_DEFAULTS = {
+    "scratch": {"lr": 1e-3, "head_lr": None, "layer_lr_decay": 1.0},
+    "pretrained": {"lr": 1e-4, "head_lr": 1e-3, "layer_lr_decay": 0.9},
+}
+
+
+def resolve_defaults(cfg: RunConfig) -> list[str]:
+    """Fill the keys left unset (None) whose default depends on the backbone; returns one line per key set.
+
+    Example:
+        >>> cfg = RunConfig(); cfg.model.backbone = "minilm"
+        >>> resolve_defaults(cfg)[0]
+        'train.lr = 0.0001 (the default for a pretrained backbone)'
+    """
+    kind = "scratch" if cfg.model.backbone == "scratch" else "pretrained"
+    notes = []
+    for key, value in BACKBONE_DEFAULTS[kind].items():
+        if getattr(cfg.train, key) is None and value is not None:
+            setattr(cfg.train, key, value)
+            notes.append(f"train.{key} = {value:g} (the default for a {kind} backbone)")
+    for note in notes:
+        log.info(note) if kind == "pretrained" else log.debug(note)
+    return notes
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -387,9 +420,9 @@ def validate(cfg: RunConfig) -> None:
     check_key(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
     check_key(t.batch_size >= 1, "train.batch_size", "must be at least 1")
     check_key(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
-    check_key(t.lr > 0, "train.lr", "must be positive")
+    check_key(t.lr is not None and t.lr > 0, "train.lr", "must be positive")
     check_key(t.head_lr is None or t.head_lr > 0, "train.head_lr", "must be positive (or null for train.lr)")
-    check_key(0 < t.layer_lr_decay <= 1, "train.layer_lr_decay", "must be in (0, 1] (1 = off)")
+    check_key(t.layer_lr_decay is not None and 0 < t.layer_lr_decay <= 1, "train.layer_lr_decay", "must be in (0, 1] (1 = off)")
     check_key(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
     check_key(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")
     check_key(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")

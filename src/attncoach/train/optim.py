@@ -48,7 +48,8 @@ def parameter_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict[str, A
         if not param.requires_grad:
             continue
         depth = _depth(name, depth_total)
-        base_lr = head_lr if depth is None else t.lr * t.layer_lr_decay ** (depth_total - depth)
+        decay = 1.0 if t.layer_lr_decay is None else t.layer_lr_decay
+        base_lr = head_lr if depth is None else t.lr * decay ** (depth_total - depth)
         plain = param.ndim < 2 or "norm" in name or "embed" in name
         groups.setdefault((base_lr, 0.0 if plain else t.weight_decay), []).append(param)
     return [{"params": params, "base_lr": lr, "lr": lr, "weight_decay": wd}
