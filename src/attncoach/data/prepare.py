@@ -97,7 +97,8 @@ def prepare_data(cfg: DataConfig, seed: int, tokenizer: Optional[Tokenizer] = No
         "dropped_no_label": dropped.no_label,
         "duplicates_removed": duplicates,
         "examples": len(examples),
-        "split_by": f"data.split_column '{cfg.split_column}'" if cfg.split_column else f"random, seed {seed}",
+        "split_by": (f"data.split_column '{cfg.split_column}'" if cfg.split_column
+                     else "the source's own split" if any(e.split for e in examples) else f"random, seed {seed}"),
         "splits": {name: len(split) for name, split in splits.items()},
         "label_counts": {name: dict(sorted(Counter(e.label for e in split).items())) for name, split in splits.items()},
         "tokenizer": {"trained_on_train_split": trained_here, "vocab_size": tokenizer.get_vocab_size()},

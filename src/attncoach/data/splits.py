@@ -52,9 +52,10 @@ def split_examples(examples: list[Example], val_fraction: float, test_fraction: 
                    label_column: str = "label") -> dict[str, list[Example]]:
     """Split examples into train / val / test, stratified by label and seeded.
 
-    When the examples carry a split (``data.split_column``), that split is kept; a missing
-    val or test split is then carved from train (as a fraction of all examples). Otherwise
-    the examples are split at random. Splits keep the source order; the result depends only
+    When the examples carry a split (``data.split_column``, or a built-in corpus with an
+    official split such as banking77), that split is kept; a missing val or test split is
+    then carved from train (as a fraction of all examples). Otherwise the examples are
+    split at random. Splits keep the source order; the result depends only
     on the examples and the seed. With a fraction of 0 the split is empty.
 
     Args:
