@@ -82,24 +82,44 @@ class MultiHeadSelfAttention(nn.Module):
         self.head_gate = gate.to(device=self.head_gate.device, dtype=self.head_gate.dtype)
         self._gate_is_identity = not gate.requires_grad and bool((gate == 1).all())
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        """Attends every token to every real token.
+    def forward(
+        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
+    ) -> Tensor:
+        """Attends every token to every real token, or only to real tokens up to itself.
 
         Args:
             x: Input of shape ``(B, T, D)``.
             key_padding_mask: Optional bool ``(B, T)``, ``True`` for real tokens and
-                ``False`` for padding. A row with no real token gives NaN outputs.
+                ``False`` for padding. A row with no real token gives NaN outputs; so does,
+                with ``causal=True``, a position with no real token at or before it (never
+                the case with right padding).
+            causal: If ``True``, position ``t`` attends only to positions ``<= t``
+                (autoregressive, as in GPT or SASRec).
 
         Returns:
             Tensor of shape ``(B, T, D)``.
+
+        Example:
+            >>> attn = MultiHeadSelfAttention(dim=8, heads=2).eval()
+            >>> x = torch.randn(1, 4, 8)
+            >>> later = x.clone()
+            >>> later[0, 3] += 1.0  # changing the last token does not change earlier outputs
+            >>> torch.allclose(attn(x, causal=True)[0, :3], attn(later, causal=True)[0, :3])
+            True
         """
         batch, length, _ = x.shape
         q, k, v = (self._split_heads(t) for t in self._project_qkv(x))  # each (B, h, T, Dh)
         mask = None
         if key_padding_mask is not None:
             mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, T), True = may attend
+            if causal:
+                allowed = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # (T, T)
+                mask = mask & allowed  # (B, 1, T, T): real keys at or before the query
         dropout_p = self.dropout if self.training else 0.0
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        is_causal = causal and mask is None  # SDPA builds the lower-triangular mask itself
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+        )
         if not self._gate_is_identity:
             context = context * self.head_gate[: self.active_heads, None, None]  # (B, h, T, Dh)
         context = context.transpose(1, 2).reshape(batch, length, -1)  # (B, T, h * Dh)

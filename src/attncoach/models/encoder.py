@@ -361,12 +361,20 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.norm_first = config.norm_first
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        """Maps ``(B, T, D)`` to ``(B, T, D)``; ``key_padding_mask`` is True for real tokens."""
+    def forward(
+        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
+    ) -> Tensor:
+        """Maps ``(B, T, D)`` to ``(B, T, D)``.
+
+        Args:
+            x: Input of shape ``(B, T, D)``.
+            key_padding_mask: Optional bool ``(B, T)``, True for real tokens.
+            causal: If ``True``, each position attends only to itself and earlier positions.
+        """
         if self.norm_first:
-            x = x + self.dropout(self.attn(self.attn_norm(x), key_padding_mask))
+            x = x + self.dropout(self.attn(self.attn_norm(x), key_padding_mask, causal))
             return x + self.dropout(self.ffn(self.ffn_norm(x)))
-        x = self.attn_norm(x + self.dropout(self.attn(x, key_padding_mask)))
+        x = self.attn_norm(x + self.dropout(self.attn(x, key_padding_mask, causal)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
     def num_active_parameters(self) -> int:
@@ -414,10 +422,31 @@ class ElasticEncoder(nn.Module):
         Returns:
             Hidden states ``(B, T, D)``.
         """
-        mask = None if attention_mask is None else attention_mask.to(torch.bool)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        return self.encode(x, attention_mask)
+
+    def encode(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """Runs the active layers and the final norm on already-embedded inputs.
+
+        Args:
+            x: Embedded inputs ``(B, T, D)``, e.g. the output of :attr:`embeddings`.
+            mask: Optional ``(B, T)``, true/1 for real positions, false/0 for padding.
+            causal: If ``True``, each position attends only to itself and earlier real
+                positions, so its output does not depend on later ones.
+
+        Returns:
+            Hidden states ``(B, T, D)``.
+
+        Example:
+            >>> config = EncoderConfig(vocab_size=20, dim=16, layers=2, heads=2, ffn_dim=32)
+            >>> encoder = ElasticEncoder(config).eval()
+            >>> x = encoder.embeddings(torch.randint(1, 20, (2, 5)))  # (B, T, D)
+            >>> encoder.encode(x, torch.ones(2, 5, dtype=torch.bool), causal=True).shape
+            torch.Size([2, 5, 16])
+        """
+        mask = None if mask is None else mask.to(torch.bool)
         for index in self._active_layers:
-            x = self.layers[index](x, mask)
+            x = self.layers[index](x, mask, causal)  # (B, T, D)
         return self.final_norm(x)
 
     @property

@@ -1,0 +1,139 @@
+"""Next-item recommendation: SASRec (Kang & McAuley, 2018) on the elastic encoder.
+
+A user's history of item ids is embedded, run through the encoder with causal self-attention
+(each position sees only itself and earlier items), and the hidden state at every position is
+scored against every item by a dot product with the item embedding table, which is shared
+between input and output (tied weights).
+
+Item ids are ``1..num_items``; id 0 is padding. Histories are **right padded**, like the text
+batches: the real items come first and padding after. The prediction of the item that follows
+a history of length ``n`` is read at position ``n - 1``; causality makes it independent of
+whatever follows (padding or later items), so one pass trains every prefix at once.
+
+There is no separate item embedding module: :class:`attncoach.models.encoder.Embeddings`
+already is SASRec's input layer (item + learned position embeddings, LayerNorm and dropout,
+with a zero, gradient-free padding row via ``padding_idx``). Its ``word`` table is the item
+table, so there is one item matrix, the state dict has the encoder's usual keys, and sub-net
+switching works unchanged.
+
+Example:
+    >>> config = EncoderConfig(vocab_size=11, dim=16, layers=2, heads=2, ffn_dim=32, max_position=8)
+    >>> model = NextItemModel(config, num_items=10).eval()
+    >>> items = torch.tensor([[3, 4, 5, 0], [7, 8, 0, 0]])  # right padded, 0 = padding
+    >>> mask = items != 0
+    >>> hidden = model(items, mask)  # (B, T, D)
+    >>> lengths = mask.sum(dim=1)
+    >>> scores = model.scores(hidden[torch.arange(2), lengths - 1])  # (B, num_items + 1)
+    >>> scores.shape, bool(scores[:, 0].isneginf().all())
+    (torch.Size([2, 11]), True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attncoach.models.encoder import ElasticEncoder, EncoderConfig, SubnetConfig
+
+_CONFIG_KEYS = ("encoder", "num_items")
+PAD_ITEM = 0
+
+
+class NextItemModel(nn.Module):
+    """SASRec: a causal :class:`ElasticEncoder` over item histories with tied item scores.
+
+    Args:
+        encoder_config: Architecture of the encoder. ``vocab_size`` must be
+            ``num_items + 1`` (id 0 is padding), ``pad_id`` 0, ``type_vocab_size`` 0, and
+            ``max_position`` is the longest history the model takes.
+        num_items: Number of real items; their ids are ``1..num_items``.
+
+    Raises:
+        ValueError: If ``encoder_config`` does not fit ``num_items``.
+    """
+
+    def __init__(self, encoder_config: EncoderConfig, num_items: int) -> None:
+        super().__init__()
+        if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
+            raise ValueError(f"num_items must be a positive int, got {num_items!r}")
+        if encoder_config.vocab_size != num_items + 1:
+            raise ValueError(
+                f"encoder vocab_size must be num_items + 1 = {num_items + 1} (id 0 is padding), "
+                f"got {encoder_config.vocab_size}"
+            )
+        if encoder_config.pad_id != PAD_ITEM:
+            raise ValueError(f"encoder pad_id must be {PAD_ITEM}, got {encoder_config.pad_id}")
+        if encoder_config.type_vocab_size != 0:
+            raise ValueError(
+                f"encoder type_vocab_size must be 0 (no segments), got {encoder_config.type_vocab_size}"
+            )
+        self.encoder = ElasticEncoder(encoder_config)
+        self.num_items = num_items
+
+    @property
+    def item_embedding(self) -> nn.Embedding:
+        """The item table ``(num_items + 1, D)``, used for both the inputs and the scores."""
+        return self.encoder.embeddings.word
+
+    def forward(self, item_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Encodes right-padded histories causally with the active sub-network.
+
+        Args:
+            item_ids: Long tensor ``(B, T)`` of item ids, 0 for padding, ``T <= max_position``.
+            attention_mask: Optional ``(B, T)``, true/1 for real items, false/0 for padding;
+                ``None`` = ``item_ids != 0``.
+
+        Returns:
+            Hidden states ``(B, T, D)``; position ``t`` summarises items ``0..t`` and predicts
+            the item at ``t + 1``.
+        """
+        if attention_mask is None:
+            attention_mask = item_ids != PAD_ITEM
+        x = self.encoder.embeddings(item_ids)  # (B, T, D)
+        return self.encoder.encode(x, attention_mask, causal=True)  # (B, T, D)
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        """Scores every item for each hidden state by a dot product with the item table.
+
+        Args:
+            hidden: Hidden states ``(..., D)``, e.g. from :meth:`forward`.
+
+        Returns:
+            Logits ``(..., num_items + 1)``; column 0 (padding) is ``-inf``, so it gets zero
+            probability under a softmax and is never the top item.
+        """
+        logits = F.linear(hidden, self.item_embedding.weight)  # (..., num_items + 1)
+        return logits.index_fill(-1, torch.tensor([PAD_ITEM], device=logits.device), float("-inf"))
+
+    @property
+    def subnet(self) -> SubnetConfig:
+        """The encoder's active sub-network."""
+        return self.encoder.subnet
+
+    def set_subnet(self, subnet: SubnetConfig | None) -> None:
+        """Switches the encoder's sub-network; see :meth:`ElasticEncoder.set_subnet`."""
+        self.encoder.set_subnet(subnet)
+
+    def config_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable description from which the model can be rebuilt."""
+        return {"encoder": self.encoder.config.to_dict(), "num_items": self.num_items}
+
+    @classmethod
+    def from_config_dict(cls, data: Mapping[str, Any]) -> NextItemModel:
+        """Builds a freshly initialised model from :meth:`config_dict` output.
+
+        Raises:
+            ValueError: If a key is unknown or missing, or a value is invalid.
+        """
+        for key in data:
+            if key not in _CONFIG_KEYS:
+                valid = list(_CONFIG_KEYS)
+                raise ValueError(f"unknown NextItemModel config key {key!r}; valid keys: {valid}")
+        for key in _CONFIG_KEYS:
+            if key not in data:
+                raise ValueError(f"NextItemModel config needs the key {key!r}")
+        return cls(EncoderConfig.from_dict(data["encoder"]), data["num_items"])
