@@ -79,10 +79,15 @@ def train(out: Path, overrides: list[str], fault: str | None = None) -> dict[str
     metrics = InjectedRecipe(cfg, RunDir(out), fault).run()
     loop = metrics["train_seconds"] - metrics["eval_seconds"] - metrics["checkpoint_seconds"]
     coach = metrics.get("coach") or {}
-    return {"test_macro_f1": metrics["test"]["macro_f1"], "loop_seconds": loop, "steps": metrics["steps"],
-            "wall_seconds": time.perf_counter() - start, "decisions": coach.get("decisions", {}),
-            "knobs_end": {k: v["end"] for k, v in coach.get("knobs", {}).items()},
-            "stop_reason": metrics.get("stop_reason")}
+    return {
+        "test_macro_f1": metrics["test"]["macro_f1"],
+        "loop_seconds": loop,
+        "steps": metrics["steps"],
+        "wall_seconds": time.perf_counter() - start,
+        "decisions": coach.get("decisions", {}),
+        "knobs_end": {k: v["end"] for k, v in coach.get("knobs", {}).items()},
+        "stop_reason": metrics.get("stop_reason"),
+    }
 
 
 def overhead(work: Path, steps: int, repeats: int) -> dict[str, Any]:
@@ -95,10 +100,17 @@ def overhead(work: Path, steps: int, repeats: int) -> dict[str, Any]:
             if rep > 0:
                 (on if coached else off).append(result["loop_seconds"])
     ratios = [a / b for a, b in zip(on, off)]
-    print(f"overhead: coach on {statistics.median(on):.1f} s, off {statistics.median(off):.1f} s "
-          f"({100 * (statistics.median(ratios) - 1):+.1f} %)", flush=True)
-    return {"steps": steps, "coach_on_loop_seconds": summary(on), "coach_off_loop_seconds": summary(off),
-            "ratio_on_over_off": summary(ratios)}
+    print(
+        f"overhead: coach on {statistics.median(on):.1f} s, off {statistics.median(off):.1f} s "
+        f"({100 * (statistics.median(ratios) - 1):+.1f} %)",
+        flush=True,
+    )
+    return {
+        "steps": steps,
+        "coach_on_loop_seconds": summary(on),
+        "coach_off_loop_seconds": summary(off),
+        "ratio_on_over_off": summary(ratios),
+    }
 
 
 def injection(work: Path, epochs: str, seeds: tuple[int, ...]) -> dict[str, Any]:
@@ -106,28 +118,40 @@ def injection(work: Path, epochs: str, seeds: tuple[int, ...]) -> dict[str, Any]
     runs: dict[str, Any] = {}
     conditions_ = [("clean", None, True), ("nan_batch", "nan_batch", True), ("lr_spike", "lr_spike", True)]
     for seed in seeds:
-        for name, fault, coached in conditions_ + ([("nan_batch_no_coach", "nan_batch", False),
-                                                    ("lr_spike_no_coach", "lr_spike", False)] if seed == seeds[0] else []):
-            result = train(work / f"{name}-{seed}", [*base, f"train.seed={seed}",
-                                                      f"coach.enabled={str(coached).lower()}"], fault)
+        for name, fault, coached in conditions_ + (
+            [("nan_batch_no_coach", "nan_batch", False), ("lr_spike_no_coach", "lr_spike", False)]
+            if seed == seeds[0]
+            else []
+        ):
+            result = train(
+                work / f"{name}-{seed}", [*base, f"train.seed={seed}", f"coach.enabled={str(coached).lower()}"], fault
+            )
             runs.setdefault(name, {})[seed] = result
-            print(f"{name} seed {seed}: test macro-F1 {result['test_macro_f1']:.4f}, decisions {result['decisions']}",
-                  flush=True)
+            print(
+                f"{name} seed {seed}: test macro-F1 {result['test_macro_f1']:.4f}, decisions {result['decisions']}",
+                flush=True,
+            )
     out: dict[str, Any] = {"runs": runs}
     clean = statistics.median(runs["clean"][s]["test_macro_f1"] for s in seeds)
     out["clean_median"] = clean
     for name in ("nan_batch", "lr_spike"):
         f1 = statistics.median(runs[name][s]["test_macro_f1"] for s in seeds)
         below = {s: 100 * (runs["clean"][s]["test_macro_f1"] - runs[name][s]["test_macro_f1"]) for s in seeds}
-        out[name] = {"median": f1, "points_below_clean_median": 100 * (clean - f1),
-                     "points_below_clean_per_seed": below, "within_1_point": 100 * (clean - f1) <= 1.0}
+        out[name] = {
+            "median": f1,
+            "points_below_clean_median": 100 * (clean - f1),
+            "points_below_clean_per_seed": below,
+            "within_1_point": 100 * (clean - f1) <= 1.0,
+        }
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
-    parser.add_argument("--skip-quality", action="store_true", help="only overhead and injection (not coach_quality.py)")
+    parser.add_argument(
+        "--skip-quality", action="store_true", help="only overhead and injection (not coach_quality.py)"
+    )
     args = parser.parse_args()
     logging.getLogger("attncoach").setLevel(logging.WARNING)
     global INJECT_AT
@@ -138,9 +162,20 @@ def main() -> None:
         work = Path(tmp)
         cost = overhead(work, steps=10 if args.quick else 600, repeats=1 if args.quick else 3)
         faults = injection(work, epochs="0.02" if args.quick else "1", seeds=(0,) if args.quick else (0, 1, 2))
-    save("coach", {"benchmark": "coach", "quick": args.quick, "config": CONFIG, "conditions": info,
-                   "overhead": cost, "injection": faults, "inject_at_step": INJECT_AT,
-                   "spike": {"steps": SPIKE_STEPS, "factor": SPIKE_FACTOR}}, quick=args.quick)
+    save(
+        "coach",
+        {
+            "benchmark": "coach",
+            "quick": args.quick,
+            "config": CONFIG,
+            "conditions": info,
+            "overhead": cost,
+            "injection": faults,
+            "inject_at_step": INJECT_AT,
+            "spike": {"steps": SPIKE_STEPS, "factor": SPIKE_FACTOR},
+        },
+        quick=args.quick,
+    )
     if not args.skip_quality:
         import coach_quality
 

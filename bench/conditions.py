@@ -31,12 +31,20 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        )
         # changed tracked files, other than the results the benchmarks themselves write
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)bench/results"], capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -63,8 +71,12 @@ def conditions(device: str = "cpu") -> dict[str, Any]:
 
 def summary(values: Sequence[float]) -> dict[str, float]:
     """Median, min and max of repeated measurements."""
-    return {"median": float(statistics.median(values)), "min": float(min(values)), "max": float(max(values)),
-            "n": len(values)}
+    return {
+        "median": float(statistics.median(values)),
+        "min": float(min(values)),
+        "max": float(max(values)),
+        "n": len(values),
+    }
 
 
 def save(name: str, payload: dict[str, Any], quick: bool = False) -> Path:

@@ -56,8 +56,15 @@ def loop_rate(metrics: dict[str, Any]) -> float:
 
 
 def parity(work: Path, steps: int, device: str) -> dict[str, Any]:
-    base = [f"train.max_steps={steps}", f"train.eval_every={steps}", "elastic.enabled=false",
-            "coach.enabled=false", "train.precision=fp32", "model.dropout=0", "model.attention_dropout=0"]
+    base = [
+        f"train.max_steps={steps}",
+        f"train.eval_every={steps}",
+        "elastic.enabled=false",
+        "coach.enabled=false",
+        "train.precision=fp32",
+        "model.dropout=0",
+        "model.attention_dropout=0",
+    ]
     logits, f1, models = {}, {}, []
     for side in ("cpu", device):
         recipe, metrics = train(work / f"parity-{side}-{len(f1)}", [*base, f"train.device={side}"])
@@ -65,8 +72,11 @@ def parity(work: Path, steps: int, device: str) -> dict[str, Any]:
         batch = collate(val.ids[:64])
         recipe.model.eval()
         with torch.no_grad():
-            logits[len(f1)] = recipe.model(batch["input_ids"].to(recipe.device),
-                                           batch["attention_mask"].to(recipe.device)).float().cpu()
+            logits[len(f1)] = (
+                recipe.model(batch["input_ids"].to(recipe.device), batch["attention_mask"].to(recipe.device))
+                .float()
+                .cpu()
+            )
         f1[side if not f1 else "device"] = metrics["test"]["macro_f1"]
         models.append(recipe.model)
     diff = float((logits[0] - logits[1]).abs().max())
@@ -78,33 +88,48 @@ def parity(work: Path, steps: int, device: str) -> dict[str, Any]:
         same_fp32 = float((model(ids, mask).float().cpu() - logits[0]).abs().max())
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
             same_bf16 = float((model(ids, mask).float().cpu() - logits[0]).abs().max())
-    print(f"parity: trained on each, max |logit diff| {diff:.2e} (logits up to {scale:.2f}); test F1 cpu "
-          f"{f1['cpu']:.4f} {device} {f1['device']:.4f}; same weights fp32 {same_fp32:.2e}, bf16 {same_bf16:.2e}",
-          flush=True)
-    return {"steps": steps, "trained_max_abs_logit_diff": diff, "max_abs_logit": scale, "test_macro_f1": f1,
-            "same_weights_fp32_max_abs_logit_diff": same_fp32, "same_weights_bf16_max_abs_logit_diff": same_bf16}
+    print(
+        f"parity: trained on each, max |logit diff| {diff:.2e} (logits up to {scale:.2f}); test F1 cpu "
+        f"{f1['cpu']:.4f} {device} {f1['device']:.4f}; same weights fp32 {same_fp32:.2e}, bf16 {same_bf16:.2e}",
+        flush=True,
+    )
+    return {
+        "steps": steps,
+        "trained_max_abs_logit_diff": diff,
+        "max_abs_logit": scale,
+        "test_macro_f1": f1,
+        "same_weights_fp32_max_abs_logit_diff": same_fp32,
+        "same_weights_bf16_max_abs_logit_diff": same_bf16,
+    }
 
 
 def speed(work: Path, steps: int, repeats: int, device: str) -> dict[str, Any]:
     base = [f"train.max_steps={steps}", f"train.eval_every={steps}", f"train.device={device}"]
     rates: dict[str, list[float]] = {"bf16": [], "fp32": []}
     for rep in range(repeats + 1):  # repetition 0 warms up
-        for precision in (("bf16", "fp32") if rep % 2 == 0 else ("fp32", "bf16")):
+        for precision in ("bf16", "fp32") if rep % 2 == 0 else ("fp32", "bf16"):
             _, metrics = train(work / f"speed-{rep}-{precision}", [*base, f"train.precision={precision}"])
             if rep > 0:
                 rates[precision].append(loop_rate(metrics))
     result = {k: summary(v) for k, v in rates.items()}
     result["bf16_over_fp32"] = statistics.median(rates["bf16"]) / statistics.median(rates["fp32"])
-    print(f"speed: bf16 {result['bf16']['median']:.0f} examples/s, fp32 {result['fp32']['median']:.0f} "
-          f"({result['bf16_over_fp32']:.2f}x)", flush=True)
+    print(
+        f"speed: bf16 {result['bf16']['median']:.0f} examples/s, fp32 {result['fp32']['median']:.0f} "
+        f"({result['bf16_over_fp32']:.2f}x)",
+        flush=True,
+    )
     return {"steps": steps, "examples_per_s": result}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few steps per part: proves the script works")
-    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                        help="cpu runs the same steps without a GPU (bf16 then means fp32)")
+    parser.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cpu runs the same steps without a GPU (bf16 then means fp32)",
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: no CUDA device here: bench/cuda_check.py needs one (or --device cpu)")
@@ -114,18 +139,39 @@ def main() -> None:
         work = Path(tmp)
         same = parity(work, 10 if args.quick else 200, args.device)
         fast = speed(work, 20 if args.quick else 600, 1 if args.quick else 3, args.device)
-        _, job = train(work / "main-job", [f"train.device={args.device}",
-                                           *(["train.max_steps=30"] if args.quick else [])])
+        _, job = train(
+            work / "main-job", [f"train.device={args.device}", *(["train.max_steps=30"] if args.quick else [])]
+        )
         coach = job.get("coach") or {}
-        main_job = {"test_macro_f1": job["test"]["macro_f1"], "steps": job["steps"],
-                    "wall_seconds": job["wall_seconds"], "train_seconds": job["train_seconds"],
-                    "examples_per_s": loop_rate(job), "decisions": coach.get("decisions", {}),
-                    "lr_scale_end": coach.get("knobs", {}).get("lr_scale", {}).get("end")}
-        print(f"main job on {args.device}: test macro-F1 {main_job['test_macro_f1']:.4f}, {main_job['steps']} steps, "
-              f"{main_job['wall_seconds']:.0f} s, decisions {main_job['decisions']}", flush=True)
+        main_job = {
+            "test_macro_f1": job["test"]["macro_f1"],
+            "steps": job["steps"],
+            "wall_seconds": job["wall_seconds"],
+            "train_seconds": job["train_seconds"],
+            "examples_per_s": loop_rate(job),
+            "decisions": coach.get("decisions", {}),
+            "lr_scale_end": coach.get("knobs", {}).get("lr_scale", {}).get("end"),
+        }
+        print(
+            f"main job on {args.device}: test macro-F1 {main_job['test_macro_f1']:.4f}, {main_job['steps']} steps, "
+            f"{main_job['wall_seconds']:.0f} s, decisions {main_job['decisions']}",
+            flush=True,
+        )
     name = "cuda_check" if args.device == "cuda" else "cuda_check_on_cpu"
-    save(name, {"benchmark": "cuda_check", "quick": args.quick, "device": args.device, "config": CONFIG, "conditions": info,
-                        "parity": same, "speed": fast, "main_job": main_job}, quick=args.quick)
+    save(
+        name,
+        {
+            "benchmark": "cuda_check",
+            "quick": args.quick,
+            "device": args.device,
+            "config": CONFIG,
+            "conditions": info,
+            "parity": same,
+            "speed": fast,
+            "main_job": main_job,
+        },
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -66,11 +66,18 @@ SETUPS = {
     # the main job's model and recipe, early stopping off so every run takes the same steps
     "scratch": ("configs/tweets-sentiment.yaml", ["train.early_stopping_patience=null", "elastic.enabled=false"]),
     # MiniLM's fine-tuning recipe, shortened: 300 steps (about a third of an epoch)
-    "minilm": ("configs/tweets-minilm.yaml", ["train.max_steps=300", "train.eval_every=100",
-                                              "train.early_stopping_patience=null", "elastic.enabled=false"]),
+    "minilm": (
+        "configs/tweets-minilm.yaml",
+        ["train.max_steps=300", "train.eval_every=100", "train.early_stopping_patience=null", "elastic.enabled=false"],
+    ),
 }
 FITNESS_EXAMPLES = {"scratch": None, "minilm": 512}  # search: val examples that score each candidate
-ELASTIC = ["elastic.enabled=true", "elastic.random_subnets=1", "elastic.per_layer=true", "elastic.ffn_widths=[0.25, 0.5, 0.75, 1.0]"]
+ELASTIC = [
+    "elastic.enabled=true",
+    "elastic.random_subnets=1",
+    "elastic.per_layer=true",
+    "elastic.ffn_widths=[0.25, 0.5, 0.75, 1.0]",
+]
 IMPORTANCE_BATCHES = 16
 
 
@@ -79,8 +86,10 @@ def importance_sample(data: PreparedData, batch_size: int, seed: int, device: to
     train = data.splits["train"]
     labels = torch.as_tensor(train.labels, dtype=torch.long)
     batches = LengthBucketBatchSampler([len(x) for x in train.ids], batch_size, seed=seed).batches(0)
-    return [{k: v.to(device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
-            for index in batches[:IMPORTANCE_BATCHES]]
+    return [
+        {k: v.to(device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
+        for index in batches[:IMPORTANCE_BATCHES]
+    ]
 
 
 class StandaloneSubnetRecipe(ClassificationRecipe):
@@ -100,13 +109,16 @@ class StandaloneSubnetRecipe(ClassificationRecipe):
         return export_subnet(model, subnet_for(model.encoder.config, self.width, self.depth))
 
 
-def train(setup: str, out: Path, extra: list[str], width: float = 1.0, depth: float = 1.0,
-          reuse: bool = False) -> dict[str, Any]:
+def train(
+    setup: str, out: Path, extra: list[str], width: float = 1.0, depth: float = 1.0, reuse: bool = False
+) -> dict[str, Any]:
     """Train one run (or, with ``reuse``, take a finished one and the wall-clock measured when it ran)."""
     if reuse and (out / "metrics.json").is_file() and (out / "bench_wall.json").is_file():
         metrics = json.loads((out / "metrics.json").read_text())
         wall = json.loads((out / "bench_wall.json").read_text())["wall_seconds"]
-        print(f"  reused {out.name}: test macro-F1 {metrics['test']['macro_f1']:.4f}, trained in {wall:.0f} s", flush=True)
+        print(
+            f"  reused {out.name}: test macro-F1 {metrics['test']['macro_f1']:.4f}, trained in {wall:.0f} s", flush=True
+        )
     else:
         config, overrides = SETUPS[setup]
         cfg = load_config(config, [*overrides, *extra, f"output_dir={out}", "log.tensorboard=false"])
@@ -115,8 +127,13 @@ def train(setup: str, out: Path, extra: list[str], width: float = 1.0, depth: fl
         wall = time.perf_counter() - start
         (out / "bench_wall.json").write_text(json.dumps({"wall_seconds": wall}))
         print(f"  trained {out.name}: test macro-F1 {metrics['test']['macro_f1']:.4f} in {wall:.0f} s", flush=True)
-    return {"wall_seconds": wall, "train_seconds": metrics["train_seconds"], "steps": metrics["steps"],
-            "test_macro_f1": metrics["test"]["macro_f1"], "metrics": metrics}
+    return {
+        "wall_seconds": wall,
+        "train_seconds": metrics["train_seconds"],
+        "steps": metrics["steps"],
+        "test_macro_f1": metrics["test"]["macro_f1"],
+        "metrics": metrics,
+    }
 
 
 def f1(clf: SavedClassifier, split: Any, subnet: SubnetConfig | None) -> float:
@@ -141,9 +158,18 @@ def grid_comparison(elastic: SavedClassifier, separate: dict[tuple, dict], test:
             params = elastic.model.encoder.num_parameters(active_only=True)
             elastic.model.set_subnet(None)
             ours, alone = f1(elastic, test, sub), separate[(width, depth)]["test_macro_f1"]
-            rows.append({"width": width, "depth": depth, "subnet": str(sub), "encoder_parameters": params,
-                         "elastic_test_macro_f1": ours, "separate_test_macro_f1": alone,
-                         "gap_points": 100 * (ours - alone), "within_1_point": ours >= alone - 0.01})
+            rows.append(
+                {
+                    "width": width,
+                    "depth": depth,
+                    "subnet": str(sub),
+                    "encoder_parameters": params,
+                    "elastic_test_macro_f1": ours,
+                    "separate_test_macro_f1": alone,
+                    "gap_points": 100 * (ours - alone),
+                    "within_1_point": ours >= alone - 0.01,
+                }
+            )
             print(f"  w{width:.2f} d{depth:.2f}: elastic {ours:.4f} separate {alone:.4f}", flush=True)
     return rows
 
@@ -160,8 +186,14 @@ def rewiring_rows(full_dir: Path, data: PreparedData, cfg: RunConfig) -> list[di
     rows = []
     for w in WIDTHS[:-1]:
         rewired = f1(clf, test, subnet_for(config, w, 1.0))
-        rows.append({"width": w, "prefix_test_macro_f1": prefix[w], "rewired_test_macro_f1": rewired,
-                     "rewiring_wins": rewired > prefix[w]})
+        rows.append(
+            {
+                "width": w,
+                "prefix_test_macro_f1": prefix[w],
+                "rewired_test_macro_f1": rewired,
+                "rewiring_wins": rewired > prefix[w],
+            }
+        )
         print(f"  rewiring w{w:.2f}: prefix {prefix[w]:.4f} rewired {rewired:.4f}", flush=True)
     return [{"full_model_before": full_before, "full_model_after": full_after}, *rows]
 
@@ -173,9 +205,13 @@ def depth_rows(elastic: SavedClassifier, full_dir: Path, test: Any) -> dict:
     every_other = SubnetConfig(layers=tuple(range(0, config.layers, 2)))
     theirs = f1(plain, test, every_other)
     print(f"  depth 0.5: elastic {ours:.4f}, every other layer dropped {theirs:.4f}", flush=True)
-    return {"elastic_subnet": str(subnet_for(config, 1.0, 0.5)), "elastic_test_macro_f1": ours,
-            "dropped_layers_subnet": str(every_other), "dropped_layers_test_macro_f1": theirs,
-            "elastic_wins": ours > theirs}
+    return {
+        "elastic_subnet": str(subnet_for(config, 1.0, 0.5)),
+        "elastic_test_macro_f1": ours,
+        "dropped_layers_subnet": str(every_other),
+        "dropped_layers_test_macro_f1": theirs,
+        "elastic_wins": ours > theirs,
+    }
 
 
 def search_row(elastic: SavedClassifier, data: PreparedData, fitness_examples: int | None) -> dict:
@@ -187,22 +223,47 @@ def search_row(elastic: SavedClassifier, data: PreparedData, fitness_examples: i
         result = search(elastic, val, budget, fitness_examples=fitness_examples, repeats=7)
     except AttncoachError as exc:  # timing noise on a busy machine can put every sub-net over the budget
         print(f"  search: {exc}", flush=True)
-        return {"full_latency_ms_b32": full_ms, "budget_ms_b32": budget.max_latency_ms, "error": str(exc),
-                "within_budget": False, "within_10_percent": False}
+        return {
+            "full_latency_ms_b32": full_ms,
+            "budget_ms_b32": budget.max_latency_ms,
+            "error": str(exc),
+            "within_budget": False,
+            "within_10_percent": False,
+        }
     seconds = time.perf_counter() - start
     winner_ms = result["latency_ms"]
-    row = {"full_latency_ms_b32": full_ms, "budget_ms_b32": budget.max_latency_ms, "search_seconds": seconds,
-           **{k: result[k] for k in ("name", "subnet", "macro_f1", "accuracy", "latency_ms", "predicted_latency_ms",
-                                     "parameters", "search", "candidates_evaluated")},
-           "within_budget": winner_ms <= budget.max_latency_ms,
-           "within_10_percent": winner_ms >= 0.9 * budget.max_latency_ms,
-           "width_only": result["width_only"], "depth_only": result["depth_only"],
-           "test_macro_f1": f1(elastic, data.splits["test"], SubnetConfig.from_dict(result["subnet"]))}
+    row = {
+        "full_latency_ms_b32": full_ms,
+        "budget_ms_b32": budget.max_latency_ms,
+        "search_seconds": seconds,
+        **{
+            k: result[k]
+            for k in (
+                "name",
+                "subnet",
+                "macro_f1",
+                "accuracy",
+                "latency_ms",
+                "predicted_latency_ms",
+                "parameters",
+                "search",
+                "candidates_evaluated",
+            )
+        },
+        "within_budget": winner_ms <= budget.max_latency_ms,
+        "within_10_percent": winner_ms >= 0.9 * budget.max_latency_ms,
+        "width_only": result["width_only"],
+        "depth_only": result["depth_only"],
+        "test_macro_f1": f1(elastic, data.splits["test"], SubnetConfig.from_dict(result["subnet"])),
+    }
     for key in ("width_only", "depth_only"):
         other = result[key]
         row[f"beats_{key}"] = other is None or result["macro_f1"] >= other["macro_f1"]
-    print(f"  search: {result['name']} val macro-F1 {result['macro_f1']:.4f}, {winner_ms:.2f} ms measured "
-          f"({result['predicted_latency_ms']:.2f} predicted) for a {budget.max_latency_ms:.2f} ms budget", flush=True)
+    print(
+        f"  search: {result['name']} val macro-F1 {result['macro_f1']:.4f}, {winner_ms:.2f} ms measured "
+        f"({result['predicted_latency_ms']:.2f} predicted) for a {budget.max_latency_ms:.2f} ms budget",
+        flush=True,
+    )
     return row
 
 
@@ -215,11 +276,16 @@ def export_rows(elastic_dir: Path, subnets: dict[str, SubnetConfig], data: Prepa
         exported = SavedClassifier.load(summary.out_dir)
         source.model.set_subnet(sub)
         gap = (predict(source.model, val.ids[:512]) - predict(exported.model, val.ids[:512])).abs().max().item()
-        row = {"subnet": name, "parameters": summary.parameters, "source_parameters": summary.source_parameters,
-               "active_parameters": sum(p.numel() for p in source.model.head.parameters())
-               + source.model.encoder.num_parameters(active_only=True),
-               "file_bytes": summary.file_bytes, "source_file_bytes": summary.source_file_bytes,
-               "max_logit_gap": gap}
+        row = {
+            "subnet": name,
+            "parameters": summary.parameters,
+            "source_parameters": summary.source_parameters,
+            "active_parameters": sum(p.numel() for p in source.model.head.parameters())
+            + source.model.encoder.num_parameters(active_only=True),
+            "file_bytes": summary.file_bytes,
+            "source_file_bytes": summary.source_file_bytes,
+            "max_logit_gap": gap,
+        }
         for batch in (1, 32):  # masked and exported side by side, alternating, median of each
             masked, standalone = [], []
             for _ in range(3):
@@ -229,9 +295,11 @@ def export_rows(elastic_dir: Path, subnets: dict[str, SubnetConfig], data: Prepa
             row[f"masked_latency_ms_b{batch}"] = sorted(masked)[1]
             row[f"exported_latency_ms_b{batch}"] = sorted(standalone)[1]
         source.model.set_subnet(None)
-        print(f"  export {name}: {summary.parameters:,} of {summary.source_parameters:,} parameters, "
-              f"{summary.file_bytes / 1e6:.2f} of {summary.source_file_bytes / 1e6:.2f} MB, logit gap {gap:.1e}",
-              flush=True)
+        print(
+            f"  export {name}: {summary.parameters:,} of {summary.source_parameters:,} parameters, "
+            f"{summary.file_bytes / 1e6:.2f} of {summary.source_file_bytes / 1e6:.2f} MB, logit gap {gap:.1e}",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -239,8 +307,9 @@ def export_rows(elastic_dir: Path, subnets: dict[str, SubnetConfig], data: Prepa
 @torch.inference_mode()
 def predict(model: TextClassifier, ids: list) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(**{k: v for k, v in collate(ids[i:i + 64]).items() if k != "labels"})
-                      for i in range(0, len(ids), 64)])
+    return torch.cat(
+        [model(**{k: v for k, v in collate(ids[i : i + 64]).items() if k != "labels"}) for i in range(0, len(ids), 64)]
+    )
 
 
 def main() -> None:
@@ -248,17 +317,25 @@ def main() -> None:
     parser.add_argument("--backbone", choices=sorted(SETUPS), default="scratch")
     parser.add_argument("--quick", action="store_true", help="a few steps per run: proves the script works")
     parser.add_argument("--workdir", help="keep the runs here (default: a temporary folder)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="with --workdir: take runs that a previous invocation trained there (and the "
-                             "wall-clock it measured) and redo only the evaluations, search and export")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --workdir: take runs that a previous invocation trained there (and the "
+        "wall-clock it measured) and redo only the evaluations, search and export",
+    )
     args = parser.parse_args()
     logging.getLogger("attncoach").setLevel(logging.WARNING)
     quick = ["train.max_steps=6", "train.eval_every=3"] if args.quick else []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        payload = run(args.backbone, work, quick, fitness_examples=256 if args.quick else FITNESS_EXAMPLES[args.backbone],
-                      reuse=args.reuse)
+        payload = run(
+            args.backbone,
+            work,
+            quick,
+            fitness_examples=256 if args.quick else FITNESS_EXAMPLES[args.backbone],
+            reuse=args.reuse,
+        )
     if args.reuse:  # where and when the reused runs were trained
         previous = Path(__file__).resolve().parent / "results" / f"elastic_structure_{args.backbone}.json"
         if previous.is_file():
@@ -279,12 +356,19 @@ def run(setup: str, work: Path, quick: list[str], fitness_examples: int | None, 
     data = splits_for(work / "elastic", elastic)
     cfg = load_config(work / "elastic" / "config.yaml")
     four_widths = sum(separate[(w, 1.0)]["wall_seconds"] for w in WIDTHS)
-    costs = {"full_fine_tune_seconds": full["wall_seconds"], "elastic_seconds": elastic_run["wall_seconds"],
-             "elastic_over_full": elastic_run["wall_seconds"] / full["wall_seconds"],
-             "four_widths_separately_seconds": four_widths, "four_widths_over_full": four_widths / full["wall_seconds"],
-             "steps_per_run": full["steps"]}
-    print(f"  cost: elastic {costs['elastic_over_full']:.2f}x of one full fine-tune; four widths separately "
-          f"{costs['four_widths_over_full']:.2f}x", flush=True)
+    costs = {
+        "full_fine_tune_seconds": full["wall_seconds"],
+        "elastic_seconds": elastic_run["wall_seconds"],
+        "elastic_over_full": elastic_run["wall_seconds"] / full["wall_seconds"],
+        "four_widths_separately_seconds": four_widths,
+        "four_widths_over_full": four_widths / full["wall_seconds"],
+        "steps_per_run": full["steps"],
+    }
+    print(
+        f"  cost: elastic {costs['elastic_over_full']:.2f}x of one full fine-tune; four widths separately "
+        f"{costs['four_widths_over_full']:.2f}x",
+        flush=True,
+    )
     grid = grid_comparison(elastic, separate, data.splits["test"])
     rewiring = rewiring_rows(full_dir, splits_for(work / "separate-w1.0-d1.0", SavedClassifier.load(full_dir)), cfg)
     depth = depth_rows(elastic, full_dir, data.splits["test"])
@@ -293,14 +377,24 @@ def run(setup: str, work: Path, quick: list[str], fitness_examples: int | None, 
     if "subnet" in found:
         subnets = {"search winner": SubnetConfig.from_dict(found["subnet"]), **subnets}
     exports = export_rows(elastic_dir, subnets, data, work)
-    return {"benchmark": "elastic_structure", "backbone": setup, "quick": bool(quick), "conditions": info,
-            "reused_training": reuse,
-            "cost": costs,
-            "grid": grid, "rewiring": rewiring, "depth": depth, "search": found, "export": exports,
-            "separate_runs": {f"w{w} d{d}": {k: v for k, v in r.items() if k != "metrics"}
-                              for (w, d), r in separate.items()},
-            "elastic_run": {k: v for k, v in elastic_run.items() if k != "metrics"},
-            "elastic_history": elastic_run["metrics"]["history"]}
+    return {
+        "benchmark": "elastic_structure",
+        "backbone": setup,
+        "quick": bool(quick),
+        "conditions": info,
+        "reused_training": reuse,
+        "cost": costs,
+        "grid": grid,
+        "rewiring": rewiring,
+        "depth": depth,
+        "search": found,
+        "export": exports,
+        "separate_runs": {
+            f"w{w} d{d}": {k: v for k, v in r.items() if k != "metrics"} for (w, d), r in separate.items()
+        },
+        "elastic_run": {k: v for k, v in elastic_run.items() if k != "metrics"},
+        "elastic_history": elastic_run["metrics"]["history"],
+    }
 
 
 if __name__ == "__main__":

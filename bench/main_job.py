@@ -27,8 +27,18 @@ from conditions import conditions, save, summary  # noqa: E402
 
 
 def run_main_job(config: str, seed: int, out: Path, extra: list[str]) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "attncoach", "train", "--quiet", "--config", config, f"train.seed={seed}",
-           f"output_dir={out}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "attncoach",
+        "train",
+        "--quiet",
+        "--config",
+        config,
+        f"train.seed={seed}",
+        f"output_dir={out}",
+        *extra,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -52,8 +62,11 @@ def tfidf_baseline(config: str, seed: int) -> dict:
     model = LogisticRegression(C=3.0, max_iter=2000).fit(x_train, [e.label for e in splits["train"]])
     predicted = model.predict(vectorizer.transform([e.text for e in splits["test"]]))
     gold = [e.label for e in splits["test"]]
-    return {"macro_f1": float(f1_score(gold, predicted, average="macro")),
-            "accuracy": float(accuracy_score(gold, predicted)), "seconds": time.perf_counter() - start}
+    return {
+        "macro_f1": float(f1_score(gold, predicted, average="macro")),
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
@@ -71,26 +84,41 @@ def main() -> None:
         for seed in args.seeds:
             seconds, metrics = run_main_job(args.config, seed, Path(tmp) / f"seed{seed}", extra)
             baseline = tfidf_baseline(args.config, seed)
-            row = {"seed": seed, "wall_seconds": round(seconds, 1), "train_seconds": metrics["train_seconds"],
-                   "test_macro_f1": metrics["test"]["macro_f1"], "test_accuracy": metrics["test"]["accuracy"],
-                   "val_macro_f1": metrics["val"]["macro_f1"], "steps": metrics["steps"],
-                   "examples_seen": metrics["examples_seen"], "stopped_early": metrics["stopped_early"],
-                   "tfidf_lr_test_macro_f1": baseline["macro_f1"], "tfidf_lr_test_accuracy": baseline["accuracy"],
-                   "tfidf_lr_seconds": round(baseline["seconds"], 1)}
+            row = {
+                "seed": seed,
+                "wall_seconds": round(seconds, 1),
+                "train_seconds": metrics["train_seconds"],
+                "test_macro_f1": metrics["test"]["macro_f1"],
+                "test_accuracy": metrics["test"]["accuracy"],
+                "val_macro_f1": metrics["val"]["macro_f1"],
+                "steps": metrics["steps"],
+                "examples_seen": metrics["examples_seen"],
+                "stopped_early": metrics["stopped_early"],
+                "tfidf_lr_test_macro_f1": baseline["macro_f1"],
+                "tfidf_lr_test_accuracy": baseline["accuracy"],
+                "tfidf_lr_seconds": round(baseline["seconds"], 1),
+            }
             rows.append(row)
-            print(f"seed {seed}: {seconds:.0f} s wall, test macro-F1 {row['test_macro_f1']:.4f} "
-                  f"(TF-IDF+LR {baseline['macro_f1']:.4f})")
+            print(
+                f"seed {seed}: {seconds:.0f} s wall, test macro-F1 {row['test_macro_f1']:.4f} "
+                f"(TF-IDF+LR {baseline['macro_f1']:.4f})"
+            )
     result = {
-        "benchmark": "main_job", "conditions": measured_under, "config": args.config, "quick": args.quick,
+        "benchmark": "main_job",
+        "conditions": measured_under,
+        "config": args.config,
+        "quick": args.quick,
         "runs": rows,
         "wall_seconds": summary([r["wall_seconds"] for r in rows]),
         "test_macro_f1": summary([r["test_macro_f1"] for r in rows]),
         "tfidf_lr_test_macro_f1": summary([r["tfidf_lr_test_macro_f1"] for r in rows]),
         "goals": {"wall_seconds_max": 180, "test_macro_f1_min": 0.72},
     }
-    print(f"main job: wall {result['wall_seconds']['median']:.0f} s (max {result['wall_seconds']['max']:.0f}), "
-          f"test macro-F1 {result['test_macro_f1']['median']:.4f} (min {result['test_macro_f1']['min']:.4f}); "
-          f"TF-IDF+LR {result['tfidf_lr_test_macro_f1']['median']:.4f}")
+    print(
+        f"main job: wall {result['wall_seconds']['median']:.0f} s (max {result['wall_seconds']['max']:.0f}), "
+        f"test macro-F1 {result['test_macro_f1']['median']:.4f} (min {result['test_macro_f1']['min']:.4f}); "
+        f"TF-IDF+LR {result['tfidf_lr_test_macro_f1']['median']:.4f}"
+    )
     save("main_job", result, quick=args.quick)
 
 

@@ -49,14 +49,32 @@ def run_with_rss(cmd: list[str]) -> tuple[float, float, str]:
 
 
 def attncoach_side(steps: int, out: Path, quick: bool) -> dict:
-    cmd = [sys.executable, "-m", "attncoach", "train", "--quiet", "--config", CONFIG, f"output_dir={out}",
-           f"train.max_steps={steps}", f"train.eval_every={steps}", "log.tensorboard=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "attncoach",
+        "train",
+        "--quiet",
+        "--config",
+        CONFIG,
+        f"output_dir={out}",
+        f"train.max_steps={steps}",
+        f"train.eval_every={steps}",
+        "log.tensorboard=false",
+    ]
     seconds, rss, _ = run_with_rss(cmd)
     m = json.loads((out / "metrics.json").read_text())
     loop = m["train_seconds"] - m["eval_seconds"] - m["checkpoint_seconds"]
-    return {"examples_per_s": m["examples_seen"] / loop, "train_loop_seconds": loop,
-            "test_macro_f1": m["test"]["macro_f1"], "test_accuracy": m["test"]["accuracy"],
-            "wall_seconds": seconds, "peak_rss_mib": rss, "steps": m["steps"], "examples_seen": m["examples_seen"]}
+    return {
+        "examples_per_s": m["examples_seen"] / loop,
+        "train_loop_seconds": loop,
+        "test_macro_f1": m["test"]["macro_f1"],
+        "test_accuracy": m["test"]["accuracy"],
+        "wall_seconds": seconds,
+        "peak_rss_mib": rss,
+        "steps": m["steps"],
+        "examples_seen": m["examples_seen"],
+    }
 
 
 def export_splits(path: Path) -> dict:
@@ -69,9 +87,14 @@ def export_splits(path: Path) -> dict:
     backbone = load_backbone(resolve_backbone(cfg.model.backbone))
     data = prepare_data(cfg.data, cfg.train.seed, tokenizer=backbone.tokenizer)
     payload = {
-        "model_dir": str(resolve_backbone(cfg.model.backbone)), "labels": data.labels,
-        "max_length": data.max_length, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-        "warmup_ratio": cfg.train.warmup_ratio, "weight_decay": cfg.train.weight_decay, "seed": cfg.train.seed,
+        "model_dir": str(resolve_backbone(cfg.model.backbone)),
+        "labels": data.labels,
+        "max_length": data.max_length,
+        "batch_size": cfg.train.batch_size,
+        "lr": cfg.train.lr,
+        "warmup_ratio": cfg.train.warmup_ratio,
+        "weight_decay": cfg.train.weight_decay,
+        "seed": cfg.train.seed,
         "train": {"texts": data.splits["train"].texts, "labels": data.splits["train"].labels.tolist()},
         "test": {"texts": data.splits["test"].texts, "labels": data.splits["test"].labels.tolist()},
     }
@@ -93,14 +116,17 @@ def trainer_side_main(data_path: Path, steps: int, out: Path) -> None:
 
     d = json.loads(data_path.read_text())
     tokenizer = AutoTokenizer.from_pretrained(d["model_dir"], local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(d["model_dir"], num_labels=len(d["labels"]),
-                                                               local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        d["model_dir"], num_labels=len(d["labels"]), local_files_only=True
+    )
 
     class Encoded:
         def __init__(self, split):
             enc = tokenizer(split["texts"], truncation=True, max_length=d["max_length"])
-            self.rows = [{"input_ids": i, "attention_mask": a, "labels": y}
-                         for i, a, y in zip(enc["input_ids"], enc["attention_mask"], split["labels"])]
+            self.rows = [
+                {"input_ids": i, "attention_mask": a, "labels": y}
+                for i, a, y in zip(enc["input_ids"], enc["attention_mask"], split["labels"])
+            ]
 
         def __len__(self):
             return len(self.rows)
@@ -108,30 +134,57 @@ def trainer_side_main(data_path: Path, steps: int, out: Path) -> None:
         def __getitem__(self, i):
             return self.rows[i]
 
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=d["batch_size"],
-                             per_device_eval_batch_size=256, learning_rate=d["lr"], warmup_steps=int(d["warmup_ratio"] * steps),
-                             weight_decay=d["weight_decay"], lr_scheduler_type="linear", max_steps=steps,
-                             seed=d["seed"], eval_strategy="no", save_strategy="no", logging_strategy="no",
-                             report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=Encoded(d["train"]),
-                      data_collator=DataCollatorWithPadding(tokenizer))
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=d["batch_size"],
+        per_device_eval_batch_size=256,
+        learning_rate=d["lr"],
+        warmup_steps=int(d["warmup_ratio"] * steps),
+        weight_decay=d["weight_decay"],
+        lr_scheduler_type="linear",
+        max_steps=steps,
+        seed=d["seed"],
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=Encoded(d["train"]), data_collator=DataCollatorWithPadding(tokenizer)
+    )
     result = trainer.train()
     predicted = trainer.predict(Encoded(d["test"]))
     pred = np.argmax(predicted.predictions, axis=-1)
     gold = d["test"]["labels"]
-    print(json.dumps({"train_runtime": result.metrics["train_runtime"],
-                      "examples": steps * d["batch_size"],
-                      "test_macro_f1": float(f1_score(gold, pred, average="macro")),
-                      "test_accuracy": float(accuracy_score(gold, pred))}))
+    print(
+        json.dumps(
+            {
+                "train_runtime": result.metrics["train_runtime"],
+                "examples": steps * d["batch_size"],
+                "test_macro_f1": float(f1_score(gold, pred, average="macro")),
+                "test_accuracy": float(accuracy_score(gold, pred)),
+            }
+        )
+    )
 
 
 def trainer_side(data_path: Path, steps: int, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--trainer-side", str(data_path), "--steps", str(steps), "--out", str(out)]
     seconds, rss, stdout = run_with_rss(cmd)
     r = json.loads(stdout.strip().splitlines()[-1])
-    return {"examples_per_s": r["examples"] / r["train_runtime"], "train_loop_seconds": r["train_runtime"],
-            "test_macro_f1": r["test_macro_f1"], "test_accuracy": r["test_accuracy"], "wall_seconds": seconds,
-            "peak_rss_mib": rss, "steps": steps, "examples_seen": r["examples"]}
+    return {
+        "examples_per_s": r["examples"] / r["train_runtime"],
+        "train_loop_seconds": r["train_runtime"],
+        "test_macro_f1": r["test_macro_f1"],
+        "test_accuracy": r["test_accuracy"],
+        "wall_seconds": seconds,
+        "peak_rss_mib": rss,
+        "steps": steps,
+        "examples_seen": r["examples"],
+    }
 
 
 def main() -> None:
@@ -151,21 +204,33 @@ def main() -> None:
         tmp = Path(tmp)
         shared = export_splits(tmp / "splits.json")
         ours = attncoach_side(args.steps, tmp / "attncoach", args.quick)
-        print(f"attncoach: {ours['examples_per_s']:.1f} ex/s, test macro-F1 {ours['test_macro_f1']:.4f}, "
-              f"wall {ours['wall_seconds'] / 60:.1f} min, peak RSS {ours['peak_rss_mib']:.0f} MiB")
+        print(
+            f"attncoach: {ours['examples_per_s']:.1f} ex/s, test macro-F1 {ours['test_macro_f1']:.4f}, "
+            f"wall {ours['wall_seconds'] / 60:.1f} min, peak RSS {ours['peak_rss_mib']:.0f} MiB"
+        )
         theirs = trainer_side(tmp / "splits.json", args.steps, tmp / "hf")
-        print(f"HF Trainer: {theirs['examples_per_s']:.1f} ex/s, test macro-F1 {theirs['test_macro_f1']:.4f}, "
-              f"wall {theirs['wall_seconds'] / 60:.1f} min, peak RSS {theirs['peak_rss_mib']:.0f} MiB")
+        print(
+            f"HF Trainer: {theirs['examples_per_s']:.1f} ex/s, test macro-F1 {theirs['test_macro_f1']:.4f}, "
+            f"wall {theirs['wall_seconds'] / 60:.1f} min, peak RSS {theirs['peak_rss_mib']:.0f} MiB"
+        )
     result = {
-        "benchmark": "pretrained_finetune", "conditions": measured_under, "config": CONFIG, "quick": args.quick,
-        "steps": args.steps, "batch_size": shared["batch_size"], "max_length": shared["max_length"],
-        "attncoach": ours, "hf_trainer": theirs,
+        "benchmark": "pretrained_finetune",
+        "conditions": measured_under,
+        "config": CONFIG,
+        "quick": args.quick,
+        "steps": args.steps,
+        "batch_size": shared["batch_size"],
+        "max_length": shared["max_length"],
+        "attncoach": ours,
+        "hf_trainer": theirs,
         "speedup_examples_per_s": ours["examples_per_s"] / theirs["examples_per_s"],
         "macro_f1_difference_points": 100 * (ours["test_macro_f1"] - theirs["test_macro_f1"]),
         "goals": {"speedup_min": 1.2, "macro_f1_within_points": 0.5, "attncoach_test_macro_f1_min": 0.78},
     }
-    print(f"speed-up {result['speedup_examples_per_s']:.2f}x, macro-F1 difference "
-          f"{result['macro_f1_difference_points']:+.2f} points")
+    print(
+        f"speed-up {result['speedup_examples_per_s']:.2f}x, macro-F1 difference "
+        f"{result['macro_f1_difference_points']:+.2f} points"
+    )
     save("pretrained_finetune", result, quick=args.quick)
 
 

@@ -37,9 +37,17 @@ from conditions import conditions, save, summary  # noqa: E402
 
 
 def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> ClassificationRecipe:
-    cfg = load_config(config, [f"train.max_steps={steps}", f"train.eval_every={steps}",
-                               f"train.checkpoint_every={steps}", "train.early_stopping_patience=null",
-                               f"output_dir={out}", *overrides])
+    cfg = load_config(
+        config,
+        [
+            f"train.max_steps={steps}",
+            f"train.eval_every={steps}",
+            f"train.checkpoint_every={steps}",
+            "train.early_stopping_patience=null",
+            f"output_dir={out}",
+            *overrides,
+        ],
+    )
     recipe = ClassificationRecipe(cfg, RunDir(out), quiet=True)
     recipe.setup()
     return recipe
@@ -138,13 +146,18 @@ def main() -> None:
             hand_rates.append(hand_tokens / hand_seconds)
             peaks.append(peak)
             mfus.append(flops / seconds / peak)
-            print(f"rep {rep}: recipe {tokens / seconds:,.0f} tok/s, hand loop {hand_tokens / hand_seconds:,.0f} "
-                  f"tok/s, MFU {mfus[-1]:.3f}")
+            print(
+                f"rep {rep}: recipe {tokens / seconds:,.0f} tok/s, hand loop {hand_tokens / hand_seconds:,.0f} "
+                f"tok/s, MFU {mfus[-1]:.3f}"
+            )
     ratios = [r / h for r, h in zip(recipe_rates, hand_rates)]
     result = {
         "benchmark": "train_throughput",
         "conditions": measured_under,
-        "config": args.config, "steps": args.steps, "repeats": args.repeats, "quick": args.quick,
+        "config": args.config,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "quick": args.quick,
         "recipe_tokens_per_s": summary(recipe_rates),
         "hand_loop_tokens_per_s": summary(hand_rates),
         "ratio_recipe_over_hand": summary(ratios),
@@ -154,9 +167,11 @@ def main() -> None:
         "mfu": summary(mfus),
         "goal_mfu": 0.5,
     }
-    print(f"loop overhead: recipe/hand = {result['ratio_recipe_over_hand']['median']:.3f} "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f}); MFU {result['mfu']['median']:.3f} "
-          f"of {result['matmul_fp32_flops_per_s']['median'] / 1e9:.1f} GFLOP/s fp32 matmul")
+    print(
+        f"loop overhead: recipe/hand = {result['ratio_recipe_over_hand']['median']:.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}); MFU {result['mfu']['median']:.3f} "
+        f"of {result['matmul_fp32_flops_per_s']['median'] / 1e9:.1f} GFLOP/s fp32 matmul"
+    )
     save("train_throughput", result, quick=args.quick)
 
 

@@ -11,11 +11,19 @@ from attncoach.errors import AttncoachError
 
 
 def _tiny(tiny_csv, out, **extra):
-    sections = {"data": {"path": str(tiny_csv), "vocab_size": 200, "min_frequency": 1},
-                "model": {"dim": 16, "heads": 2, "layers": 1, "ffn_dim": 32},
-                "train": {"max_steps": 120, "eval_every": 20, "lr": 5e-3, "threads": 1, "batch_size": 16,
-                          "early_stopping_patience": None},
-                "output_dir": str(out)}
+    sections = {
+        "data": {"path": str(tiny_csv), "vocab_size": 200, "min_frequency": 1},
+        "model": {"dim": 16, "heads": 2, "layers": 1, "ffn_dim": 32},
+        "train": {
+            "max_steps": 120,
+            "eval_every": 20,
+            "lr": 5e-3,
+            "threads": 1,
+            "batch_size": 16,
+            "early_stopping_patience": None,
+        },
+        "output_dir": str(out),
+    }
     return {**sections, **extra}
 
 
@@ -45,11 +53,14 @@ def test_train_still_works_after_the_train_package_is_imported(tiny_csv, tmp_pat
     assert run.config.train.max_steps == 120 and run.config.model.dim == 16
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"trian": {"lr": 1}}, "unknown config key 'trian'"),
-    ({"train": {"lr": "fast"}}, "train.lr"),
-    ({"task": "translation"}, "config key 'task' must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"trian": {"lr": 1}}, "unknown config key 'trian'"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"task": "translation"}, "config key 'task' must be one of"),
+    ],
+)
 def test_bad_configuration_is_one_clear_error_and_writes_nothing(tmp_path, kwargs, words):
     with pytest.raises(AttncoachError, match=words):
         attncoach.train(output_dir=str(tmp_path / "never"), **kwargs)

@@ -13,22 +13,42 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, result_name, keys", [
-    (["main_job.py"], "main_job", {"runs", "wall_seconds", "test_macro_f1", "tfidf_lr_test_macro_f1", "conditions"}),
-    (["train_throughput.py"], "train_throughput",
-     {"recipe_tokens_per_s", "hand_loop_tokens_per_s", "ratio_recipe_over_hand", "mfu"}),
-    (["pretrained_finetune.py"], "pretrained_finetune",
-     {"attncoach", "hf_trainer", "speedup_examples_per_s", "macro_f1_difference_points"}),
-    (["elastic_structure.py", "--backbone", "scratch"], "elastic_structure_scratch",
-     {"cost", "grid", "rewiring", "depth", "search", "export"}),
-    (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
-    (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
-    (["curriculum.py", "--arms", "uniform", "leitner", "competence_sqrt", "--prune", "el2n", "random"], "curriculum",
-     {"summary", "runs", "budget", "conditions"}),
-])
+@pytest.mark.parametrize(
+    "command, result_name, keys",
+    [
+        (
+            ["main_job.py"],
+            "main_job",
+            {"runs", "wall_seconds", "test_macro_f1", "tfidf_lr_test_macro_f1", "conditions"},
+        ),
+        (
+            ["train_throughput.py"],
+            "train_throughput",
+            {"recipe_tokens_per_s", "hand_loop_tokens_per_s", "ratio_recipe_over_hand", "mfu"},
+        ),
+        (
+            ["pretrained_finetune.py"],
+            "pretrained_finetune",
+            {"attncoach", "hf_trainer", "speedup_examples_per_s", "macro_f1_difference_points"},
+        ),
+        (
+            ["elastic_structure.py", "--backbone", "scratch"],
+            "elastic_structure_scratch",
+            {"cost", "grid", "rewiring", "depth", "search", "export"},
+        ),
+        (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
+        (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
+        (
+            ["curriculum.py", "--arms", "uniform", "leitner", "competence_sqrt", "--prune", "el2n", "random"],
+            "curriculum",
+            {"summary", "runs", "budget", "conditions"},
+        ),
+    ],
+)
 def test_benchmark_script_runs(command, result_name, keys):
-    proc = subprocess.run([sys.executable, str(BENCH / command[0]), *command[1:], "--quick"], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / command[0]), *command[1:], "--quick"], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((BENCH / "results" / f"{result_name}_quick.json").read_text())
     assert keys <= set(result)

@@ -14,8 +14,18 @@ def test_defaults_make_a_valid_run():
 
 
 def test_overrides_are_parsed_as_yaml():
-    cfg = load_config(None, ["train.lr=3e-4", "model.layers=4", "data.builtin=null", "train.betas=[0.9, 0.99]",
-                             "log.tensorboard=false", "output_dir=runs/x", "train.epochs=2"])
+    cfg = load_config(
+        None,
+        [
+            "train.lr=3e-4",
+            "model.layers=4",
+            "data.builtin=null",
+            "train.betas=[0.9, 0.99]",
+            "log.tensorboard=false",
+            "output_dir=runs/x",
+            "train.epochs=2",
+        ],
+    )
     assert cfg.train.lr == pytest.approx(3e-4) and isinstance(cfg.train.lr, float)
     assert cfg.model.layers == 4
     assert cfg.data.builtin is None
@@ -34,23 +44,26 @@ def test_yaml_file_then_overrides(tmp_path):
     assert cfg.model.layers == 2  # left out of the file: default
 
 
-@pytest.mark.parametrize("override, words", [
-    ("model.nope=1", "model.nope"),
-    ("nosection.x=1", "nosection"),
-    ("model.layers=four", "model.layers"),
-    ("model.layers=2.5", "model.layers"),
-    ("train.lr=fast", "train.lr"),
-    ("log.tensorboard=3", "log.tensorboard"),
-    ("data.path=[1, 2]", "data.path"),
-    ("train.betas=0.9", "train.betas"),
-    ("model.layers", "section.key=value"),
-    ("model.pooling=attention", "model.pooling"),
-    ("model.dim=130", "model.dim"),
-    ("train.lr=-1", "train.lr"),
-    ("data.val_fraction=0.95", "data.val_fraction"),
-    ("data.test_fraction=0", "data.test_fraction"),
-    ("model.backbone=' '", "model.backbone"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("model.nope=1", "model.nope"),
+        ("nosection.x=1", "nosection"),
+        ("model.layers=four", "model.layers"),
+        ("model.layers=2.5", "model.layers"),
+        ("train.lr=fast", "train.lr"),
+        ("log.tensorboard=3", "log.tensorboard"),
+        ("data.path=[1, 2]", "data.path"),
+        ("train.betas=0.9", "train.betas"),
+        ("model.layers", "section.key=value"),
+        ("model.pooling=attention", "model.pooling"),
+        ("model.dim=130", "model.dim"),
+        ("train.lr=-1", "train.lr"),
+        ("data.val_fraction=0.95", "data.val_fraction"),
+        ("data.test_fraction=0", "data.test_fraction"),
+        ("model.backbone=' '", "model.backbone"),
+    ],
+)
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(AttncoachError) as err:
         load_config(None, [override])

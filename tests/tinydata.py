@@ -28,10 +28,24 @@ def make_corpus(n: int = 240, seed: int = 0) -> list[tuple[str, str]]:
 
 def tiny_overrides(data: Path, out: Path, steps: int = 60) -> list[str]:
     """Overrides for a run of a tiny model that takes about a second."""
-    return [f"data.path={data}", f"output_dir={out}", "data.vocab_size=200", "data.min_frequency=1",
-            "model.dim=16", "model.heads=2", "model.layers=1", "model.ffn_dim=32", "train.batch_size=16",
-            f"train.max_steps={steps}", "train.eval_every=10", "train.lr=5e-3", "train.early_stopping_patience=null",
-            "train.threads=1", "log.every=5", "coach.enabled=false"]  # a plain run: tests of the coach turn it on
+    return [
+        f"data.path={data}",
+        f"output_dir={out}",
+        "data.vocab_size=200",
+        "data.min_frequency=1",
+        "model.dim=16",
+        "model.heads=2",
+        "model.layers=1",
+        "model.ffn_dim=32",
+        "train.batch_size=16",
+        f"train.max_steps={steps}",
+        "train.eval_every=10",
+        "train.lr=5e-3",
+        "train.early_stopping_patience=null",
+        "train.threads=1",
+        "log.every=5",
+        "coach.enabled=false",
+    ]  # a plain run: tests of the coach turn it on
 
 
 def rewind_to_first_checkpoint(out: Path) -> None:

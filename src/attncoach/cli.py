@@ -35,20 +35,27 @@ log = logging.getLogger("attncoach")
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bar or info lines (for scripts)")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show full tracebacks on errors")
-    parser = argparse.ArgumentParser(prog="attncoach", parents=[common],
-                                     description="Train attention models that adapt while they train.")
+    common.add_argument(
+        "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bar or info lines (for scripts)"
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors"
+    )
+    parser = argparse.ArgumentParser(
+        prog="attncoach", parents=[common], description="Train attention models that adapt while they train."
+    )
     parser.add_argument("--version", action="version", version=f"attncoach {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", parents=[common], help="train a model into a run directory")
     train.add_argument("--config", help="YAML config file (optional: defaults plus overrides make a valid run)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument("overrides", nargs="*", metavar="section.key=value",
-                       help="config overrides, values parsed as YAML (e.g. train.lr=3e-4 model.layers=4)")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, values parsed as YAML (e.g. train.lr=3e-4 model.layers=4)",
+    )
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a run or model on its test split or a file")
@@ -64,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", parents=[common], help="predict labels for texts")
     pr.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     pr.add_argument("texts", nargs="*", help="texts to classify")
-    pr.add_argument("--input", metavar="FILE", help="a .txt file (one text per line) or CSV/TSV/JSONL with a text column")
+    pr.add_argument(
+        "--input", metavar="FILE", help="a .txt file (one text per line) or CSV/TSV/JSONL with a text column"
+    )
     pr.add_argument("--output", metavar="FILE.jsonl", help="write one JSON line per text here (default: stdout)")
     pr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
@@ -78,15 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
     _add_subnets_and_search(sub, common)
 
-    ex = sub.add_parser("examples", parents=[common],
-                        help="what a run's learning record says about its training examples")
+    ex = sub.add_parser(
+        "examples", parents=[common], help="what a run's learning record says about its training examples"
+    )
     ex.add_argument("path", metavar="RUN")
     which = ex.add_mutually_exclusive_group()
     which.add_argument("--hardest", type=int, metavar="N", help="the N examples with the highest mean loss")
-    which.add_argument("--suspect", type=int, metavar="N",
-                       help="the N that look mislabelled: never learned, most confidently wrong first")
-    which.add_argument("--unforgettable", type=int, metavar="N",
-                       help="the N learned once and never forgotten, longest streak first")
+    which.add_argument(
+        "--suspect",
+        type=int,
+        metavar="N",
+        help="the N that look mislabelled: never learned, most confidently wrong first",
+    )
+    which.add_argument(
+        "--unforgettable", type=int, metavar="N", help="the N learned once and never forgotten, longest streak first"
+    )
     ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
     ex.set_defaults(func=cmd_examples)
     return parser
@@ -160,8 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: one line, not a traceback
         if debug:
             raise
-        print(f"error: internal error {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: internal error {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr
+        )
         return 1
 
 
@@ -171,8 +187,9 @@ def _setup_logging(quiet: bool) -> None:
     from attncoach.progress import console
 
     if console().is_terminal:  # above a live progress bar
-        handler: logging.Handler = RichHandler(console=console(), show_time=False, show_level=False,
-                                               show_path=False, markup=False, rich_tracebacks=False)
+        handler: logging.Handler = RichHandler(
+            console=console(), show_time=False, show_level=False, show_path=False, markup=False, rich_tracebacks=False
+        )
     else:  # plain, unwrapped lines for logs and pipes
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -211,8 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_summary(metrics: dict[str, Any], path: Path, quiet: bool) -> None:
     test = metrics["test"]
-    line = (f"test macro-F1 {test['macro_f1']:.4f}  accuracy {test['accuracy']:.4f}  "
-            f"({metrics['steps']} steps, {metrics['train_seconds']:.0f} s)  -> {path}")
+    line = (
+        f"test macro-F1 {test['macro_f1']:.4f}  accuracy {test['accuracy']:.4f}  "
+        f"({metrics['steps']} steps, {metrics['train_seconds']:.0f} s)  -> {path}"
+    )
     print(line if not quiet else json.dumps({"test_macro_f1": test["macro_f1"], "run": str(path)}))
 
 
@@ -232,8 +251,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = load_config(run.config) if run.is_run() else None
     if args.data:
         data_cfg = _eval_data_config(cfg, args)
-        split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length,
-                                source=args.data)
+        split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length, source=args.data)
         source = args.data
     else:
         if cfg is None:
@@ -257,17 +275,22 @@ def _eval_data_config(cfg: Any, args: argparse.Namespace) -> Any:
     from attncoach.config import DataConfig
 
     base = cfg.data if cfg is not None else DataConfig()
-    return DataConfig(path=args.data, text_column=args.text_column or base.text_column,
-                      label_column=args.label_column or base.label_column,
-                      encoding=args.encoding or base.encoding)
+    return DataConfig(
+        path=args.data,
+        text_column=args.text_column or base.text_column,
+        label_column=args.label_column or base.label_column,
+        encoding=args.encoding or base.encoding,
+    )
 
 
 def _print_metrics(metrics: dict[str, Any], source: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{source}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
-                        f"macro-F1 {metrics['macro_f1']:.4f}")
+    table = Table(
+        title=f"{source}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
+        f"macro-F1 {metrics['macro_f1']:.4f}"
+    )
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "label" else "right")
     for name, row in metrics["per_class"].items():
@@ -311,8 +334,10 @@ def _read_input_texts(args: argparse.Namespace) -> list[str]:
     elif suffix in (".csv", ".tsv"):
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         if reader.fieldnames is None or args.text_column not in reader.fieldnames:
-            raise AttncoachError(f"{path} has no column '{args.text_column}' "
-                                 f"(columns: {', '.join(reader.fieldnames or [])}); set --text-column")
+            raise AttncoachError(
+                f"{path} has no column '{args.text_column}' "
+                f"(columns: {', '.join(reader.fieldnames or [])}); set --text-column"
+            )
         rows = [row[args.text_column] or "" for row in reader]
     else:
         rows = text.splitlines()
@@ -350,8 +375,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     subnet = _resolve_subnet(SavedClassifier.load(model_dir), args)
     summary = export_model_dir(model_dir, subnet, out, source_description=_subnet_options_text(args))
     mb_before, mb_after = summary.source_file_bytes / 1e6, summary.file_bytes / 1e6
-    print(f"exported sub-net {subnet}: {summary.source_parameters:,} -> {summary.parameters:,} parameters, "
-          f"{mb_before:.2f} -> {mb_after:.2f} MB -> {summary.out_dir}")
+    print(
+        f"exported sub-net {subnet}: {summary.source_parameters:,} -> {summary.parameters:,} parameters, "
+        f"{mb_before:.2f} -> {mb_after:.2f} MB -> {summary.out_dir}"
+    )
     return 0
 
 
@@ -363,26 +390,34 @@ def _subnet_options_text(args: argparse.Namespace) -> str:
     return " ".join(f"{flag} {value:g}" for flag, value in sizes if value is not None)
 
 
-
 # ---------------------------------------------------------------- subnets and search
 def _add_subnets_and_search(sub: Any, common: argparse.ArgumentParser) -> None:
-    sn = sub.add_parser("subnets", parents=[common],
-                        help="measure the sub-net grid of a run: val quality, latency, Pareto front")
+    sn = sub.add_parser(
+        "subnets", parents=[common], help="measure the sub-net grid of a run: val quality, latency, Pareto front"
+    )
     sn.add_argument("path", metavar="RUN")
     sn.add_argument("--out", metavar="FILE.json", help="write the rows (with each sub-net) here")
-    sn.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], metavar="B",
-                    help="measure the latency at these batch sizes (default: 1 32)")
+    sn.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 32],
+        metavar="B",
+        help="measure the latency at these batch sizes (default: 1 32)",
+    )
     sn.add_argument("--threads", type=int, help="torch threads while measuring (default: torch's default)")
     sn.set_defaults(func=cmd_subnets)
 
-    se = sub.add_parser("search", parents=[common],
-                        help="find the best sub-net of a run under a latency or size budget")
+    se = sub.add_parser(
+        "search", parents=[common], help="find the best sub-net of a run under a latency or size budget"
+    )
     se.add_argument("path", metavar="RUN")
     se.add_argument("--max-latency-ms", type=float, metavar="MS", help="budget: milliseconds per batch (measured)")
     se.add_argument("--batch", type=int, help="batch size of --max-latency-ms (default: 1)")
     se.add_argument("--max-params", type=float, metavar="N", help="budget: total active parameters")
-    se.add_argument("--out", metavar="FILE.json",
-                    help="write the chosen sub-net here (for eval/predict/export --subnet)")
+    se.add_argument(
+        "--out", metavar="FILE.json", help="write the chosen sub-net here (for eval/predict/export --subnet)"
+    )
     se.add_argument("--seed", type=int, default=0, help="seed of the evolutionary search (default: 0)")
     se.add_argument("--threads", type=int, help="torch threads while measuring (default: torch's default)")
     se.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -407,8 +442,14 @@ def cmd_subnets(args: argparse.Namespace) -> int:
     latency_key = f"latency_ms_b{batch_sizes[-1]}"
     for row, on_front in zip(rows, pareto_front(rows, costs=(latency_key, "parameters"))):
         row["pareto"] = on_front
-    conditions = {"run": str(run.path), "split": "val", "examples": len(val), "threads": torch.get_num_threads(),
-                  "batch_sizes": batch_sizes, "pareto_costs": [latency_key, "parameters"]}
+    conditions = {
+        "run": str(run.path),
+        "split": "val",
+        "examples": len(val),
+        "threads": torch.get_num_threads(),
+        "batch_sizes": batch_sizes,
+        "pareto_costs": [latency_key, "parameters"],
+    }
     _print_subnet_rows(rows, batch_sizes, conditions)
     if out is not None:
         atomic_write_json(out, {**conditions, "rows": rows})
@@ -441,8 +482,9 @@ def _load_run_and_val(path: str) -> tuple[Any, Any, Any]:
 
     given = Path(path)
     if (given / "model_config.json").is_file() and not RunDir(given).is_run():
-        raise AttncoachError(f"{given} is a bare model directory: give its run directory "
-                             "(sub-nets are scored on the run's val split)")
+        raise AttncoachError(
+            f"{given} is a bare model directory: give its run directory (sub-nets are scored on the run's val split)"
+        )
     run = RunDir.existing(given)
     clf = SavedClassifier.load(resolve_model_dir(run.path))
     cfg = load_config(run.config)
@@ -457,17 +499,36 @@ def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], condi
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"sub-nets of {conditions['run']}: val split ({conditions['examples']} examples), "
-                        f"{conditions['threads']} torch thread(s)")
-    columns = ["sub-net", "layers", "heads/layer", "ffn/layer", "params", *(f"b{b} ms" for b in batch_sizes),
-               "val macro-F1", "accuracy", "Pareto"]
+    table = Table(
+        title=f"sub-nets of {conditions['run']}: val split ({conditions['examples']} examples), "
+        f"{conditions['threads']} torch thread(s)"
+    )
+    columns = [
+        "sub-net",
+        "layers",
+        "heads/layer",
+        "ffn/layer",
+        "params",
+        *(f"b{b} ms" for b in batch_sizes),
+        "val macro-F1",
+        "accuracy",
+        "Pareto",
+    ]
     for col in columns:
         table.add_column(col, justify="left" if col == "sub-net" else "right")
     for row in rows:
         latencies = [f"{row[f'latency_ms_b{b}']:.2f}" for b in batch_sizes]
         per_layer = [",".join(map(str, row[key])) for key in ("heads_per_layer", "ffn_per_layer")]
-        table.add_row(row["name"], str(row["layers"]), *per_layer, f"{row['parameters']:,}",
-                      *latencies, f"{row['macro_f1']:.4f}", f"{row['accuracy']:.4f}", "✓" if row["pareto"] else "")
+        table.add_row(
+            row["name"],
+            str(row["layers"]),
+            *per_layer,
+            f"{row['parameters']:,}",
+            *latencies,
+            f"{row['macro_f1']:.4f}",
+            f"{row['accuracy']:.4f}",
+            "✓" if row["pareto"] else "",
+        )
     console = Console()
     if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
         console = Console(width=160)
@@ -484,8 +545,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise AttncoachError("--batch sets the batch size of --max-latency-ms; it does not apply to --max-params")
     if args.max_params is not None and not (args.max_params > 0 and args.max_params.is_integer()):
         raise AttncoachError(f"--max-params must be a positive whole number, got {args.max_params:g}")
-    budget = Budget(max_latency_ms=args.max_latency_ms, batch=1 if args.batch is None else args.batch,
-                    max_params=None if args.max_params is None else int(args.max_params))
+    budget = Budget(
+        max_latency_ms=args.max_latency_ms,
+        batch=1 if args.batch is None else args.batch,
+        max_params=None if args.max_params is None else int(args.max_params),
+    )
     out = _checked_out_path(args.out)
     _set_threads(args.threads)
     clf, val, _ = _load_run_and_val(args.path)
@@ -503,16 +567,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _print_search_result(result: dict[str, Any]) -> None:
     budget = result["budget"]
     batch = budget["batch"]
-    print(f"best sub-net within {_budget_text(budget)} ({result['search']} search, "
-          f"{result['candidates_evaluated']} candidates scored, {result['threads']} torch thread(s)):")
+    print(
+        f"best sub-net within {_budget_text(budget)} ({result['search']} search, "
+        f"{result['candidates_evaluated']} candidates scored, {result['threads']} torch thread(s)):"
+    )
     rows = [("chosen", result), ("width only", result["width_only"]), ("depth only", result["depth_only"])]
     for label, row in rows:
         if row is None:
             print(f"  {label:<10}  none within the budget")
             continue
-        print(f"  {label:<10}  {row['name']:<16} val macro-F1 {row['macro_f1']:.4f}  accuracy {row['accuracy']:.4f}  "
-              f"{row['latency_ms']:.2f} ms at batch {batch} (predicted {row['predicted_latency_ms']:.2f})  "
-              f"{row['parameters']:,} params")
+        print(
+            f"  {label:<10}  {row['name']:<16} val macro-F1 {row['macro_f1']:.4f}  accuracy {row['accuracy']:.4f}  "
+            f"{row['latency_ms']:.2f} ms at batch {batch} (predicted {row['predicted_latency_ms']:.2f})  "
+            f"{row['parameters']:,} params"
+        )
     print(f"  sub-net: {json.dumps(result['subnet'])}")
 
 
@@ -554,11 +622,13 @@ def _print_record_summary(counts: dict[str, Any], path: Path) -> None:
     n = max(1, counts["examples"])
     print(f"learning record of {path} ({counts['examples']:,} training examples):")
     print(f"  seen {counts['mean_times_seen']:.2f} times on average; never seen: {counts['never_seen']:,}")
-    for key, text in (("learned", "learned (answered right at least once)"),
-                      ("forgotten_at_least_once", "forgotten at least once"),
-                      ("never_learned", "never learned"),
-                      ("suspect", "suspect (seen twice or more, never right)"),
-                      ("unforgettable", "unforgettable (right ever since first learned)")):
+    for key, text in (
+        ("learned", "learned (answered right at least once)"),
+        ("forgotten_at_least_once", "forgotten at least once"),
+        ("never_learned", "never learned"),
+        ("suspect", "suspect (seen twice or more, never right)"),
+        ("unforgettable", "unforgettable (right ever since first learned)"),
+    ):
         print(f"  {text}: {counts[key]:,} ({100 * counts[key] / n:.1f} %)")
     if "boxes" in counts:
         print("  Leitner boxes: " + ", ".join(f"box {b}: {c:,}" for b, c in counts["boxes"].items()))
@@ -572,18 +642,33 @@ def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> 
     if not rows:
         print(f"no {how} examples in the learning record of {path}")
         return
-    titles = {"hardest": "hardest (highest mean loss)", "suspect": "suspect: never learned, most confidently wrong",
-              "unforgettable": "unforgettable: never forgotten once learned"}
+    titles = {
+        "hardest": "hardest (highest mean loss)",
+        "suspect": "suspect: never learned, most confidently wrong",
+        "unforgettable": "unforgettable: never forgotten once learned",
+    }
     table = Table(title=f"{titles[how]} — {path}")
     for col in ("#", "line", "label", "predicted", "p(label)", "seen", "right", "forgot", "mean loss", "text"):
-        table.add_column(col, justify="left" if col in ("label", "predicted", "text") else "right",
-                         overflow="fold" if col == "text" else "ellipsis")
+        table.add_column(
+            col,
+            justify="left" if col in ("label", "predicted", "text") else "right",
+            overflow="fold" if col == "text" else "ellipsis",
+        )
     for number, row in enumerate(rows, 1):
         p = row.get("p_label")
         loss = row.get("mean_loss")
-        table.add_row(str(number), str(row.get("line", "")), str(row["label"]), str(row.get("predicted") or ""),
-                      "" if p is None else f"{p:.3f}", str(row["seen"]), str(row["correct"]), str(row["forgetting"]),
-                      "" if loss is None else f"{loss:.3f}", row["text"])
+        table.add_row(
+            str(number),
+            str(row.get("line", "")),
+            str(row["label"]),
+            str(row.get("predicted") or ""),
+            "" if p is None else f"{p:.3f}",
+            str(row["seen"]),
+            str(row["correct"]),
+            str(row["forgetting"]),
+            "" if loss is None else f"{loss:.3f}",
+            row["text"],
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

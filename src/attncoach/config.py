@@ -137,12 +137,16 @@ class CurriculumConfig:
     """Which examples to learn from, and when (attncoach.curriculum)."""
 
     scheduler: str = "uniform"  # uniform | competence | self_paced | leitner | anti
-    scorer: str = "rarity"  # difficulty scorer of competence and anti: length | rarity | loss | el2n | forgetting | random
+    scorer: str = (
+        "rarity"  # difficulty scorer of competence and anti: length | rarity | loss | el2n | forgetting | random
+    )
     pacing: str = "sqrt"  # linear | sqrt | step: how competence grows (competence, anti, self_paced)
     start: float = 0.1  # competence at the start: the easiest fraction of the data drawn from first
     horizon: Optional[float] = None  # epochs of examples seen until competence reaches 1; None = half the run
     pacing_steps: int = 4  # jumps of the step pacing
-    repeat: bool = False  # competence/anti: false = each example once per pass over the data; true = draw with repeats (Platanios)
+    repeat: bool = (
+        False  # competence/anti: false = each example once per pass over the data; true = draw with repeats (Platanios)
+    )
     boxes: int = 5  # leitner: box i is reviewed every 2**i rounds
     refresh: float = 0.25  # self_paced: fraction of the examples left out of a round re-measured at the next
     keep_fraction: float = 1.0  # data pruning: keep this fraction of the training examples, ranked by prune_by
@@ -303,7 +307,7 @@ def apply_override(cfg: RunConfig, item: str) -> None:
             if child is not None:
                 setattr(target, part, child)
         if child is None or not dataclasses.is_dataclass(child) or part.startswith("_"):
-            raise AttncoachError(f"unknown config key '{'.'.join(parts[:depth + 1])}'")
+            raise AttncoachError(f"unknown config key '{'.'.join(parts[: depth + 1])}'")
         target = child
     name = parts[-1]
     names = {f.name for f in dataclasses.fields(target)}
@@ -401,9 +405,11 @@ def validate(cfg: RunConfig) -> None:
     d, m, t = cfg.data, cfg.model, cfg.train
     if d.builtin is not None and d.path is not None:
         raise AttncoachError("set only one of 'data.builtin' and 'data.path'")
-    check_key(0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
-           "data.val_fraction", "and data.test_fraction must be in (0, 1) and sum to less than 1 "
-           "(val picks the best model, test measures it)")
+    check_key(
+        0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1,
+        "data.val_fraction",
+        "and data.test_fraction must be in (0, 1) and sum to less than 1 (val picks the best model, test measures it)",
+    )
     check_key(d.vocab_size >= 100, "data.vocab_size", "must be at least 100")
     check_key(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
     check_key(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
@@ -414,15 +420,22 @@ def validate(cfg: RunConfig) -> None:
     check_key(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")
     for key in ("dropout", "attention_dropout", "head_dropout"):
         check_key(0 <= getattr(m, key) < 1, f"model.{key}", "must be in [0, 1)")
-    check_key(bool(m.backbone.strip()), "model.backbone",
-           "must be scratch, minilm, a local model directory or a Hugging Face hub id")
+    check_key(
+        bool(m.backbone.strip()),
+        "model.backbone",
+        "must be scratch, minilm, a local model directory or a Hugging Face hub id",
+    )
     check_key(t.epochs > 0, "train.epochs", "must be positive")
     check_key(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
     check_key(t.batch_size >= 1, "train.batch_size", "must be at least 1")
     check_key(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
     check_key(t.lr is not None and t.lr > 0, "train.lr", "must be positive")
     check_key(t.head_lr is None or t.head_lr > 0, "train.head_lr", "must be positive (or null for train.lr)")
-    check_key(t.layer_lr_decay is not None and 0 < t.layer_lr_decay <= 1, "train.layer_lr_decay", "must be in (0, 1] (1 = off)")
+    check_key(
+        t.layer_lr_decay is not None and 0 < t.layer_lr_decay <= 1,
+        "train.layer_lr_decay",
+        "must be in (0, 1] (1 = off)",
+    )
     check_key(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
     check_key(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")
     check_key(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
@@ -430,8 +443,11 @@ def validate(cfg: RunConfig) -> None:
     check_key(0 <= t.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
     check_key(t.eval_every is None or t.eval_every >= 1, "train.eval_every", "must be at least 1")
     check_key(t.checkpoint_every is None or t.checkpoint_every >= 1, "train.checkpoint_every", "must be at least 1")
-    check_key(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
-           "train.early_stopping_patience", "must be at least 1 (or null for off)")
+    check_key(
+        t.early_stopping_patience is None or t.early_stopping_patience >= 1,
+        "train.early_stopping_patience",
+        "must be at least 1 (or null for off)",
+    )
     check_key(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
     check_key(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
     check_key(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")

@@ -37,10 +37,16 @@ class TrainingProgress:
         self._progress = None
         if self.enabled:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]:.4f}  best val F1 {task.fields[val_f1]:.4f}"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=console(), transient=False)
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console(),
+                transient=False,
+            )
             self._task = self._progress.add_task(description, total=total, completed=start, **self.fields)
 
     def __enter__(self) -> TrainingProgress:

@@ -44,8 +44,10 @@ class RunDir:
             if not self.path.is_dir():
                 raise AttncoachError(f"output_dir {self.path} exists and is not a directory")
             if self.is_run():
-                raise AttncoachError(f"output_dir {self.path} already holds a run; "
-                                     f"continue it with --resume {self.path} or choose another output_dir")
+                raise AttncoachError(
+                    f"output_dir {self.path} already holds a run; "
+                    f"continue it with --resume {self.path} or choose another output_dir"
+                )
             if any(self.path.iterdir()):
                 raise AttncoachError(f"output_dir {self.path} is not empty; choose a new or empty directory")
 

@@ -25,13 +25,29 @@ def synthetic_run(steps: int = 400, seed: int = 0):
         loss = 2.0 / math.sqrt(step) + rng.random() * 0.05
         if step in (150, 151):
             loss = float("nan")
-        yield Signals(step=step, examples_seen=32 * step, loss=loss, loss_ema=2.0 / math.sqrt(step),
-                      grad_norm=1.0, nonfinite=not math.isfinite(loss), hypergradient=rng.uniform(-0.2, 0.8),
-                      noise_scale=40.0 + step, batch_size=32, update_ratio=1e-3)
+        yield Signals(
+            step=step,
+            examples_seen=32 * step,
+            loss=loss,
+            loss_ema=2.0 / math.sqrt(step),
+            grad_norm=1.0,
+            nonfinite=not math.isfinite(loss),
+            hypergradient=rng.uniform(-0.2, 0.8),
+            noise_scale=40.0 + step,
+            batch_size=32,
+            update_ratio=1e-3,
+        )
         if step % 25 == 0:
             gap += rng.uniform(-0.05, 0.08)
-            yield Signals(step=step, evaluated=True, val_metric=min(0.7, 0.5 + step / 1000), val_loss=0.6 + gap,
-                          loss_ema=0.6, gap=gap, best_val_metric=0.7)
+            yield Signals(
+                step=step,
+                evaluated=True,
+                val_metric=min(0.7, 0.5 + step / 1000),
+                val_loss=0.6 + gap,
+                loss_ema=0.6,
+                gap=gap,
+                best_val_metric=0.7,
+            )
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -122,10 +138,15 @@ def test_plateau_decays_then_restarts_then_stops():
     policy = POLICIES["plateau"](patience=2, factor=0.5, max_decays=2, restart=True)
     knobs = Knobs()
     evals = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
-    decisions = [d for i, m in enumerate(evals)
-                 for d in policy.observe(Signals(i, evaluated=True, val_metric=m), knobs)]
-    assert [(d.knob, d.new) for d in decisions] == [("lr_scale", 0.5), ("lr_scale", 0.25), ("lr_scale", 1.0),
-                                                    ("stop", True)]
+    decisions = [
+        d for i, m in enumerate(evals) for d in policy.observe(Signals(i, evaluated=True, val_metric=m), knobs)
+    ]
+    assert [(d.knob, d.new) for d in decisions] == [
+        ("lr_scale", 0.5),
+        ("lr_scale", 0.25),
+        ("lr_scale", 1.0),
+        ("stop", True),
+    ]
     assert "nothing left to try" in decisions[-1].reason
     assert policy.observe(Signals(0, evaluated=True, val_metric=0.5), Knobs()) == []
 
@@ -244,28 +265,37 @@ def test_coach_records_decisions_and_summarises(tmp_path):
     coach.observe(Signals(3, evaluated=True, val_metric=0.5))
     coach.observe(Signals(4, loss=float("nan"), nonfinite=True))
     lines = [json.loads(x) for x in path.read_text().splitlines()]
-    assert [(x["policy"], x["knob"]) for x in lines] == [("plateau", "lr_scale"), ("divergence_guard", "rollback"),
-                                                        ("divergence_guard", "lr_scale")]
+    assert [(x["policy"], x["knob"]) for x in lines] == [
+        ("plateau", "lr_scale"),
+        ("divergence_guard", "rollback"),
+        ("divergence_guard", "lr_scale"),
+    ]
     assert set(lines[0]) == {"step", "policy", "knob", "old", "new", "reason", "signals"}
     summary = coach.summary()
-    assert summary["decisions"] == {"divergence_guard:lr_scale": 1, "divergence_guard:rollback": 1,
-                                    "plateau:lr_scale": 1}
+    assert summary["decisions"] == {
+        "divergence_guard:lr_scale": 1,
+        "divergence_guard:rollback": 1,
+        "plateau:lr_scale": 1,
+    }
     assert summary["knobs"]["lr_scale"] == {"start": 1.0, "end": 0.25}
     assert any("lr_scale 1 -> 0.25" in line for line in coach.summary_lines())
     coach.truncate_log(3)
     assert len(path.read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("policies, words", [
-    ("[nope]", "unknown coach policy 'nope'"),
-    ("[{plateau: {patiance: 2}}]", "has no parameter 'patiance'"),
-    ("[{plateau: {patience: two}}]", "must be int"),
-    ("[{hypergradient_lr: {min_scale: 2, max_scale: 1}}]", "min_scale (2) is greater than max_scale (1)"),
-    ("[{regularisation: {dropout_min: 0.5, dropout_max: 0.1}}]", "dropout_min"),
-    ("[{plateau: {factor: 1.5}}]", "factor must be in (0, 1)"),
-    ("[plateau, plateau]", "listed twice"),
-    ("[[plateau]]", "must be a policy name"),
-])
+@pytest.mark.parametrize(
+    "policies, words",
+    [
+        ("[nope]", "unknown coach policy 'nope'"),
+        ("[{plateau: {patiance: 2}}]", "has no parameter 'patiance'"),
+        ("[{plateau: {patience: two}}]", "must be int"),
+        ("[{hypergradient_lr: {min_scale: 2, max_scale: 1}}]", "min_scale (2) is greater than max_scale (1)"),
+        ("[{regularisation: {dropout_min: 0.5, dropout_max: 0.1}}]", "dropout_min"),
+        ("[{plateau: {factor: 1.5}}]", "factor must be in (0, 1)"),
+        ("[plateau, plateau]", "listed twice"),
+        ("[[plateau]]", "must be a policy name"),
+    ],
+)
 def test_bad_policies_are_refused_at_config_time(policies, words):
     with pytest.raises(AttncoachError) as info:
         load_config(None, ["coach.enabled=true", f"coach.policies={policies}"])
@@ -296,8 +326,11 @@ def test_a_curriculum_data_shift_resets_the_guards_loss_references():
     for step in range(1, 121):  # the easy examples of a first round: well below the loss of guessing
         assert policy.observe(Signals(step, loss=0.5, loss_ema=0.5, chance_loss=1.1), knobs) == []
     policy.data_shift()  # a Leitner round of the examples answered wrong: their loss is near guessing
-    seen = [d for step in range(121, 200)
-            for d in policy.observe(Signals(step, loss=1.08, loss_ema=1.08, chance_loss=1.1), knobs)]
+    seen = [
+        d
+        for step in range(121, 200)
+        for d in policy.observe(Signals(step, loss=1.08, loss_ema=1.08, chance_loss=1.1), knobs)
+    ]
     assert seen == [], "the harder round is not a collapse"
 
 

@@ -22,7 +22,9 @@ def _out(logits, labels=None):
         encoder = staticmethod(lambda ids, mask: None)
         head = staticmethod(lambda hidden, mask: logits)
 
-    return task.step(Model(), {**batch, "input_ids": torch.zeros(len(logits), 1), "attention_mask": torch.ones(len(logits), 1)})
+    return task.step(
+        Model(), {**batch, "input_ids": torch.zeros(len(logits), 1), "attention_mask": torch.ones(len(logits), 1)}
+    )
 
 
 def _batch(ids, labels):

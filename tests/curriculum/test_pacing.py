@@ -21,7 +21,7 @@ def test_every_pacing_starts_at_c0_grows_and_ends_at_one(name):
 
 def test_sqrt_pacing_is_the_platanios_formula():
     c0, t = 0.01, 0.3
-    assert PACINGS["sqrt"](t, start=c0, steps=4) == pytest.approx(math.sqrt(t * (1 - c0 ** 2) + c0 ** 2))
+    assert PACINGS["sqrt"](t, start=c0, steps=4) == pytest.approx(math.sqrt(t * (1 - c0**2) + c0**2))
     assert PACINGS["linear"](t, start=c0, steps=4) == pytest.approx(t * (1 - c0) + c0)
     # the square root widens faster at first than linear pacing
     assert PACINGS["sqrt"](0.1, start=0.1, steps=4) > PACINGS["linear"](0.1, start=0.1, steps=4)

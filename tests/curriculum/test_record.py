@@ -57,8 +57,9 @@ def test_jsonl_rankings_find_hard_suspect_and_unforgettable_examples(tmp_path):
     for pred in (0, 1, 0):
         _present(record, [2], [pred], [0], losses=[1.0])
     path = tmp_path / "examples.jsonl"
-    record.write_jsonl(path, ["a", "b", "c", "d"], gold, ["neg", "pos"], [10, 11, 12, 13],
-                       extra={"box": np.array([4, 0, 1, 0])})
+    record.write_jsonl(
+        path, ["a", "b", "c", "d"], gold, ["neg", "pos"], [10, 11, 12, 13], extra={"box": np.array([4, 0, 1, 0])}
+    )
     rows = read_examples_jsonl(path)
     assert [r["text"] for r in rank(rows, "hardest", 2)] == ["b", "c"]
     assert [r["text"] for r in rank(rows, "suspect", 5)] == ["b", "d"]  # most confidently wrong first

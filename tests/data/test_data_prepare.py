@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from attncoach.config import DataConfig
-from attncoach.data.prepare import encode_examples, label_names, prepare_data
 from attncoach.data.example import Example
+from attncoach.data.prepare import encode_examples, label_names, prepare_data
 from attncoach.data.sources import read_examples
 from attncoach.data.tokenizer import train_tokenizer
 from attncoach.errors import AttncoachError

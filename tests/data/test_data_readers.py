@@ -25,7 +25,11 @@ def test_csv_columns_in_any_order_with_split(write_file):
     path = write_file("d.csv", "id,part,label,text\n1,train,pos,a\n2,Validation,neg,b\n3,DEV,neg,c\n4, test ,pos,d\n")
     rows = read_table(path, None, "utf-8", SPLIT_COLUMNS)
     assert [(r.text, r.label, r.split) for r in rows] == [
-        ("a", "pos", "train"), ("b", "neg", "val"), ("c", "neg", "val"), ("d", "pos", "test")]
+        ("a", "pos", "train"),
+        ("b", "neg", "val"),
+        ("c", "neg", "val"),
+        ("d", "pos", "test"),
+    ]
 
 
 def test_tsv_rows_with_and_without_split(write_file):
@@ -37,12 +41,18 @@ def test_tsv_rows_with_and_without_split(write_file):
 
 
 def test_jsonl_rows_labels_as_str_and_split(write_file):
-    path = write_file("d.jsonl", '{"text": "a", "label": 1, "part": "train"}\n\n'
-                                 '{"text": "b", "label": "neg", "part": "val"}\n'
-                                 '{"text": "c", "label": 2.0, "part": "test"}\n')
+    path = write_file(
+        "d.jsonl",
+        '{"text": "a", "label": 1, "part": "train"}\n\n'
+        '{"text": "b", "label": "neg", "part": "val"}\n'
+        '{"text": "c", "label": 2.0, "part": "test"}\n',
+    )
     rows = read_table(path, None, "utf-8", SPLIT_COLUMNS)
     assert [(r.text, r.label, r.split, r.line) for r in rows] == [
-        ("a", "1", "train", 1), ("b", "neg", "val", 3), ("c", "2", "test", 4)]
+        ("a", "1", "train", 1),
+        ("b", "neg", "val", 3),
+        ("c", "2", "test", 4),
+    ]
     assert [r.split for r in read_table(path, None, "utf-8", COLUMNS)] == [None, None, None]
 
 
@@ -99,9 +109,15 @@ def test_directory(tmp_path):
     expect_error(tmp_path / "d.csv", ["is a directory"])
 
 
-@pytest.mark.parametrize("name,content", [
-    ("empty.csv", ""), ("header.csv", "text,label\n"), ("blank.tsv", "\n\n"), ("empty.jsonl", "\n  \n"),
-])
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("empty.csv", ""),
+        ("header.csv", "text,label\n"),
+        ("blank.tsv", "\n\n"),
+        ("empty.jsonl", "\n  \n"),
+    ],
+)
 def test_no_rows(write_file, name, content):
     path = write_file(name, content)
     expect_error(path, [f"data file {path} has no rows"])
@@ -117,13 +133,16 @@ def test_missing_label_column(write_file):
 
 
 def test_missing_split_column(write_file):
-    expect_error(write_file("d.csv", "text,label\nx,y\n"), ["has no column 'part'", "data.split_column"],
-                 columns=SPLIT_COLUMNS)
+    expect_error(
+        write_file("d.csv", "text,label\nx,y\n"), ["has no column 'part'", "data.split_column"], columns=SPLIT_COLUMNS
+    )
 
 
 def test_missing_jsonl_key_lists_keys(write_file):
-    expect_error(write_file("d.jsonl", '{"sentence": "x", "label": 1}\n{"label": 2, "id": 3}\n'),
-                 ["has no column 'text'", "columns: sentence, label, id"])
+    expect_error(
+        write_file("d.jsonl", '{"sentence": "x", "label": 1}\n{"label": 2, "id": 3}\n'),
+        ["has no column 'text'", "columns: sentence, label, id"],
+    )
 
 
 def test_invalid_utf8_names_its_line(write_file):
@@ -154,11 +173,14 @@ def test_jsonl_text_that_is_not_a_scalar(write_file):
     expect_error(write_file("d.jsonl", '{"text": ["a"], "label": "x"}\n'), ["line 1", "'text'", "string or a number"])
 
 
-@pytest.mark.parametrize("name,content,line", [
-    ("d.csv", "text,label,part\na,x,train\nb,y,holdout\n", 3),
-    ("d.tsv", "text\tlabel\tpart\na\tx\ttrain\nb\ty\ttest\nc\tz\t\n", 4),
-    ("d.jsonl", '{"text": "a", "label": "x", "part": "train"}\n{"text": "b", "label": "y", "part": 7}\n', 2),
-])
+@pytest.mark.parametrize(
+    "name,content,line",
+    [
+        ("d.csv", "text,label,part\na,x,train\nb,y,holdout\n", 3),
+        ("d.tsv", "text\tlabel\tpart\na\tx\ttrain\nb\ty\ttest\nc\tz\t\n", 4),
+        ("d.jsonl", '{"text": "a", "label": "x", "part": "train"}\n{"text": "b", "label": "y", "part": 7}\n', 2),
+    ],
+)
 def test_bad_split_value_names_its_line(write_file, name, content, line):
     path = write_file(name, content)
     expect_error(path, [f"{path}: line {line} has split", "train, val", "test"], columns=SPLIT_COLUMNS)

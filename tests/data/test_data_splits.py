@@ -27,8 +27,13 @@ def texts(examples: list[Example]) -> list[str]:
 
 
 def test_dedupe_keeps_first_and_counts_conflicts(caplog):
-    examples = [Example("a", "x", line=2), Example("b", "y", line=3), Example("a", "x", line=4),
-                Example("a", "z", line=5), Example("c", "y", line=6)]
+    examples = [
+        Example("a", "x", line=2),
+        Example("b", "y", line=3),
+        Example("a", "x", line=4),
+        Example("a", "z", line=5),
+        Example("c", "y", line=6),
+    ]
     with caplog.at_level(logging.INFO, logger="attncoach"):
         kept, removed = dedupe(examples)
     assert [(e.text, e.line) for e in kept] == [("a", 2), ("b", 3), ("c", 6)]

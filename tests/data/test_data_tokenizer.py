@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from attncoach.data.tokenizer import (SPECIAL_TOKENS, auto_max_length, encode_texts, load_tokenizer, pad_token_id,
-                                      save_tokenizer, train_tokenizer, truncate_ids)
+from attncoach.data.tokenizer import (
+    SPECIAL_TOKENS,
+    auto_max_length,
+    encode_texts,
+    load_tokenizer,
+    pad_token_id,
+    save_tokenizer,
+    train_tokenizer,
+    truncate_ids,
+)
 from attncoach.errors import AttncoachError
 
 
@@ -92,14 +100,17 @@ def test_truncate_ids_edge_cases():
     assert truncate_ids([2, 10, 11, 3], 2, keep_tail=0) == [2, 10]
 
 
-@pytest.mark.parametrize("lengths,quantile,cap,expected", [
-    ([3, 4, 5], 1.0, 256, 8),
-    ([10] * 99 + [100], 0.99, 256, 16),
-    ([10] * 99 + [100], 1.0, 256, 104),
-    ([17, 18], 1.0, 256, 24),
-    ([16], 1.0, 256, 16),
-    ([500], 0.99, 256, 256),
-    ([3], 1.0, 4, 4),
-])
+@pytest.mark.parametrize(
+    "lengths,quantile,cap,expected",
+    [
+        ([3, 4, 5], 1.0, 256, 8),
+        ([10] * 99 + [100], 0.99, 256, 16),
+        ([10] * 99 + [100], 1.0, 256, 104),
+        ([17, 18], 1.0, 256, 24),
+        ([16], 1.0, 256, 16),
+        ([500], 0.99, 256, 256),
+        ([3], 1.0, 4, 4),
+    ],
+)
 def test_auto_max_length(lengths, quantile, cap, expected):
     assert auto_max_length(lengths, quantile, cap) == expected

@@ -23,13 +23,21 @@ from attncoach.errors import AttncoachError
 
 def make_interactions(rows: list[tuple[str, str, float]]) -> Interactions:
     users, items, times = zip(*rows)
-    return Interactions(np.array(users, dtype=str), np.array(items, dtype=str), np.array(times, dtype=np.float64),
-                        None, np.arange(2, len(rows) + 2, dtype=np.int64))
+    return Interactions(
+        np.array(users, dtype=str),
+        np.array(items, dtype=str),
+        np.array(times, dtype=np.float64),
+        None,
+        np.arange(2, len(rows) + 2, dtype=np.int64),
+    )
 
 
 def test_recbole_inter_strips_types(write_file):
-    path = write_file("x.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                                 "196\t242\t3\t881250949\n186\t302\t3.5\t891717742\n")
+    path = write_file(
+        "x.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "196\t242\t3\t881250949\n186\t302\t3.5\t891717742\n",
+    )
     inter = read_interactions(path)
     assert inter.users.tolist() == ["196", "186"]
     assert inter.items.tolist() == ["242", "302"]
@@ -154,8 +162,9 @@ def test_headerless_with_wrong_width(write_file):
 
 
 def test_sequences_are_chronological_with_stable_ties():
-    inter = make_interactions([("10", "b", 5), ("2", "c", 1), ("10", "a", 3), ("10", "c", 5), ("2", "b", 1),
-                               ("10", "d", 5), ("2", "a", 0)])
+    inter = make_interactions(
+        [("10", "b", 5), ("2", "c", 1), ("10", "a", 3), ("10", "c", 5), ("2", "b", 1), ("10", "d", 5), ("2", "a", 0)]
+    )
     seqs = build_sequences(inter, min_interactions=1)
     assert seqs.user_ids == ["2", "10"]  # integer ids sort numerically
     assert seqs.item_ids == ["a", "b", "c", "d"]  # others lexically; index i + 1 -> item_ids[i]
@@ -240,8 +249,9 @@ def test_builtin_without_recbole(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     with pytest.raises(AttncoachError) as info:
         load_builtin_interactions("movielens-100k")
-    assert str(info.value) == ("the built-in corpus movielens-100k needs the file shipped by recbole: "
-                               "pip install --no-deps recbole")
+    assert str(info.value) == (
+        "the built-in corpus movielens-100k needs the file shipped by recbole: pip install --no-deps recbole"
+    )
 
 
 @pytest.mark.skipif(importlib.util.find_spec("recbole") is None, reason="recbole is not installed")
@@ -249,8 +259,13 @@ def test_builtin_movielens_100k():
     inter = load_builtin_interactions("movielens-100k")
     assert len(inter) == 100_000
     seqs = build_sequences(inter, min_interactions=3)
-    assert seqs.stats == {"interactions": 100_000, "users": 943, "items": 1682, "dropped_users": 0,
-                          "dropped_interactions": 0}
+    assert seqs.stats == {
+        "interactions": 100_000,
+        "users": 943,
+        "items": 1682,
+        "dropped_users": 0,
+        "dropped_interactions": 0,
+    }
     split = leave_one_out(seqs)
     assert split["test"].target.shape == (943,)
     negatives = sampled_negatives(len(seqs.item_ids), seqs.histories, n=100, seed=0)

@@ -28,8 +28,16 @@ SUBNETS = {
 
 def _model(norm_first: bool = True, seed: int = 0, **overrides) -> TextClassifier:
     torch.manual_seed(seed)
-    settings = dict(vocab_size=VOCAB, dim=16, layers=3, heads=4, ffn_dim=32, max_position=16,
-                    norm_first=norm_first, type_vocab_size=0 if norm_first else 2)
+    settings = dict(
+        vocab_size=VOCAB,
+        dim=16,
+        layers=3,
+        heads=4,
+        ffn_dim=32,
+        max_position=16,
+        norm_first=norm_first,
+        type_vocab_size=0 if norm_first else 2,
+    )
     model = TextClassifier(EncoderConfig(**{**settings, **overrides}), num_labels=3, head_dropout=0.2)
     with torch.no_grad():  # non-zero biases and norms, so that a wrong slice shows
         for name, p in model.named_parameters():
@@ -89,15 +97,22 @@ def test_exported_config_lists_each_layer_and_keeps_the_rest():
     assert (config.layers, config.layer_heads, config.layer_ffn, config.head_dim) == (2, [4, 3], [32, 9], 4)
     assert (config.dropout, config.attention_dropout, small.head.dropout.p) == (0.3, 0.2, 0.2)
     assert {k: v for k, v in small.config_dict().items() if k != "encoder"} == {
-        k: v for k, v in model.config_dict().items() if k != "encoder"}
+        k: v for k, v in model.config_dict().items() if k != "encoder"
+    }
     assert export_subnet(model.train(), SubnetConfig()).training  # the training mode is kept
 
 
 def test_export_of_a_rewired_model_keeps_its_best_heads():
     model = _model(norm_first=False)
     torch.manual_seed(2)
-    batches = [{"input_ids": torch.randint(1, VOCAB, (8, T)), "attention_mask": torch.ones(8, T, dtype=torch.bool),
-                "labels": torch.randint(0, 3, (8,))} for _ in range(2)]
+    batches = [
+        {
+            "input_ids": torch.randint(1, VOCAB, (8, T)),
+            "attention_mask": torch.ones(8, T, dtype=torch.bool),
+            "labels": torch.randint(0, 3, (8,)),
+        }
+        for _ in range(2)
+    ]
     rewire(model, importance(model, batches))
     subnet = SUBNETS["per-layer, middle dropped"]
     inputs = _inputs(model)
@@ -135,30 +150,46 @@ def test_export_refuses_a_subnet_that_does_not_fit():
 
 
 def test_encoder_config_round_trip_with_per_layer_sizes():
-    config = EncoderConfig(vocab_size=VOCAB, dim=16, layers=2, heads=3, head_dim=4,
-                           layer_heads=(3, 1), layer_ffn=[8, 2])
+    config = EncoderConfig(
+        vocab_size=VOCAB, dim=16, layers=2, heads=3, head_dim=4, layer_heads=(3, 1), layer_ffn=[8, 2]
+    )
     assert config.layer_heads == [3, 1]  # tuples become lists, as JSON gives them back
     assert EncoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert (config.heads_per_layer(), config.ffn_per_layer(), config.resolved_head_dim()) == ((3, 1), (8, 2), 4)
 
 
 def test_an_old_encoder_config_without_the_new_keys_loads():
-    old = {"vocab_size": VOCAB, "dim": 16, "layers": 2, "heads": 4, "ffn_dim": 32, "max_position": 16,
-           "dropout": 0.1, "attention_dropout": 0.1, "activation": "gelu", "norm_first": True,
-           "layer_norm_eps": 1e-5, "type_vocab_size": 0, "pad_id": 0}
+    old = {
+        "vocab_size": VOCAB,
+        "dim": 16,
+        "layers": 2,
+        "heads": 4,
+        "ffn_dim": 32,
+        "max_position": 16,
+        "dropout": 0.1,
+        "attention_dropout": 0.1,
+        "activation": "gelu",
+        "norm_first": True,
+        "layer_norm_eps": 1e-5,
+        "type_vocab_size": 0,
+        "pad_id": 0,
+    }
     config = EncoderConfig.from_dict(old)
     assert (config.head_dim, config.layer_heads, config.layer_ffn) == (None, None, None)
     assert config.heads_per_layer() == (4, 4) and config.resolved_head_dim() == 4
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"layer_heads": [2]}, "layer_heads must be a list of 2 values"),
-    ({"layer_ffn": [8, 0]}, "layer_ffn must be a list of 2 values"),
-    ({"layer_heads": [2.0, 1]}, r"layer_heads must be list\[int\]"),
-    ({"head_dim": 0}, "head_dim must be positive"),
-    ({"head_dim": 4.0}, "head_dim must be int"),
-    ({"dim": 10, "heads": 4}, "divisible"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"layer_heads": [2]}, "layer_heads must be a list of 2 values"),
+        ({"layer_ffn": [8, 0]}, "layer_ffn must be a list of 2 values"),
+        ({"layer_heads": [2.0, 1]}, r"layer_heads must be list\[int\]"),
+        ({"head_dim": 0}, "head_dim must be positive"),
+        ({"head_dim": 4.0}, "head_dim must be int"),
+        ({"dim": 10, "heads": 4}, "divisible"),
+    ],
+)
 def test_encoder_config_refuses_bad_per_layer_sizes(overrides, message):
     with pytest.raises(ValueError, match=message):
         EncoderConfig(**{"vocab_size": VOCAB, "dim": 16, "layers": 2, "heads": 4, **overrides})
@@ -182,9 +213,16 @@ def model_dir(tmp_path):
     save_tokenizer(tokenizer, folder / "tokenizer.json")
     atomic_write_json(folder / "labels.json", ["a", "b", "c"])
     atomic_save_safetensors(model.state_dict(), folder / "model.safetensors")
-    atomic_write_json(folder / "model_config.json", {
-        "format": MODEL_FORMAT, "attncoach_version": "0", "model": model.config_dict(), "max_length": 12,
-        "elastic": {"widths": [0.25, 0.5, 1.0], "depths": [0.5, 1.0], "ffn_widths": None, "per_layer": False}})
+    atomic_write_json(
+        folder / "model_config.json",
+        {
+            "format": MODEL_FORMAT,
+            "attncoach_version": "0",
+            "model": model.config_dict(),
+            "max_length": 12,
+            "elastic": {"widths": [0.25, 0.5, 1.0], "depths": [0.5, 1.0], "ffn_widths": None, "per_layer": False},
+        },
+    )
     return folder
 
 
@@ -193,13 +231,20 @@ def test_export_model_dir_writes_a_plain_smaller_model(model_dir, tmp_path):
     summary = export_model_dir(model_dir, subnet, tmp_path / "small", "--subnet s.json")
     out = tmp_path / "small"
     assert sorted(p.name for p in out.iterdir()) == [
-        "labels.json", "model.safetensors", "model_config.json", "tokenizer.json"]
+        "labels.json",
+        "model.safetensors",
+        "model_config.json",
+        "tokenizer.json",
+    ]
     config = json.loads((out / "model_config.json").read_text())
     assert "elastic" not in config and config["max_length"] == 12 and config["format"] == MODEL_FORMAT
-    assert config["exported_from"] == {"model": str(model_dir), "subnet": subnet.to_dict(),
-                                       "parameters": summary.parameters,
-                                       "source_parameters": summary.source_parameters,
-                                       "named_by": "--subnet s.json"}
+    assert config["exported_from"] == {
+        "model": str(model_dir),
+        "subnet": subnet.to_dict(),
+        "parameters": summary.parameters,
+        "source_parameters": summary.source_parameters,
+        "named_by": "--subnet s.json",
+    }
     assert summary.parameters < summary.source_parameters and summary.file_bytes < summary.source_file_bytes
     source, small = SavedClassifier.load(model_dir), SavedClassifier.load(out)
     assert small.space is None and small.labels == source.labels
@@ -215,10 +260,13 @@ def test_export_model_dir_fills_an_empty_folder(model_dir, tmp_path):
     assert (tmp_path / "empty" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize(("out", "message"), [
-    ("model", "not empty"),
-    ("model/model.safetensors/small", "which is a file"),
-])
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("model", "not empty"),
+        ("model/model.safetensors/small", "which is a file"),
+    ],
+)
 def test_export_model_dir_refuses_a_bad_out_dir(model_dir, tmp_path, out, message):
     with pytest.raises(AttncoachError, match=message):
         export_model_dir(model_dir, SubnetConfig(), tmp_path / out)

@@ -11,8 +11,18 @@ from attncoach.models.encoder import EncoderConfig
 
 def _model_and_batches(seed=0, norm_first=True):
     torch.manual_seed(seed)
-    cfg = EncoderConfig(vocab_size=60, dim=16, layers=2, heads=4, ffn_dim=32, max_position=16, dropout=0.0,
-                        attention_dropout=0.0, norm_first=norm_first, type_vocab_size=0 if norm_first else 2)
+    cfg = EncoderConfig(
+        vocab_size=60,
+        dim=16,
+        layers=2,
+        heads=4,
+        ffn_dim=32,
+        max_position=16,
+        dropout=0.0,
+        attention_dropout=0.0,
+        norm_first=norm_first,
+        type_vocab_size=0 if norm_first else 2,
+    )
     model = TextClassifier(cfg, num_labels=3, head_dropout=0.0)
     batches = []
     for _ in range(3):

@@ -49,9 +49,9 @@ def test_pareto_front_on_hand_made_rows():
     rows = [
         {"macro_f1": 0.90, "latency_ms_b32": 10.0, "parameters": 100},  # best quality: front
         {"macro_f1": 0.80, "latency_ms_b32": 12.0, "parameters": 100},  # dominated by row 0
-        {"macro_f1": 0.70, "latency_ms_b32": 2.0, "parameters": 50},    # fastest and smallest: front
-        {"macro_f1": 0.70, "latency_ms_b32": 2.0, "parameters": 60},    # dominated by row 2 (bigger)
-        {"macro_f1": 0.75, "latency_ms_b32": 5.0, "parameters": 40},    # smallest of all: front
+        {"macro_f1": 0.70, "latency_ms_b32": 2.0, "parameters": 50},  # fastest and smallest: front
+        {"macro_f1": 0.70, "latency_ms_b32": 2.0, "parameters": 60},  # dominated by row 2 (bigger)
+        {"macro_f1": 0.75, "latency_ms_b32": 5.0, "parameters": 40},  # smallest of all: front
         {"macro_f1": 0.90, "latency_ms_b32": 10.0, "parameters": 100},  # equal to row 0: not dominated
     ]
     assert pareto_front(rows) == [True, False, True, False, True, True]
@@ -84,14 +84,17 @@ def test_candidates_of_a_per_layer_space():
     space = ElasticSpace(widths=(0.5, 1.0), depths=(0.5, 1.0), per_layer=True)
     assert count_candidates(space, config) == 2 + 4
     names = [c.name for c in all_candidates(space, config)]
-    assert names == ["w0.50 d0.50", "w1.00 d0.50", "w0.50 d1.00", "w0.50/1.00 d1.00", "w1.00/0.50 d1.00",
-                     "w1.00 d1.00"]
+    assert names == ["w0.50 d0.50", "w1.00 d0.50", "w0.50 d1.00", "w0.50/1.00 d1.00", "w1.00/0.50 d1.00", "w1.00 d1.00"]
     mixed = Genome(1.0, (1.0, 0.5)).candidate(config).subnet
     assert mixed.layers == (0, 1) and mixed.heads == (2, 1) and mixed.ffn == (8, 4)
     assert Genome(1.0, (0.5, 0.5)).candidate(config) == Genome(1.0, (0.5,)).candidate(config)
     separate = ElasticSpace(widths=(0.5, 1.0), depths=(1.0,), ffn_widths=(0.25, 1.0))
-    assert [c.name for c in uniform_grid(separate, config)] == ["w0.50 f0.25 d1.00", "w0.50 f1.00 d1.00",
-                                                                "w1.00 f0.25 d1.00", "w1.00 f1.00 d1.00"]
+    assert [c.name for c in uniform_grid(separate, config)] == [
+        "w0.50 f0.25 d1.00",
+        "w0.50 f1.00 d1.00",
+        "w1.00 f0.25 d1.00",
+        "w1.00 f1.00 d1.00",
+    ]
 
 
 def test_exhaustive_search_matches_brute_force(clf, split):
@@ -148,8 +151,7 @@ def test_search_on_a_per_layer_space_is_deterministic(clf, split):
 
 @pytest.mark.parametrize("fitness_examples", [None, 8])
 def test_evolutionary_search_is_never_worse_than_the_uniform_baselines(clf, split, fitness_examples):
-    clf.space = ElasticSpace(widths=(0.25, 0.5, 0.75, 1.0), depths=(0.5, 1.0), ffn_widths=(0.25, 1.0),
-                             per_layer=True)
+    clf.space = ElasticSpace(widths=(0.25, 0.5, 0.75, 1.0), depths=(0.5, 1.0), ffn_widths=(0.25, 1.0), per_layer=True)
     budget = Budget(max_params=(active_parameters(clf.model)[1] * 2) // 3)
     result = search(clf, split, budget, seed=0, repeats=1, fitness_examples=fitness_examples)
     assert result["search"] == "evolutionary"
@@ -171,14 +173,17 @@ def test_a_generous_latency_budget_picks_the_best_subnet(clf, split):
     assert result["budget"] == {"max_latency_ms": 1e4, "max_params": None, "batch": 2}
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({}, "exactly one budget"),
-    ({"max_latency_ms": 1.0, "max_params": 10}, "exactly one budget"),
-    ({"max_params": 0}, "positive"),
-    ({"max_latency_ms": -1.0}, "positive"),
-    ({"max_latency_ms": float("nan")}, "positive"),
-    ({"max_latency_ms": 1.0, "batch": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({}, "exactly one budget"),
+        ({"max_latency_ms": 1.0, "max_params": 10}, "exactly one budget"),
+        ({"max_params": 0}, "positive"),
+        ({"max_latency_ms": -1.0}, "positive"),
+        ({"max_latency_ms": float("nan")}, "positive"),
+        ({"max_latency_ms": 1.0, "batch": 0}, "at least 1"),
+    ],
+)
 def test_bad_budgets(kwargs, words):
     with pytest.raises(AttncoachError, match=words):
         Budget(**kwargs)

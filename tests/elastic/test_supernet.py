@@ -20,8 +20,10 @@ CONFIG = EncoderConfig(vocab_size=50, dim=16, layers=4, heads=4, ffn_dim=32, dro
 
 
 @pytest.mark.parametrize("name", sorted(SUBNET_SAMPLERS))
-@pytest.mark.parametrize("space", [ElasticSpace(), ElasticSpace(widths=(0.5, 1.0), depths=(0.25, 1.0),
-                                                                ffn_widths=(0.25, 1.0), per_layer=True)])
+@pytest.mark.parametrize(
+    "space",
+    [ElasticSpace(), ElasticSpace(widths=(0.5, 1.0), depths=(0.25, 1.0), ffn_widths=(0.25, 1.0), per_layer=True)],
+)
 def test_every_sampler_keeps_the_contract(name, space):
     sampler = make_sampler(name, space, CONFIG, random_subnets=2, seed=3)
     model = TextClassifier(CONFIG, num_labels=3)
@@ -78,8 +80,11 @@ def test_sandwich_gradient_is_the_gradient_of_the_summed_losses(distill):
     torch.manual_seed(0)
     model = TextClassifier(CONFIG, num_labels=3, head_dropout=0.0)
     ids, mask, gold = _batch()
-    subnets = [SubnetConfig(), SubnetConfig(layers=(0, 3), heads=(1,) * 4, ffn=(8,) * 4),
-               SubnetConfig(layers=(1, 2), heads=(2, 3, 4, 1), ffn=(16, 8, 32, 24))]
+    subnets = [
+        SubnetConfig(),
+        SubnetConfig(layers=(0, 3), heads=(1,) * 4, ffn=(8,) * 4),
+        SubnetConfig(layers=(1, 2), heads=(2, 3, 4, 1), ffn=(16, 8, 32, 24)),
+    ]
     task = TASKS["text_classification"](label_smoothing=0.1)
     step = InPlaceDistillation(_Fixed(subnets), task, distill=distill, temperature=2.0, hidden_weight=0.5)
     model.zero_grad()
@@ -134,18 +139,21 @@ def test_distillation_pulls_the_small_subnet_towards_the_teacher():
     assert losses.smallest < first / 2, (first, losses.smallest)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("elastic.widths=[0.5]", "must include 1.0"),
-    ("elastic.widths=[0, 1]", "fractions in (0, 1]"),
-    ("elastic.depths=[]", "non-empty"),
-    ("elastic.ffn_widths=[1.5]", "elastic.ffn_widths"),
-    ("elastic.distill=soft", "elastic.distill"),
-    ("elastic.sampler=greedy", "elastic.sampler"),
-    ("elastic.rewire=sometimes", "elastic.rewire"),
-    ("elastic.random_subnets=-1", "elastic.random_subnets"),
-    ("elastic.temperature=0", "elastic.temperature"),
-    ("elastic.width=0.5", "unknown config key"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("elastic.widths=[0.5]", "must include 1.0"),
+        ("elastic.widths=[0, 1]", "fractions in (0, 1]"),
+        ("elastic.depths=[]", "non-empty"),
+        ("elastic.ffn_widths=[1.5]", "elastic.ffn_widths"),
+        ("elastic.distill=soft", "elastic.distill"),
+        ("elastic.sampler=greedy", "elastic.sampler"),
+        ("elastic.rewire=sometimes", "elastic.rewire"),
+        ("elastic.random_subnets=-1", "elastic.random_subnets"),
+        ("elastic.temperature=0", "elastic.temperature"),
+        ("elastic.width=0.5", "unknown config key"),
+    ],
+)
 def test_bad_elastic_config_is_refused(override, words):
     with pytest.raises(AttncoachError, match=None) as info:
         load_config(None, [override])

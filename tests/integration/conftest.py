@@ -17,8 +17,14 @@ def tiny_bert(tmp_path: Path) -> Path:
     directory = tmp_path / "tiny-bert"
     words = sorted({w for ws in SENTIMENT_WORDS.values() for w in ws} | set(FILLER_WORDS))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "#", *words, *map(str, range(10))]
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     transformers.BertModel(config).save_pretrained(directory)
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return directory

@@ -42,7 +42,10 @@ def test_coach_decisions_are_logged_summarised_and_applied(tiny_csv, tmp_path, c
     err = capsys.readouterr().err
     decisions = _decisions(out)
     assert [(d["policy"], d["knob"], d["new"]) for d in decisions] == [
-        ("plateau", "lr_scale", 0.5), ("plateau", "lr_scale", 0.25), ("plateau", "stop", True)]
+        ("plateau", "lr_scale", 0.5),
+        ("plateau", "lr_scale", 0.25),
+        ("plateau", "stop", True),
+    ]
     assert decisions[0]["step"] == 20 and "stalled" in decisions[0]["reason"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["coach"]["knobs"]["lr_scale"] == {"start": 1.0, "end": 0.25}
@@ -59,8 +62,10 @@ def test_coach_decisions_are_logged_summarised_and_applied(tiny_csv, tmp_path, c
 
 def test_coached_run_resumes_with_the_same_decisions(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    policies = "coach.policies=[hypergradient_lr, {plateau: {patience: 1, min_delta: 0.5, max_decays: 5}}, " \
-               "regularisation, {batch_growth: {threshold: 0.001, cooldown: 15}}, divergence_guard]"
+    policies = (
+        "coach.policies=[hypergradient_lr, {plateau: {patience: 1, min_delta: 0.5, max_decays: 5}}, "
+        "regularisation, {batch_growth: {threshold: 0.001, cooldown: 15}}, divergence_guard]"
+    )
     reference = _run(tiny_csv, out, 80, policies, "train.checkpoint_every=20", "coach.noise_every=2")
     assert {d["knob"] for d in _decisions(out)} >= {"lr_scale", "accumulation"}
     _assert_resume_repeats(out, reference)
@@ -69,9 +74,16 @@ def test_coached_run_resumes_with_the_same_decisions(tiny_csv, tmp_path):
 def test_coach_probes_the_lr_first_and_resumes_after_the_probe(tiny_csv, tmp_path):
     out = tmp_path / "probe"
     # lr 1e-4 is far too small for this tiny model: the probe (1e-4 .. 0.1) must find a larger one
-    reference = _run(tiny_csv, out, 300, "train.lr=1e-4", "train.eval_every=10", "train.checkpoint_every=10",
-                     "coach.policies=[{lr_probe: {low: 1, high: 1000}}, divergence_guard, hypergradient_lr, "
-                     "plateau, regularisation]")
+    reference = _run(
+        tiny_csv,
+        out,
+        300,
+        "train.lr=1e-4",
+        "train.eval_every=10",
+        "train.checkpoint_every=10",
+        "coach.policies=[{lr_probe: {low: 1, high: 1000}}, divergence_guard, hypergradient_lr, "
+        "plateau, regularisation]",
+    )
     decisions = _decisions(out)
     probe = [d for d in decisions if d["policy"] == "lr_probe"]
     assert [d["knob"] for d in probe] == ["lr_scale", "rollback", "lr_scale"]
@@ -79,8 +91,13 @@ def test_coach_probes_the_lr_first_and_resumes_after_the_probe(tiny_csv, tmp_pat
     assert probe[2]["new"] >= 10, f"the probe should raise the LR a lot, chose {probe[2]['new']}"
     assert decisions[:3] == probe, "nothing else acts while it probes"
     assert reference["history"][0]["step"] > probe[1]["step"], "no evaluation of the probe's steps"
-    assert reference["coach"]["policies"] == ["lr_probe", "divergence_guard", "hypergradient_lr", "plateau",
-                                              "regularisation"]
+    assert reference["coach"]["policies"] == [
+        "lr_probe",
+        "divergence_guard",
+        "hypergradient_lr",
+        "plateau",
+        "regularisation",
+    ]
     checkpoints = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*"))
     assert checkpoints and checkpoints[0] >= probe[1]["step"], "no checkpoint holds the probe's weights"
     _assert_resume_repeats(out, reference)
@@ -88,8 +105,13 @@ def test_coach_probes_the_lr_first_and_resumes_after_the_probe(tiny_csv, tmp_pat
 
 def test_batch_growth_keeps_the_examples_seen(tiny_csv, tmp_path):
     plain = _run(tiny_csv, tmp_path / "plain", 60, "coach.policies=[divergence_guard]")
-    grown = _run(tiny_csv, tmp_path / "grown", 60, "coach.noise_every=1",
-                 "coach.policies=[{batch_growth: {threshold: 0.001, cooldown: 10, max_accumulation: 4}}]")
+    grown = _run(
+        tiny_csv,
+        tmp_path / "grown",
+        60,
+        "coach.noise_every=1",
+        "coach.policies=[{batch_growth: {threshold: 0.001, cooldown: 10, max_accumulation: 4}}]",
+    )
     assert grown["coach"]["knobs"]["accumulation"] == {"start": 1, "end": 4}
     assert grown["examples_seen"] == plain["examples_seen"] == 60 * 16 and grown["steps"] == 60
     assert grown["test"]["macro_f1"] > 0.6
@@ -109,8 +131,14 @@ class PoisonedRecipe(ClassificationRecipe):
 
 def test_divergence_guard_survives_a_real_nan(tiny_csv, tmp_path):
     out = tmp_path / "nan"
-    cfg = load_config(None, [*tiny_overrides(tiny_csv, out, 60), "coach.enabled=true",
-                             "coach.policies=[{divergence_guard: {snapshot_every: 10}}]"])
+    cfg = load_config(
+        None,
+        [
+            *tiny_overrides(tiny_csv, out, 60),
+            "coach.enabled=true",
+            "coach.policies=[{divergence_guard: {snapshot_every: 10}}]",
+        ],
+    )
     metrics = PoisonedRecipe(cfg, RunDir(out), quiet=True).run()
     decisions = _decisions(out)
     assert [d["knob"] for d in decisions] == ["rollback", "lr_scale"]
@@ -131,8 +159,15 @@ class TwicePoisonedRecipe(PoisonedRecipe):
 
 def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_csv, tmp_path):
     out = tmp_path / "stopped"
-    cfg = load_config(None, [*tiny_overrides(tiny_csv, out, 60), "train.eval_every=100", "coach.enabled=true",
-                             "coach.policies=[{divergence_guard: {snapshot_every: 10, max_rollbacks: 1}}]"])
+    cfg = load_config(
+        None,
+        [
+            *tiny_overrides(tiny_csv, out, 60),
+            "train.eval_every=100",
+            "coach.enabled=true",
+            "coach.policies=[{divergence_guard: {snapshot_every: 10, max_rollbacks: 1}}]",
+        ],
+    )
     metrics = TwicePoisonedRecipe(cfg, RunDir(out), quiet=True).run()
     assert metrics["stopped_early"] and "rollbacks did not help" in metrics["stop_reason"]
     assert metrics["steps"] == 27 and [h["step"] for h in metrics["history"]] == [27]
@@ -140,8 +175,13 @@ def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_
 
 
 def test_target_stops_the_run(tiny_csv, tmp_path):
-    metrics = _run(tiny_csv, tmp_path / "t", 200, "train.target={metric: accuracy, value: 0.6}",
-                   "coach.policies=[divergence_guard]")
+    metrics = _run(
+        tiny_csv,
+        tmp_path / "t",
+        200,
+        "train.target={metric: accuracy, value: 0.6}",
+        "coach.policies=[divergence_guard]",
+    )
     assert metrics["stopped_early"] and metrics["stop_reason"].startswith("target reached: val accuracy")
     assert metrics["steps"] < 200 and metrics["target"]["reached"]
 
@@ -150,6 +190,8 @@ def test_bad_coach_config_leaves_nothing_behind(tiny_csv, tmp_path, capsys):
     out = tmp_path / "bad"
     assert main(["train", *tiny_overrides(tiny_csv, out, 10), "coach.enabled=true", "coach.policies=[warp]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: unknown coach policy 'warp' (known: batch_growth, divergence_guard, hypergradient_lr, lr_probe, "
-                   "plateau, regularisation)"]
+    assert err == [
+        "error: unknown coach policy 'warp' (known: batch_growth, divergence_guard, hypergradient_lr, lr_probe, "
+        "plateau, regularisation)"
+    ]
     assert not out.exists()

@@ -40,8 +40,9 @@ def test_each_scheduler_trains_and_keeps_a_learning_record(tiny_csv, tmp_path, s
 
 def test_competence_curriculum_starts_with_short_examples(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    _train(tiny_csv, out, "curriculum.scheduler=competence", "curriculum.scorer=length", "curriculum.start=0.2",
-           steps=2)  # round 0 only
+    _train(
+        tiny_csv, out, "curriculum.scheduler=competence", "curriculum.scorer=length", "curriculum.start=0.2", steps=2
+    )  # round 0 only
     rows = _rows(out)
     for label in {r["label"] for r in rows}:
         lengths = sorted(r["length"] for r in rows if r["label"] == label)
@@ -53,8 +54,13 @@ def test_competence_curriculum_starts_with_short_examples(tiny_csv, tmp_path):
 @pytest.mark.parametrize("scheduler", ["competence", "self_paced", "leitner"])
 def test_resume_continues_the_same_schedule(tiny_csv, tmp_path, scheduler):
     out = tmp_path / "run"
-    extra = (f"curriculum.scheduler={scheduler}", "curriculum.start=0.3", "curriculum.scorer=el2n",
-             "curriculum.probe_epochs=0.5", "train.checkpoint_every=20")
+    extra = (
+        f"curriculum.scheduler={scheduler}",
+        "curriculum.start=0.3",
+        "curriculum.scorer=el2n",
+        "curriculum.probe_epochs=0.5",
+        "train.checkpoint_every=20",
+    )
     reference = _train(tiny_csv, out, *extra)
     record = (out / "examples.jsonl").read_text()
     rewind_to_first_checkpoint(out)
@@ -66,8 +72,14 @@ def test_resume_continues_the_same_schedule(tiny_csv, tmp_path, scheduler):
 
 def test_pruning_keeps_the_chosen_fraction_and_a_resume_reuses_the_scores(tiny_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    metrics = _train(tiny_csv, out, "curriculum.keep_fraction=0.5", "curriculum.prune_by=el2n",
-                     "curriculum.probe_epochs=1", "train.checkpoint_every=20")
+    metrics = _train(
+        tiny_csv,
+        out,
+        "curriculum.keep_fraction=0.5",
+        "curriculum.prune_by=el2n",
+        "curriculum.probe_epochs=1",
+        "train.checkpoint_every=20",
+    )
     full = len(json.loads((out / "difficulty.json").read_text())["scores"]["el2n"])
     difficulty = json.loads((out / "difficulty.json").read_text())
     kept = difficulty["kept"]
@@ -87,8 +99,9 @@ def test_pruning_keeps_the_chosen_fraction_and_a_resume_reuses_the_scores(tiny_c
 
 def test_random_pruning_and_easiest_end(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    metrics = _train(tiny_csv, out, "curriculum.keep_fraction=0.6", "curriculum.prune_by=length",
-                     "curriculum.keep=easiest", steps=20)
+    metrics = _train(
+        tiny_csv, out, "curriculum.keep_fraction=0.6", "curriculum.prune_by=length", "curriculum.keep=easiest", steps=20
+    )
     difficulty = json.loads((out / "difficulty.json").read_text())
     lengths, kept = difficulty["scores"]["length"], set(difficulty["kept"])
     assert max(lengths[i] for i in kept) <= min(lengths[i] for i in range(len(lengths)) if i not in kept)
@@ -97,8 +110,15 @@ def test_random_pruning_and_easiest_end(tiny_csv, tmp_path):
 
 def test_curriculum_works_with_the_coach_and_elastic_training(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    metrics = _train(tiny_csv, out, "curriculum.scheduler=leitner", "coach.enabled=true", "elastic.enabled=true",
-                     "elastic.depths=[1.0]", steps=40)
+    metrics = _train(
+        tiny_csv,
+        out,
+        "curriculum.scheduler=leitner",
+        "coach.enabled=true",
+        "elastic.enabled=true",
+        "elastic.depths=[1.0]",
+        steps=40,
+    )
     assert sum(metrics["coach"]["decisions"].values()) >= 1 and "elastic" in metrics
     decisions = [json.loads(line) for line in (out / "coach.jsonl").read_text().splitlines()]
     undone = next(d["step"] for d in decisions if d["policy"] == "lr_probe" and d["knob"] == "rollback")
@@ -137,16 +157,19 @@ def test_examples_command_refuses_bad_input_with_one_line(tiny_csv, tmp_path, ca
     assert err[-1].startswith("error: ") and "not valid JSON" in err[-1]
 
 
-@pytest.mark.parametrize("override, words", [
-    ("curriculum.scorer=difficultyness", ("curriculum.scorer", "el2n")),
-    ("curriculum.scheduler=spaced", ("curriculum.scheduler", "leitner")),
-    ("curriculum.pacing=cubic", ("curriculum.pacing", "sqrt")),
-    ("curriculum.keep_fraction=0", ("curriculum.keep_fraction", "(0, 1]")),
-    ("curriculum.keep_fraction=1.5", ("curriculum.keep_fraction",)),
-    ("curriculum.keep=middle", ("curriculum.keep",)),
-    ("curriculum.horizon=9", ("curriculum.horizon", "longer than the run")),
-    ("curriculum.skip_hardest=0.5", ("curriculum.skip_hardest",)),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("curriculum.scorer=difficultyness", ("curriculum.scorer", "el2n")),
+        ("curriculum.scheduler=spaced", ("curriculum.scheduler", "leitner")),
+        ("curriculum.pacing=cubic", ("curriculum.pacing", "sqrt")),
+        ("curriculum.keep_fraction=0", ("curriculum.keep_fraction", "(0, 1]")),
+        ("curriculum.keep_fraction=1.5", ("curriculum.keep_fraction",)),
+        ("curriculum.keep=middle", ("curriculum.keep",)),
+        ("curriculum.horizon=9", ("curriculum.horizon", "longer than the run")),
+        ("curriculum.skip_hardest=0.5", ("curriculum.skip_hardest",)),
+    ],
+)
 def test_bad_curriculum_config_is_one_line_and_leaves_nothing(tiny_csv, tmp_path, capsys, override, words):
     out = tmp_path / "out"
     args = [a for a in tiny_overrides(tiny_csv, out) if not a.startswith("train.max_steps")]
@@ -158,8 +181,18 @@ def test_bad_curriculum_config_is_one_line_and_leaves_nothing(tiny_csv, tmp_path
 
 def test_horizon_longer_than_a_max_steps_run_is_refused_before_anything_is_written(tiny_csv, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10), "curriculum.scheduler=competence",
-                 "curriculum.horizon=5"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--quiet",
+                *tiny_overrides(tiny_csv, out, 10),
+                "curriculum.scheduler=competence",
+                "curriculum.horizon=5",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "curriculum.horizon" in err[0] and "longer than the run" in err[0]
     assert not out.exists()
@@ -179,12 +212,18 @@ def test_a_damaged_difficulty_file_stops_a_resume_with_one_line(tiny_csv, tmp_pa
 
 def test_pruning_can_skip_the_very_hardest_first(tiny_csv, tmp_path):
     out = tmp_path / "run"
-    _train(tiny_csv, out, "curriculum.keep_fraction=0.5", "curriculum.prune_by=length",
-           "curriculum.skip_hardest=0.25", steps=10)
+    _train(
+        tiny_csv,
+        out,
+        "curriculum.keep_fraction=0.5",
+        "curriculum.prune_by=length",
+        "curriculum.skip_hardest=0.25",
+        steps=10,
+    )
     difficulty = json.loads((out / "difficulty.json").read_text())
     lengths, kept = difficulty["scores"]["length"], difficulty["kept"]
     ranked = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    skipped, expected = ranked[:round(0.25 * len(lengths))], ranked[round(0.25 * len(lengths)):][:len(kept)]
+    skipped, expected = ranked[: round(0.25 * len(lengths))], ranked[round(0.25 * len(lengths)) :][: len(kept)]
     assert sorted(kept) == sorted(expected) and not set(kept) & set(skipped)
 
 

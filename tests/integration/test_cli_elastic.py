@@ -13,8 +13,17 @@ from tinydata import rewind_to_first_checkpoint, tiny_overrides, without_times
 
 def _elastic_args(tiny_csv: Path, out: Path, steps: int = 60, *extra: str) -> list[str]:
     keep = [a for a in tiny_overrides(tiny_csv, out, steps) if not a.startswith(("model.layers", "model.heads"))]
-    return ["train", "--quiet", *keep, "model.layers=2", "model.heads=4", "elastic.enabled=true",
-            "elastic.widths=[0.25, 0.5, 1.0]", "train.checkpoint_every=20", *extra]
+    return [
+        "train",
+        "--quiet",
+        *keep,
+        "model.layers=2",
+        "model.heads=4",
+        "elastic.enabled=true",
+        "elastic.widths=[0.25, 0.5, 1.0]",
+        "train.checkpoint_every=20",
+        *extra,
+    ]
 
 
 def test_elastic_run_trains_the_smallest_subnet_too(tiny_csv, tmp_path, capsys):
@@ -27,11 +36,16 @@ def test_elastic_run_trains_the_smallest_subnet_too(tiny_csv, tmp_path, capsys):
     assert elastic["test_smallest"]["macro_f1"] > 0.6, elastic  # far above chance: the small sub-net learned
     assert metrics["test"]["macro_f1"] > 0.6
     for entry in metrics["history"]:
-        assert entry["val_selection"] == pytest.approx((entry["val_macro_f1"] + entry["val_macro_f1_smallest"]) / 2,
-                                                       abs=1e-5)
+        assert entry["val_selection"] == pytest.approx(
+            (entry["val_macro_f1"] + entry["val_macro_f1_smallest"]) / 2, abs=1e-5
+        )
     saved = json.loads((out / "model/model_config.json").read_text())
-    assert saved["elastic"] == {"widths": [0.25, 0.5, 1.0], "depths": [0.5, 1.0], "ffn_widths": None,
-                                "per_layer": False}
+    assert saved["elastic"] == {
+        "widths": [0.25, 0.5, 1.0],
+        "depths": [0.5, 1.0],
+        "ffn_widths": None,
+        "per_layer": False,
+    }
     capsys.readouterr()
     assert main(["eval", str(out), "--json", "--width", "0.25", "--depth", "0.5"]) == 0
     smallest = json.loads(capsys.readouterr().out)
@@ -56,8 +70,19 @@ def test_elastic_run_resumes_to_the_same_result(tiny_csv, tmp_path):
 def test_elastic_fine_tuning_of_a_pretrained_backbone_rewires_first(tiny_csv, tiny_bert, tmp_path, capsys):
     out = tmp_path / "bert"
     keep = [a for a in tiny_overrides(tiny_csv, out, 40) if not a.startswith(("model.", "data.vocab"))]
-    assert main(["train", *keep, f"model.backbone={tiny_bert}", "train.lr=1e-3", "elastic.enabled=true",
-                 "elastic.rewire_batches=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *keep,
+                f"model.backbone={tiny_bert}",
+                "train.lr=1e-3",
+                "elastic.enabled=true",
+                "elastic.rewire_batches=4",
+            ]
+        )
+        == 0
+    )
     assert "rewired heads and FFN neurons by importance over 4 training batches" in capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["elastic"]["smallest"] == "layers=0 heads=1,1 ffn=16,16"

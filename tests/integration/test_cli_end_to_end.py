@@ -25,8 +25,15 @@ def _train(tiny_csv: Path, out: Path, steps: int = 100) -> dict:
 def test_train_eval_predict(tiny_csv, tmp_path, capsys):
     out = tmp_path / "run"
     metrics = _train(tiny_csv, out)
-    for rel in ("config.yaml", "model/model.safetensors", "model/model_config.json", "model/tokenizer.json",
-                "model/labels.json", "metrics.json", "checkpoints/latest.json"):
+    for rel in (
+        "config.yaml",
+        "model/model.safetensors",
+        "model/model_config.json",
+        "model/tokenizer.json",
+        "model/labels.json",
+        "metrics.json",
+        "checkpoints/latest.json",
+    ):
         assert (out / rel).is_file(), rel
     assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard events"
     assert json.loads((out / "model/labels.json").read_text()) == ["negative", "neutral", "positive"]
@@ -48,7 +55,9 @@ def test_train_eval_predict(tiny_csv, tmp_path, capsys):
     assert main(["eval", str(out / "model"), "--data", str(tiny_csv), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 240
 
-    assert main(["predict", str(out), "my flight was love excellent wonderful", "the phone is awful broken terrible"]) == 0
+    assert (
+        main(["predict", str(out), "my flight was love excellent wonderful", "the phone is awful broken terrible"]) == 0
+    )
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["label"] for x in lines] == ["positive", "negative"]
     for line in lines:
@@ -76,8 +85,15 @@ def test_resume_after_kill_gives_the_same_metrics(tiny_csv, tmp_path):
     reference = _train(tiny_csv, tmp_path / "ref", steps=steps)
 
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "attncoach", "train", "--quiet", *tiny_overrides(tiny_csv, out, steps),
-            "train.checkpoint_every=7"]
+    args = [
+        sys.executable,
+        "-m",
+        "attncoach",
+        "train",
+        "--quiet",
+        *tiny_overrides(tiny_csv, out, steps),
+        "train.checkpoint_every=7",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pointer = out / "checkpoints" / "latest.json"
     deadline = time.time() + 120
@@ -112,8 +128,19 @@ def test_resume_before_the_first_checkpoint_starts_over(tiny_csv, tmp_path):
 
 def test_cli_module_runs_without_traceback_on_bad_input(tmp_path):
     env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-m", "attncoach", "train", f"data.path={tmp_path / 'nope.csv'}",
-                           f"output_dir={tmp_path / 'o'}"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attncoach",
+            "train",
+            f"data.path={tmp_path / 'nope.csv'}",
+            f"output_dir={tmp_path / 'o'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data file not found")

@@ -15,8 +15,15 @@ transformers = pytest.importorskip("transformers")
 
 def _args(tiny_csv: Path, out: Path, backbone: Path, steps: int = 40) -> list[str]:
     keep = [a for a in tiny_overrides(tiny_csv, out, steps) if not a.startswith(("model.", "data.vocab"))]
-    return ["train", "--quiet", *keep, f"model.backbone={backbone}", "train.lr=1e-3", "train.head_lr=5e-3",
-            "train.layer_lr_decay=0.8"]
+    return [
+        "train",
+        "--quiet",
+        *keep,
+        f"model.backbone={backbone}",
+        "train.lr=1e-3",
+        "train.head_lr=5e-3",
+        "train.layer_lr_decay=0.8",
+    ]
 
 
 def test_train_eval_predict_resume_with_a_pretrained_backbone(tiny_csv, tiny_bert, tmp_path, capsys):
@@ -44,8 +51,7 @@ def test_train_eval_predict_resume_with_a_pretrained_backbone(tiny_csv, tiny_ber
 
 def test_bad_backbones(tiny_csv, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cases = [("./no/such/model", "not found"),
-             ("some-org/some-model", "model.backbone=minilm")]
+    cases = [("./no/such/model", "not found"), ("some-org/some-model", "model.backbone=minilm")]
     for backbone, words in cases:
         assert main(_args(tiny_csv, tmp_path / "out", Path(backbone))) == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]

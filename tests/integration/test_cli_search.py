@@ -42,8 +42,9 @@ def test_subnets_writes_rows_with_latency_and_pareto(run, tmp_path, capsys):
     assert grid["pareto_costs"] == ["latency_ms_b4", "parameters"]
     rows = grid["rows"]
     # The default space (the run was not trained elastically): widths 0.25-1 x depths 0.5, 1.
-    assert [r["name"] for r in rows] == [f"w{w} d{d}" for d in ("0.50", "1.00")
-                                         for w in ("0.25", "0.50", "0.75", "1.00")]
+    assert [r["name"] for r in rows] == [
+        f"w{w} d{d}" for d in ("0.50", "1.00") for w in ("0.25", "0.50", "0.75", "1.00")
+    ]
     for row in rows:
         assert row["latency_ms_b1"] > 0 and row["latency_ms_b4"] > 0 and 0 <= row["macro_f1"] <= 1
         assert isinstance(row["pareto"], bool) and set(row["subnet"]) == {"layers", "heads", "ffn"}
@@ -92,24 +93,27 @@ def test_an_impossible_budget_names_the_fastest(run, capsys):
     assert re.fullmatch(r"error: no sub-net meets 1e-06 ms at batch 1: the fastest, w\S+ d\S+, takes \S+ ms", err), err
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["search", "{run}"], "exactly one budget"),
-    (["search", "{run}", "--max-params", "100", "--max-latency-ms", "5"], "exactly one budget"),
-    (["search", "{run}", "--max-params", "0"], "positive whole number"),
-    (["search", "{run}", "--max-params", "1e99999"], "positive whole number"),
-    (["search", "{run}", "--max-latency-ms", "-2"], "positive"),
-    (["search", "{run}", "--max-latency-ms", "5", "--batch", "0"], "at least 1"),
-    (["search", "{run}", "--max-params", "100", "--batch", "4"], "does not apply"),
-    (["search", "{run}", "--max-params", "100", "--out", "{tmp}/no/such/s.json"], "output folder does not exist"),
-    (["subnets", "{run}", "--out", "{tmp}/no/such/f.json"], "output folder does not exist"),
-    (["subnets", "{run}", "--batch-sizes", "0"], "at least 1"),
-    (["subnets", "{run}", "--threads", "0"], "at least 1"),
-    (["subnets", "{tmp}/missing"], "run directory not found"),
-    (["subnets", "{tmp}"], "not an attncoach run directory"),
-    (["subnets", "{run}/model"], "bare model directory"),
-    (["search", "{run}/model", "--max-params", "100"], "bare model directory"),
-    (["search", "{tmp}/untrained", "--max-params", "100"], "no saved model"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["search", "{run}"], "exactly one budget"),
+        (["search", "{run}", "--max-params", "100", "--max-latency-ms", "5"], "exactly one budget"),
+        (["search", "{run}", "--max-params", "0"], "positive whole number"),
+        (["search", "{run}", "--max-params", "1e99999"], "positive whole number"),
+        (["search", "{run}", "--max-latency-ms", "-2"], "positive"),
+        (["search", "{run}", "--max-latency-ms", "5", "--batch", "0"], "at least 1"),
+        (["search", "{run}", "--max-params", "100", "--batch", "4"], "does not apply"),
+        (["search", "{run}", "--max-params", "100", "--out", "{tmp}/no/such/s.json"], "output folder does not exist"),
+        (["subnets", "{run}", "--out", "{tmp}/no/such/f.json"], "output folder does not exist"),
+        (["subnets", "{run}", "--batch-sizes", "0"], "at least 1"),
+        (["subnets", "{run}", "--threads", "0"], "at least 1"),
+        (["subnets", "{tmp}/missing"], "run directory not found"),
+        (["subnets", "{tmp}"], "not an attncoach run directory"),
+        (["subnets", "{run}/model"], "bare model directory"),
+        (["search", "{run}/model", "--max-params", "100"], "bare model directory"),
+        (["search", "{tmp}/untrained", "--max-params", "100"], "no saved model"),
+    ],
+)
 def test_bad_inputs_exit_2(run, tmp_path, capsys, argv, words):
     (tmp_path / "untrained").mkdir()
     shutil.copy(run / "config.yaml", tmp_path / "untrained" / "config.yaml")

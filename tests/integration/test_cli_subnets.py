@@ -42,14 +42,17 @@ def test_eval_and_predict_on_a_subnet(run, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["label"] in {"negative", "neutral", "positive"}
 
 
-@pytest.mark.parametrize("content, words", [
-    ('{"layers": [0, 9]}', "out of range"),
-    ('{"heads": [1, 1]}', "one value per layer"),
-    ('{"layers": []}', "at least one layer"),
-    ('{"depth": 2}', "unknown"),
-    ("[1, 2]", "must hold an object"),
-    ("{nope", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ('{"layers": [0, 9]}', "out of range"),
+        ('{"heads": [1, 1]}', "one value per layer"),
+        ('{"layers": []}', "at least one layer"),
+        ('{"depth": 2}', "unknown"),
+        ("[1, 2]", "must hold an object"),
+        ("{nope", "not valid JSON"),
+    ],
+)
 def test_bad_subnets_are_refused(run, tmp_path, capsys, content, words):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -59,8 +62,11 @@ def test_bad_subnets_are_refused(run, tmp_path, capsys, content, words):
 
 
 def test_bad_subnet_options(run, tmp_path, capsys):
-    for argv, words in ((["--width", "0"], "outside"), (["--depth", "1.5"], "outside"),
-                        (["--width", "0.5", "--subnet", "x.json"], "not both"),
-                        (["--subnet", str(tmp_path / "none.json")], "not found")):
+    for argv, words in (
+        (["--width", "0"], "outside"),
+        (["--depth", "1.5"], "outside"),
+        (["--width", "0.5", "--subnet", "x.json"], "not both"),
+        (["--subnet", str(tmp_path / "none.json")], "not found"),
+    ):
         assert main(["eval", str(run), *argv]) == 2
         assert words in capsys.readouterr().err

@@ -15,9 +15,7 @@ NUM_ITEMS, B, T = 20, 3, 8
 
 
 def tiny_config(**overrides) -> EncoderConfig:
-    settings = dict(
-        vocab_size=NUM_ITEMS + 1, dim=16, layers=3, heads=4, ffn_dim=32, max_position=T
-    )
+    settings = dict(vocab_size=NUM_ITEMS + 1, dim=16, layers=3, heads=4, ffn_dim=32, max_position=T)
     return EncoderConfig(**{**settings, **overrides})
 
 
@@ -58,9 +56,7 @@ def test_causal_attention_matches_torch_with_a_causal_mask():
         torch.testing.assert_close(attn(x, causal=True), expected, atol=1e-5, rtol=0)
         # With an all-real padding mask the combined-mask path must agree with is_causal.
         all_real = torch.ones(2, 6, dtype=torch.bool)
-        torch.testing.assert_close(
-            attn(x, all_real, causal=True), attn(x, causal=True), atol=1e-6, rtol=0
-        )
+        torch.testing.assert_close(attn(x, all_real, causal=True), attn(x, causal=True), atol=1e-6, rtol=0)
 
 
 def test_encoder_forward_is_embeddings_then_encode():
@@ -201,8 +197,14 @@ def test_learns_the_successor_pattern():
     torch.manual_seed(0)
     num_items, length = 12, 6
     config = EncoderConfig(
-        vocab_size=num_items + 1, dim=16, layers=1, heads=2, ffn_dim=32, max_position=length,
-        dropout=0.0, attention_dropout=0.0,
+        vocab_size=num_items + 1,
+        dim=16,
+        layers=1,
+        heads=2,
+        ffn_dim=32,
+        max_position=length,
+        dropout=0.0,
+        attention_dropout=0.0,
     )
     model = NextItemModel(config, num_items)
     starts = torch.arange(num_items)[:, None]  # (N, 1)

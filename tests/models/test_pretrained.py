@@ -266,8 +266,11 @@ def test_tokenizer_config_can_keep_case(bert_dir):
 def test_checkpoint_with_prefix_and_head_is_loaded_and_extras_listed(bert_dir):
     config = load_backbone(bert_dir).encoder_config
     weights = bert_checkpoint(config, prefix="bert.")
-    extras = {"bert.pooler.dense.weight": torch.zeros(32, 32), "classifier.weight": torch.zeros(3, 32),
-              "bert.embeddings.position_ids": torch.arange(64)[None]}
+    extras = {
+        "bert.pooler.dense.weight": torch.zeros(32, 32),
+        "classifier.weight": torch.zeros(3, 32),
+        "bert.embeddings.position_ids": torch.arange(64)[None],
+    }
     save_file({**weights, **extras}, str(bert_dir / "model.safetensors"))
     backbone = load_backbone(bert_dir)
     assert backbone.ignored == sorted(extras)
@@ -275,8 +278,10 @@ def test_checkpoint_with_prefix_and_head_is_loaded_and_extras_listed(bert_dir):
 
 def test_tensorflow_layer_norm_names_are_accepted(bert_dir):
     path = bert_dir / "model.safetensors"
-    weights = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
-               for k, v in load_file(str(path)).items()}
+    weights = {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+        for k, v in load_file(str(path)).items()
+    }
     save_file(weights, str(path))
     assert load_backbone(bert_dir).encoder_state["embeddings.norm.weight"].shape == (32,)
 
@@ -407,8 +412,12 @@ def save_hf(model, directory: Path) -> Path:
 
 def tiny_bert_config(transformers):
     return transformers.BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
 
 

@@ -18,8 +18,10 @@ from attncoach.models.saved import FORMAT_VERSION, SavedClassifier, model_config
 def _model_dir(tmp_path, config_of):
     texts = ["good service thanks", "late flight again", "the meeting is today"] * 5
     tokenizer = train_tokenizer(texts, "wordpiece", vocab_size=100, min_frequency=1)
-    model = TextClassifier(EncoderConfig(vocab_size=tokenizer.get_vocab_size(), dim=16, layers=1, heads=2,
-                                         ffn_dim=32, max_position=16), num_labels=3)
+    model = TextClassifier(
+        EncoderConfig(vocab_size=tokenizer.get_vocab_size(), dim=16, layers=1, heads=2, ffn_dim=32, max_position=16),
+        num_labels=3,
+    )
     folder = tmp_path / "model"
     folder.mkdir()
     atomic_save_safetensors(model.state_dict(), folder / "model.safetensors")
@@ -31,8 +33,15 @@ def _model_dir(tmp_path, config_of):
 
 def test_a_version_1_directory_written_the_old_way_loads_as_text_classification(tmp_path):
     # exactly what attncoach wrote before the task seam: no format_version, no task
-    folder, model = _model_dir(tmp_path, lambda m: {"format": "attncoach.text-classifier", "attncoach_version": "0.1.0",
-                                                    "model": m.config_dict(), "max_length": 16})
+    folder, model = _model_dir(
+        tmp_path,
+        lambda m: {
+            "format": "attncoach.text-classifier",
+            "attncoach_version": "0.1.0",
+            "model": m.config_dict(),
+            "max_length": 16,
+        },
+    )
     loaded = SavedClassifier.load(folder)
     assert loaded.task == "text_classification"
     ids = torch.randint(5, 50, (2, 6))

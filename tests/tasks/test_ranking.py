@@ -11,8 +11,7 @@ import torch
 from attncoach.tasks.ranking import ranking_metrics, ranks_full, ranks_sampled
 
 #                        pad   1    2    3    4    5
-SCORES = torch.tensor([[9.0, 0.1, 0.8, 0.5, 0.9, 0.3],
-                       [9.0, 0.7, 0.7, 0.2, 0.6, 0.9]])
+SCORES = torch.tensor([[9.0, 0.1, 0.8, 0.5, 0.9, 0.3], [9.0, 0.7, 0.7, 0.2, 0.6, 0.9]])
 
 
 def test_ranks_full_ignores_padding_and_counts_strictly_higher():
@@ -52,7 +51,8 @@ def test_ranking_metrics_hand_computed():
     assert metrics["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 10 + 1 / 11) / 4)
     assert metrics["n"] == 4
     assert ranking_metrics(np.array([0, 1, 9, 10]), k=1) == pytest.approx(
-        {"hr@1": 0.25, "ndcg@1": 0.25, "mrr": metrics["mrr"], "n": 4})
+        {"hr@1": 0.25, "ndcg@1": 0.25, "mrr": metrics["mrr"], "n": 4}
+    )
 
 
 def test_ranking_metrics_bad_input():

@@ -12,8 +12,10 @@ from attncoach.train.checkpoint import CheckpointStore, load_weights
 
 def _save(store, step):
     model = {"w": torch.arange(6.0).reshape(2, 3) + step}
-    opt = {"state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.ones(3)}},
-           "param_groups": [{"lr": 0.1, "betas": (0.9, 0.98), "params": [0]}]}
+    opt = {
+        "state": {0: {"step": torch.tensor(float(step)), "exp_avg": torch.ones(3)}},
+        "param_groups": [{"lr": 0.1, "betas": (0.9, 0.98), "params": [0]}],
+    }
     return store.save(step, model, opt, {"torch": torch.get_rng_state()}, {"trainer": {"step": step}})
 
 
@@ -22,8 +24,11 @@ def test_save_load_round_trip_and_pruning(tmp_path):
     for step in (10, 20, 30):
         _save(store, step)
     assert store.latest().name == "step-00000030"
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json", "step-00000020",
-                                                                            "step-00000030"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest.json",
+        "step-00000020",
+        "step-00000030",
+    ]
     ckpt = store.load(store.latest())
     assert torch.equal(ckpt.model["w"], torch.arange(6.0).reshape(2, 3) + 30)
     assert ckpt.optimizer["param_groups"][0]["betas"] == (0.9, 0.98)

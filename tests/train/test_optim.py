@@ -33,10 +33,10 @@ def test_plain_groups_cover_every_parameter_once():
 def test_layer_lr_decay_and_head_lr():
     model = _model(layers=3)
     lrs = _lr_of(model, parameter_groups(model, TrainConfig(lr=1.0, layer_lr_decay=0.5, head_lr=3.0)))
-    assert lrs["encoder.layers.2.ffn.fc1.weight"][0] == 1.0      # top layer: full LR
+    assert lrs["encoder.layers.2.ffn.fc1.weight"][0] == 1.0  # top layer: full LR
     assert lrs["encoder.layers.1.ffn.fc1.weight"][0] == 0.5
     assert lrs["encoder.layers.0.attn.qkv.weight"][0] == 0.25
-    assert lrs["encoder.embeddings.word.weight"][0] == 0.125     # below the lowest layer
+    assert lrs["encoder.embeddings.word.weight"][0] == 0.125  # below the lowest layer
     assert lrs["encoder.final_norm.weight"][0] == 1.0
     assert lrs["head.out.weight"][0] == 3.0
 

@@ -41,13 +41,14 @@ def parse_policy_entry(entry: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(entry, str):
         return entry, {}
     if isinstance(entry, dict) and len(entry) == 1:
-        (name, params), = entry.items()
+        ((name, params),) = entry.items()
         if params is None:
             return str(name), {}
         if isinstance(params, dict):
             return str(name), dict(params)
-    raise AttncoachError(f"coach.policies entries must be a policy name or {{name: {{parameter: value}}}}, "
-                         f"got {entry!r}")
+    raise AttncoachError(
+        f"coach.policies entries must be a policy name or {{name: {{parameter: value}}}}, got {entry!r}"
+    )
 
 
 def build_policy(name: str, params: dict[str, Any]) -> Policy:
@@ -65,9 +66,11 @@ def build_policy(name: str, params: dict[str, Any]) -> Policy:
 
 
 def _check_type(policy: str, key: str, hint: Any, value: Any) -> None:
-    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          bool: lambda v: isinstance(v, bool)}.get(hint, lambda v: True)(value)
+    ok = {
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        bool: lambda v: isinstance(v, bool),
+    }.get(hint, lambda v: True)(value)
     if not ok:
         raise AttncoachError(f"coach policy {policy}: parameter '{key}' must be {hint.__name__}, got {value!r}")
 
@@ -127,8 +130,15 @@ class Coach:
         self.counts[f"{decision.policy}:{decision.knob}"] += 1
         if decision.knob == "stop" and self.stop_reason is None:
             self.stop_reason = f"{decision.policy}: {decision.reason}"
-        log.info("coach step %d: %s %s %s -> %s (%s)", decision.step, decision.policy, decision.knob,
-                 decision.old, decision.new, decision.reason)
+        log.info(
+            "coach step %d: %s %s %s -> %s (%s)",
+            decision.step,
+            decision.policy,
+            decision.knob,
+            decision.old,
+            decision.new,
+            decision.reason,
+        )
         if self.log_path is not None:
             with open(self.log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(decision.to_dict()) + "\n")
@@ -138,8 +148,12 @@ class Coach:
     def summary(self) -> dict[str, Any]:
         """Decision counts per policy and knob, and each knob's start and end value."""
         knobs = {k: {"start": v, "end": getattr(self.knobs, k)} for k, v in self.initial.to_dict().items()}
-        return {"policies": self.names, "decisions": dict(sorted(self.counts.items())), "knobs": knobs,
-                "stop_reason": self.stop_reason}
+        return {
+            "policies": self.names,
+            "decisions": dict(sorted(self.counts.items())),
+            "knobs": knobs,
+            "stop_reason": self.stop_reason,
+        }
 
     def summary_lines(self) -> list[str]:
         """The summary as lines for the end of a run."""
@@ -154,8 +168,13 @@ class Coach:
         return lines
 
     def state_dict(self) -> dict[str, Any]:
-        return {"knobs": self.knobs.to_dict(), "initial": self.initial.to_dict(), "counts": dict(self.counts),
-                "stop_reason": self.stop_reason, "policies": {p.name: p.state_dict() for p in self.policies}}
+        return {
+            "knobs": self.knobs.to_dict(),
+            "initial": self.initial.to_dict(),
+            "counts": dict(self.counts),
+            "stop_reason": self.stop_reason,
+            "policies": {p.name: p.state_dict() for p in self.policies},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.knobs = Knobs(**state["knobs"])
@@ -170,8 +189,11 @@ class Coach:
         """Drop logged decisions after ``step`` (a resumed run takes them again)."""
         if self.log_path is None or not self.log_path.is_file():
             return
-        kept = [line for line in self.log_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        kept = [
+            line
+            for line in self.log_path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step
+        ]
         from attncoach.atomicfile import atomic_write_text
 
         atomic_write_text(self.log_path, "".join(f"{line}\n" for line in kept))

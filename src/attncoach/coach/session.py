@@ -52,9 +52,17 @@ class CoachSession:
         chance_loss: the training loss of guessing (the best constant prediction), if known.
     """
 
-    def __init__(self, coach_cfg: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 weight_decay: float, log_path: Path, elastic: bool = False, total_steps: int | None = None,
-                 chance_loss: float | None = None):
+    def __init__(
+        self,
+        coach_cfg: Any,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        weight_decay: float,
+        log_path: Path,
+        elastic: bool = False,
+        total_steps: int | None = None,
+        chance_loss: float | None = None,
+    ):
         self.model, self.optimizer = model, optimizer
         self.chance_loss = chance_loss
         # False while a curriculum trains a selection of the data (the loss level is not the data's)
@@ -111,19 +119,35 @@ class CoachSession:
     def record_noise(self, half_sq: float, full_sq: float, batch: int) -> None:
         self.tracker.record_noise(half_sq, full_sq, batch)
 
-    def before_update(self, step: int, examples_seen: int, loss: float, grad_norm: float, batch_size: int,
-                      lr_schedule: float | None = None) -> str:
+    def before_update(
+        self,
+        step: int,
+        examples_seen: int,
+        loss: float,
+        grad_norm: float,
+        batch_size: int,
+        lr_schedule: float | None = None,
+    ) -> str:
         """Step signals to the policies; returns ``step``, ``skip`` (rolled back) or ``stop``.
 
         ``lr_schedule`` is the schedule's LR multiplier for this step (the LR scale multiplies it).
         """
         ema = self.tracker.record_loss(loss)
         nonfinite = not (math.isfinite(loss) and math.isfinite(grad_norm))
-        signals = Signals(step=step, examples_seen=examples_seen, loss=loss, loss_ema=ema, grad_norm=grad_norm,
-                          nonfinite=nonfinite, batch_size=batch_size, update_ratio=self.update_ratio,
-                          hypergradient=self.tracker.hypergradient() if self.track_updates and not nonfinite else None,
-                          noise_scale=self.tracker.noise_scale(), lr_schedule=lr_schedule,
-                          chance_loss=self.chance_loss if self.representative else None)
+        signals = Signals(
+            step=step,
+            examples_seen=examples_seen,
+            loss=loss,
+            loss_ema=ema,
+            grad_norm=grad_norm,
+            nonfinite=nonfinite,
+            batch_size=batch_size,
+            update_ratio=self.update_ratio,
+            hypergradient=self.tracker.hypergradient() if self.track_updates and not nonfinite else None,
+            noise_scale=self.tracker.noise_scale(),
+            lr_schedule=lr_schedule,
+            chance_loss=self.chance_loss if self.representative else None,
+        )
         decisions = self.coach.observe(signals)
         self.apply_knobs()
         if any(d.knob == "rollback" for d in decisions):
@@ -158,8 +182,12 @@ class CoachSession:
         """Keep a copy of the model and optimizer state to roll back to (in memory)."""
         if not self.keeps_snapshots:
             return
-        newest = {"step": step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                  "optimizer": copy.deepcopy(self.optimizer.state_dict()), "loss_ema": self.tracker.loss_ema}
+        newest = {
+            "step": step,
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "loss_ema": self.tracker.loss_ema,
+        }
         self.snapshot_at = self.updates
         # roll back to the older of the last two: a divergence noticed a few steps late may
         # already be in the newest one
@@ -193,17 +221,31 @@ class CoachSession:
             self.take_snapshot(step)  # both snapshots: a rollback never goes back across the shift
 
     # -- evaluations
-    def after_eval(self, step: int, examples_seen: int, metric: float, best: float, val_loss: float,
-                   entropy_batch: dict[str, torch.Tensor] | None) -> bool:
+    def after_eval(
+        self,
+        step: int,
+        examples_seen: int,
+        metric: float,
+        best: float,
+        val_loss: float,
+        entropy_batch: dict[str, torch.Tensor] | None,
+    ) -> bool:
         """Evaluation signals to the policies; True when one of them stops the run."""
         ema = self.tracker.loss_ema
         entropy = None
         if entropy_batch is not None:
             entropy = attention_entropy(self.model, entropy_batch["input_ids"], entropy_batch["attention_mask"])
-        signals = Signals(step=step, examples_seen=examples_seen, evaluated=True, val_metric=metric,
-                          val_loss=val_loss, best_val_metric=best, loss_ema=ema,
-                          gap=None if ema is None or not self.representative else val_loss - ema,
-                          attention_entropy=entropy)
+        signals = Signals(
+            step=step,
+            examples_seen=examples_seen,
+            evaluated=True,
+            val_metric=metric,
+            val_loss=val_loss,
+            best_val_metric=best,
+            loss_ema=ema,
+            gap=None if ema is None or not self.representative else val_loss - ema,
+            attention_entropy=entropy,
+        )
         decisions = self.coach.observe(signals)
         self.apply_knobs()
         self.last_entropy = entropy
@@ -211,8 +253,12 @@ class CoachSession:
 
     # -- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"coach": self.coach.state_dict(), "tracker": self.tracker.state_dict(), "updates": self.updates,
-                "update_ratio": self.update_ratio}
+        return {
+            "coach": self.coach.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "updates": self.updates,
+            "update_ratio": self.update_ratio,
+        }
 
     def load_state_dict(self, state: dict[str, Any], step: int) -> None:
         """Restore a checkpoint's coach state; decisions logged after ``step`` are dropped (taken again)."""
@@ -223,8 +269,9 @@ class CoachSession:
         self.apply_knobs()
 
 
-def measure_noise_halves(loss_of: Any, batch: dict[str, torch.Tensor], scale: float,
-                         params: list[torch.nn.Parameter]) -> tuple[float, float, float]:
+def measure_noise_halves(
+    loss_of: Any, batch: dict[str, torch.Tensor], scale: float, params: list[torch.nn.Parameter]
+) -> tuple[float, float, float]:
     """Backward two halves of a batch (gradients start at zero); |g|^2 of the first half and of both.
 
     ``loss_of(batch)`` returns the mean loss of a batch; each half's loss is scaled by
@@ -241,5 +288,5 @@ def measure_noise_halves(loss_of: Any, batch: dict[str, torch.Tensor], scale: fl
     half_sq = grad_sq_norm(params) * (2 / scale) ** 2
     loss2 = loss_of(second)
     (loss2 * scale / 2).backward()
-    full_sq = grad_sq_norm(params) / scale ** 2
+    full_sq = grad_sq_norm(params) / scale**2
     return (loss1.item() + loss2.item()) / 2, half_sq, full_sq

@@ -168,8 +168,10 @@ def attention_entropy(model: torch.nn.Module, input_ids: Tensor, mask: Tensor) -
     """
     layers = model.encoder.layers
     captured: dict[int, Tensor] = {}
-    hooks = [layer.attn.register_forward_hook(lambda mod, args, out, i=i: captured.__setitem__(i, args[0]))
-             for i, layer in enumerate(layers)]
+    hooks = [
+        layer.attn.register_forward_hook(lambda mod, args, out, i=i: captured.__setitem__(i, args[0]))
+        for i, layer in enumerate(layers)
+    ]
     was_training = model.training
     model.eval()
     try:

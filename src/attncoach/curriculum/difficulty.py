@@ -43,10 +43,12 @@ SCORERS: dict[str, type[DifficultyScorer]] = {}
 
 def register_scorer(name: str) -> Callable[[type[DifficultyScorer]], type[DifficultyScorer]]:
     """Class decorator: register a scorer under ``name`` (selectable as ``curriculum.scorer``)."""
+
     def wrap(cls: type[DifficultyScorer]) -> type[DifficultyScorer]:
         cls.name = name
         SCORERS[name] = cls
         return cls
+
     return wrap
 
 

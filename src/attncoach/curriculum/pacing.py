@@ -30,9 +30,11 @@ PACINGS: dict[str, Pacing] = {}
 
 def register_pacing(name: str) -> Callable[[Pacing], Pacing]:
     """Register a pacing function ``f(t, start, steps) -> competence`` under ``name``."""
+
     def wrap(fn: Pacing) -> Pacing:
         PACINGS[name] = fn
         return fn
+
     return wrap
 
 

@@ -53,14 +53,25 @@ class ProbeSteps(Protocol):
     def steps_for(self, split: Any, epochs: float) -> int:
         """Steps that ``epochs`` of ``split`` take."""
 
-    def train(self, model: torch.nn.Module, split: Any, steps: int, after_step: Callable[[int], None],
-              seed: int) -> int:
+    def train(
+        self, model: torch.nn.Module, split: Any, steps: int, after_step: Callable[[int], None], seed: int
+    ) -> int:
         """Train ``model`` for ``steps`` steps, calling ``after_step(step)``; returns the examples trained on."""
 
 
-def score_examples(names: Sequence[str], split: EncodedSplit, model: torch.nn.Module, task: Task,
-                   probe_steps: ProbeSteps, probe_epochs: float, probe_passes: int, device: torch.device,
-                   autocast: Callable[[], object], batch_size: int, seed: int = 0) -> ScoringResult:
+def score_examples(
+    names: Sequence[str],
+    split: EncodedSplit,
+    model: torch.nn.Module,
+    task: Task,
+    probe_steps: ProbeSteps,
+    probe_epochs: float,
+    probe_passes: int,
+    device: torch.device,
+    autocast: Callable[[], object],
+    batch_size: int,
+    seed: int = 0,
+) -> ScoringResult:
     """Scores of every example of ``split`` by each scorer in ``names``.
 
     Args:
@@ -91,8 +102,12 @@ def score_examples(names: Sequence[str], split: EncodedSplit, model: torch.nn.Mo
             probe = copy.deepcopy(model).to(device)
             steps = probe_steps.steps_for(split, probe_epochs)
             marks = {max(1, round(steps * (k + 1) / passes)) for k in range(passes)}
-            log.info("curriculum: probe run of %d steps (%.2f epochs) to score examples by %s", steps, probe_epochs,
-                     ", ".join(s.name for s in learned))
+            log.info(
+                "curriculum: probe run of %d steps (%.2f epochs) to score examples by %s",
+                steps,
+                probe_epochs,
+                ", ".join(s.name for s in learned),
+            )
 
             def score_at(step: int) -> None:
                 if step in marks:
@@ -105,15 +120,22 @@ def score_examples(names: Sequence[str], split: EncodedSplit, model: torch.nn.Mo
 
 
 @torch.no_grad()
-def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.Module | None, task: Task,
-          device: torch.device, autocast: Callable[[], object], batch_size: int) -> dict[str, np.ndarray]:
+def _pass(
+    split: EncodedSplit,
+    scorers: list[DifficultyScorer],
+    model: torch.nn.Module | None,
+    task: Task,
+    device: torch.device,
+    autocast: Callable[[], object],
+    batch_size: int,
+) -> dict[str, np.ndarray]:
     """One scoring pass over the split (batches sorted by length); scores in the split's order."""
     out = {s.name: np.zeros(len(split), dtype=np.float64) for s in scorers}
     if model is not None:
         model.eval()
     order = np.argsort(split.lengths, kind="stable")
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         batch = split.batch(index.tolist())
         batch["index"] = torch.as_tensor(index)
         step_out = None
@@ -125,28 +147,43 @@ def _pass(split: EncodedSplit, scorers: list[DifficultyScorer], model: torch.nn.
     return out
 
 
-def measure_losses(model: torch.nn.Module, task: Task, split: EncodedSplit, indices: np.ndarray,
-                   device: torch.device, autocast: Callable[[], object], batch_size: int) -> np.ndarray:
+def measure_losses(
+    model: torch.nn.Module,
+    task: Task,
+    split: EncodedSplit,
+    indices: np.ndarray,
+    device: torch.device,
+    autocast: Callable[[], object],
+    batch_size: int,
+) -> np.ndarray:
     """The task's loss of the examples at ``indices`` under ``model`` (evaluation mode, forward only).
 
     The model is left in training mode afterwards.
     """
     try:
-        return _pass(split.subset(indices), [make_scorer("loss")], model, task, device, autocast,
-                     batch_size)["loss"]
+        return _pass(split.subset(indices), [make_scorer("loss")], model, task, device, autocast, batch_size)["loss"]
     finally:
         model.train()
 
 
-def write_difficulty(path: Path, scores: dict[str, np.ndarray], kept: np.ndarray | None, result: ScoringResult,
-                     lines: Sequence[int]) -> None:
+def write_difficulty(
+    path: Path, scores: dict[str, np.ndarray], kept: np.ndarray | None, result: ScoringResult, lines: Sequence[int]
+) -> None:
     """Cache the scores (and the examples pruning kept) in the run directory as JSON."""
-    atomic_write_json(path, {
-        "format": 1, "examples": len(lines),
-        "scores": {name: [round(float(v), 6) for v in values] for name, values in scores.items()},
-        "kept": None if kept is None else [int(i) for i in kept],
-        "cost": {"trained_examples": result.trained_examples, "scored_examples": result.scored_examples,
-                 "seconds": round(result.seconds, 3)}})
+    atomic_write_json(
+        path,
+        {
+            "format": 1,
+            "examples": len(lines),
+            "scores": {name: [round(float(v), 6) for v in values] for name, values in scores.items()},
+            "kept": None if kept is None else [int(i) for i in kept],
+            "cost": {
+                "trained_examples": result.trained_examples,
+                "scored_examples": result.scored_examples,
+                "seconds": round(result.seconds, 3),
+            },
+        },
+    )
 
 
 def read_difficulty(path: Path, size: int) -> dict[str, Any]:
@@ -157,7 +194,8 @@ def read_difficulty(path: Path, size: int) -> dict[str, Any]:
         kept = None if data["kept"] is None else np.asarray(data["kept"], dtype=np.int64)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise AttncoachError(f"{path} is damaged; it cannot be used to resume this run") from None
-    if any(len(v) != size for v in scores.values()) or (kept is not None and (kept.min(initial=0) < 0
-                                                                            or kept.max(initial=0) >= size)):
+    if any(len(v) != size for v in scores.values()) or (
+        kept is not None and (kept.min(initial=0) < 0 or kept.max(initial=0) >= size)
+    ):
         raise AttncoachError(f"{path} was written for a different training split ({size} examples here)")
     return {"scores": scores, "kept": kept}

@@ -66,13 +66,16 @@ class LearningRecord:
         self.last_pred[:] = -1
         self.last_loss[:] = np.nan
 
-    def update(self, indices: np.ndarray, losses: np.ndarray, predicted: np.ndarray, p_label: np.ndarray,
-               labels: np.ndarray) -> None:
+    def update(
+        self, indices: np.ndarray, losses: np.ndarray, predicted: np.ndarray, p_label: np.ndarray, labels: np.ndarray
+    ) -> None:
         """Record one trained batch (an index repeated within the batch counts each time)."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(np.unique(indices)) < len(indices):  # rare: apply repeats one presentation at a time
             for k in range(len(indices)):
-                self.update(indices[k:k + 1], losses[k:k + 1], predicted[k:k + 1], p_label[k:k + 1], labels[k:k + 1])
+                self.update(
+                    indices[k : k + 1], losses[k : k + 1], predicted[k : k + 1], p_label[k : k + 1], labels[k : k + 1]
+                )
             return
         i = indices
         right = np.asarray(predicted) == np.asarray(labels)
@@ -109,30 +112,51 @@ class LearningRecord:
         for name in _FLOAT_FIELDS:
             setattr(self, name, np.array([np.nan if v is None else v for v in state[name]], dtype=np.float64))
 
-    def rows(self, texts: Sequence[str], labels: np.ndarray, label_names: Sequence[str], lines: Sequence[int],
-             extra: dict[str, np.ndarray] | None = None) -> Iterable[dict[str, Any]]:
+    def rows(
+        self,
+        texts: Sequence[str],
+        labels: np.ndarray,
+        label_names: Sequence[str],
+        lines: Sequence[int],
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> Iterable[dict[str, Any]]:
         """One dict per example, as written to ``examples.jsonl``."""
         mean = self.mean_loss
         extra = extra or {}
         for i in range(self.size):
             row: dict[str, Any] = {
-                "index": i, "line": int(lines[i]), "label": label_names[int(labels[i])], "text": texts[i],
-                "seen": int(self.seen[i]), "correct": int(self.correct[i]), "streak": int(self.streak[i]),
+                "index": i,
+                "line": int(lines[i]),
+                "label": label_names[int(labels[i])],
+                "text": texts[i],
+                "seen": int(self.seen[i]),
+                "correct": int(self.correct[i]),
+                "streak": int(self.streak[i]),
                 "forgetting": int(self.forgetting[i]),
                 "learned": bool(self.first_learned[i] > 0),
                 "first_learned": int(self.first_learned[i]),
                 "predicted": label_names[int(self.last_pred[i])] if self.last_pred[i] >= 0 else None,
                 "p_label": _num(self.p_label[i]) if self.seen[i] else None,
-                "last_loss": _num(self.last_loss[i]), "mean_loss": _num(mean[i])}
+                "last_loss": _num(self.last_loss[i]),
+                "mean_loss": _num(mean[i]),
+            }
             for name, values in extra.items():
                 row[name] = _num(values[i]) if np.issubdtype(values.dtype, np.floating) else int(values[i])
             yield row
 
-    def write_jsonl(self, path: Path, texts: Sequence[str], labels: np.ndarray, label_names: Sequence[str],
-                    lines: Sequence[int], extra: dict[str, np.ndarray] | None = None) -> None:
+    def write_jsonl(
+        self,
+        path: Path,
+        texts: Sequence[str],
+        labels: np.ndarray,
+        label_names: Sequence[str],
+        lines: Sequence[int],
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Write ``examples.jsonl`` atomically."""
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n"
-                       for row in self.rows(texts, labels, label_names, lines, extra))
+        text = "".join(
+            json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows(texts, labels, label_names, lines, extra)
+        )
         atomic_write_text(path, text)
 
 
@@ -172,8 +196,14 @@ def rank(rows: list[dict[str, Any]], how: str, n: int) -> list[dict[str, Any]]:
         chosen = [r for r in rows if r["seen"] >= 2 and r["correct"] == 0]
         chosen.sort(key=lambda r: (r.get("p_label") if r.get("p_label") is not None else 1.0, r["index"]))
     elif how == "unforgettable":
-        chosen = [r for r in rows if r.get("learned") and r["forgetting"] == 0 and r["seen"] >= 2
-                  and r["streak"] == r["seen"] - r["first_learned"] + 1]
+        chosen = [
+            r
+            for r in rows
+            if r.get("learned")
+            and r["forgetting"] == 0
+            and r["seen"] >= 2
+            and r["streak"] == r["seen"] - r["first_learned"] + 1
+        ]
         chosen.sort(key=lambda r: (-r["streak"], r.get("mean_loss") or 0.0, r["index"]))
     else:
         raise ValueError(f"unknown ranking {how!r}")

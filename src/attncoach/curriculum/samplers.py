@@ -56,10 +56,12 @@ SCHEDULERS: dict[str, type[CurriculumScheduler]] = {}
 
 def register_scheduler(name: str) -> Callable[[type[CurriculumScheduler]], type[CurriculumScheduler]]:
     """Class decorator: register a scheduler under ``name`` (selectable as ``curriculum.scheduler``)."""
+
     def wrap(cls: type[CurriculumScheduler]) -> type[CurriculumScheduler]:
         cls.name = name
         SCHEDULERS[name] = cls
         return cls
+
     return wrap
 
 
@@ -114,8 +116,9 @@ class CurriculumScheduler(ABC):
     paced: ClassVar[bool] = False  # follows a pacing function (reads start, pacing and horizon)
     abrupt: ClassVar[bool] = False  # a new round can change the training loss level at once (tells the coach)
 
-    def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
-                 settings: SchedulerSettings) -> None:
+    def __init__(
+        self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray], settings: SchedulerSettings
+    ) -> None:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         if len(self.labels) != len(self.lengths):
@@ -158,8 +161,11 @@ class CurriculumScheduler(ABC):
             raise ValueError(f"checkpoint holds a {state.get('name')} scheduler, the run uses {self.name}")
         self.seen = int(state["seen"])
         self.round = state["round"]
-        self.current = [list(map(int, b)) for b in state["batches"]] if not self.stateless else (
-            self.plan(self.round, None) if self.round is not None else [])
+        self.current = (
+            [list(map(int, b)) for b in state["batches"]]
+            if not self.stateless
+            else (self.plan(self.round, None) if self.round is not None else [])
+        )
 
     # helpers for subclasses
     def _rng(self, round_no: int, salt: int) -> np.random.Generator:
@@ -167,8 +173,9 @@ class CurriculumScheduler(ABC):
 
     def _bucketed(self, chosen: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
         s = self.settings
-        return bucket_batches(rng.permutation(np.asarray(chosen, dtype=np.int64)), self.lengths, s.batch_size,
-                              s.bucket_size, rng)
+        return bucket_batches(
+            rng.permutation(np.asarray(chosen, dtype=np.int64)), self.lengths, s.batch_size, s.bucket_size, rng
+        )
 
     def competence(self) -> float:
         """The pacing function at the current progress (examples seen / horizon)."""
@@ -206,8 +213,9 @@ class CompetenceScheduler(CurriculumScheduler):
     paced = True
     descending = False  # anti-curriculum ranks from the hardest
 
-    def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
-                 settings: SchedulerSettings) -> None:
+    def __init__(
+        self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray], settings: SchedulerSettings
+    ) -> None:
         super().__init__(lengths, labels, scores, settings)
         if self.scores is None or len(self.scores) != len(self.lengths):
             raise ValueError(f"the {self.name} scheduler needs one difficulty score per example")
@@ -225,7 +233,7 @@ class CompetenceScheduler(CurriculumScheduler):
             return self._bucketed(self._draw_once(c, window, rng), rng)
         if c >= 1.0:
             return self._bucketed(np.arange(n), rng)
-        pool = self.ranking[:min(n, max(self.settings.batch_size, math.ceil(c * n)))]
+        pool = self.ranking[: min(n, max(self.settings.batch_size, math.ceil(c * n)))]
         chosen = pool if len(pool) <= window else rng.choice(pool, size=window, replace=False)
         return self._bucketed(chosen, rng)
 
@@ -237,11 +245,11 @@ class CompetenceScheduler(CurriculumScheduler):
         if c >= 1.0 and not self.drawn.any():
             self.drawn[:] = True
             return np.arange(n)  # a whole shuffled epoch, as uniform
-        pool = self.ranking[:math.ceil(c * n)]
+        pool = self.ranking[: math.ceil(c * n)]
         pool = pool[~self.drawn[pool]]
         if len(pool) == 0:  # the pool is used up before competence grew: the next easiest examples
             undrawn = self.ranking[~self.drawn[self.ranking]]
-            pool = undrawn[:self.settings.batch_size]
+            pool = undrawn[: self.settings.batch_size]
         chosen = pool if len(pool) <= window else rng.choice(pool, size=window, replace=False)
         self.drawn[chosen] = True
         return chosen
@@ -278,8 +286,9 @@ class SelfPacedScheduler(CurriculumScheduler):
     paced = True
     abrupt = True
 
-    def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
-                 settings: SchedulerSettings) -> None:
+    def __init__(
+        self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray], settings: SchedulerSettings
+    ) -> None:
         super().__init__(lengths, labels, scores, settings)
         self.loss = np.full(len(self.lengths), np.nan)
         self.trained_round = np.full(len(self.lengths), -1, dtype=np.int64)
@@ -308,8 +317,11 @@ class SelfPacedScheduler(CurriculumScheduler):
         self.trained_round[indices] = self.round if self.round is not None else 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "loss": [None if np.isnan(v) else v for v in self.loss.tolist()],
-                "trained_round": self.trained_round.tolist()}
+        return {
+            **super().state_dict(),
+            "loss": [None if np.isnan(v) else v for v in self.loss.tolist()],
+            "trained_round": self.trained_round.tolist(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -334,8 +346,9 @@ class LeitnerScheduler(CurriculumScheduler):
 
     abrupt = True
 
-    def __init__(self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
-                 settings: SchedulerSettings) -> None:
+    def __init__(
+        self, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray], settings: SchedulerSettings
+    ) -> None:
         super().__init__(lengths, labels, scores, settings)
         if settings.boxes < 1:
             raise ValueError("the leitner scheduler needs at least one box")
@@ -343,7 +356,7 @@ class LeitnerScheduler(CurriculumScheduler):
 
     def plan(self, round_no: int, measure: Optional[Measure]) -> list[list[int]]:
         rng = self._rng(round_no, 3)
-        due = np.flatnonzero(round_no % (2 ** self.boxes) == 0)
+        due = np.flatnonzero(round_no % (2**self.boxes) == 0)
         return self._bucketed(in_proportion(due, self.labels, rng), rng)
 
     def update(self, indices: np.ndarray, losses: np.ndarray, correct: np.ndarray) -> None:
@@ -379,8 +392,11 @@ def in_proportion(chosen: np.ndarray, labels: np.ndarray, rng: np.random.Generat
     due = np.array([np.count_nonzero(labels[chosen] == k) for k in classes])
     present = due > 0
     size = max(float(np.min(due[present] / share[present])), 0.5 * len(chosen))
-    keep = [rng.permutation(chosen[labels[chosen] == k])[:math.ceil(size * share[j] - 1e-9)]
-            for j, k in enumerate(classes) if due[j] > 0]
+    keep = [
+        rng.permutation(chosen[labels[chosen] == k])[: math.ceil(size * share[j] - 1e-9)]
+        for j, k in enumerate(classes)
+        if due[j] > 0
+    ]
     return np.sort(np.concatenate(keep))
 
 
@@ -404,7 +420,8 @@ def round_half(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def make_scheduler(name: str, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray],
-                   settings: SchedulerSettings) -> CurriculumScheduler:
+def make_scheduler(
+    name: str, lengths: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray], settings: SchedulerSettings
+) -> CurriculumScheduler:
     """The registered scheduler ``name`` (unknown names are refused by the config check)."""
     return SCHEDULERS[name](lengths, labels, scores, settings)

@@ -8,8 +8,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -46,11 +47,12 @@ class EncodedSplit:
         """Token count per example, shape (N,)."""
         return np.fromiter((len(ids) for ids in self.ids), dtype=np.int64, count=len(self.ids))
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "EncodedSplit":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> EncodedSplit:
         """The examples at ``indices``, in that order (e.g. the ones data pruning keeps)."""
         keep = np.asarray(indices, dtype=np.int64)
-        return EncodedSplit([self.ids[i] for i in keep], self.labels[keep], [self.texts[i] for i in keep],
-                            [self.lines[i] for i in keep])
+        return EncodedSplit(
+            [self.ids[i] for i in keep], self.labels[keep], [self.texts[i] for i in keep], [self.lines[i] for i in keep]
+        )
 
     def batch(self, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:
         """The examples at ``indices`` as padded tensors (see :func:`collate`)."""
@@ -82,8 +84,15 @@ class LengthBucketBatchSampler:
         [[1, 3], [0, 2]]
     """
 
-    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int, bucket_size: int = 64,
-                 shuffle: bool = True, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_size: int,
+        seed: int,
+        bucket_size: int = 64,
+        shuffle: bool = True,
+        drop_last: bool = False,
+    ) -> None:
         if batch_size < 1 or bucket_size < 1:
             raise ValueError("batch_size and bucket_size must be at least 1")
         self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -105,12 +114,19 @@ class LengthBucketBatchSampler:
             return _cut(np.argsort(self.lengths, kind="stable"), self.batch_size, self.drop_last)
         # Seeds must be non-negative for numpy's SeedSequence.
         rng = np.random.default_rng([self.seed % 2**32, epoch % 2**32])
-        return bucket_batches(rng.permutation(len(self.lengths)), self.lengths, self.batch_size, self.bucket_size,
-                              rng, self.drop_last)
+        return bucket_batches(
+            rng.permutation(len(self.lengths)), self.lengths, self.batch_size, self.bucket_size, rng, self.drop_last
+        )
 
 
-def bucket_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket_size: int,
-                   rng: np.random.Generator, drop_last: bool = False) -> list[list[int]]:
+def bucket_batches(
+    order: np.ndarray,
+    lengths: np.ndarray,
+    batch_size: int,
+    bucket_size: int,
+    rng: np.random.Generator,
+    drop_last: bool = False,
+) -> list[list[int]]:
     """Cut ``order`` (example indices, already shuffled) into batches of similar length.
 
     Windows of ``batch_size * bucket_size`` consecutive indices are sorted by length and cut
@@ -125,20 +141,21 @@ def bucket_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, buck
     window = batch_size * bucket_size
     batches: list[list[int]] = []
     for start in range(0, len(order), window):
-        chunk = order[start:start + window]
+        chunk = order[start : start + window]
         batches += _cut(chunk[np.argsort(lengths[chunk], kind="stable")], batch_size, drop_last)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _cut(order: np.ndarray, batch_size: int, drop_last: bool) -> list[list[int]]:
-    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     return batches
 
 
-def collate(ids_list: Sequence[Sequence[int]], labels: Optional[Sequence[int] | np.ndarray] = None,
-            pad_id: int = 0) -> dict[str, torch.Tensor]:
+def collate(
+    ids_list: Sequence[Sequence[int]], labels: Optional[Sequence[int] | np.ndarray] = None, pad_id: int = 0
+) -> dict[str, torch.Tensor]:
     """Pad token ids to the longest sequence of the batch.
 
     Args:
@@ -156,8 +173,8 @@ def collate(ids_list: Sequence[Sequence[int]], labels: Optional[Sequence[int] | 
     input_ids = np.full((len(ids_list), width), pad_id, dtype=np.int64)  # (B, T)
     mask = np.zeros((len(ids_list), width), dtype=bool)  # (B, T)
     for row, ids in enumerate(ids_list):
-        input_ids[row, :len(ids)] = ids
-        mask[row, :len(ids)] = True
+        input_ids[row, : len(ids)] = ids
+        mask[row, : len(ids)] = True
     batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
     if labels is not None:
         batch["labels"] = torch.as_tensor(np.asarray(labels, dtype=np.int64))

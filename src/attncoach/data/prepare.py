@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -21,8 +22,14 @@ from attncoach.data.batching import EncodedSplit
 from attncoach.data.example import Example
 from attncoach.data.sources import drop_unusable, read_rows, source_name
 from attncoach.data.splits import dedupe, split_examples
-from attncoach.data.tokenizer import (auto_max_length, closing_special_count, encode_texts, pad_token_id,
-                                      train_tokenizer, truncate_ids)
+from attncoach.data.tokenizer import (
+    auto_max_length,
+    closing_special_count,
+    encode_texts,
+    pad_token_id,
+    train_tokenizer,
+    truncate_ids,
+)
 from attncoach.errors import AttncoachError
 
 logger = logging.getLogger("attncoach")
@@ -53,8 +60,9 @@ class PreparedData:
         return pad_token_id(self.tokenizer)
 
 
-def prepare_data(cfg: DataConfig, seed: int, tokenizer: Optional[Tokenizer] = None,
-                 labels: Optional[Sequence[str]] = None) -> PreparedData:
+def prepare_data(
+    cfg: DataConfig, seed: int, tokenizer: Optional[Tokenizer] = None, labels: Optional[Sequence[str]] = None
+) -> PreparedData:
     """Read, clean, split, tokenize and encode the configured data.
 
     Args:
@@ -80,14 +88,19 @@ def prepare_data(cfg: DataConfig, seed: int, tokenizer: Optional[Tokenizer] = No
     splits = split_examples(examples, cfg.val_fraction, cfg.test_fraction, seed, cfg.label_column)
     trained_here = tokenizer is None
     if tokenizer is None:
-        tokenizer = train_tokenizer([e.text for e in splits["train"]], cfg.tokenizer, cfg.vocab_size,
-                                    cfg.min_frequency, cfg.lowercase, cfg.normalize)
+        tokenizer = train_tokenizer(
+            [e.text for e in splits["train"]],
+            cfg.tokenizer,
+            cfg.vocab_size,
+            cfg.min_frequency,
+            cfg.lowercase,
+            cfg.normalize,
+        )
     full_ids = {name: encode_texts(tokenizer, [e.text for e in split]) for name, split in splits.items()}
     max_length, chosen_by = _choose_max_length(cfg, full_ids["train"])
     tail = closing_special_count(tokenizer)
     encoded = {
-        name: _encoded_split(splits[name], [truncate_ids(ids, max_length, tail) for ids in full_ids[name]],
-                             label_list)
+        name: _encoded_split(splits[name], [truncate_ids(ids, max_length, tail) for ids in full_ids[name]], label_list)
         for name in splits
     }
     stats = {
@@ -97,8 +110,13 @@ def prepare_data(cfg: DataConfig, seed: int, tokenizer: Optional[Tokenizer] = No
         "dropped_no_label": dropped.no_label,
         "duplicates_removed": duplicates,
         "examples": len(examples),
-        "split_by": (f"data.split_column '{cfg.split_column}'" if cfg.split_column
-                     else "the source's own split" if any(e.split for e in examples) else f"random, seed {seed}"),
+        "split_by": (
+            f"data.split_column '{cfg.split_column}'"
+            if cfg.split_column
+            else "the source's own split"
+            if any(e.split for e in examples)
+            else f"random, seed {seed}"
+        ),
         "splits": {name: len(split) for name, split in splits.items()},
         "label_counts": {name: dict(sorted(Counter(e.label for e in split).items())) for name, split in splits.items()},
         "tokenizer": {"trained_on_train_split": trained_here, "vocab_size": tokenizer.get_vocab_size()},
@@ -106,9 +124,14 @@ def prepare_data(cfg: DataConfig, seed: int, tokenizer: Optional[Tokenizer] = No
         "max_length_chosen_by": chosen_by,
         "truncated": {name: sum(len(ids) > max_length for ids in full_ids[name]) for name in splits},
     }
-    logger.info("data: %d examples (train %d, val %d, test %d), %d labels, max_length %d (%s)",
-                len(examples), *(len(splits[name]) for name in ("train", "val", "test")), len(label_list),
-                max_length, chosen_by)
+    logger.info(
+        "data: %d examples (train %d, val %d, test %d), %d labels, max_length %d (%s)",
+        len(examples),
+        *(len(splits[name]) for name in ("train", "val", "test")),
+        len(label_list),
+        max_length,
+        chosen_by,
+    )
     return PreparedData(encoded, label_list, tokenizer, max_length, stats)
 
 
@@ -117,12 +140,15 @@ def _choose_max_length(cfg: DataConfig, train_ids: list[list[int]]) -> tuple[int
         return cfg.max_length, "data.max_length"
     lengths = [len(ids) for ids in train_ids]
     chosen = auto_max_length(lengths, cfg.max_length_quantile, cfg.max_length_cap)
-    return chosen, (f"the {cfg.max_length_quantile:g} quantile of train token lengths, "
-                    f"rounded up to a multiple of 8, capped at {cfg.max_length_cap}")
+    return chosen, (
+        f"the {cfg.max_length_quantile:g} quantile of train token lengths, "
+        f"rounded up to a multiple of 8, capped at {cfg.max_length_cap}"
+    )
 
 
-def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer, labels: Sequence[str], max_length: int,
-                    source: str = "the data") -> EncodedSplit:
+def encode_examples(
+    examples: Sequence[Example], tokenizer: Tokenizer, labels: Sequence[str], max_length: int, source: str = "the data"
+) -> EncodedSplit:
     """Encode examples with an existing tokenizer and label mapping (e.g. to evaluate a run on a new file).
 
     Args:
@@ -174,5 +200,7 @@ def check_labels(examples: Sequence[Example], labels: Sequence[str], source: str
     known = set(labels)
     for example in examples:
         if example.label not in known:
-            raise AttncoachError(f"label '{example.label}' on line {example.line} of {source} is not one of "
-                                 f"the labels {', '.join(labels)}")
+            raise AttncoachError(
+                f"label '{example.label}' on line {example.line} of {source} is not one of "
+                f"the labels {', '.join(labels)}"
+            )

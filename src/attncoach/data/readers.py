@@ -17,9 +17,10 @@ import codecs
 import csv
 import io
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 from attncoach.data.example import Example
 from attncoach.errors import AttncoachError
@@ -173,8 +174,11 @@ def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
     if not records:
         raise AttncoachError(f"data file {path} has no rows")
     keys = list(dict.fromkeys(key for _, obj in records for key in obj))
-    for name, key in ((columns.text, "data.text_column"), (columns.label, "data.label_column"),
-                      (columns.split, "data.split_column")):
+    for name, key in (
+        (columns.text, "data.text_column"),
+        (columns.label, "data.label_column"),
+        (columns.split, "data.split_column"),
+    ):
         if name is not None and name not in keys:
             raise _missing_column(path, name, keys, key)
     return [_json_example(obj, line, path, columns) for line, obj in records]

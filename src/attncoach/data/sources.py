@@ -71,8 +71,9 @@ def drop_unusable(examples: list[Example], source: str) -> tuple[list[Example], 
     blank_text = sum(1 for e in examples if not e.text.strip())
     dropped = DroppedRows(blank_text=blank_text, no_label=len(examples) - len(kept) - blank_text)
     if dropped.total:
-        logger.info("dropped %d rows with a blank text and %d rows without a label",
-                    dropped.blank_text, dropped.no_label)
+        logger.info(
+            "dropped %d rows with a blank text and %d rows without a label", dropped.blank_text, dropped.no_label
+        )
     if not kept:
         raise AttncoachError(f"no usable rows in {source}: all {len(examples)} rows have a blank text or no label")
     return kept, dropped

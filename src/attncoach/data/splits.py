@@ -43,13 +43,17 @@ def dedupe(examples: list[Example]) -> tuple[list[Example], int]:
         kept.append(example)
     removed = len(examples) - len(kept)
     if removed:
-        logger.info("removed %d duplicate texts (%d of them with a label other than the first occurrence's)",
-                    removed, conflicting)
+        logger.info(
+            "removed %d duplicate texts (%d of them with a label other than the first occurrence's)",
+            removed,
+            conflicting,
+        )
     return kept, removed
 
 
-def split_examples(examples: list[Example], val_fraction: float, test_fraction: float, seed: int,
-                   label_column: str = "label") -> dict[str, list[Example]]:
+def split_examples(
+    examples: list[Example], val_fraction: float, test_fraction: float, seed: int, label_column: str = "label"
+) -> dict[str, list[Example]]:
     """Split examples into train / val / test, stratified by label and seeded.
 
     When the examples carry a split (``data.split_column``, or a built-in corpus with an
@@ -80,8 +84,9 @@ def split_examples(examples: list[Example], val_fraction: float, test_fraction: 
     return splits
 
 
-def _random_splits(examples: list[Example], val_fraction: float, test_fraction: float,
-                   seed: int) -> dict[str, list[Example]]:
+def _random_splits(
+    examples: list[Example], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[Example]]:
     n_test = _holdout_size(len(examples), test_fraction)
     n_val = _holdout_size(len(examples), val_fraction)
     _require_training_rows(len(examples), len(examples) - n_test - n_val, val_fraction, test_fraction)
@@ -90,8 +95,9 @@ def _random_splits(examples: list[Example], val_fraction: float, test_fraction: 
     return {"train": train, "val": val, "test": test}
 
 
-def _given_splits(examples: list[Example], val_fraction: float, test_fraction: float,
-                  seed: int) -> dict[str, list[Example]]:
+def _given_splits(
+    examples: list[Example], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[Example]]:
     splits = {name: [e for e in examples if e.split == name] for name in SPLITS}
     if not splits["train"]:
         raise AttncoachError("no row has the split 'train'; the split column must mark the training rows")
@@ -126,7 +132,9 @@ def _carve(examples: list[Example], size: int, seed: int, name: str) -> tuple[li
     if problem:
         logger.warning("cannot stratify the %s split (%s); splitting without stratification", name, problem)
     rest, held = train_test_split(
-        np.arange(len(examples)), test_size=size, random_state=seed % 2**32,  # sklearn needs [0, 2**32)
+        np.arange(len(examples)),
+        test_size=size,
+        random_state=seed % 2**32,  # sklearn needs [0, 2**32)
         stratify=None if problem else labels,
     )
     return [examples[i] for i in sorted(rest)], [examples[i] for i in sorted(held)]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -33,8 +33,9 @@ _REPEATS = r"(?<=(\D)\1)\1+"
 _HTML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
 
 
-def build_normalizer(normalize: bool = True, lowercase: bool = True,
-                     collapse_repeats: bool = True) -> normalizers.Normalizer:
+def build_normalizer(
+    normalize: bool = True, lowercase: bool = True, collapse_repeats: bool = True
+) -> normalizers.Normalizer:
     """The text preprocessing, as a normalizer that is saved with the tokenizer.
 
     Args:
@@ -60,8 +61,9 @@ def build_normalizer(normalize: bool = True, lowercase: bool = True,
     return normalizers.Sequence(steps)
 
 
-def _train_wordpiece(texts: Sequence[str], normalizer: normalizers.Normalizer, vocab_size: int,
-                     min_frequency: int) -> Tokenizer:
+def _train_wordpiece(
+    texts: Sequence[str], normalizer: normalizers.Normalizer, vocab_size: int, min_frequency: int
+) -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -70,15 +72,19 @@ def _train_wordpiece(texts: Sequence[str], normalizer: normalizers.Normalizer, v
     # from run to run (huggingface/tokenizers#1794). Handing it every "##x" up front, sorted,
     # fixes their ids; they are then taken out of the special tokens again.
     continuations = _continuation_tokens(tok, texts)
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=list(SPECIAL_TOKENS) + continuations,
-                                        show_progress=False, continuing_subword_prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS) + continuations,
+        show_progress=False,
+        continuing_subword_prefix="##",
+    )
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return _without_added_tokens(tok, set(continuations))
 
 
 def _continuation_tokens(tok: Tokenizer, texts: Sequence[str]) -> list[str]:
-    """"##" + every character that follows another inside a pre-tokenized word, sorted."""
+    """ "##" + every character that follows another inside a pre-tokenized word, sorted."""
     chars: set[str] = set()
     for text in texts:
         for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
@@ -93,15 +99,20 @@ def _without_added_tokens(tok: Tokenizer, contents: set[str]) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(layout))
 
 
-def _train_byte_level_bpe(texts: Sequence[str], normalizer: normalizers.Normalizer, vocab_size: int,
-                          min_frequency: int) -> Tokenizer:
+def _train_byte_level_bpe(
+    texts: Sequence[str], normalizer: normalizers.Normalizer, vocab_size: int, min_frequency: int
+) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=list(SPECIAL_TOKENS), show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return tok
 
@@ -113,9 +124,15 @@ TOKENIZER_KINDS: dict[str, TokenizerTrainer] = {
 }
 
 
-def train_tokenizer(texts: Sequence[str], kind: str = "wordpiece", vocab_size: int = 8000,
-                    min_frequency: int = 2, lowercase: bool = True, normalize: bool = True,
-                    collapse_repeats: bool = True) -> Tokenizer:
+def train_tokenizer(
+    texts: Sequence[str],
+    kind: str = "wordpiece",
+    vocab_size: int = 8000,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    normalize: bool = True,
+    collapse_repeats: bool = True,
+) -> Tokenizer:
     """Train a tokenizer on ``texts``; the same texts in the same order give the same tokenizer.
 
     Args:
@@ -211,7 +228,7 @@ def truncate_ids(ids: list[int], max_length: int, keep_tail: int = 1) -> list[in
     if len(ids) <= max_length:
         return ids
     tail = min(keep_tail, max_length - 1)
-    return ids[: max_length - tail] + ids[len(ids) - tail:]
+    return ids[: max_length - tail] + ids[len(ids) - tail :]
 
 
 def auto_max_length(lengths: Iterable[int], quantile: float = 0.99, cap: int = 256) -> int:

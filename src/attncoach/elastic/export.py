@@ -203,9 +203,14 @@ def export_model_dir(
         record["named_by"] = source_description
     config = model_config(exported, source.max_length, task=source.task, exported_from=record)
     _write_dir_atomically(out_dir, lambda tmp: _write_model_files(tmp, model_dir, exported, config))
-    return ExportSummary(out_dir, subnet, record["parameters"], record["source_parameters"],
-                         (out_dir / "model.safetensors").stat().st_size,
-                         (model_dir / "model.safetensors").stat().st_size)
+    return ExportSummary(
+        out_dir,
+        subnet,
+        record["parameters"],
+        record["source_parameters"],
+        (out_dir / "model.safetensors").stat().st_size,
+        (model_dir / "model.safetensors").stat().st_size,
+    )
 
 
 def _count(model: torch.nn.Module) -> int:

@@ -53,11 +53,17 @@ def latency_batches(ids: Sequence[Sequence[int]], batch_size: int, batches: int 
     if not ids or batch_size < 1:
         raise ValueError("latency needs at least one sequence and a batch size of at least 1")
     chosen = list(itertools.islice(itertools.cycle(ids), batches * batch_size))
-    return [collate(chosen[i:i + batch_size]) for i in range(0, len(chosen), batch_size)]
+    return [collate(chosen[i : i + batch_size]) for i in range(0, len(chosen), batch_size)]
 
 
-def measure_latency(model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_size: int,
-                    repeats: int = 5, warmup: int = 2, batches: int = 4) -> float:
+def measure_latency(
+    model: torch.nn.Module,
+    ids: Sequence[Sequence[int]],
+    batch_size: int,
+    repeats: int = 5,
+    warmup: int = 2,
+    batches: int = 4,
+) -> float:
     """Milliseconds per forward pass of a batch of ``batch_size`` real sequences (see the module doc).
 
     Args:
@@ -72,8 +78,9 @@ def measure_latency(model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_
         The median time of one batch over all timed runs, in milliseconds.
     """
     device = next(model.parameters()).device
-    inputs = [(b["input_ids"].to(device), b["attention_mask"].to(device))
-              for b in latency_batches(ids, batch_size, batches)]
+    inputs = [
+        (b["input_ids"].to(device), b["attention_mask"].to(device)) for b in latency_batches(ids, batch_size, batches)
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -106,8 +113,9 @@ def active_parameters(model: TextClassifier) -> tuple[int, int]:
     return encoder, encoder + sum(p.numel() for p in model.head.parameters())
 
 
-def evaluate_subnets(clf: Any, split: Any, candidates: Sequence[Candidate],
-                     batch_sizes: Sequence[int] = (1, 32), repeats: int = 5) -> list[dict[str, Any]]:
+def evaluate_subnets(
+    clf: Any, split: Any, candidates: Sequence[Candidate], batch_sizes: Sequence[int] = (1, 32), repeats: int = 5
+) -> list[dict[str, Any]]:
     """Quality, size and latency of each candidate sub-net on one split.
 
     Args:
@@ -129,23 +137,36 @@ def evaluate_subnets(clf: Any, split: Any, candidates: Sequence[Candidate],
         for number, candidate in enumerate(candidates, 1):
             rows.append(_measure_one(clf, split, candidate, batch_sizes, repeats))
             row = rows[-1]
-            log.info("sub-net %d/%d %s: val macro-F1 %.4f, %s params, %s", number, len(candidates),
-                     candidate.name, row["macro_f1"], f"{row['parameters']:,}",
-                     ", ".join(f"{row[f'latency_ms_b{b}']:.2f} ms at batch {b}" for b in batch_sizes))
+            log.info(
+                "sub-net %d/%d %s: val macro-F1 %.4f, %s params, %s",
+                number,
+                len(candidates),
+                candidate.name,
+                row["macro_f1"],
+                f"{row['parameters']:,}",
+                ", ".join(f"{row[f'latency_ms_b{b}']:.2f} ms at batch {b}" for b in batch_sizes),
+            )
     finally:
         model.set_subnet(previous)
     return rows
 
 
-def _measure_one(clf: Any, split: Any, candidate: Candidate, batch_sizes: Sequence[int],
-                 repeats: int) -> dict[str, Any]:
+def _measure_one(
+    clf: Any, split: Any, candidate: Candidate, batch_sizes: Sequence[int], repeats: int
+) -> dict[str, Any]:
     model = clf.model
     model.set_subnet(candidate.subnet)
     metrics = evaluate_ids(model, split.ids, split.labels, clf.labels, 256, clf.device)
     encoder_params, params = active_parameters(model)
-    row = {"name": candidate.name, "subnet": candidate.subnet.to_dict(), **subnet_shape(model),
-           "encoder_parameters": encoder_params, "parameters": params,
-           "macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
+    row = {
+        "name": candidate.name,
+        "subnet": candidate.subnet.to_dict(),
+        **subnet_shape(model),
+        "encoder_parameters": encoder_params,
+        "parameters": params,
+        "macro_f1": metrics["macro_f1"],
+        "accuracy": metrics["accuracy"],
+    }
     for size in batch_sizes:
         row[f"latency_ms_b{size}"] = measure_latency(model, split.ids, size, repeats=repeats)
     return row
@@ -157,8 +178,7 @@ def subnet_shape(model: TextClassifier) -> dict[str, Any]:
     active = [encoder.layers[i] for i in range(len(encoder.layers)) if _is_active(encoder, i)]
     heads = [layer.attn.active_heads for layer in active]
     ffn = [layer.ffn.active_width for layer in active]
-    return {"layers": len(active), "heads": sum(heads), "ffn": sum(ffn),
-            "heads_per_layer": heads, "ffn_per_layer": ffn}
+    return {"layers": len(active), "heads": sum(heads), "ffn": sum(ffn), "heads_per_layer": heads, "ffn_per_layer": ffn}
 
 
 def _is_active(encoder: Any, index: int) -> bool:
@@ -166,8 +186,9 @@ def _is_active(encoder: Any, index: int) -> bool:
     return layers is None or index in layers
 
 
-def pareto_front(rows: Sequence[dict[str, Any]], quality: str = "macro_f1",
-                 costs: Sequence[str] = ("latency_ms_b32", "parameters")) -> list[bool]:
+def pareto_front(
+    rows: Sequence[dict[str, Any]], quality: str = "macro_f1", costs: Sequence[str] = ("latency_ms_b32", "parameters")
+) -> list[bool]:
     """Which rows are on the Pareto front: no other row dominates them.
 
     A row dominates another when its ``quality`` is at least as high and none of its
@@ -178,6 +199,7 @@ def pareto_front(rows: Sequence[dict[str, Any]], quality: str = "macro_f1",
         ...              quality="f1", costs=("ms",))
         [True, False, True]
     """
+
     def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
         no_worse = a[quality] >= b[quality] and all(a[c] <= b[c] for c in costs)
         better = a[quality] > b[quality] or any(a[c] < b[c] for c in costs)

@@ -82,9 +82,12 @@ def search_space(clf: Any) -> ElasticSpace:
     if saved_space(clf) is not None:
         return clf.space
     space = ElasticSpace()
-    log.warning("the model was not trained elastically (no elastic space in model_config.json): "
-                "using the default space (widths %s, depths %s); expect lower quality from its sub-nets",
-                ", ".join(f"{w:g}" for w in space.widths), ", ".join(f"{d:g}" for d in space.depths))
+    log.warning(
+        "the model was not trained elastically (no elastic space in model_config.json): "
+        "using the default space (widths %s, depths %s); expect lower quality from its sub-nets",
+        ", ".join(f"{w:g}" for w in space.widths),
+        ", ".join(f"{d:g}" for d in space.depths),
+    )
     return space
 
 
@@ -118,8 +121,11 @@ class Genome:
         else:
             # Layer i of the uniform sub-net at (w_i, f_i) has the heads and neurons layer i keeps here.
             uniform = [subnet_for(config, w, 1.0, f) for w, f in zip(widths, ffn)]
-            subnet = SubnetConfig(layers=kept, heads=tuple(u.heads[i] for i, u in enumerate(uniform)),
-                                  ffn=tuple(u.ffn[i] for i, u in enumerate(uniform)))
+            subnet = SubnetConfig(
+                layers=kept,
+                heads=tuple(u.heads[i] for i, u in enumerate(uniform)),
+                ffn=tuple(u.ffn[i] for i, u in enumerate(uniform)),
+            )
         ffn_name = None if self.ffn_widths is None else [ffn[i] for i in kept]
         return Candidate(_name([widths[i] for i in kept], ffn_name, self.depth), subnet)
 
@@ -143,8 +149,9 @@ def _name(widths: Sequence[float], ffn: Sequence[float] | None, depth: float) ->
 def uniform_genomes(space: ElasticSpace) -> list[Genome]:
     """Every uniform width x depth (x FFN width when the space has its own) of the space."""
     ffn_choices: Sequence[float | None] = space.ffn_widths or (None,)
-    return [Genome(d, (w,), None if f is None else (f,))
-            for d in space.depths for w in space.widths for f in ffn_choices]
+    return [
+        Genome(d, (w,), None if f is None else (f,)) for d in space.depths for w in space.widths for f in ffn_choices
+    ]
 
 
 def uniform_grid(space: ElasticSpace, config: EncoderConfig) -> list[Candidate]:
@@ -165,8 +172,11 @@ def _per_layer_genomes(space: ElasticSpace, config: EncoderConfig) -> Iterator[G
         kept = subnet_for(config, 1.0, depth).layers
         for widths in itertools.product(space.widths, repeat=len(kept)):
             for ffn in itertools.product(space.neuron_widths, repeat=len(kept) if separate_ffn else 0):
-                yield Genome(depth, _spread(widths, kept, config.layers),
-                             _spread(ffn, kept, config.layers) if separate_ffn else None)
+                yield Genome(
+                    depth,
+                    _spread(widths, kept, config.layers),
+                    _spread(ffn, kept, config.layers) if separate_ffn else None,
+                )
 
 
 def _spread(values: Sequence[float], kept: tuple[int, ...], layers: int) -> tuple[float, ...]:
@@ -194,8 +204,15 @@ def _unique(candidates: Iterator[Candidate]) -> list[Candidate]:
 Scores = dict[SubnetConfig, tuple[Candidate, float]]
 
 
-def evolve(space: ElasticSpace, config: EncoderConfig, fitness: Callable[[Candidate], float], seed: int = 0,
-           population: int = 16, generations: int = 8, mutation: float = 0.2) -> Scores:
+def evolve(
+    space: ElasticSpace,
+    config: EncoderConfig,
+    fitness: Callable[[Candidate], float],
+    seed: int = 0,
+    population: int = 16,
+    generations: int = 8,
+    mutation: float = 0.2,
+) -> Scores:
     """Evolutionary search: keep the fitter half, refill it by crossover and mutation.
 
     Args:
@@ -222,13 +239,22 @@ def evolve(space: ElasticSpace, config: EncoderConfig, fitness: Callable[[Candid
     genes = config.layers if space.per_layer else 1
     # the first generation holds every uniform sub-net (the grid), then random ones: the
     # search starts from the grid and can only improve on it
-    uniform = [Genome(g.depth, g.widths * genes, None if g.ffn_widths is None else g.ffn_widths * genes)
-               for g in uniform_genomes(space)]
+    uniform = [
+        Genome(g.depth, g.widths * genes, None if g.ffn_widths is None else g.ffn_widths * genes)
+        for g in uniform_genomes(space)
+    ]
     genomes = uniform + [_random_genome(space, genes, rng) for _ in range(max(0, population - len(uniform)))]
     for _ in range(generations):
-        parents = sorted(genomes, key=score, reverse=True)[:max(2, population // 2)]
-        children = [_mutate(_crossover(parents[rng.integers(len(parents))], parents[rng.integers(len(parents))], rng),
-                            space, mutation, rng) for _ in range(population - len(parents))]
+        parents = sorted(genomes, key=score, reverse=True)[: max(2, population // 2)]
+        children = [
+            _mutate(
+                _crossover(parents[rng.integers(len(parents))], parents[rng.integers(len(parents))], rng),
+                space,
+                mutation,
+                rng,
+            )
+            for _ in range(population - len(parents))
+        ]
         genomes = parents + children
     for genome in genomes:
         score(genome)
@@ -298,8 +324,16 @@ class BudgetSearch:
         repeats: timed repetitions per latency measurement.
     """
 
-    def __init__(self, clf: Any, split: Any, budget: Budget, space: ElasticSpace | None = None, seed: int = 0,
-                 fitness_examples: int | None = None, repeats: int = 5) -> None:
+    def __init__(
+        self,
+        clf: Any,
+        split: Any,
+        budget: Budget,
+        space: ElasticSpace | None = None,
+        seed: int = 0,
+        fitness_examples: int | None = None,
+        repeats: int = 5,
+    ) -> None:
         self.clf, self.split, self.budget, self.seed, self.repeats = clf, split, budget, seed, repeats
         self.space = space if space is not None else search_space(clf)
         self.config = clf.model.encoder.config
@@ -320,11 +354,15 @@ class BudgetSearch:
             winner = self._first_within_budget(ranked)
             if winner is None:
                 raise AttncoachError(self._nothing_fits())
-            result = {**self.describe(winner), "budget": self.budget.to_dict(), "search": method,
-                      "threads": torch.get_num_threads(),
-                      "candidates_evaluated": len({subnet for subnet, _ in self._quality}),
-                      "width_only": self._best_of(g for g in uniform_genomes(self.space) if g.depth == 1.0),
-                      "depth_only": self._best_of(g for g in uniform_genomes(self.space) if _full_width(g))}
+            result = {
+                **self.describe(winner),
+                "budget": self.budget.to_dict(),
+                "search": method,
+                "threads": torch.get_num_threads(),
+                "candidates_evaluated": len({subnet for subnet, _ in self._quality}),
+                "width_only": self._best_of(g for g in uniform_genomes(self.space) if g.depth == 1.0),
+                "depth_only": self._best_of(g for g in uniform_genomes(self.space) if _full_width(g)),
+            }
         finally:
             model.set_subnet(previous)
         return result
@@ -344,8 +382,9 @@ class BudgetSearch:
         if candidate.subnet not in self._measured:
             self.clf.model.set_subnet(candidate.subnet)
             self._names[candidate.subnet] = candidate.name
-            self._measured[candidate.subnet] = measure_latency(self.clf.model, self.split.ids, self.budget.batch,
-                                                               repeats=self.repeats)
+            self._measured[candidate.subnet] = measure_latency(
+                self.clf.model, self.split.ids, self.budget.batch, repeats=self.repeats
+            )
         return self._measured[candidate.subnet]
 
     def estimated_ms(self, candidate: Candidate) -> float:
@@ -371,9 +410,15 @@ class BudgetSearch:
     def describe(self, candidate: Candidate) -> dict[str, Any]:
         """The reported numbers of a candidate (quality on the whole split, measured latency)."""
         encoder, total, features = self.costs(candidate)
-        return {"name": candidate.name, "subnet": candidate.subnet.to_dict(), **self.quality(candidate),
-                "latency_ms": self.measured_ms(candidate), "predicted_latency_ms": self.latency.predict(features),
-                "parameters": total, "encoder_parameters": encoder}
+        return {
+            "name": candidate.name,
+            "subnet": candidate.subnet.to_dict(),
+            **self.quality(candidate),
+            "latency_ms": self.measured_ms(candidate),
+            "predicted_latency_ms": self.latency.predict(features),
+            "parameters": total,
+            "encoder_parameters": encoder,
+        }
 
     # -- the steps
     def _calibrate(self) -> None:
@@ -398,7 +443,9 @@ class BudgetSearch:
                 pool = sorted(pool, key=lambda c: -self.quality(c, self.fitness_examples)["macro_f1"])[:RESCORED]
             # the uniform sub-nets within reach always compete on the whole split (the width-only and
             # depth-only baselines are among them, so the winner is never worse than those)
-            pool = _unique(iter([*pool, *(c for c in uniform_grid(self.space, self.config) if not self.clearly_over(c))]))
+            pool = _unique(
+                iter([*pool, *(c for c in uniform_grid(self.space, self.config) if not self.clearly_over(c))])
+            )
         log.info("%s search: %d candidates within reach of %s", method, len(pool), self.budget)
         return sorted(pool, key=lambda c: (-self.quality(c)["macro_f1"], self.estimated_ms(c))), method
 
@@ -414,8 +461,12 @@ class BudgetSearch:
                 return candidate
             if self.measured_ms(candidate) <= self.budget.max_latency_ms:
                 return candidate
-            log.info("%s measures %.3f ms, over %s: trying the next best", candidate.name,
-                     self.measured_ms(candidate), self.budget)
+            log.info(
+                "%s measures %.3f ms, over %s: trying the next best",
+                candidate.name,
+                self.measured_ms(candidate),
+                self.budget,
+            )
         return None
 
     def _best_of(self, genomes: Iterator[Genome]) -> dict[str, Any] | None:
@@ -428,15 +479,26 @@ class BudgetSearch:
     def _nothing_fits(self) -> str:
         if self.budget.max_params is not None:
             smallest = min(uniform_grid(self.space, self.config), key=lambda c: self.costs(c)[1])
-            return (f"no sub-net meets {self.budget}: the smallest, {smallest.name}, "
-                    f"has {self.costs(smallest)[1]:,} parameters")
+            return (
+                f"no sub-net meets {self.budget}: the smallest, {smallest.name}, "
+                f"has {self.costs(smallest)[1]:,} parameters"
+            )
         fastest = min(self._measured, key=self._measured.get)
-        return (f"no sub-net meets {self.budget}: the fastest, {self._names[fastest]}, "
-                f"takes {self._measured[fastest]:.3g} ms")
+        return (
+            f"no sub-net meets {self.budget}: the fastest, {self._names[fastest]}, "
+            f"takes {self._measured[fastest]:.3g} ms"
+        )
 
 
-def search(clf: Any, split: Any, budget: Budget, space: ElasticSpace | None = None, seed: int = 0,
-           fitness_examples: int | None = None, repeats: int = 5) -> dict[str, Any]:
+def search(
+    clf: Any,
+    split: Any,
+    budget: Budget,
+    space: ElasticSpace | None = None,
+    seed: int = 0,
+    fitness_examples: int | None = None,
+    repeats: int = 5,
+) -> dict[str, Any]:
     """The best sub-net of ``clf`` under ``budget``: highest val macro-F1, ties to lower latency.
 
     Args:

@@ -61,7 +61,9 @@ class ElasticSpace:
                 continue
             values = tuple(sorted({float(v) for v in values}))
             if not values or not all(0 < v <= 1 for v in values):
-                raise AttncoachError(f"elastic.{name} must be a non-empty list of fractions in (0, 1], got {list(values)}")
+                raise AttncoachError(
+                    f"elastic.{name} must be a non-empty list of fractions in (0, 1], got {list(values)}"
+                )
             if values[-1] != 1.0:
                 raise AttncoachError(f"elastic.{name} must include 1.0 (the full model), got {list(values)}")
             object.__setattr__(self, name, values)
@@ -77,18 +79,26 @@ class ElasticSpace:
         Raises:
             AttncoachError: naming the trained range.
         """
-        checks = (("width", width, self.widths), ("depth", depth, self.depths),
-                  ("ffn width", width if ffn_width is None else ffn_width, self.neuron_widths))
+        checks = (
+            ("width", width, self.widths),
+            ("depth", depth, self.depths),
+            ("ffn width", width if ffn_width is None else ffn_width, self.neuron_widths),
+        )
         for name, value, trained in checks:
             if not trained[0] <= value <= 1:
-                raise AttncoachError(f"{name} {value:g} is outside the trained space [{trained[0]:g}, 1] "
-                                     f"(elastic {name}s {', '.join(f'{v:g}' for v in trained)})")
+                raise AttncoachError(
+                    f"{name} {value:g} is outside the trained space [{trained[0]:g}, 1] "
+                    f"(elastic {name}s {', '.join(f'{v:g}' for v in trained)})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as saved in ``model_config.json``."""
-        return {"widths": list(self.widths), "depths": list(self.depths),
-                "ffn_widths": None if self.ffn_widths is None else list(self.ffn_widths),
-                "per_layer": self.per_layer}
+        return {
+            "widths": list(self.widths),
+            "depths": list(self.depths),
+            "ffn_widths": None if self.ffn_widths is None else list(self.ffn_widths),
+            "per_layer": self.per_layer,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ElasticSpace:
@@ -104,8 +114,9 @@ class ElasticSpace:
         return cls(**data)
 
 
-def subnet_for(config: EncoderConfig, width: float = 1.0, depth: float = 1.0,
-               ffn_width: float | None = None) -> SubnetConfig:
+def subnet_for(
+    config: EncoderConfig, width: float = 1.0, depth: float = 1.0, ffn_width: float | None = None
+) -> SubnetConfig:
     """The sub-network at ``width`` and ``depth`` (each in (0, 1]) of a model shaped by ``config``.
 
     Args:

@@ -119,16 +119,28 @@ class InPlaceDistillation:
         hidden_weight: weight of the hidden-state term.
     """
 
-    def __init__(self, sampler: SubnetSampler, task: Task, distill: str = "logits", temperature: float = 1.0,
-                 hidden_weight: float = 1.0):
+    def __init__(
+        self,
+        sampler: SubnetSampler,
+        task: Task,
+        distill: str = "logits",
+        temperature: float = 1.0,
+        hidden_weight: float = 1.0,
+    ):
         self.sampler = sampler
         self.task = task
         self.distill = distill
         self.temperature = temperature
         self.hidden_weight = hidden_weight
 
-    def accumulate(self, model: torch.nn.Module, batch: dict[str, Tensor], step: int,
-                   autocast: Callable[[], contextlib.AbstractContextManager], scale: float = 1.0) -> SandwichLosses:
+    def accumulate(
+        self,
+        model: torch.nn.Module,
+        batch: dict[str, Tensor],
+        step: int,
+        autocast: Callable[[], contextlib.AbstractContextManager],
+        scale: float = 1.0,
+    ) -> SandwichLosses:
         """Forward and backward every sub-net of ``step`` on the batch; leaves the full model active.
 
         The caller zeroes the gradients before and clips and steps after; ``scale``
@@ -147,14 +159,22 @@ class InPlaceDistillation:
                 else:
                     loss = self._distillation_loss(out, teacher)
                 if index == 0:
-                    teacher = dataclasses.replace(out, loss=out.loss.detach(), outputs=out.outputs.detach(),
-                                                  hidden=None if out.hidden is None else out.hidden.detach())
+                    teacher = dataclasses.replace(
+                        out,
+                        loss=out.loss.detach(),
+                        outputs=out.outputs.detach(),
+                        hidden=None if out.hidden is None else out.hidden.detach(),
+                    )
                 (loss * scale).backward()
                 losses.append(loss.item())
         finally:
             model.set_subnet(None)
-        return SandwichLosses(largest=losses[0], smallest=losses[1] if len(losses) > 1 else losses[0],
-                              subnets=len(subnets), teacher=teacher)
+        return SandwichLosses(
+            largest=losses[0],
+            smallest=losses[1] if len(losses) > 1 else losses[0],
+            subnets=len(subnets),
+            teacher=teacher,
+        )
 
     def _distillation_loss(self, out: StepOut, teacher: StepOut) -> Tensor:
         t = self.temperature
@@ -168,14 +188,18 @@ class InPlaceDistillation:
         return loss
 
 
-def make_sampler(name: str, space: ElasticSpace, config: EncoderConfig, random_subnets: int,
-                 seed: int) -> SubnetSampler:
+def make_sampler(
+    name: str, space: ElasticSpace, config: EncoderConfig, random_subnets: int, seed: int
+) -> SubnetSampler:
     """The registered sampler ``name`` (``SUBNET_SAMPLERS``) for this space and model."""
     return SUBNET_SAMPLERS[name](space, config, random_subnets=random_subnets, seed=seed)
 
 
 def space_of(elastic: Any) -> ElasticSpace:
     """The :class:`ElasticSpace` named by an ``elastic:`` config section (``config.ElasticConfig``)."""
-    return ElasticSpace(widths=tuple(elastic.widths), depths=tuple(elastic.depths),
-                        ffn_widths=None if elastic.ffn_widths is None else tuple(elastic.ffn_widths),
-                        per_layer=elastic.per_layer)
+    return ElasticSpace(
+        widths=tuple(elastic.widths),
+        depths=tuple(elastic.depths),
+        ffn_widths=None if elastic.ffn_widths is None else tuple(elastic.ffn_widths),
+        per_layer=elastic.per_layer,
+    )

@@ -82,9 +82,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.head_gate = gate.to(device=self.head_gate.device, dtype=self.head_gate.dtype)
         self._gate_is_identity = not gate.requires_grad and bool((gate == 1).all())
 
-    def forward(
-        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
-    ) -> Tensor:
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """Attends every token to every real token, or only to real tokens up to itself.
 
         Args:
@@ -117,9 +115,7 @@ class MultiHeadSelfAttention(nn.Module):
                 mask = mask & allowed  # (B, 1, T, T): real keys at or before the query
         dropout_p = self.dropout if self.training else 0.0
         is_causal = causal and mask is None  # SDPA builds the lower-triangular mask itself
-        context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-        )
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
         if not self._gate_is_identity:
             context = context * self.head_gate[: self.active_heads, None, None]  # (B, h, T, Dh)
         context = context.transpose(1, 2).reshape(batch, length, -1)  # (B, T, h * Dh)
@@ -141,8 +137,7 @@ class MultiHeadSelfAttention(nn.Module):
         weight = self.qkv.weight.view(3, self.inner_dim, self.dim)  # (3, I, D)
         bias = None if self.qkv.bias is None else self.qkv.bias.view(3, self.inner_dim)
         return tuple(
-            F.linear(x, weight[i, :width], None if bias is None else bias[i, :width])
-            for i in range(3)
+            F.linear(x, weight[i, :width], None if bias is None else bias[i, :width]) for i in range(3)
         )  # 3 x (B, T, k * Dh)
 
     def _project_out(self, context: Tensor) -> Tensor:
@@ -156,5 +151,4 @@ class MultiHeadSelfAttention(nn.Module):
         return t.view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, Dh)
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, "
-                f"active_heads={self.active_heads}")
+        return f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, active_heads={self.active_heads}"

@@ -33,9 +33,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
 }
 
-_POSITIVE_FIELDS = (
-    "vocab_size", "dim", "layers", "heads", "ffn_dim", "max_position", "layer_norm_eps"
-)
+_POSITIVE_FIELDS = ("vocab_size", "dim", "layers", "heads", "ffn_dim", "max_position", "layer_norm_eps")
 
 
 def _check_known_keys(cls: type, data: Mapping[str, Any]) -> None:
@@ -125,7 +123,7 @@ class EncoderConfig:
         if value is None and base != type_name:
             return
         if base.startswith("list["):
-            item = base[len("list["):-1]
+            item = base[len("list[") : -1]
             ok = isinstance(value, list) and all(_is_instance(v, item) for v in value)
         else:
             ok = _is_instance(value, base)
@@ -170,9 +168,7 @@ class EncoderConfig:
         return cls(**data)
 
 
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "int": int, "float": (int, float), "str": str, "bool": bool
-}
+_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
 def _is_instance(value: Any, type_name: str) -> bool:
@@ -259,9 +255,7 @@ class Embeddings(nn.Module):
         super().__init__()
         self.word = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_id)
         self.position = nn.Embedding(config.max_position, config.dim)
-        self.token_type = (
-            nn.Embedding(config.type_vocab_size, config.dim) if config.type_vocab_size > 0 else None
-        )
+        self.token_type = nn.Embedding(config.type_vocab_size, config.dim) if config.type_vocab_size > 0 else None
         self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -274,17 +268,13 @@ class Embeddings(nn.Module):
         """
         length = input_ids.shape[1]
         if length > self.position.num_embeddings:
-            raise ValueError(
-                f"sequence length {length} exceeds max_position {self.position.num_embeddings}"
-            )
+            raise ValueError(f"sequence length {length} exceeds max_position {self.position.num_embeddings}")
         positions = torch.arange(length, device=input_ids.device)  # (T,)
         x = self.word(input_ids) + self.position(positions)  # (B, T, D)
         x = x + self._token_type_embedding(input_ids, token_type_ids)
         return self.dropout(self.norm(x))
 
-    def _token_type_embedding(
-        self, input_ids: Tensor, token_type_ids: Tensor | None
-    ) -> Tensor | float:
+    def _token_type_embedding(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor | float:
         if self.token_type is None:
             if token_type_ids is not None:
                 raise ValueError("token_type_ids given but the model has type_vocab_size=0")
@@ -344,9 +334,7 @@ class EncoderLayer(nn.Module):
         ffn_dim: FFN width of this layer; ``None`` = ``config.ffn_dim``.
     """
 
-    def __init__(
-        self, config: EncoderConfig, heads: int | None = None, ffn_dim: int | None = None
-    ) -> None:
+    def __init__(self, config: EncoderConfig, heads: int | None = None, ffn_dim: int | None = None) -> None:
         super().__init__()
         self.attn = MultiHeadSelfAttention(
             config.dim,
@@ -361,9 +349,7 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.norm_first = config.norm_first
 
-    def forward(
-        self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
-    ) -> Tensor:
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """Maps ``(B, T, D)`` to ``(B, T, D)``.
 
         Args:
@@ -397,11 +383,7 @@ class ElasticEncoder(nn.Module):
         shapes = zip(config.heads_per_layer(), config.ffn_per_layer())
         self.layers = nn.ModuleList(EncoderLayer(config, h, n) for h, n in shapes)
         # Pre-LN leaves the residual stream unnormalised, so it ends with a LayerNorm.
-        self.final_norm = (
-            nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-            if config.norm_first
-            else nn.Identity()
-        )
+        self.final_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps) if config.norm_first else nn.Identity()
         self._subnet = SubnetConfig()
         self._active_layers = tuple(range(config.layers))
         self.apply(init_bert_weights)
@@ -493,9 +475,7 @@ class ElasticEncoder(nn.Module):
         return count + sum(self.layers[i].num_active_parameters() for i in self._active_layers)
 
 
-def _check_per_layer(
-    name: str, values: tuple[int, ...] | None, maxima: tuple[int, ...]
-) -> None:
+def _check_per_layer(name: str, values: tuple[int, ...] | None, maxima: tuple[int, ...]) -> None:
     if values is None:
         return
     layers = len(maxima)

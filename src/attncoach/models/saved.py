@@ -44,8 +44,9 @@ def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContext
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_size: int,
-                   device: torch.device, bf16: bool = False) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_size: int, device: torch.device, bf16: bool = False
+) -> torch.Tensor:
     """Logits for every sequence, in input order, batching sequences of similar length.
 
     Returns:
@@ -56,7 +57,7 @@ def predict_logits(model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_s
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[torch.Tensor] = []
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         batch = collate([ids[i] for i in chunk])
         with autocast_for(device, bf16):
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
@@ -99,8 +100,10 @@ class SavedClassifier:
             raise AttncoachError(f"{model_dir / 'model_config.json'} is not an attncoach model config")
         version = config.get("format_version", 1)
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise AttncoachError(f"{model_dir} was written by a newer attncoach (model format {version!r}; this one "
-                                 f"reads up to {FORMAT_VERSION}): upgrade attncoach")
+            raise AttncoachError(
+                f"{model_dir} was written by a newer attncoach (model format {version!r}; this one "
+                f"reads up to {FORMAT_VERSION}): upgrade attncoach"
+            )
         labels = read_labels(model_dir / "labels.json")
         try:
             model = TextClassifier.from_config_dict(config["model"])
@@ -115,8 +118,17 @@ class SavedClassifier:
         dev = torch.device(device)
         model.to(dev).eval()
         tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-        return cls(model, tokenizer, labels, int(config["max_length"]), dev, None,
-                   str(config.get("task", "text_classification")), config.get("elastic"), model_dir)
+        return cls(
+            model,
+            tokenizer,
+            labels,
+            int(config["max_length"]),
+            dev,
+            None,
+            str(config.get("task", "text_classification")),
+            config.get("elastic"),
+            model_dir,
+        )
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Class probabilities, shape (len(texts), num_labels)."""
@@ -127,19 +139,30 @@ class SavedClassifier:
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
         """One ``{"label", "probabilities": {label: p}}`` per text."""
         probs = self.predict_proba(texts, batch_size)
-        return [{"label": self.labels[int(p.argmax())],
-                 "probabilities": {name: round(float(v), 6) for name, v in zip(self.labels, p)}}
-                for p in probs]
+        return [
+            {
+                "label": self.labels[int(p.argmax())],
+                "probabilities": {name: round(float(v), 6) for name, v in zip(self.labels, p)},
+            }
+            for p in probs
+        ]
 
 
-def model_config(model: TextClassifier, max_length: int, task: str = "text_classification",
-                 **extra: Any) -> dict[str, Any]:
+def model_config(
+    model: TextClassifier, max_length: int, task: str = "text_classification", **extra: Any
+) -> dict[str, Any]:
     """The content of ``model_config.json`` for ``model`` (``extra``: ``elastic``, ``exported_from``)."""
     from attncoach import __version__
 
-    return {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "attncoach_version": __version__,
-            "task": task, "model": model.config_dict(), "max_length": max_length,
-            **{k: v for k, v in extra.items() if v is not None}}
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "attncoach_version": __version__,
+        "task": task,
+        "model": model.config_dict(),
+        "max_length": max_length,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
 
 
 def write_model_config(folder: Path, config: dict[str, Any]) -> None:

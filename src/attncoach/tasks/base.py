@@ -92,8 +92,9 @@ class Task(ABC):
         """Forward ``batch`` (already on the model's device) through ``model``; the loss and per-example outcomes."""
 
     @abstractmethod
-    def evaluate(self, model: Any, split: Any, data: TaskData, batch_size: int = 256,
-                 bf16: bool = False) -> dict[str, Any]:
+    def evaluate(
+        self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False
+    ) -> dict[str, Any]:
         """Metrics of ``model`` on ``split``, with ``loss`` and the :attr:`primary` metric among them."""
 
 

@@ -9,8 +9,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: list[str],
-                           loss: float | None = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: list[str], loss: float | None = None
+) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
 
     Args:
@@ -31,11 +32,14 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     ids = list(range(len(labels)))
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     per_class = {
-        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-               "support": int(support[i])}
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, name in enumerate(labels)
     }
     out: dict[str, Any] = {

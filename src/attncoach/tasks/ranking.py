@@ -87,8 +87,9 @@ def ranks_sampled(scores: torch.Tensor, targets: IndexLike, negatives: IndexLike
     """
     scores = _scores(scores)
     targets = _targets(targets, scores)
-    negatives = torch.as_tensor(np.asarray(negatives, dtype=np.int64) if not isinstance(negatives, torch.Tensor)
-                                else negatives).to(device=scores.device, dtype=torch.long)
+    negatives = torch.as_tensor(
+        np.asarray(negatives, dtype=np.int64) if not isinstance(negatives, torch.Tensor) else negatives
+    ).to(device=scores.device, dtype=torch.long)
     if negatives.dim() != 2 or negatives.shape[0] != scores.shape[0]:
         raise ValueError(f"negatives must have shape (B, n) with B = {scores.shape[0]}, not {tuple(negatives.shape)}")
     if negatives.numel() and (negatives.min() < 1 or negatives.max() >= scores.shape[1]):

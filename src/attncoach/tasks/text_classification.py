@@ -29,13 +29,18 @@ class TextClassificationTask(Task):
 
     primary = "macro_f1"
 
-    def build(self, cfg: Any, seed: int = 0, tokenizer: Any = None, labels: Sequence[str] | None = None,
-              **context: Any) -> TaskData:
+    def build(
+        self, cfg: Any, seed: int = 0, tokenizer: Any = None, labels: Sequence[str] | None = None, **context: Any
+    ) -> TaskData:
         data = prepare_data(cfg, seed, tokenizer=tokenizer, labels=labels)
         train = data.splits["train"]
-        return TaskData(splits=data.splits, strata=train.labels,
-                        chance_loss=chance_loss(train.labels, len(data.labels), self.label_smoothing),
-                        prepared=data, stats=data.stats)
+        return TaskData(
+            splits=data.splits,
+            strata=train.labels,
+            chance_loss=chance_loss(train.labels, len(data.labels), self.label_smoothing),
+            prepared=data,
+            stats=data.stats,
+        )
 
     def step(self, model: Any, batch: dict[str, Tensor]) -> StepOut:
         mask = batch["attention_mask"].to(torch.bool)
@@ -46,18 +51,32 @@ class TextClassificationTask(Task):
         with torch.no_grad():
             nll = F.cross_entropy(logits, gold, reduction="none")  # (B,), unsmoothed: the example's own loss
             predicted = logits.argmax(dim=-1)
-        return StepOut(loss=loss, losses=nll, correct=predicted == gold, outputs=logits, hidden=hidden, mask=mask,
-                       predicted=predicted)
+        return StepOut(
+            loss=loss,
+            losses=nll,
+            correct=predicted == gold,
+            outputs=logits,
+            hidden=hidden,
+            mask=mask,
+            predicted=predicted,
+        )
 
-    def evaluate(self, model: Any, split: Any, data: TaskData, batch_size: int = 256,
-                 bf16: bool = False) -> dict[str, Any]:
+    def evaluate(
+        self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False
+    ) -> dict[str, Any]:
         device = next(model.parameters()).device
         return evaluate_ids(model, split.ids, split.labels, data.prepared.labels, batch_size, device, bf16)
 
 
-def evaluate_ids(model: torch.nn.Module, ids: Sequence[Sequence[int]], labels: Sequence[int],
-                 label_names: list[str], batch_size: int, device: torch.device,
-                 bf16: bool = False) -> dict[str, Any]:
+def evaluate_ids(
+    model: torch.nn.Module,
+    ids: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    label_names: list[str],
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
+) -> dict[str, Any]:
     """Classification metrics and mean loss of ``model`` on encoded examples."""
     logits = predict_logits(model, ids, batch_size, device, bf16)
     gold = torch.as_tensor(np.asarray(labels), dtype=torch.long)

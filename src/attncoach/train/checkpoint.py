@@ -71,8 +71,14 @@ class CheckpointStore:
     def pointer(self) -> Path:
         return self.root / "latest.json"
 
-    def save(self, step: int, model: dict[str, torch.Tensor], optimizer: dict[str, Any],
-             rng: dict[str, Any], state: dict[str, Any]) -> Path:
+    def save(
+        self,
+        step: int,
+        model: dict[str, torch.Tensor],
+        optimizer: dict[str, Any],
+        rng: dict[str, Any],
+        state: dict[str, Any],
+    ) -> Path:
         """Write a checkpoint for ``step`` and point ``latest.json`` at it."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:08d}"

@@ -52,8 +52,7 @@ def parameter_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict[str, A
         base_lr = head_lr if depth is None else t.lr * decay ** (depth_total - depth)
         plain = param.ndim < 2 or "norm" in name or "embed" in name
         groups.setdefault((base_lr, 0.0 if plain else t.weight_decay), []).append(param)
-    return [{"params": params, "base_lr": lr, "lr": lr, "weight_decay": wd}
-            for (lr, wd), params in groups.items()]
+    return [{"params": params, "base_lr": lr, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.AdamW:

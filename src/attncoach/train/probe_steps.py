@@ -32,8 +32,14 @@ class ProbeTrainer:
         quiet: no progress bar.
     """
 
-    def __init__(self, task: Task, train_cfg: Any, device: torch.device,
-                 autocast: Callable[[], contextlib.AbstractContextManager], quiet: bool = True) -> None:
+    def __init__(
+        self,
+        task: Task,
+        train_cfg: Any,
+        device: torch.device,
+        autocast: Callable[[], contextlib.AbstractContextManager],
+        quiet: bool = True,
+    ) -> None:
         self.task, self.t, self.device, self.autocast, self.quiet = task, train_cfg, device, autocast, quiet
 
     def steps_for(self, split: Any, epochs: float) -> int:
@@ -41,8 +47,9 @@ class ProbeTrainer:
         per_epoch = -(-len(split) // self.t.batch_size)
         return max(1, math.ceil(epochs * per_epoch))
 
-    def train(self, model: torch.nn.Module, split: Any, steps: int, after_step: Callable[[int], None],
-              seed: int) -> int:
+    def train(
+        self, model: torch.nn.Module, split: Any, steps: int, after_step: Callable[[int], None], seed: int
+    ) -> int:
         """Train ``model`` in place; returns the examples trained on."""
         t = self.t
         optimizer = make_optimizer(model, t)

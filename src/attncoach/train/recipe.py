@@ -121,8 +121,9 @@ class ClassificationRecipe:
         self.model = self._build_model(self.data).to(self.device)
         self.scores = self._score_and_prune()
         train = self.data.splits["train"]
-        self.sampler = LengthBucketBatchSampler([len(x) for x in train.ids], t.batch_size, seed=t.seed,
-                                                bucket_size=t.bucket_size)
+        self.sampler = LengthBucketBatchSampler(
+            [len(x) for x in train.ids], t.batch_size, seed=t.seed, bucket_size=t.bucket_size
+        )
         self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
         self.supernet = self._setup_elastic()
         self.optimizer = make_optimizer(self.model, t)
@@ -145,9 +146,17 @@ class ClassificationRecipe:
             self.coach.coach.logger = self.logger
         n_params = sum(p.numel() for p in self.model.parameters())
         enc = self.model.encoder.config
-        log.info("model: %d layers, dim %d, %d heads, %s parameters; %d steps (%d per epoch), device %s%s",
-                 enc.layers, enc.dim, enc.heads, f"{n_params:,}",
-                 self.total_steps, self.steps_per_epoch, self.device.type, " bf16" if self.bf16 else "")
+        log.info(
+            "model: %d layers, dim %d, %d heads, %s parameters; %d steps (%d per epoch), device %s%s",
+            enc.layers,
+            enc.dim,
+            enc.heads,
+            f"{n_params:,}",
+            self.total_steps,
+            self.steps_per_epoch,
+            self.device.type,
+            " bf16" if self.bf16 else "",
+        )
 
     def _load_backbone(self) -> Any:
         """The pretrained backbone named by model.backbone, or None for a scratch model."""
@@ -158,9 +167,17 @@ class ClassificationRecipe:
 
         backbone = load_backbone(resolve_backbone(name))
         enc = backbone.encoder_config
-        log.info("backbone %s (%s): dim %d, %d layers, %d heads, FFN %d, up to %d tokens; the model.* "
-                 "architecture keys are taken from it", name, backbone.model_type, enc.dim, enc.layers, enc.heads,
-                 enc.ffn_dim, enc.max_position)
+        log.info(
+            "backbone %s (%s): dim %d, %d layers, %d heads, FFN %d, up to %d tokens; the model.* "
+            "architecture keys are taken from it",
+            name,
+            backbone.model_type,
+            enc.dim,
+            enc.layers,
+            enc.heads,
+            enc.ffn_dim,
+            enc.max_position,
+        )
         return backbone
 
     def _prepare_data(self) -> TaskData:
@@ -169,8 +186,10 @@ class ClassificationRecipe:
         if self.backbone is not None:
             limit = self.backbone.encoder_config.max_position
             if data_cfg.max_length is not None and data_cfg.max_length > limit:
-                raise AttncoachError(f"data.max_length {data_cfg.max_length} exceeds the {limit} positions of "
-                                     f"backbone {cfg.model.backbone}")
+                raise AttncoachError(
+                    f"data.max_length {data_cfg.max_length} exceeds the {limit} positions of "
+                    f"backbone {cfg.model.backbone}"
+                )
             data_cfg = dataclasses.replace(data_cfg, max_length_cap=min(data_cfg.max_length_cap, limit))
             tokenizer = self.backbone.tokenizer  # the pretrained tokenizer, as it is
         if self.resume and (self.run_dir.model / "tokenizer.json").is_file():
@@ -184,10 +203,19 @@ class ClassificationRecipe:
             from attncoach.models.pretrained import build_pretrained_classifier
 
             return build_pretrained_classifier(self.backbone, len(data.labels), m.pooling, m.head_dropout)
-        enc = EncoderConfig(vocab_size=data.tokenizer.get_vocab_size(), dim=m.dim, layers=m.layers, heads=m.heads,
-                            ffn_dim=m.ffn_dim, max_position=data.max_length, dropout=m.dropout,
-                            attention_dropout=m.attention_dropout, activation=m.activation,
-                            norm_first=m.norm_first, pad_id=data.pad_id)
+        enc = EncoderConfig(
+            vocab_size=data.tokenizer.get_vocab_size(),
+            dim=m.dim,
+            layers=m.layers,
+            heads=m.heads,
+            ffn_dim=m.ffn_dim,
+            max_position=data.max_length,
+            dropout=m.dropout,
+            attention_dropout=m.attention_dropout,
+            activation=m.activation,
+            norm_first=m.norm_first,
+            pad_id=data.pad_id,
+        )
         return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
 
     # ------------------------------------------------------------------ curriculum
@@ -203,8 +231,10 @@ class ClassificationRecipe:
         per_epoch = math.ceil(n / t.batch_size)
         budget = (t.max_steps or math.ceil(t.epochs * per_epoch)) * t.batch_size
         if c.horizon * n > budget:
-            raise AttncoachError(f"config key 'curriculum.horizon' ({c.horizon:g} epochs = {c.horizon * n:,.0f} "
-                                 f"examples) is longer than the run ({budget:,} examples)")
+            raise AttncoachError(
+                f"config key 'curriculum.horizon' ({c.horizon:g} epochs = {c.horizon * n:,.0f} "
+                f"examples) is longer than the run ({budget:,} examples)"
+            )
 
     def _score_and_prune(self) -> dict[str, np.ndarray]:
         """Difficulty scores the curriculum needs (cached in difficulty.json), and data pruning."""
@@ -222,9 +252,19 @@ class ClassificationRecipe:
             cached = read_difficulty(path, len(train))
             scores, kept = cached["scores"], cached["kept"]
         else:
-            result = score_examples(names, train, self.model, self.task, self._probe_trainer(), c.probe_epochs,
-                                    c.probe_passes, self.device, lambda: autocast_for(self.device, self.bf16),
-                                    t.eval_batch_size, t.seed)
+            result = score_examples(
+                names,
+                train,
+                self.model,
+                self.task,
+                self._probe_trainer(),
+                c.probe_epochs,
+                c.probe_passes,
+                self.device,
+                lambda: autocast_for(self.device, self.bf16),
+                t.eval_batch_size,
+                t.seed,
+            )
             scores = result.scores
             self.state.examples_scored += result.trained_examples + result.scored_examples
             self.state.curriculum_seconds += result.seconds
@@ -233,7 +273,7 @@ class ClassificationRecipe:
             if c.keep_fraction < 1:
                 order = np.argsort(-scores[c.prune_by] if c.keep == "hardest" else scores[c.prune_by], kind="stable")
                 skip = int(round(c.skip_hardest * len(train))) if c.keep == "hardest" else 0
-                kept = np.sort(order[skip:skip + self._kept_count(len(train))])
+                kept = np.sort(order[skip : skip + self._kept_count(len(train))])
             write_difficulty(path, scores, kept, result, train.lines)
             for name in names:
                 log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
@@ -241,26 +281,44 @@ class ClassificationRecipe:
             self.data.splits["train"] = train.subset(kept)
             scores = {name: values[kept] for name, values in scores.items()}
             skipped = f" after the hardest {c.skip_hardest:g}" if c.skip_hardest and c.keep == "hardest" else ""
-            log.info("curriculum: kept %d of %d training examples (the %s %g by %s%s)", len(kept), len(train),
-                     c.keep, c.keep_fraction, c.prune_by, skipped)
+            log.info(
+                "curriculum: kept %d of %d training examples (the %s %g by %s%s)",
+                len(kept),
+                len(train),
+                c.keep,
+                c.keep_fraction,
+                c.prune_by,
+                skipped,
+            )
         return scores
 
     def _probe_trainer(self) -> ProbeTrainer:
         """Training steps for the curriculum's probe run: this run's task, optimiser settings and device."""
-        return ProbeTrainer(self.task, self.cfg.train, self.device, lambda: autocast_for(self.device, self.bf16),
-                            quiet=self.quiet)
+        return ProbeTrainer(
+            self.task, self.cfg.train, self.device, lambda: autocast_for(self.device, self.bf16), quiet=self.quiet
+        )
 
     def _setup_curriculum(self) -> tuple[CurriculumScheduler, LearningRecord | None]:
         c, t = self.cfg.curriculum, self.cfg.train
         train = self.data.splits["train"]
         settings = SchedulerSettings(
-            batch_size=t.batch_size, bucket_size=t.bucket_size, seed=t.seed,
-            total_examples=self.total_steps * t.batch_size, pacing=c.pacing, start=c.start,
-            pacing_steps=c.pacing_steps, boxes=c.boxes, refresh=c.refresh, repeat=c.repeat,
-            horizon_examples=None if c.horizon is None else int(c.horizon * len(train)))
+            batch_size=t.batch_size,
+            bucket_size=t.bucket_size,
+            seed=t.seed,
+            total_examples=self.total_steps * t.batch_size,
+            pacing=c.pacing,
+            start=c.start,
+            pacing_steps=c.pacing_steps,
+            boxes=c.boxes,
+            refresh=c.refresh,
+            repeat=c.repeat,
+            horizon_examples=None if c.horizon is None else int(c.horizon * len(train)),
+        )
         scheduler = make_scheduler(c.scheduler, train.lengths, train.labels, self.scores.get(c.scorer), settings)
         if c.scheduler != "uniform":
-            paced = f", {c.pacing} pacing from {c.start:g} over {settings.horizon:,} examples" if scheduler.paced else ""
+            paced = (
+                f", {c.pacing} pacing from {c.start:g} over {settings.horizon:,} examples" if scheduler.paced else ""
+            )
             by = f" by {c.scorer}" if scheduler.needs_scores else ""
             log.info("curriculum: %s scheduler%s%s", c.scheduler, by, paced)
         return scheduler, LearningRecord(len(train)) if c.record else None
@@ -268,8 +326,15 @@ class ClassificationRecipe:
     def _measure(self, indices: np.ndarray) -> np.ndarray:
         """The current model's loss on training examples (for the self-paced scheduler), counted and timed."""
         tick = time.perf_counter()
-        losses = measure_losses(self.model, self.task, self.data.splits["train"], indices, self.device,
-                                lambda: autocast_for(self.device, self.bf16), self.cfg.train.eval_batch_size)
+        losses = measure_losses(
+            self.model,
+            self.task,
+            self.data.splits["train"],
+            indices,
+            self.device,
+            lambda: autocast_for(self.device, self.bf16),
+            self.cfg.train.eval_batch_size,
+        )
         self.state.examples_scored += len(indices)
         self.state.curriculum_seconds += time.perf_counter() - tick
         return losses
@@ -297,20 +362,32 @@ class ClassificationRecipe:
         rewire_now = e.rewire is True or (e.rewire == "auto" and self.backbone is not None)
         if rewire_now and not (self.resume and self.store.latest() is not None):  # checkpoints are rewired already
             self._rewire(e.rewire_batches)
-        log.info("elastic: widths %s x depths %s%s; each step trains the largest, the smallest (%s) and %d random "
-                 "sub-net(s); distillation: %s", _fractions(self.space.widths), _fractions(self.space.depths),
-                 " (per-layer widths)" if self.space.per_layer else "", sampler.sample(0)[1], e.random_subnets,
-                 e.distill)
+        log.info(
+            "elastic: widths %s x depths %s%s; each step trains the largest, the smallest (%s) and %d random "
+            "sub-net(s); distillation: %s",
+            _fractions(self.space.widths),
+            _fractions(self.space.depths),
+            " (per-layer widths)" if self.space.per_layer else "",
+            sampler.sample(0)[1],
+            e.random_subnets,
+            e.distill,
+        )
         return InPlaceDistillation(sampler, self.task, e.distill, e.temperature, e.hidden_weight)
 
     def _setup_coach(self) -> CoachSession | None:
         """The coach when coach.enabled: its policies, knobs and signal tracker."""
         if not self.cfg.coach.enabled:
             return None
-        session = CoachSession(self.cfg.coach, self.model, self.optimizer, self.cfg.train.weight_decay,
-                               self.run_dir.path / "coach.jsonl", elastic=self.supernet is not None,
-                               total_steps=self.total_steps,
-                               chance_loss=self.task_data.chance_loss)
+        session = CoachSession(
+            self.cfg.coach,
+            self.model,
+            self.optimizer,
+            self.cfg.train.weight_decay,
+            self.run_dir.path / "coach.jsonl",
+            elastic=self.supernet is not None,
+            total_steps=self.total_steps,
+            chance_loss=self.task_data.chance_loss,
+        )
         log.info("coach: %s", ", ".join(session.coach.names))
         return session
 
@@ -319,19 +396,31 @@ class ClassificationRecipe:
         train = self.data.splits["train"]
         labels = torch.as_tensor(train.labels, dtype=torch.long)
         chosen = self.sampler.batches(0)[:batches]
-        sample = [{k: v.to(self.device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
-                  for index in chosen]
+        sample = [
+            {k: v.to(self.device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
+            for index in chosen
+        ]
         tick = time.perf_counter()
         rewire(self.model, importance(self.model, sample, self.task))
-        log.info("rewired heads and FFN neurons by importance over %d training batches (%.1f s)", len(sample),
-                 time.perf_counter() - tick)
+        log.info(
+            "rewired heads and FFN neurons by importance over %d training batches (%.1f s)",
+            len(sample),
+            time.perf_counter() - tick,
+        )
 
     def _save_run_files(self) -> None:
         md = self.run_dir.model
         save_tokenizer(self.data.tokenizer, md / "tokenizer.json")
         atomic_write_json(md / "labels.json", self.data.labels)
-        write_model_config(md, model_config(self.model, self.data.max_length, task=self.task.name,
-                                            elastic=self.space.to_dict() if self.supernet is not None else None))
+        write_model_config(
+            md,
+            model_config(
+                self.model,
+                self.data.max_length,
+                task=self.task.name,
+                elastic=self.space.to_dict() if self.supernet is not None else None,
+            ),
+        )
         atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
 
     def _restore(self) -> None:
@@ -359,8 +448,9 @@ class ClassificationRecipe:
     def _restore_curriculum(self, state: dict[str, Any]) -> None:
         curriculum = state.get("curriculum")
         if curriculum is None and self.scheduler.stateless:  # a checkpoint from before the curriculum existed
-            log.info("the checkpoint predates the learning record: examples.jsonl counts from step %d on",
-                     self.state.step)
+            log.info(
+                "the checkpoint predates the learning record: examples.jsonl counts from step %d on", self.state.step
+            )
             return
         if curriculum is None:
             raise KeyError("it holds no curriculum state")
@@ -478,13 +568,21 @@ class ClassificationRecipe:
             parts.append(out)
             return out.loss
 
-        if (self.coach is not None and self.micro == 0 and batch["input_ids"].shape[0] >= 2
-                and self.coach.wants_noise(self.state.step)):
+        if (
+            self.coach is not None
+            and self.micro == 0
+            and batch["input_ids"].shape[0] >= 2
+            and self.coach.wants_noise(self.state.step)
+        ):
             loss, half_sq, full_sq = measure_noise_halves(loss_of, batch, scale, self.coach.params)
             self.coach.record_noise(half_sq, full_sq, batch["input_ids"].shape[0])
-            self.batch_out = StepOut(loss=torch.tensor(loss), losses=torch.cat([p.losses for p in parts]),
-                                     correct=torch.cat([p.correct for p in parts]), outputs=parts[0].outputs,
-                                     predicted=torch.cat([p.predicted for p in parts]))
+            self.batch_out = StepOut(
+                loss=torch.tensor(loss),
+                losses=torch.cat([p.losses for p in parts]),
+                correct=torch.cat([p.correct for p in parts]),
+                outputs=parts[0].outputs,
+                predicted=torch.cat([p.predicted for p in parts]),
+            )
             return loss
         loss = loss_of(batch)
         (loss * scale).backward()
@@ -524,8 +622,12 @@ class ClassificationRecipe:
             scalars["loss_smallest"] = self.smallest_loss
         if self.coach is not None:
             tracker = self.coach.tracker
-            extra = {"noise_scale": tracker.noise_scale(), "update_ratio": self.coach.update_ratio,
-                     "lr_scale": self.coach.knobs.lr_scale, "batch": self.cfg.train.batch_size * self.coach.knobs.accumulation}
+            extra = {
+                "noise_scale": tracker.noise_scale(),
+                "update_ratio": self.coach.update_ratio,
+                "lr_scale": self.coach.knobs.lr_scale,
+                "batch": self.cfg.train.batch_size * self.coach.knobs.accumulation,
+            }
             scalars.update({k: v for k, v in extra.items() if v is not None})
         return scalars
 
@@ -543,11 +645,15 @@ class ClassificationRecipe:
         val = self.data.splits["val"]
         metrics = self._evaluate(val)
         score = metrics[self.task.primary]
-        entry = {"step": s.step, "epoch": round(s.step / self.steps_per_epoch, 3),
-                 "examples_seen": s.examples_seen, "seconds": round(trained_for, 3),
-                 **({"examples_scored": s.examples_scored} if s.examples_scored else {}),
-                 "val_loss": round(metrics["loss"], 5),
-                 **{f"val_{k}": round(v, 5) for k, v in metrics.items() if k in self._tracked}}
+        entry = {
+            "step": s.step,
+            "epoch": round(s.step / self.steps_per_epoch, 3),
+            "examples_seen": s.examples_seen,
+            "seconds": round(trained_for, 3),
+            **({"examples_scored": s.examples_scored} if s.examples_scored else {}),
+            "val_loss": round(metrics["loss"], 5),
+            **{f"val_{k}": round(v, 5) for k, v in metrics.items() if k in self._tracked},
+        }
         if self.supernet is not None:  # select on the mean of the largest and the smallest sub-net
             smallest = self._evaluate_smallest(val)
             score = (score + smallest[primary]) / 2
@@ -564,15 +670,20 @@ class ClassificationRecipe:
         self.logger.scalars(s.step, {k: metrics[k] for k in ("loss", *self._tracked) if k in metrics}, prefix="val/")
         smallest_note = f" smallest {entry[f'val_{primary}_smallest']:.4f}" if self.supernet is not None else ""
         shown = " ".join(f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.4f}" for k in self._tracked if k in metrics)
-        bar.note(f"step {s.step}: val {shown}{smallest_note} loss {metrics['loss']:.4f}{'  (best)' if improved else ''}",
-                 val_f1=s.best_metric)
+        bar.note(
+            f"step {s.step}: val {shown}{smallest_note} loss {metrics['loss']:.4f}{'  (best)' if improved else ''}",
+            val_f1=s.best_metric,
+        )
         if self.coach is not None:
             first = {k: v.to(self.device) for k, v in collate(val.ids[:64]).items()} if len(val.ids) else None
             if self.coach.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first):
                 self._stop(self.coach.coach.stop_reason or "stopped by the coach")
             if self.coach.last_entropy:
-                self.logger.scalars(s.step, {f"attention_entropy/layer{i}": v
-                                             for i, v in enumerate(self.coach.last_entropy)}, prefix="val/")
+                self.logger.scalars(
+                    s.step,
+                    {f"attention_entropy/layer{i}": v for i, v in enumerate(self.coach.last_entropy)},
+                    prefix="val/",
+                )
         target = t.target
         if target is not None and metrics[target.metric] >= target.value:
             self._stop(f"target reached: val {target.metric} {metrics[target.metric]:.4f} >= {target.value:g}")
@@ -602,9 +713,12 @@ class ClassificationRecipe:
         smallest = self.supernet.sampler.sample(0)[1]
         self.model.set_subnet(smallest)
         try:
-            out: dict[str, Any] = {"space": self.space.to_dict(), "smallest": str(smallest),
-                                   "smallest_parameters": self.model.encoder.num_parameters(active_only=True),
-                                   "full_parameters": self.model.encoder.num_parameters()}
+            out: dict[str, Any] = {
+                "space": self.space.to_dict(),
+                "smallest": str(smallest),
+                "smallest_parameters": self.model.encoder.num_parameters(active_only=True),
+                "full_parameters": self.model.encoder.num_parameters(),
+            }
             for split in ("val", "test"):
                 data = self.data.splits[split]
                 m = self._evaluate(data)
@@ -617,22 +731,33 @@ class ClassificationRecipe:
         """Write examples.jsonl; the scheduler's and the record's summary for metrics.json."""
         c = self.cfg.curriculum
         train = self.data.splits["train"]
-        out: dict[str, Any] = {"scheduler": c.scheduler, "training_examples": len(train),
-                               "rounds": (self.scheduler.round or 0) + 1}
+        out: dict[str, Any] = {
+            "scheduler": c.scheduler,
+            "training_examples": len(train),
+            "rounds": (self.scheduler.round or 0) + 1,
+        }
         if c.keep_fraction < 1:
-            out["pruning"] = {"keep_fraction": c.keep_fraction, "by": c.prune_by, "keep": c.keep,
-                              "skip_hardest": c.skip_hardest}
+            out["pruning"] = {
+                "keep_fraction": c.keep_fraction,
+                "by": c.prune_by,
+                "keep": c.keep,
+                "skip_hardest": c.skip_hardest,
+            }
         if self.record is not None:
             extra = {name: values for name, values in self.scores.items()}
             boxes = getattr(self.scheduler, "boxes", None)
             if boxes is not None:
                 extra["box"] = boxes
-            self.record.write_jsonl(self.run_dir.examples, train.texts, train.labels, self.data.labels, train.lines,
-                                    extra)
+            self.record.write_jsonl(
+                self.run_dir.examples, train.texts, train.labels, self.data.labels, train.lines, extra
+            )
             seen = self.record.seen
-            out["record"] = {"never_seen": int((seen == 0).sum()), "mean_times_seen": round(float(seen.mean()), 3),
-                             "forgotten_at_least_once": int((self.record.forgetting > 0).sum()),
-                             "never_learned": int(((seen > 0) & (self.record.first_learned == 0)).sum())}
+            out["record"] = {
+                "never_seen": int((seen == 0).sum()),
+                "mean_times_seen": round(float(seen.mean()), 3),
+                "forgotten_at_least_once": int((self.record.forgetting > 0).sum()),
+                "never_learned": int(((seen > 0) & (self.record.first_learned == 0)).sum()),
+            }
         return out
 
     def save_checkpoint(self) -> None:
@@ -643,8 +768,10 @@ class ClassificationRecipe:
         state = {"trainer": to_plain(self.state), "config": to_dict(self.cfg)}
         if self.coach is not None:
             state["coach"] = self.coach.state_dict()
-        state["curriculum"] = {"scheduler": self.scheduler.state_dict(),
-                               "record": self.record.state_dict() if self.record is not None else None}
+        state["curriculum"] = {
+            "scheduler": self.scheduler.state_dict(),
+            "record": self.record.state_dict() if self.record is not None else None,
+        }
         self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng, state)
 
     # ------------------------------------------------------------------ finish
@@ -665,20 +792,36 @@ class ClassificationRecipe:
                 log.info(line)
         if t.target is not None:
             best = max((h[f"val_{t.target.metric}"] for h in s.history), default=None)
-            results["target"] = {"metric": t.target.metric, "value": t.target.value, "best": best,
-                                 "reached": best is not None and best >= t.target.value}
+            results["target"] = {
+                "metric": t.target.metric,
+                "value": t.target.value,
+                "best": best,
+                "reached": best is not None and best >= t.target.value,
+            }
             if not results["target"]["reached"]:
                 log.info("target val %s %g not reached; best %s", t.target.metric, t.target.value, best)
-        metrics = {**results, "task": self.task.name, "primary": self.task.primary, "train_seconds": round(s.train_seconds, 3), "eval_seconds": round(s.eval_seconds, 3),
-                   "checkpoint_seconds": round(s.checkpoint_seconds, 3),
-                   "curriculum_seconds": round(s.curriculum_seconds, 3), "examples_seen": s.examples_seen,
-                   "examples_scored": s.examples_scored,
-                   "tokens_seen": s.tokens_seen, "steps": s.step, "epochs": round(s.step / self.steps_per_epoch, 3),
-                   "best_step": s.best_step, "stopped_early": s.stopped_early, "stop_reason": s.stop_reason,
-                   "history": s.history}
+        metrics = {
+            **results,
+            "task": self.task.name,
+            "primary": self.task.primary,
+            "train_seconds": round(s.train_seconds, 3),
+            "eval_seconds": round(s.eval_seconds, 3),
+            "checkpoint_seconds": round(s.checkpoint_seconds, 3),
+            "curriculum_seconds": round(s.curriculum_seconds, 3),
+            "examples_seen": s.examples_seen,
+            "examples_scored": s.examples_scored,
+            "tokens_seen": s.tokens_seen,
+            "steps": s.step,
+            "epochs": round(s.step / self.steps_per_epoch, 3),
+            "best_step": s.best_step,
+            "stopped_early": s.stopped_early,
+            "stop_reason": s.stop_reason,
+            "history": s.history,
+        }
         atomic_write_json(self.run_dir.metrics, metrics)
-        self.logger.scalars(s.step, {k: results["test"][k] for k in self._tracked if k in results["test"]},
-                            prefix="test/")
+        self.logger.scalars(
+            s.step, {k: results["test"][k] for k in self._tracked if k in results["test"]}, prefix="test/"
+        )
         return metrics
 
 

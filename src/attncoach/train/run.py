@@ -45,8 +45,9 @@ class Run:
         return self.dir / "model"
 
 
-def train(config: str | Path | dict[str, Any] | RunConfig | None = None, *, quiet: bool = True,
-          **overrides: Any) -> Run:
+def train(
+    config: str | Path | dict[str, Any] | RunConfig | None = None, *, quiet: bool = True, **overrides: Any
+) -> Run:
     """Train a model into a new run directory and return the :class:`Run`.
 
     Args:

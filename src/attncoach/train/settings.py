@@ -42,8 +42,11 @@ def _check_elastic(cfg: RunConfig) -> None:
 
     e = cfg.elastic
     space_of(e)  # refuses bad fractions, naming the key
-    check_key(e.sampler in SUBNET_SAMPLERS, "elastic.sampler", f"must be one of {', '.join(SUBNET_SAMPLERS)}, "
-           f"got {e.sampler!r}")
+    check_key(
+        e.sampler in SUBNET_SAMPLERS,
+        "elastic.sampler",
+        f"must be one of {', '.join(SUBNET_SAMPLERS)}, got {e.sampler!r}",
+    )
     check_key(e.random_subnets >= 0, "elastic.random_subnets", "must be at least 0")
     check_key(e.temperature > 0, "elastic.temperature", "must be positive")
     check_key(e.hidden_weight >= 0, "elastic.hidden_weight", "must be non-negative")
@@ -53,8 +56,11 @@ def _check_elastic(cfg: RunConfig) -> None:
 def _check_coach(cfg: RunConfig) -> None:
     target = cfg.train.target
     if target is not None:
-        check_key(target.metric in ("macro_f1", "accuracy"), "train.target.metric",
-               f"must be macro_f1 or accuracy, got {target.metric!r}")
+        check_key(
+            target.metric in ("macro_f1", "accuracy"),
+            "train.target.metric",
+            f"must be macro_f1 or accuracy, got {target.metric!r}",
+        )
         check_key(0 < target.value <= 1, "train.target.value", "must be in (0, 1]")
     check_key(cfg.coach.noise_every >= 1, "coach.noise_every", "must be at least 1")
     if cfg.coach.enabled or cfg.coach.policies is not None:
@@ -69,8 +75,7 @@ def _check_curriculum(cfg: RunConfig) -> None:
     from attncoach.curriculum.samplers import SCHEDULERS
 
     c = cfg.curriculum
-    for key, registry in (("scheduler", SCHEDULERS), ("scorer", SCORERS), ("prune_by", SCORERS),
-                          ("pacing", PACINGS)):
+    for key, registry in (("scheduler", SCHEDULERS), ("scorer", SCORERS), ("prune_by", SCORERS), ("pacing", PACINGS)):
         value = getattr(c, key)
         check_key(value in registry, f"curriculum.{key}", f"must be one of {', '.join(registry)}, got {value!r}")
     check_key(0 < c.start <= 1, "curriculum.start", "must be in (0, 1]")
@@ -78,15 +83,24 @@ def _check_curriculum(cfg: RunConfig) -> None:
     check_key(c.boxes >= 1, "curriculum.boxes", "must be at least 1")
     check_key(0 <= c.refresh <= 1, "curriculum.refresh", "must be in [0, 1]")
     check_key(0 < c.keep_fraction <= 1, "curriculum.keep_fraction", f"must be in (0, 1], got {c.keep_fraction:g}")
-    check_key(0 <= c.skip_hardest < 1 and c.skip_hardest + c.keep_fraction <= 1, "curriculum.skip_hardest",
-           "must be in [0, 1) and leave room for curriculum.keep_fraction (their sum at most 1)")
+    check_key(
+        0 <= c.skip_hardest < 1 and c.skip_hardest + c.keep_fraction <= 1,
+        "curriculum.skip_hardest",
+        "must be in [0, 1) and leave room for curriculum.keep_fraction (their sum at most 1)",
+    )
     check_key(c.probe_epochs > 0, "curriculum.probe_epochs", "must be positive")
     check_key(c.probe_passes >= 1, "curriculum.probe_passes", "must be at least 1")
-    uses_forgetting = ("forgetting" in (c.scorer, c.prune_by))
-    check_key(c.probe_passes >= 2 or not uses_forgetting, "curriculum.probe_passes",
-           "must be at least 2 for the forgetting scorer (it counts flips between passes)")
+    uses_forgetting = "forgetting" in (c.scorer, c.prune_by)
+    check_key(
+        c.probe_passes >= 2 or not uses_forgetting,
+        "curriculum.probe_passes",
+        "must be at least 2 for the forgetting scorer (it counts flips between passes)",
+    )
     if c.horizon is not None:
         check_key(c.horizon > 0, "curriculum.horizon", "must be positive (epochs of examples seen)")
         if cfg.train.max_steps is None:
-            check_key(c.horizon <= cfg.train.epochs, "curriculum.horizon",
-                   f"({c.horizon:g} epochs) is longer than the run (train.epochs {cfg.train.epochs:g})")
+            check_key(
+                c.horizon <= cfg.train.epochs,
+                "curriculum.horizon",
+                f"({c.horizon:g} epochs) is longer than the run (train.epochs {cfg.train.epochs:g})",
+            )

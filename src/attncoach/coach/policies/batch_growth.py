@@ -33,14 +33,15 @@ class BatchGrowth(Policy):
 
     needs: ClassVar[frozenset[str]] = frozenset({"gradient_noise"})
 
-
     factor: int = 2
     max_accumulation: int = 8
     threshold: float = 1.0
     cooldown: int = 200
 
     def __post_init__(self) -> None:
-        check_positive(self.name, threshold=self.threshold, cooldown=self.cooldown, max_accumulation=self.max_accumulation)
+        check_positive(
+            self.name, threshold=self.threshold, cooldown=self.cooldown, max_accumulation=self.max_accumulation
+        )
         if not isinstance(self.factor, int) or self.factor < 2:
             raise AttncoachError(f"coach policy {self.name}: factor must be an integer >= 2, got {self.factor!r}")
         self._last_growth = 0
@@ -56,7 +57,15 @@ class BatchGrowth(Policy):
         self._last_growth = signals.step
         old = knobs.accumulation
         knobs.accumulation = old * self.factor
-        return [Decision(signals.step, self.name, "accumulation", old, knobs.accumulation,
-                         f"gradient noise scale {noise:.0f} is above the batch of {batch}: "
-                         f"batch x{self.factor} (to {batch * self.factor} examples per step)",
-                         signals.values("noise_scale", "batch_size", "loss_ema"))]
+        return [
+            Decision(
+                signals.step,
+                self.name,
+                "accumulation",
+                old,
+                knobs.accumulation,
+                f"gradient noise scale {noise:.0f} is above the batch of {batch}: "
+                f"batch x{self.factor} (to {batch * self.factor} examples per step)",
+                signals.values("noise_scale", "batch_size", "loss_ema"),
+            )
+        ]

@@ -61,7 +61,6 @@ class DivergenceGuard(Policy):
     def snapshot_interval(self) -> int | None:
         return self.snapshot_every
 
-
     spike_factor: float = 5.0
     trend_factor: float = 1.5
     lr_factor: float = 0.5
@@ -75,8 +74,9 @@ class DivergenceGuard(Policy):
     def __post_init__(self) -> None:
         check_positive(self.name, snapshot_every=self.snapshot_every, max_rollbacks=self.max_rollbacks)
         if not (self.spike_factor > 1 and self.trend_factor > 1 and self.probation_factor > 1):
-            raise AttncoachError(f"coach policy {self.name}: spike_factor, trend_factor and probation_factor "
-                                 f"must be > 1")
+            raise AttncoachError(
+                f"coach policy {self.name}: spike_factor, trend_factor and probation_factor must be > 1"
+            )
         if not 0 < self.lr_factor <= 1:
             raise AttncoachError(f"coach policy {self.name}: lr_factor must be in (0, 1], got {self.lr_factor!r}")
         if not 0 <= self.collapse < 1:
@@ -129,11 +129,15 @@ class DivergenceGuard(Policy):
         elif settled and self._short is not None and self._short > self.trend_factor * ema:
             why = f"recent losses ({self._short:.3g}) climbed above {self.trend_factor:g}x the average {ema:.3g}"
         elif settled and reference is not None and self._short > self.probation_factor * reference:
-            why = (f"recent losses ({self._short:.3g}) stay above {self.probation_factor:g}x the "
-                   f"{reference:.3g} of the state rolled back to")
+            why = (
+                f"recent losses ({self._short:.3g}) stay above {self.probation_factor:g}x the "
+                f"{reference:.3g} of the state rolled back to"
+            )
         elif settled and self._guessing >= GUESSING_STEPS:
-            why = (f"recent losses ({self._short:.3g}) are back at the loss of guessing ({chance:.3g}) after "
-                   f"the average had reached {lowest:.3g}: the model forgot what it learned")
+            why = (
+                f"recent losses ({self._short:.3g}) are back at the loss of guessing ({chance:.3g}) after "
+                f"the average had reached {lowest:.3g}: the model forgot what it learned"
+            )
         else:
             if settled:
                 self._lowest = ema if lowest is None else min(lowest, ema)
@@ -150,14 +154,39 @@ class DivergenceGuard(Policy):
         self._reference = None  # taken from the restored state at the next step
         self._guessing = 0
         if self._rollbacks > self.max_rollbacks:
-            return [Decision(signals.step, self.name, "stop", False, True,
-                             f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue", seen)]
+            return [
+                Decision(
+                    signals.step,
+                    self.name,
+                    "stop",
+                    False,
+                    True,
+                    f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue",
+                    seen,
+                )
+            ]
         old = knobs.lr_scale
         knobs.lr_scale = old * self.lr_factor
-        return [Decision(signals.step, self.name, "rollback", signals.step, None,
-                         f"{why}: back to the last good state, batch skipped", seen),
-                Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
-                         f"{why}: lower LR after the rollback", seen)]
+        return [
+            Decision(
+                signals.step,
+                self.name,
+                "rollback",
+                signals.step,
+                None,
+                f"{why}: back to the last good state, batch skipped",
+                seen,
+            ),
+            Decision(
+                signals.step,
+                self.name,
+                "lr_scale",
+                round(old, 6),
+                round(knobs.lr_scale, 6),
+                f"{why}: lower LR after the rollback",
+                seen,
+            ),
+        ]
 
     def _recover(self, signals, knobs: Knobs) -> list[Decision]:
         if self._owed <= 1.0 + 1e-9 or not self.recovery or signals.step - self._last_event < self.recovery:
@@ -170,6 +199,14 @@ class DivergenceGuard(Policy):
         old = knobs.lr_scale
         knobs.lr_scale = old * factor
         how = "LR back up one notch" if self._gentle else "the cause has passed: LR given back in full"
-        return [Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
-                         f"stable for {self.recovery} steps since the last rollback: {how}",
-                         signals.values("loss", "loss_ema"))]
+        return [
+            Decision(
+                signals.step,
+                self.name,
+                "lr_scale",
+                round(old, 6),
+                round(knobs.lr_scale, 6),
+                f"stable for {self.recovery} steps since the last rollback: {how}",
+                signals.values("loss", "loss_ema"),
+            )
+        ]

@@ -40,7 +40,6 @@ class HypergradientLR(Policy):
     def update_interval(self) -> int | None:
         return self.every
 
-
     beta: float = 0.008
     every: int = 4
     min_scale: float = 0.1
@@ -48,7 +47,9 @@ class HypergradientLR(Policy):
     log_change: float = 0.25
 
     def __post_init__(self) -> None:
-        check_positive(self.name, beta=self.beta, every=self.every, min_scale=self.min_scale, log_change=self.log_change)
+        check_positive(
+            self.name, beta=self.beta, every=self.every, min_scale=self.min_scale, log_change=self.log_change
+        )
         check_bounds(self.name, "min_scale", self.min_scale, "max_scale", self.max_scale)
         self._moved = 1.0  # this policy's own change of the scale since its last logged decision
         self._own = 1.0  # its own change of the scale since the start, within [min_scale, max_scale]
@@ -69,6 +70,14 @@ class HypergradientLR(Policy):
         before, self._moved = new / self._moved, 1.0
         trend = "agree" if new > before else "undo each other"
         bound = " (at its bound)" if at_bound else ""
-        return [Decision(signals.step, self.name, "lr_scale", round(before, 6), round(new, 6),
-                         f"successive updates {trend} (hypergradient cos {cos:+.3f}){bound}",
-                         signals.values("hypergradient", "loss_ema"))]
+        return [
+            Decision(
+                signals.step,
+                self.name,
+                "lr_scale",
+                round(before, 6),
+                round(new, 6),
+                f"successive updates {trend} (hypergradient cos {cos:+.3f}){bound}",
+                signals.values("hypergradient", "loss_ema"),
+            )
+        ]

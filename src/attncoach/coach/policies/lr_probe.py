@@ -50,7 +50,6 @@ class LRProbe(Policy):
         self.steps = cap
         return f"coach: the LR probe takes {cap} steps, a tenth of the run"
 
-
     steps: int = 100
     low: float = 1e-3
     high: float = 1e3
@@ -59,8 +58,9 @@ class LRProbe(Policy):
     blowup: float = 4.0
 
     def __post_init__(self) -> None:
-        check_positive(self.name, steps=self.steps, low=self.low, high=self.high, divisor=self.divisor,
-                       blowup=self.blowup)
+        check_positive(
+            self.name, steps=self.steps, low=self.low, high=self.high, divisor=self.divisor, blowup=self.blowup
+        )
         check_bounds(self.name, "low", self.low, "high", self.high)
         if not 0 <= self.smoothing < 1:
             raise AttncoachError(f"coach policy {self.name}: smoothing must be in [0, 1), got {self.smoothing!r}")
@@ -92,7 +92,7 @@ class LRProbe(Policy):
             self._seen += 1
             self._first = loss if self._first is None else self._first
             self._avg = self._smoothing * self._avg + (1 - self._smoothing) * loss
-            smoothed = self._avg / (1 - self._smoothing ** self._seen)
+            smoothed = self._avg / (1 - self._smoothing**self._seen)
             if self._last is not None and (self._best is None or smoothed < self._best[0]):
                 self._best = (smoothed, self._last)
         blew_up = not finite or (self._best is not None and smoothed > self.blowup * self._best[0])
@@ -104,9 +104,18 @@ class LRProbe(Policy):
         self._last = multiple
         self._taken += 1
         if self._taken == 1:
-            return [Decision(signals.step, self.name, "lr_scale", 1.0, round(knobs.lr_scale, 6),
-                             f"LR range test: {self.steps} steps from {self.low:g}x to {self.high:g}x the "
-                             f"configured LR, then back to this state", signals.values("loss"))]
+            return [
+                Decision(
+                    signals.step,
+                    self.name,
+                    "lr_scale",
+                    1.0,
+                    round(knobs.lr_scale, 6),
+                    f"LR range test: {self.steps} steps from {self.low:g}x to {self.high:g}x the "
+                    f"configured LR, then back to this state",
+                    signals.values("loss"),
+                )
+            ]
         return []
 
     def _finish(self, signals, knobs: Knobs, why: str) -> list[Decision]:
@@ -120,9 +129,20 @@ class LRProbe(Policy):
         else:
             knobs.lr_scale = min(self.high, max(self.low, self._best[1] / self.divisor))
             seen["probe_min_loss"] = round(self._best[0], 6)
-            reason = (f"LR range test ({self._taken} steps, {why}): the smoothed loss was lowest "
-                      f"({self._best[0]:.3g}) at {self._best[1]:.3g}x the configured LR; "
-                      f"training restarts at 1/{self.divisor:g} of that")
-        return [Decision(signals.step, self.name, "rollback", signals.step, None,
-                         "LR range test over: back to the state before it", seen),
-                Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6), reason, seen)]
+            reason = (
+                f"LR range test ({self._taken} steps, {why}): the smoothed loss was lowest "
+                f"({self._best[0]:.3g}) at {self._best[1]:.3g}x the configured LR; "
+                f"training restarts at 1/{self.divisor:g} of that"
+            )
+        return [
+            Decision(
+                signals.step,
+                self.name,
+                "rollback",
+                signals.step,
+                None,
+                "LR range test over: back to the state before it",
+                seen,
+            ),
+            Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6), reason, seen),
+        ]

@@ -31,7 +31,6 @@ class Plateau(Policy):
 
     owns_stopping: ClassVar[bool] = True  # it decays first and stops when it has nothing left to try
 
-
     patience: int = 2
     factor: float = 0.5
     min_delta: float = 0.001
@@ -67,14 +66,31 @@ class Plateau(Policy):
             self._decays += 1
             old = knobs.lr_scale
             knobs.lr_scale = old * self.factor
-            return [Decision(signals.step, self.name, "lr_scale", round(old, 6), round(knobs.lr_scale, 6),
-                             f"{why}: decay {self._decays} of {self.max_decays}", seen)]
+            return [
+                Decision(
+                    signals.step,
+                    self.name,
+                    "lr_scale",
+                    round(old, 6),
+                    round(knobs.lr_scale, 6),
+                    f"{why}: decay {self._decays} of {self.max_decays}",
+                    seen,
+                )
+            ]
         if self.restart and not self._restarted:
             self._restarted = True
             old = knobs.lr_scale
             knobs.lr_scale = 1.0
             return [Decision(signals.step, self.name, "lr_scale", round(old, 6), 1.0, f"{why}: warm restart", seen)]
         self._stopped = True
-        return [Decision(signals.step, self.name, "stop", False, True,
-                         f"{why} after {self._decays} decays{' and a restart' if self._restarted else ''}: "
-                         "nothing left to try", seen)]
+        return [
+            Decision(
+                signals.step,
+                self.name,
+                "stop",
+                False,
+                True,
+                f"{why} after {self._decays} decays{' and a restart' if self._restarted else ''}: nothing left to try",
+                seen,
+            )
+        ]

@@ -37,8 +37,9 @@ class Regularisation(Policy):
     weight_decay_max: float = 0.2
 
     def __post_init__(self) -> None:
-        check_positive(self.name, widen=self.widen, dropout_step=self.dropout_step,
-                       weight_decay_min=self.weight_decay_min)
+        check_positive(
+            self.name, widen=self.widen, dropout_step=self.dropout_step, weight_decay_min=self.weight_decay_min
+        )
         check_bounds(self.name, "dropout_min", self.dropout_min, "dropout_max", self.dropout_max)
         check_bounds(self.name, "weight_decay_min", self.weight_decay_min, "weight_decay_max", self.weight_decay_max)
         if not (0 <= self.dropout_min and self.dropout_max < 1):
@@ -71,7 +72,8 @@ class Regularisation(Policy):
         factor = self.weight_decay_factor if raise_it else 1 / self.weight_decay_factor
         decay = min(self.weight_decay_max, max(self.weight_decay_min, knobs.weight_decay * factor))
         if decay != knobs.weight_decay:
-            decisions.append(Decision(signals.step, self.name, "weight_decay", knobs.weight_decay, round(decay, 8),
-                                      why, seen))
+            decisions.append(
+                Decision(signals.step, self.name, "weight_decay", knobs.weight_decay, round(decay, 8), why, seen)
+            )
             knobs.weight_decay = round(decay, 8)
         return decisions
