@@ -37,6 +37,7 @@ test-fast: install
 
 bench: install
 	$(PY) bench/main_job.py
+	$(PY) bench/nothing_lost.py --before e363f6e   # the main job before the engine refactor, interleaved
 	$(PY) bench/train_throughput.py
 	$(PY) bench/pretrained_finetune.py
 

@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from attncoach.data.readers import read_text
+from attncoach.data.readers import format_of, read_text
 from attncoach.errors import AttncoachError
 
 logger = logging.getLogger("attncoach")
@@ -111,17 +111,7 @@ def interaction_format_of(path: Path, fmt: Optional[str]) -> str:
     Raises:
         AttncoachError: an unknown format or suffix.
     """
-    if fmt is not None:
-        if fmt not in INTERACTION_FORMATS:
-            raise AttncoachError(f"unknown interaction format '{fmt}' (known: {', '.join(INTERACTION_FORMATS)})")
-        return fmt
-    suffix = path.suffix.lower()
-    if suffix not in _FORMAT_OF_SUFFIX:
-        raise AttncoachError(
-            f"cannot tell the format of interaction file {path} from its suffix '{suffix}'; "
-            f"set the format to one of {', '.join(INTERACTION_FORMATS)}"
-        )
-    return _FORMAT_OF_SUFFIX[suffix]
+    return format_of(path, fmt, INTERACTION_FORMATS, _FORMAT_OF_SUFFIX, what="interaction", key="the format")
 
 
 def read_interactions(

@@ -39,23 +39,36 @@ class Columns:
     split: Optional[str] = None
 
 
-def format_of(path: Path, fmt: Optional[str]) -> str:
+def format_of(
+    path: Path,
+    fmt: Optional[str],
+    formats: tuple[str, ...] = FORMATS,
+    suffixes: Optional[dict[str, str]] = None,
+    what: str = "data",
+    key: str = "data.format",
+) -> str:
     """The file format: ``fmt`` when given, else guessed from the suffix.
+
+    Args:
+        formats, suffixes: the formats a reader knows and the suffixes that name them
+            (default: the labelled-text formats).
+        what, key: how messages name the file and the setting that chooses the format.
 
     Raises:
         AttncoachError: an unknown format or suffix.
     """
+    suffixes = _FORMAT_OF_SUFFIX if suffixes is None else suffixes
     if fmt is not None:
-        if fmt not in FORMATS:
-            raise AttncoachError(f"unknown data format '{fmt}' (known: {', '.join(FORMATS)})")
+        if fmt not in formats:
+            raise AttncoachError(f"unknown {what} format '{fmt}' (known: {', '.join(formats)})")
         return fmt
     suffix = path.suffix.lower()
-    if suffix not in _FORMAT_OF_SUFFIX:
+    if suffix not in suffixes:
         raise AttncoachError(
-            f"cannot tell the format of data file {path} from its suffix '{suffix}'; "
-            f"set data.format to one of {', '.join(FORMATS)}"
+            f"cannot tell the format of {what} file {path} from its suffix '{suffix}'; "
+            f"set {key} to one of {', '.join(formats)}"
         )
-    return _FORMAT_OF_SUFFIX[suffix]
+    return suffixes[suffix]
 
 
 def read_table(path: Path, fmt: Optional[str], encoding: str, columns: Columns) -> list[Example]:
