@@ -37,7 +37,6 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             {"cost", "grid", "rewiring", "depth", "search", "export"},
         ),
         (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
-        (["nothing_lost.py", "--before", "HEAD"], "nothing_lost", {"rows", "f1_points", "wall_ratio", "conditions"}),
         (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
         (
             ["curriculum.py", "--arms", "uniform", "leitner", "competence_sqrt", "--prune", "el2n", "random"],
