@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from attncoach.data.readers import format_of, read_text
+from attncoach.data.readers import format_of, read_text, rows_with_lines
 from attncoach.errors import AttncoachError
 
 logger = logging.getLogger("attncoach")
@@ -158,7 +158,7 @@ def read_interactions(
     text = read_text(path, encoding)
     quoting = csv.QUOTE_MINIMAL if fmt in ("csv", "tsv") else csv.QUOTE_NONE
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_DELIMITER[fmt], quoting=quoting)
-    rows = _rows_with_lines(reader, path)
+    rows = rows_with_lines(reader, path, skip_blank=True)
     first = next(rows, None)
     if first is None:
         raise AttncoachError(f"interaction file {path} has no interactions")
@@ -202,20 +202,6 @@ def read_interactions(
         ratings=None if rating_at is None else np.array(ratings, dtype=np.float64),
         lines=np.array(lines, dtype=np.int64),
     )
-
-
-def _rows_with_lines(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
-    """Yield (first line, cells) for every record that is not blank."""
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise AttncoachError(f"{path}: line {reader.line_num} is not valid CSV ({exc})") from None
-        if row and any(cell.strip() for cell in row):
-            yield start, row
 
 
 def _chain(first: tuple[int, list[str]], rest: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:

@@ -139,7 +139,7 @@ def _read_tsv(text: str, path: Path, columns: Columns) -> list[Example]:
 
 def _read_delimited(text: str, path: Path, columns: Columns, delimiter: str) -> list[Example]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows = _rows_with_lines(reader, path)
+    rows = rows_with_lines(reader, path)
     header = next(rows, None)
     if header is None:
         raise AttncoachError(f"data file {path} has no rows")
@@ -154,8 +154,11 @@ def _read_delimited(text: str, path: Path, columns: Columns, delimiter: str) -> 
     return examples
 
 
-def _rows_with_lines(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
-    """Yield (first line, cells) for every non-empty record; a quoted cell may span lines."""
+def rows_with_lines(reader: Any, path: Path, skip_blank: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """Yield (first line, cells) for every non-empty record; a quoted cell may span lines.
+
+    ``skip_blank`` also skips records whose cells are all blank.
+    """
     while True:
         start = reader.line_num + 1
         try:
@@ -164,7 +167,7 @@ def _rows_with_lines(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]
             return
         except csv.Error as exc:
             raise AttncoachError(f"{path}: line {reader.line_num} is not valid CSV ({exc})") from None
-        if row:  # the csv module yields [] for an empty line
+        if row and (not skip_blank or any(cell.strip() for cell in row)):  # csv yields [] for an empty line
             yield start, row
 
 
