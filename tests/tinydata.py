@@ -64,3 +64,42 @@ def without_times(metrics: dict) -> dict:
     if "history" in out:
         out["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in out["history"]]
     return out
+
+
+def make_interactions(path: Path, users: int = 48, items: int = 30, per_user: int = 14, seed: int = 0) -> Path:
+    """A learnable interactions TSV (user_id, item_id, timestamp): each user walks the items in
+    steps of 1 or 2 from a random start, so the next item follows from the last ones."""
+    rng = random.Random(seed)
+    lines = ["user_id\titem_id\ttimestamp"]
+    for user in range(users):
+        item, stride = rng.randrange(items), 1 + user % 2
+        for t in range(per_user):
+            lines.append(f"u{user}\ti{item}\t{1_000_000 + 100 * user + t}")
+            item = (item + stride) % items
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_next_item_overrides(data: Path, out: Path, steps: int = 60) -> list[str]:
+    """Overrides for a tiny next_item run of about a second."""
+    return [
+        "task=next_item",
+        f"data.path={data}",
+        f"output_dir={out}",
+        "data.max_length=8",
+        "data.negatives=10",
+        "model.dim=16",
+        "model.heads=2",
+        "model.layers=2",
+        "model.ffn_dim=32",
+        "model.dropout=0.0",
+        "model.attention_dropout=0.0",
+        "train.batch_size=16",
+        f"train.max_steps={steps}",
+        "train.eval_every=10",
+        "train.lr=1e-2",
+        "train.early_stopping_patience=null",
+        "train.threads=1",
+        "log.every=5",
+        "coach.enabled=false",
+    ]

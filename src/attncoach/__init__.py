@@ -4,7 +4,8 @@ The public Python API, the same for every task:
 
 - ``attncoach.train(config_or_path, **overrides) -> Run`` (``run.metrics``, ``run.dir``), see
   :mod:`attncoach.train.run`;
-- ``attncoach.load(model_or_run_dir) -> Predictor`` (``predict``), see :func:`load`.
+- ``attncoach.load(model_or_run_dir) -> Predictor`` (``predict`` for text classification,
+  ``recommend`` for next-item recommendation), see :func:`load`.
 
 Example:
     >>> import attncoach
@@ -22,16 +23,19 @@ def load(model_or_run_dir: Any, device: str = "cpu") -> Any:
     """A trained model, ready to predict, from its model directory or its run directory.
 
     Returns:
-        A predictor: ``predict(texts) -> [{"label", "probabilities"}]`` and ``predict_proba``
-        for ``text_classification`` (an :class:`attncoach.models.saved.SavedClassifier`).
+        The task's predictor: for ``text_classification`` an
+        :class:`attncoach.models.saved.SavedClassifier` (``predict(texts) -> [{"label",
+        "probabilities"}]``, ``predict_proba``); for ``next_item`` an
+        :class:`attncoach.models.saved.SavedRecommender` (``recommend(user=... | history=[...],
+        k=10) -> [{"item", "score"}]``, ``recommend_many``).
 
     Raises:
         AttncoachError: the path holds no complete model, or a file of it is damaged.
     """
-    from attncoach.models.saved import SavedClassifier
+    from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
-    return SavedClassifier.load(resolve_model_dir(model_or_run_dir), device=device)
+    return load_model(resolve_model_dir(model_or_run_dir), device=device)
 
 
 def __getattr__(name: str) -> Any:

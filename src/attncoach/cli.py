@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     _add_subnet_options(pr)
     pr.set_defaults(func=cmd_predict)
+
+    rc = sub.add_parser("recommend", parents=[common], help="recommend the next items for users or histories")
+    rc.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    whom = rc.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--user", nargs="+", metavar="U", help="users the model knows (their whole history is used)")
+    whom.add_argument("--history", nargs="+", metavar='"I1 I2 ..."', help="item histories, oldest item first")
+    rc.add_argument("-k", type=int, default=10, help="items per user or history (default: 10)")
+    rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    _add_subnet_options(rc)
+    rc.set_defaults(func=cmd_recommend)
 
     ex = sub.add_parser("export", parents=[common], help="save a sub-net as a standalone, smaller model")
     ex.add_argument("path", metavar="RUN_OR_MODEL_DIR")
@@ -201,7 +210,8 @@ def _setup_logging(quiet: bool) -> None:
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     from attncoach.rundir import RunDir
-    from attncoach.train.recipe import ClassificationRecipe
+    from attncoach.train.recipe import Recipe
+    from attncoach.train.settings import default_output_dir
     from attncoach.train.settings import load_run_config as load_config
 
     if args.resume:
@@ -216,58 +226,78 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, args.overrides)
         if cfg.output_dir is None:
-            name = cfg.data.builtin or (Path(cfg.data.path).stem if cfg.data.path else "tweets-sentiment")
-            cfg.output_dir = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            cfg.output_dir = default_output_dir(cfg)
         run = RunDir(cfg.output_dir)
         run.check_new()  # created once the data is ready, so a data error leaves nothing behind
     log.info("run directory: %s", run.path)
-    metrics = ClassificationRecipe(cfg, run, resume=bool(args.resume), quiet=args.quiet).run()
+    metrics = Recipe(cfg, run, resume=bool(args.resume), quiet=args.quiet).run()
     _print_summary(metrics, run.path, args.quiet)
     return 0
 
 
+_SHOWN = {"macro_f1": "macro-F1"}  # how a metric is named in printed lines (else its key)
+
+
 def _print_summary(metrics: dict[str, Any], path: Path, quiet: bool) -> None:
+    from attncoach.tasks import TASKS
+
     test = metrics["test"]
-    line = (
-        f"test macro-F1 {test['macro_f1']:.4f}  accuracy {test['accuracy']:.4f}  "
-        f"({metrics['steps']} steps, {metrics['train_seconds']:.0f} s)  -> {path}"
-    )
-    print(line if not quiet else json.dumps({"test_macro_f1": test["macro_f1"], "run": str(path)}))
+    task = TASKS.get(metrics.get("task", "text_classification"), TASKS["text_classification"])
+    shown = "  ".join(f"{_SHOWN.get(k, k)} {test[k]:.4f}" for k in task.tracked if k in test)
+    line = f"test {shown}  ({metrics['steps']} steps, {metrics['train_seconds']:.0f} s)  -> {path}"
+    print(line if not quiet else json.dumps({f"test_{task.primary}": test[task.primary], "run": str(path)}))
+
+
+def _run_data(run: Any, model_dir: Path, predictor: Any) -> tuple[Any, Any, Any]:
+    """The run's config, its task, and its data encoded as the model was (splits rebuilt from the config)."""
+    from attncoach.tasks import TASKS
+    from attncoach.train.settings import load_run_config as load_config
+
+    cfg = load_config(run.config)
+    if cfg.task != predictor.task:
+        raise AttncoachError(f"{model_dir} holds a {predictor.task} model but run {run.path} trains {cfg.task}")
+    task = TASKS[cfg.task](label_smoothing=cfg.train.label_smoothing)
+    return cfg, task, task.build(cfg, model_dir=model_dir)
 
 
 # ---------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attncoach.data.prepare import encode_examples, prepare_data
+    from attncoach.data.prepare import encode_examples
     from attncoach.data.sources import read_examples
-    from attncoach.models.saved import SavedClassifier
+    from attncoach.models.saved import load_model
     from attncoach.rundir import RunDir, resolve_model_dir
     from attncoach.tasks.text_classification import evaluate_ids
     from attncoach.train.settings import load_run_config as load_config
 
     model_dir = resolve_model_dir(args.path)
-    clf = SavedClassifier.load(model_dir)
+    clf = load_model(model_dir)
     subnet = _apply_subnet(clf, args)
     run = RunDir(model_dir.parent)
-    cfg = load_config(run.config) if run.is_run() else None
     if args.data:
+        if clf.task != "text_classification":
+            raise AttncoachError(f"--data scores a labelled text file; {model_dir} holds a {clf.task} model")
+        cfg = load_config(run.config) if run.is_run() else None
         data_cfg = _eval_data_config(cfg, args)
         split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length, source=args.data)
         source = args.data
+        metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
     else:
-        if cfg is None:
+        if not run.is_run():
             raise AttncoachError(f"{model_dir} is a bare model directory: give --data FILE to evaluate it")
-        data = prepare_data(cfg.data, cfg.train.seed, tokenizer=clf.tokenizer, labels=clf.labels)
-        split = data.splits["test"]
+        _, task, data = _run_data(run, model_dir, clf)
+        metrics = task.evaluate(clf.model, data.splits["test"], data)
         source = f"test split of {run.path}"
-    metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
     if subnet is not None:
         metrics["subnet"] = subnet
         metrics["encoder_parameters"] = clf.model.encoder.num_parameters(active_only=True)
         source += f", {subnet}"
     if args.json:
         print(json.dumps(metrics, indent=2))
-    else:
+    elif "per_class" in metrics:
         _print_metrics(metrics, source)
+    else:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"{source}: {metrics['n']} cases, {shown}")
     return 0
 
 
@@ -301,7 +331,7 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 # ---------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
     from attncoach.atomicfile import atomic_write_text
-    from attncoach.models.saved import SavedClassifier
+    from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
     if bool(args.texts) == bool(args.input):
@@ -310,7 +340,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out is not None and not out.parent.is_dir():
         raise AttncoachError(f"output folder does not exist: {out.parent}")
     texts = list(args.texts) if args.texts else _read_input_texts(args)
-    clf = SavedClassifier.load(resolve_model_dir(args.path))
+    clf = load_model(resolve_model_dir(args.path))
+    if clf.task != "text_classification":
+        raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach recommend)")
     _apply_subnet(clf, args)
     results = clf.predict(texts)
     lines = [json.dumps({"text": text, **res}, ensure_ascii=False) for text, res in zip(texts, results)]
@@ -362,17 +394,39 @@ def _jsonl_column(text: str, path: Path, column: str) -> list[str]:
     return rows
 
 
+# ---------------------------------------------------------------- recommend
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from attncoach.models.saved import load_model
+    from attncoach.rundir import resolve_model_dir
+
+    rec = load_model(resolve_model_dir(args.path))
+    if rec.task != "next_item":
+        raise AttncoachError(f"recommend needs a next_item model; this is a {rec.task} model (use attncoach predict)")
+    _apply_subnet(rec, args)
+    exclude = not args.include_seen
+    if args.user:
+        results = rec.recommend_many(users=args.user, k=args.k, exclude_seen=exclude)
+        for user, items in zip(args.user, results):
+            print(json.dumps({"user": user, "items": items}, ensure_ascii=False))
+    else:
+        histories = [h.split() for h in args.history]
+        results = rec.recommend_many(histories=histories, k=args.k, exclude_seen=exclude)
+        for history, items in zip(histories, results):
+            print(json.dumps({"history": history, "items": items}, ensure_ascii=False))
+    return 0
+
+
 # ---------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
     from attncoach.elastic.export import check_export_dir, export_model_dir
-    from attncoach.models.saved import SavedClassifier
+    from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
     if args.subnet is None and args.width is None and args.depth is None:
         raise AttncoachError("export needs --width/--depth or --subnet")
     out = check_export_dir(args.out)
     model_dir = resolve_model_dir(args.path)
-    subnet = _resolve_subnet(SavedClassifier.load(model_dir), args)
+    subnet = _resolve_subnet(load_model(model_dir), args)
     summary = export_model_dir(model_dir, subnet, out, source_description=_subnet_options_text(args))
     mb_before, mb_after = summary.source_file_bytes / 1e6, summary.file_bytes / 1e6
     print(
@@ -436,16 +490,17 @@ def cmd_subnets(args: argparse.Namespace) -> int:
         raise AttncoachError(f"--batch-sizes must be at least 1, got {args.batch_sizes}")
     batch_sizes = sorted(set(args.batch_sizes))
     _set_threads(args.threads)
-    clf, val, run = _load_run_and_val(args.path)
+    clf, judge, run = _load_run_and_judge(args.path)
     candidates = uniform_grid(search_space(clf), clf.model.encoder.config)
-    rows = evaluate_subnets(clf, val, candidates, batch_sizes)
+    rows = evaluate_subnets(judge, candidates, batch_sizes)
     latency_key = f"latency_ms_b{batch_sizes[-1]}"
-    for row, on_front in zip(rows, pareto_front(rows, costs=(latency_key, "parameters"))):
+    for row, on_front in zip(rows, pareto_front(rows, quality=judge.primary, costs=(latency_key, "parameters"))):
         row["pareto"] = on_front
     conditions = {
         "run": str(run.path),
         "split": "val",
-        "examples": len(val),
+        "examples": len(judge.split),
+        "metrics": list(judge.metrics),
         "threads": torch.get_num_threads(),
         "batch_sizes": batch_sizes,
         "pareto_costs": [latency_key, "parameters"],
@@ -473,12 +528,11 @@ def _checked_out_path(out: str | None) -> Path | None:
     return path
 
 
-def _load_run_and_val(path: str) -> tuple[Any, Any, Any]:
-    """The run's model and its val split; a bare model directory is refused (it has no val split)."""
-    from attncoach.data.prepare import prepare_data
-    from attncoach.models.saved import SavedClassifier
+def _load_run_and_judge(path: str) -> tuple[Any, Any, Any]:
+    """The run's model and the judge of its sub-nets on the val split; a bare model directory is refused."""
+    from attncoach.elastic.measure import Judge
+    from attncoach.models.saved import load_model
     from attncoach.rundir import RunDir, resolve_model_dir
-    from attncoach.train.settings import load_run_config as load_config
 
     given = Path(path)
     if (given / "model_config.json").is_file() and not RunDir(given).is_run():
@@ -486,13 +540,13 @@ def _load_run_and_val(path: str) -> tuple[Any, Any, Any]:
             f"{given} is a bare model directory: give its run directory (sub-nets are scored on the run's val split)"
         )
     run = RunDir.existing(given)
-    clf = SavedClassifier.load(resolve_model_dir(run.path))
-    cfg = load_config(run.config)
-    data = prepare_data(cfg.data, cfg.train.seed, tokenizer=clf.tokenizer, labels=clf.labels)
+    model_dir = resolve_model_dir(run.path)
+    clf = load_model(model_dir)
+    _, _, data = _run_data(run, model_dir, clf)
     val = data.splits["val"]
     if len(val) == 0:
         raise AttncoachError(f"run {run.path} has an empty val split: there is nothing to score sub-nets on")
-    return clf, val, run
+    return clf, Judge.of(clf, val, data), run
 
 
 def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], conditions: dict[str, Any]) -> None:
@@ -503,6 +557,7 @@ def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], condi
         title=f"sub-nets of {conditions['run']}: val split ({conditions['examples']} examples), "
         f"{conditions['threads']} torch thread(s)"
     )
+    metrics = conditions["metrics"]
     columns = [
         "sub-net",
         "layers",
@@ -510,8 +565,7 @@ def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], condi
         "ffn/layer",
         "params",
         *(f"b{b} ms" for b in batch_sizes),
-        "val macro-F1",
-        "accuracy",
+        *(f"val {_SHOWN.get(k, k)}" for k in metrics),
         "Pareto",
     ]
     for col in columns:
@@ -525,8 +579,7 @@ def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], condi
             *per_layer,
             f"{row['parameters']:,}",
             *latencies,
-            f"{row['macro_f1']:.4f}",
-            f"{row['accuracy']:.4f}",
+            *(f"{row[k]:.4f}" for k in metrics),
             "✓" if row["pareto"] else "",
         )
     console = Console()
@@ -537,7 +590,7 @@ def _print_subnet_rows(rows: list[dict[str, Any]], batch_sizes: list[int], condi
 
 def cmd_search(args: argparse.Namespace) -> int:
     from attncoach.atomicfile import atomic_write_json
-    from attncoach.elastic.search import Budget, search
+    from attncoach.elastic.search import Budget, search, search_space
 
     if (args.max_latency_ms is None) == (args.max_params is None):
         raise AttncoachError("give exactly one budget: --max-latency-ms MS or --max-params N")
@@ -552,8 +605,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     out = _checked_out_path(args.out)
     _set_threads(args.threads)
-    clf, val, _ = _load_run_and_val(args.path)
-    result = search(clf, val, budget, seed=args.seed)
+    clf, judge, _ = _load_run_and_judge(args.path)
+    result = search(judge, budget, search_space(clf), seed=args.seed)
+    result["metrics"] = list(judge.metrics)
     if out is not None:
         atomic_write_json(out, result["subnet"])  # exactly what read_subnet (--subnet FILE) reads
         log.info("wrote the sub-net to %s", out)
@@ -576,8 +630,9 @@ def _print_search_result(result: dict[str, Any]) -> None:
         if row is None:
             print(f"  {label:<10}  none within the budget")
             continue
+        shown = "  ".join(f"{_SHOWN.get(k, k)} {row[k]:.4f}" for k in result["metrics"])
         print(
-            f"  {label:<10}  {row['name']:<16} val macro-F1 {row['macro_f1']:.4f}  accuracy {row['accuracy']:.4f}  "
+            f"  {label:<10}  {row['name']:<16} val {shown}  "
             f"{row['latency_ms']:.2f} ms at batch {batch} (predicted {row['predicted_latency_ms']:.2f})  "
             f"{row['parameters']:,} params"
         )

@@ -30,7 +30,11 @@ log = logging.getLogger("attncoach")
 
 @dataclass
 class DataConfig:
-    """Where the examples come from and how they become token ids."""
+    """Where the examples come from and how they become model inputs (token ids, item ids).
+
+    Keys that only one task reads (``text_column`` for text_classification, ``user_column``
+    for next_item...) are refused under another task when set to a non-default value.
+    """
 
     builtin: Optional[str] = None  # a built-in corpus; with no path either, tweets-sentiment
     path: Optional[str] = None  # a CSV, TSV or JSONL file
@@ -49,6 +53,12 @@ class DataConfig:
     max_length: Optional[int] = None  # None = from the training texts' length distribution
     max_length_quantile: float = 0.99
     max_length_cap: int = 256
+    # task next_item: an interactions file (user, item, timestamp[, rating])
+    user_column: Optional[str] = None  # None = a recognised header name (user, user_id, userId...)
+    item_column: Optional[str] = None  # None = item, item_id, itemId, movieId...
+    time_column: Optional[str] = None  # None = timestamp, time, ts
+    min_interactions: int = 3  # users with fewer are dropped (leave-one-out needs 3)
+    negatives: int = 100  # sampled negatives of the sampled protocol (0 = full ranking only)
 
 
 @dataclass
@@ -415,6 +425,8 @@ def validate(cfg: RunConfig) -> None:
     check_key(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
     check_key(0 < d.max_length_quantile <= 1, "data.max_length_quantile", "must be in (0, 1]")
     check_key(d.max_length_cap >= 2, "data.max_length_cap", "must be at least 2")
+    check_key(d.min_interactions >= 3, "data.min_interactions", "must be at least 3 (leave-one-out needs 3)")
+    check_key(d.negatives >= 0, "data.negatives", "must be 0 or more")
     for key in ("dim", "layers", "heads", "ffn_dim"):
         check_key(getattr(m, key) >= 1, f"model.{key}", "must be at least 1")
     check_key(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")

@@ -3,7 +3,7 @@
 ```
 RUN/
   config.yaml      resolved configuration
-  model/           model.safetensors, model_config.json, tokenizer.json, labels.json
+  model/           model.safetensors, model_config.json and the task's files (TASK_FILES)
   metrics.json     written when the run finishes
   tb/              TensorBoard event files
   checkpoints/     resumable state (see attncoach.train.checkpoint)
@@ -14,11 +14,14 @@ RUN/
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from attncoach.errors import AttncoachError
 
-MODEL_FILES = ("model.safetensors", "model_config.json", "tokenizer.json", "labels.json")
+MODEL_FILES = ("model.safetensors", "model_config.json")  # of every model directory
+# The files of each task's model directory besides MODEL_FILES (attncoach.models.saved writes and reads them).
+TASK_FILES = {"text_classification": ("tokenizer.json", "labels.json"), "next_item": ("items.json", "users.json")}
 
 
 class RunDir:
@@ -79,10 +82,21 @@ def resolve_model_dir(path: str | Path) -> Path:
         raise AttncoachError(f"not found: {path}")
     for candidate in (path, path / "model"):
         if (candidate / "model_config.json").is_file():
-            missing = [f for f in MODEL_FILES if not (candidate / f).is_file()]
+            needed = (*MODEL_FILES, *TASK_FILES.get(_task_of(candidate), ()))
+            missing = [f for f in needed if not (candidate / f).is_file()]
             if missing:
                 raise AttncoachError(f"model directory {candidate} is incomplete: missing {', '.join(missing)}")
             return candidate
     if RunDir(path).is_run():
         raise AttncoachError(f"run {path} has no saved model yet (train it, or --resume it)")
     raise AttncoachError(f"{path} is not a run or model directory (no model_config.json)")
+
+
+def _task_of(model_dir: Path) -> str:
+    """The task named in ``model_config.json`` (text_classification when it names none or cannot be read)."""
+    try:
+        config = json.loads((model_dir / "model_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "text_classification"  # the loader reports the damaged file
+    task = config.get("task", "text_classification") if isinstance(config, dict) else None
+    return task if isinstance(task, str) else "text_classification"

@@ -9,8 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from attncoach.elastic.measure import Candidate, active_parameters, evaluate_subnets, measure_latency, pareto_front
-from attncoach.elastic.search import Budget, Genome, all_candidates, count_candidates, evolve, search, uniform_grid
+from attncoach.data.batching import EncodedSplit
+from attncoach.elastic.measure import (
+    Candidate,
+    Judge,
+    active_parameters,
+    evaluate_subnets,
+    measure_latency,
+    pareto_front,
+)
+from attncoach.elastic.search import (
+    Budget,
+    Genome,
+    all_candidates,
+    count_candidates,
+    evolve,
+    search_space,
+    uniform_grid,
+)
+from attncoach.elastic.search import search as search_judged
 from attncoach.elastic.space import ElasticSpace, subnet_for
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
@@ -42,7 +59,17 @@ def split(clf) -> SimpleNamespace:
     from attncoach.models.saved import predict_logits
 
     labels = predict_logits(clf.model, ids, 16, clf.device).argmax(-1).numpy()
-    return SimpleNamespace(ids=ids, labels=labels)
+    return EncodedSplit(ids, labels, [""] * len(ids))
+
+
+def _judge(clf, split) -> Judge:
+    evaluate = lambda s: evaluate_ids(clf.model, s.ids, s.labels, clf.labels, 256, clf.device)  # noqa: E731
+    return Judge(clf.model, split, evaluate, ("macro_f1", "accuracy"))
+
+
+def search(clf, split, budget, space=None, **options):
+    """The budget search on ``clf`` judged by macro-F1 on ``split`` (the default space unless given)."""
+    return search_judged(_judge(clf, split), budget, space if space is not None else search_space(clf), **options)
 
 
 def test_pareto_front_on_hand_made_rows():
@@ -70,7 +97,7 @@ def test_latency_is_positive_and_smaller_subnets_have_fewer_parameters(clf, spli
 
 def test_evaluate_subnets_rows_and_restores_the_model(clf, split):
     candidates = uniform_grid(ElasticSpace(widths=(0.5, 1.0), depths=(0.5, 1.0)), clf.model.encoder.config)
-    rows = evaluate_subnets(clf, split, candidates, batch_sizes=(1, 4), repeats=1)
+    rows = evaluate_subnets(_judge(clf, split), candidates, batch_sizes=(1, 4), repeats=1)
     assert [r["name"] for r in rows] == ["w0.50 d0.50", "w1.00 d0.50", "w0.50 d1.00", "w1.00 d1.00"]
     full = rows[-1]
     assert full["macro_f1"] == 1.0 and full["layers"] == 4 and full["heads"] == 16 and full["ffn"] == 128

@@ -9,7 +9,7 @@ import torch
 
 from attncoach.cli import main
 from attncoach.rundir import RunDir
-from attncoach.train.recipe import ClassificationRecipe
+from attncoach.train.recipe import Recipe
 from attncoach.train.settings import load_run_config as load_config
 from tinydata import rewind_to_first_checkpoint, tiny_overrides, without_times
 
@@ -117,7 +117,7 @@ def test_batch_growth_keeps_the_examples_seen(tiny_csv, tmp_path):
     assert grown["test"]["macro_f1"] > 0.6
 
 
-class PoisonedRecipe(ClassificationRecipe):
+class PoisonedRecipe(Recipe):
     """Puts a NaN into the weights before one step's forward: a real non-finite loss and gradient."""
 
     poison_at = 25
@@ -154,7 +154,7 @@ class TwicePoisonedRecipe(PoisonedRecipe):
         if self.state.step in (25, 26):
             with torch.no_grad():
                 self.model.encoder.embeddings.word.weight[5:50] = float("nan")
-        return ClassificationRecipe._forward_backward(self, batch, scale)
+        return Recipe._forward_backward(self, batch, scale)
 
 
 def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_csv, tmp_path):

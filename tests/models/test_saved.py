@@ -12,7 +12,7 @@ from attncoach.data.tokenizer import save_tokenizer, train_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
-from attncoach.models.saved import FORMAT_VERSION, SavedClassifier, model_config, write_model_config
+from attncoach.models.saved import FORMAT_VERSION, SavedClassifier, load_model, model_config, write_model_config
 
 
 def _model_dir(tmp_path, config_of):
@@ -49,10 +49,36 @@ def test_a_version_1_directory_written_the_old_way_loads_as_text_classification(
     assert len(loaded.predict(["good service"])) == 1
 
 
+def test_a_version_2_directory_loads(tmp_path):
+    # what attncoach wrote with the task seam, before the format was named for every task
+    folder, model = _model_dir(
+        tmp_path,
+        lambda m: {
+            "format": "attncoach.text-classifier",
+            "format_version": 2,
+            "attncoach_version": "0.1.0",
+            "task": "text_classification",
+            "model": m.config_dict(),
+            "max_length": 16,
+        },
+    )
+    loaded = load_model(folder)
+    assert isinstance(loaded, SavedClassifier) and loaded.task == "text_classification"
+    ids = torch.randint(5, 50, (2, 6))
+    torch.testing.assert_close(loaded.model(ids), model.eval()(ids))
+
+
+def test_a_model_of_another_task_is_refused_by_the_task_s_loader(tmp_path):
+    folder, model = _model_dir(tmp_path, lambda m: model_config(m, 16, task="next_item"))
+    with pytest.raises(AttncoachError, match="holds a next_item model, not a text_classification one"):
+        SavedClassifier.load(folder)
+
+
 def test_the_current_format_records_its_version_and_task(tmp_path):
     folder, model = _model_dir(tmp_path, lambda m: model_config(m, 16))
     config = json.loads((folder / "model_config.json").read_text())
-    assert config["format_version"] == FORMAT_VERSION == 2 and config["task"] == "text_classification"
+    assert config["format_version"] == FORMAT_VERSION == 3 and config["task"] == "text_classification"
+    assert config["format"] == "attncoach.model"
     write_model_config(folder, model_config(model, 16, elastic={"widths": [0.5, 1.0]}))
     assert json.loads((folder / "model_config.json").read_text())["elastic"] == {"widths": [0.5, 1.0]}
     assert SavedClassifier.load(folder).elastic == {"widths": [0.5, 1.0]}

@@ -187,6 +187,9 @@ def attention_entropy(model: torch.nn.Module, input_ids: Tensor, mask: Tensor) -
         q, k, _ = (attn._split_heads(t) for t in attn._project_qkv(captured[index]))  # (B, h, T, Dh)
         scores = q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim)  # (B, h, T, T)
         scores = scores.masked_fill(~real[:, None, None, :], float("-inf"))
+        if getattr(model, "causal", False):  # a causal model's queries never see later positions
+            later = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).triu(1)
+            scores = scores.masked_fill(later, float("-inf"))
         probs = F.softmax(scores, dim=-1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (B, h, T)
         weights = real[:, None, :].expand_as(entropy).float()

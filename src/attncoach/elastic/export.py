@@ -5,11 +5,11 @@ file on disk and the memory stay those of the full model. :func:`export_subnet` 
 slices instead: the kept layers only and, in each, the first ``k`` heads (their rows of the
 fused ``[q; k; v]`` projection and their columns of the output projection) and the first
 ``n`` FFN neurons (rows of ``fc1`` with their biases, columns of ``fc2``). The result is a
-plain :class:`TextClassifier` whose :class:`EncoderConfig` lists each layer's heads and FFN
+plain model of the same class (a :class:`TextClassifier`, a :class:`NextItemModel`...) whose :class:`EncoderConfig` lists each layer's heads and FFN
 width, and it computes what the masked supernet computes.
 
 :func:`export_model_dir` does this for a saved model directory and writes a new one that
-``eval``, ``predict`` and :class:`SavedClassifier` read like any other.
+``eval``, ``predict``, ``recommend`` and :func:`attncoach.models.saved.load_model` read like any other.
 
 Example:
     >>> config = EncoderConfig(vocab_size=50, dim=16, layers=3, heads=4, ffn_dim=32)
@@ -35,9 +35,9 @@ from torch import Tensor
 
 from attncoach.atomicfile import atomic_save_safetensors, fsync_dir
 from attncoach.errors import AttncoachError
-from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
 from attncoach.models.saved import write_model_config
+from attncoach.rundir import TASK_FILES
 
 # How each per-layer tensor keeps the first heads (width w = k * Dh of the inner width I)
 # or the first FFN neurons (n); tensors not listed (norms, output biases) are kept whole.
@@ -54,8 +54,8 @@ _NEURON_SLICES: dict[str, Callable[[Tensor, int], Tensor]] = {
 _LAYER_KEY = re.compile(r"encoder\.layers\.(\d+)\.(.+)")
 
 
-def export_subnet(model: TextClassifier, subnet: SubnetConfig) -> TextClassifier:
-    """A new standalone classifier holding copies of ``subnet``'s weights only.
+def export_subnet(model: torch.nn.Module, subnet: SubnetConfig) -> torch.nn.Module:
+    """A new standalone model of the same class holding copies of ``subnet``'s weights only.
 
     Embeddings, the final norm and the head are copied whole; dropout settings and the
     training mode are kept. ``model`` is not changed.
@@ -77,7 +77,7 @@ def export_subnet(model: TextClassifier, subnet: SubnetConfig) -> TextClassifier
     heads = subnet.heads if subnet.heads is not None else source.heads_per_layer()
     ffn = subnet.ffn if subnet.ffn is not None else source.ffn_per_layer()
     config = _exported_config(source, [heads[i] for i in kept], [ffn[i] for i in kept])
-    exported = TextClassifier.from_config_dict({**model.config_dict(), "encoder": config.to_dict()})
+    exported = type(model).from_config_dict({**model.config_dict(), "encoder": config.to_dict()})
     new_index = {old: new for new, old in enumerate(kept)}
     state = {}
     for key, tensor in model.state_dict().items():
@@ -164,7 +164,8 @@ def export_model_dir(
 
     The new directory holds ``model.safetensors``, ``model_config.json`` (with an
     ``"exported_from"`` record and no elastic space: the result is a plain fixed model),
-    ``tokenizer.json`` and ``labels.json``. It is written into a temporary folder beside
+    and the task's own files (``tokenizer.json`` and ``labels.json``; ``items.json`` and
+    ``users.json``). It is written into a temporary folder beside
     ``out_dir`` and renamed into place, so a failure leaves nothing behind.
 
     Args:
@@ -184,11 +185,11 @@ def export_model_dir(
     Example:
         >>> export_model_dir("runs/tweets/model", subnet, "runs/tweets-half")  # doctest: +SKIP
     """
-    from attncoach.models.saved import SavedClassifier, model_config
+    from attncoach.models.saved import load_model, model_config
 
     out_dir = check_export_dir(out_dir)
     model_dir = Path(model_dir)
-    source = SavedClassifier.load(model_dir)
+    source = load_model(model_dir)
     try:
         exported = export_subnet(source.model, subnet)
     except ValueError as exc:
@@ -202,7 +203,7 @@ def export_model_dir(
     if source_description is not None:
         record["named_by"] = source_description
     config = model_config(exported, source.max_length, task=source.task, exported_from=record)
-    _write_dir_atomically(out_dir, lambda tmp: _write_model_files(tmp, model_dir, exported, config))
+    _write_dir_atomically(out_dir, lambda tmp: _write_model_files(tmp, model_dir, exported, config, source.task))
     return ExportSummary(
         out_dir,
         subnet,
@@ -217,10 +218,12 @@ def _count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _write_model_files(folder: Path, model_dir: Path, model: TextClassifier, config: dict[str, Any]) -> None:
+def _write_model_files(
+    folder: Path, model_dir: Path, model: torch.nn.Module, config: dict[str, Any], task: str
+) -> None:
     atomic_save_safetensors(model.state_dict(), folder / "model.safetensors")
     write_model_config(folder, config)
-    for name in ("tokenizer.json", "labels.json"):
+    for name in TASK_FILES[task]:
         shutil.copyfile(model_dir / name, folder / name)
 
 

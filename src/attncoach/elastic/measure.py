@@ -10,9 +10,14 @@ once; the result is the median of these ``repeats * batches`` times, which a sho
 other work on a shared machine does not move. On CPU, set the threads first
 (``torch.set_num_threads``): more threads than free cores makes the times erratic.
 
+Quality comes from the task: a :class:`Judge` holds the model, the split and the task's
+evaluation of it, and the metrics to report, the task's primary metric first (macro-F1 for
+text classification, NDCG@10 for next-item recommendation).
+
 Example:
-    >>> rows = evaluate_subnets(clf, val, [Candidate("w0.50 d1.00", sub)])   # doctest: +SKIP
-    >>> pareto_front(rows)                                                 # doctest: +SKIP
+    >>> judge = Judge.of(clf, data.splits["val"], data)                     # doctest: +SKIP
+    >>> rows = evaluate_subnets(judge, [Candidate("w0.50 d1.00", sub)])    # doctest: +SKIP
+    >>> pareto_front(rows, quality=judge.primary)                          # doctest: +SKIP
     [True]
 """
 
@@ -22,16 +27,15 @@ import itertools
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from attncoach.data.batching import collate
-from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import SubnetConfig
-from attncoach.tasks.text_classification import evaluate_ids
+from attncoach.tasks import TASKS, TaskData
 
 log = logging.getLogger("attncoach")
 
@@ -42,6 +46,42 @@ class Candidate:
 
     name: str
     subnet: SubnetConfig
+
+
+@dataclass
+class Judge:
+    """What scores a sub-net: the task's evaluation of one split, and the metrics to report.
+
+    Attributes:
+        model: the elastic model whose active sub-net is scored.
+        split: the split it is scored on (``len``, ``ids``, and ``subset`` for scoring on a part).
+        evaluate: the task's metrics of the model's active sub-net on a split.
+        metrics: the metrics kept, the task's primary metric first.
+    """
+
+    model: torch.nn.Module
+    split: Any
+    evaluate: Callable[[Any], dict[str, Any]]
+    metrics: tuple[str, ...]
+
+    @classmethod
+    def of(cls, predictor: Any, split: Any, data: TaskData) -> Judge:
+        """The judge of a loaded model (``model`` and ``task``) on a split of the task's data."""
+        task = TASKS[predictor.task]()
+        return cls(predictor.model, split, lambda s: task.evaluate(predictor.model, s, data), task.tracked)
+
+    @property
+    def primary(self) -> str:
+        """The metric that ranks sub-nets (higher is better)."""
+        return self.metrics[0]
+
+    def quality(self, examples: int | None = None) -> dict[str, float]:
+        """The metrics of the active sub-net on the split (on its first ``examples`` examples when given)."""
+        split = self.split
+        if examples is not None and examples < len(split):
+            split = split.subset(list(range(examples)))
+        metrics = self.evaluate(split)
+        return {k: metrics[k] for k in self.metrics}
 
 
 def latency_batches(ids: Sequence[Sequence[int]], batch_size: int, batches: int = 4) -> list[dict[str, torch.Tensor]]:
@@ -107,20 +147,20 @@ def _time_one(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     return time.perf_counter() - start
 
 
-def active_parameters(model: TextClassifier) -> tuple[int, int]:
-    """(encoder, total) parameters of the active sub-net; total adds the classification head."""
+def active_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(encoder, total) parameters of the active sub-net; total adds what is outside the encoder (a head)."""
     encoder = model.encoder.num_parameters(active_only=True)
-    return encoder, encoder + sum(p.numel() for p in model.head.parameters())
+    outside = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("encoder."))
+    return encoder, encoder + outside
 
 
 def evaluate_subnets(
-    clf: Any, split: Any, candidates: Sequence[Candidate], batch_sizes: Sequence[int] = (1, 32), repeats: int = 5
+    judge: Judge, candidates: Sequence[Candidate], batch_sizes: Sequence[int] = (1, 32), repeats: int = 5
 ) -> list[dict[str, Any]]:
     """Quality, size and latency of each candidate sub-net on one split.
 
     Args:
-        clf: a :class:`attncoach.models.saved.SavedClassifier`.
-        split: an encoded split with ``ids`` and ``labels`` (e.g. the run's val split).
+        judge: the model, the split (e.g. the run's val split) and the task's metrics.
         candidates: the sub-nets to measure.
         batch_sizes: a latency is measured at each (keys ``latency_ms_b{size}``).
         repeats: timed repetitions per latency.
@@ -128,21 +168,23 @@ def evaluate_subnets(
     Returns:
         One row per candidate: ``name``, ``subnet`` (``SubnetConfig.to_dict``), ``layers``,
         ``heads``, ``ffn`` (active totals), ``encoder_parameters``, ``parameters``,
-        ``macro_f1``, ``accuracy`` and the latencies. The model's sub-net is restored after.
+        the judge's metrics (``macro_f1`` and ``accuracy`` for text classification) and the
+        latencies. The model's sub-net is restored after.
     """
-    model = clf.model
+    model = judge.model
     previous = model.subnet
     rows = []
     try:
         for number, candidate in enumerate(candidates, 1):
-            rows.append(_measure_one(clf, split, candidate, batch_sizes, repeats))
+            rows.append(_measure_one(judge, candidate, batch_sizes, repeats))
             row = rows[-1]
             log.info(
-                "sub-net %d/%d %s: val macro-F1 %.4f, %s params, %s",
+                "sub-net %d/%d %s: val %s %.4f, %s params, %s",
                 number,
                 len(candidates),
                 candidate.name,
-                row["macro_f1"],
+                judge.primary,
+                row[judge.primary],
                 f"{row['parameters']:,}",
                 ", ".join(f"{row[f'latency_ms_b{b}']:.2f} ms at batch {b}" for b in batch_sizes),
             )
@@ -151,12 +193,10 @@ def evaluate_subnets(
     return rows
 
 
-def _measure_one(
-    clf: Any, split: Any, candidate: Candidate, batch_sizes: Sequence[int], repeats: int
-) -> dict[str, Any]:
-    model = clf.model
+def _measure_one(judge: Judge, candidate: Candidate, batch_sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    model = judge.model
     model.set_subnet(candidate.subnet)
-    metrics = evaluate_ids(model, split.ids, split.labels, clf.labels, 256, clf.device)
+    metrics = judge.quality()
     encoder_params, params = active_parameters(model)
     row = {
         "name": candidate.name,
@@ -164,15 +204,14 @@ def _measure_one(
         **subnet_shape(model),
         "encoder_parameters": encoder_params,
         "parameters": params,
-        "macro_f1": metrics["macro_f1"],
-        "accuracy": metrics["accuracy"],
+        **metrics,
     }
     for size in batch_sizes:
-        row[f"latency_ms_b{size}"] = measure_latency(model, split.ids, size, repeats=repeats)
+        row[f"latency_ms_b{size}"] = measure_latency(model, judge.split.ids, size, repeats=repeats)
     return row
 
 
-def subnet_shape(model: TextClassifier) -> dict[str, Any]:
+def subnet_shape(model: torch.nn.Module) -> dict[str, Any]:
     """Active ``layers``, total active ``heads`` and ``ffn`` neurons, and both per kept layer."""
     encoder = model.encoder
     active = [encoder.layers[i] for i in range(len(encoder.layers)) if _is_active(encoder, i)]

@@ -5,7 +5,7 @@ every uniform width x depth (x FFN width, when ``ffn_widths`` is set) and, when
 ``per_layer`` is set, every choice of width per kept layer (Mix'n'Match). A space of at
 most ``EXHAUSTIVE_LIMIT`` candidates is searched exhaustively, a larger one by an
 evolutionary search (seeded; Once-for-All, Cai et al., 2020) whose first generation is the
-uniform grid. Quality is the val macro-F1; with ``fitness_examples`` the evolution scores
+uniform grid. Quality is the task's primary val metric (macro-F1, NDCG@10...); with ``fitness_examples`` the evolution scores
 on a subset of val, and the best of it plus every uniform sub-net within reach are scored
 again on all of val before the winner is chosen.
 
@@ -15,7 +15,7 @@ latency budget. The chosen sub-net's latency is then measured; when the measurem
 over budget, the next best candidate that measures within it wins.
 
 Example:
-    >>> result = search(clf, val_split, Budget(max_latency_ms=5.0))   # doctest: +SKIP
+    >>> result = search(Judge.of(clf, val, data), Budget(max_latency_ms=5.0), clf.space)  # doctest: +SKIP
     >>> result["name"], result["latency_ms"], result["predicted_latency_ms"]  # doctest: +SKIP
     ('w0.50 d1.00', 4.1, 3.8)
 """
@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from attncoach.elastic.measure import Candidate, active_parameters, measure_latency, subnet_shape
+from attncoach.elastic.measure import Candidate, Judge, active_parameters, measure_latency, subnet_shape
 from attncoach.elastic.space import ElasticSpace, saved_space, subnet_for
 from attncoach.errors import AttncoachError
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
-from attncoach.tasks.text_classification import evaluate_ids
 
 log = logging.getLogger("attncoach")
 
@@ -314,10 +313,9 @@ class BudgetSearch:
     Quality, costs and latencies are cached per sub-net, so each is computed once.
 
     Args:
-        clf: a :class:`attncoach.models.saved.SavedClassifier`.
-        split: the encoded split that scores candidates (the run's val split).
+        judge: the model, the split that scores candidates (the run's val split) and the task's metrics.
         budget: what the winner may cost.
-        space: the space to search; ``None`` = :func:`search_space` of ``clf``.
+        space: the space to search (:func:`search_space` of the loaded model).
         seed: seed of the evolutionary search.
         fitness_examples: score evolutionary candidates on the first N examples only
             (faster); reported numbers always use the whole split.
@@ -326,17 +324,17 @@ class BudgetSearch:
 
     def __init__(
         self,
-        clf: Any,
-        split: Any,
+        judge: Judge,
         budget: Budget,
-        space: ElasticSpace | None = None,
+        space: ElasticSpace,
         seed: int = 0,
         fitness_examples: int | None = None,
         repeats: int = 5,
     ) -> None:
-        self.clf, self.split, self.budget, self.seed, self.repeats = clf, split, budget, seed, repeats
-        self.space = space if space is not None else search_space(clf)
-        self.config = clf.model.encoder.config
+        self.judge, self.budget, self.seed, self.repeats = judge, budget, seed, repeats
+        self.model, self.primary = judge.model, judge.primary
+        self.space = space
+        self.config = judge.model.encoder.config
         self.fitness_examples = fitness_examples
         self.latency = LatencyModel()
         self._costs: dict[SubnetConfig, tuple[int, int, np.ndarray]] = {}
@@ -346,7 +344,7 @@ class BudgetSearch:
 
     def run(self) -> dict[str, Any]:
         """Search and return the result (see :func:`search`)."""
-        model = self.clf.model
+        model = self.model
         previous = model.subnet
         try:
             self._calibrate()
@@ -371,19 +369,19 @@ class BudgetSearch:
     def costs(self, candidate: Candidate) -> tuple[int, int, np.ndarray]:
         """(encoder parameters, total parameters, latency-model features) of a candidate."""
         if candidate.subnet not in self._costs:
-            self.clf.model.set_subnet(candidate.subnet)
-            encoder, total = active_parameters(self.clf.model)
-            layers = subnet_shape(self.clf.model)["layers"]
+            self.model.set_subnet(candidate.subnet)
+            encoder, total = active_parameters(self.model)
+            layers = subnet_shape(self.model)["layers"]
             self._costs[candidate.subnet] = (encoder, total, LatencyModel.features(encoder, layers))
         return self._costs[candidate.subnet]
 
     def measured_ms(self, candidate: Candidate) -> float:
         """Measured latency at the budget's batch size."""
         if candidate.subnet not in self._measured:
-            self.clf.model.set_subnet(candidate.subnet)
+            self.model.set_subnet(candidate.subnet)
             self._names[candidate.subnet] = candidate.name
             self._measured[candidate.subnet] = measure_latency(
-                self.clf.model, self.split.ids, self.budget.batch, repeats=self.repeats
+                self.model, self.judge.split.ids, self.budget.batch, repeats=self.repeats
             )
         return self._measured[candidate.subnet]
 
@@ -392,13 +390,11 @@ class BudgetSearch:
         return self._measured.get(candidate.subnet, self.latency.predict(self.costs(candidate)[2]))
 
     def quality(self, candidate: Candidate, examples: int | None = None) -> dict[str, float]:
-        """Macro-F1 and accuracy on the split (its first ``examples`` examples when given)."""
+        """The judge's metrics on the split (its first ``examples`` examples when given)."""
         key = (candidate.subnet, examples)
         if key not in self._quality:
-            self.clf.model.set_subnet(candidate.subnet)
-            ids, labels = self.split.ids[:examples], self.split.labels[:examples]
-            metrics = evaluate_ids(self.clf.model, ids, labels, self.clf.labels, 256, self.clf.device)
-            self._quality[key] = {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"]}
+            self.model.set_subnet(candidate.subnet)
+            self._quality[key] = self.judge.quality(examples)
         return self._quality[key]
 
     def clearly_over(self, candidate: Candidate) -> bool:
@@ -440,19 +436,19 @@ class BudgetSearch:
             scores = evolve(self.space, self.config, self._fitness, seed=self.seed)
             pool = [c for c, fit in scores.values() if fit > -math.inf]
             if self.fitness_examples is not None:  # scores on a subset are noisy: rescore the best on all of it
-                pool = sorted(pool, key=lambda c: -self.quality(c, self.fitness_examples)["macro_f1"])[:RESCORED]
+                pool = sorted(pool, key=lambda c: -self.quality(c, self.fitness_examples)[self.primary])[:RESCORED]
             # the uniform sub-nets within reach always compete on the whole split (the width-only and
             # depth-only baselines are among them, so the winner is never worse than those)
             pool = _unique(
                 iter([*pool, *(c for c in uniform_grid(self.space, self.config) if not self.clearly_over(c))])
             )
         log.info("%s search: %d candidates within reach of %s", method, len(pool), self.budget)
-        return sorted(pool, key=lambda c: (-self.quality(c)["macro_f1"], self.estimated_ms(c))), method
+        return sorted(pool, key=lambda c: (-self.quality(c)[self.primary], self.estimated_ms(c))), method
 
     def _fitness(self, candidate: Candidate) -> float:
         if self.clearly_over(candidate):
             return -math.inf
-        return self.quality(candidate, self.fitness_examples)["macro_f1"]
+        return self.quality(candidate, self.fitness_examples)[self.primary]
 
     def _first_within_budget(self, ranked: Sequence[Candidate]) -> Candidate | None:
         """The best candidate that meets the budget; latencies are measured, not predicted."""
@@ -472,7 +468,7 @@ class BudgetSearch:
     def _best_of(self, genomes: Iterator[Genome]) -> dict[str, Any] | None:
         candidates = _unique(g.candidate(self.config) for g in genomes)
         pool = [c for c in candidates if not self.clearly_over(c)]
-        ranked = sorted(pool, key=lambda c: (-self.quality(c)["macro_f1"], self.estimated_ms(c)))
+        ranked = sorted(pool, key=lambda c: (-self.quality(c)[self.primary], self.estimated_ms(c)))
         best = self._first_within_budget(ranked)
         return None if best is None else self.describe(best)
 
@@ -491,27 +487,26 @@ class BudgetSearch:
 
 
 def search(
-    clf: Any,
-    split: Any,
+    judge: Judge,
     budget: Budget,
-    space: ElasticSpace | None = None,
+    space: ElasticSpace,
     seed: int = 0,
     fitness_examples: int | None = None,
     repeats: int = 5,
 ) -> dict[str, Any]:
-    """The best sub-net of ``clf`` under ``budget``: highest val macro-F1, ties to lower latency.
+    """The best sub-net under ``budget``: the highest primary val metric, ties to lower latency.
 
     Args:
-        clf: a :class:`attncoach.models.saved.SavedClassifier` (its sub-net is restored after).
-        split: the split that scores candidates (the run's val split).
+        judge: the model (its sub-net is restored after), the split that scores candidates
+            (the run's val split) and the task's metrics, primary first.
         budget: a latency at a batch size, or a parameter count.
-        space: the space to search; ``None`` = the model's (see :func:`search_space`).
+        space: the space to search (see :func:`search_space`).
         seed: seed of the evolutionary search.
         fitness_examples: see :class:`BudgetSearch`.
         repeats: timed repetitions per latency measurement.
 
     Returns:
-        ``name``, ``subnet`` (``SubnetConfig.to_dict``), ``macro_f1``, ``accuracy``,
+        ``name``, ``subnet`` (``SubnetConfig.to_dict``), the judge's metrics,
         ``latency_ms`` (measured at the budget's batch), ``predicted_latency_ms``,
         ``parameters``, ``encoder_parameters``, ``budget``, ``search`` (exhaustive or
         evolutionary), ``candidates_evaluated``, ``threads`` (torch threads while measuring),
@@ -521,4 +516,4 @@ def search(
     Raises:
         AttncoachError: no sub-net meets the budget; the message names the closest one.
     """
-    return BudgetSearch(clf, split, budget, space, seed, fitness_examples, repeats).run()
+    return BudgetSearch(judge, budget, space, seed, fitness_examples, repeats).run()

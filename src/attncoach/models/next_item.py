@@ -56,6 +56,8 @@ class NextItemModel(nn.Module):
         ValueError: If ``encoder_config`` does not fit ``num_items``.
     """
 
+    causal = True  # each position attends to itself and earlier items only (read by attention probes)
+
     def __init__(self, encoder_config: EncoderConfig, num_items: int) -> None:
         super().__init__()
         if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
@@ -93,6 +95,10 @@ class NextItemModel(nn.Module):
             attention_mask = item_ids != PAD_ITEM
         x = self.encoder.embeddings(item_ids)  # (B, T, D)
         return self.encoder.encode(x, attention_mask, causal=True)  # (B, T, D)
+
+    def item_logits(self, hidden: Tensor) -> Tensor:
+        """Scores of the real items only, ``(..., num_items)``: column ``j`` is item ``j + 1`` (training)."""
+        return F.linear(hidden, self.item_embedding.weight[1:])
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Scores every item for each hidden state by a dot product with the item table.

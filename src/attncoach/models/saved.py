@@ -5,12 +5,17 @@ model/
   model.safetensors    weights
   model_config.json    {"format", "format_version", "attncoach_version", "task", "model", "max_length",
                         "elastic"?, "exported_from"?}
-  tokenizer.json       the tokenizer, its normalizer included
-  labels.json          label names in class-id order
+  tokenizer.json       text_classification: the tokenizer, its normalizer included
+  labels.json          text_classification: label names in class-id order
+  items.json           next_item: the item ids; item index i + 1 is items[i] (0 is padding)
+  users.json           next_item: {"users": [...], "histories": [[item index, ...], ...]}, every
+                       known user's whole history, oldest first
 ```
 
-Format version 2 adds ``format_version`` and ``task``; a directory written before (version 1,
-no such keys) loads as a ``text_classification`` model.
+Versions: 1 (``"format": "attncoach.text-classifier"``, no ``task``) and 2 (adds
+``format_version`` and ``task``) hold text classifiers and still load; 3 names the format
+``attncoach.model`` for every task. :func:`load_model` reads any of them and returns the
+task's predictor: :class:`SavedClassifier` or :class:`SavedRecommender`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from attncoach.data.batching import collate
 from attncoach.data.tokenizer import encode_texts, load_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
+from attncoach.models.next_item import NextItemModel
 from attncoach.weights import load_weights
 
-MODEL_FORMAT = "attncoach.text-classifier"
-FORMAT_VERSION = 2  # 1: before the task seam (no "task", no "format_version")
+MODEL_FORMAT = "attncoach.model"
+FORMAT_VERSION = 3  # 1: before the task seam (no "task", no "format_version"); 2: + task; 3: any task
+_OLD_FORMAT = "attncoach.text-classifier"  # versions 1 and 2
 
 
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -95,28 +102,10 @@ class SavedClassifier:
     def load(cls, model_dir: str | Path, device: str = "cpu") -> SavedClassifier:
         """Load weights, config, tokenizer and labels; any damaged file is a clear error."""
         model_dir = Path(model_dir)
-        config = _read_json(model_dir / "model_config.json")
-        if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-            raise AttncoachError(f"{model_dir / 'model_config.json'} is not an attncoach model config")
-        version = config.get("format_version", 1)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise AttncoachError(
-                f"{model_dir} was written by a newer attncoach (model format {version!r}; this one "
-                f"reads up to {FORMAT_VERSION}): upgrade attncoach"
-            )
+        config = read_model_config(model_dir, "text_classification")
         labels = read_labels(model_dir / "labels.json")
-        try:
-            model = TextClassifier.from_config_dict(config["model"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AttncoachError(f"{model_dir / 'model_config.json'} is invalid ({exc})") from None
-        weights = load_weights(model_dir / "model.safetensors")
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise AttncoachError(f"{model_dir / 'model.safetensors'} does not match its config ({first})") from None
         dev = torch.device(device)
-        model.to(dev).eval()
+        model = _load_model(model_dir, config, TextClassifier, dev)
         tokenizer = load_tokenizer(model_dir / "tokenizer.json")
         return cls(
             model,
@@ -125,7 +114,7 @@ class SavedClassifier:
             int(config["max_length"]),
             dev,
             None,
-            str(config.get("task", "text_classification")),
+            config["task"],
             config.get("elastic"),
             model_dir,
         )
@@ -148,8 +137,193 @@ class SavedClassifier:
         ]
 
 
+@dataclass
+class SavedRecommender:
+    """A trained next-item model loaded from its model directory.
+
+    Example:
+        >>> rec = SavedRecommender.load("runs/movielens/model")     # doctest: +SKIP
+        >>> rec.recommend(user="196", k=3)[0]                       # doctest: +SKIP
+        {'item': '474', 'score': 9.81}
+    """
+
+    model: NextItemModel
+    items: list[str]
+    users: dict[str, np.ndarray]  # every known user's whole history (item indices), oldest first
+    max_length: int
+    device: torch.device
+    task: str = "next_item"
+    elastic: Any = None
+    model_dir: Path | None = None
+    space: Any = None  # the ElasticSpace, once attncoach.elastic.space.saved_space has read it
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> SavedRecommender:
+        """Load weights, config, items and user histories; any damaged file is a clear error."""
+        model_dir = Path(model_dir)
+        config = read_model_config(model_dir, "next_item")
+        items = _read_json(model_dir / "items.json")
+        if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
+            raise AttncoachError(f"{model_dir / 'items.json'} must be a non-empty list of item ids")
+        known = _read_json(model_dir / "users.json")
+        try:
+            users = {str(u): np.asarray(h, dtype=np.int64) for u, h in zip(known["users"], known["histories"])}
+        except (KeyError, TypeError, ValueError):
+            raise AttncoachError(f"{model_dir / 'users.json'} must hold 'users' and their 'histories'") from None
+        dev = torch.device(device)
+        model = _load_model(model_dir, config, NextItemModel, dev)
+        if model.num_items != len(items):
+            raise AttncoachError(
+                f"{model_dir / 'items.json'} lists {len(items)} items; the model has {model.num_items}"
+            )
+        return cls(model, items, users, int(config["max_length"]), dev, "next_item", config.get("elastic"), model_dir)
+
+    def history_of(self, user: str) -> list[str]:
+        """A known user's item ids, oldest first."""
+        return [self.items[i - 1] for i in self._user_row(str(user)).tolist()]
+
+    def recommend(
+        self,
+        user: str | None = None,
+        history: Sequence[str] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+    ) -> list[dict[str, Any]]:
+        """The ``k`` items most likely next, best first, as ``{"item", "score"}``.
+
+        Args:
+            user: a user the model knows (their whole history is used), or None.
+            history: item ids, oldest first (instead of ``user``); items the model never saw
+                are left out (an error if none is known).
+            k: how many items.
+            exclude_seen: leave the history's own items out of the recommendations.
+
+        Raises:
+            AttncoachError: neither or both of user and history, an unknown user, a history
+                of unknown items only, or k out of range.
+        """
+        users = [user] if user is not None else None
+        return self.recommend_many(users, [history] if history is not None else None, k, exclude_seen)[0]
+
+    def recommend_many(
+        self,
+        users: Sequence[str] | None = None,
+        histories: Sequence[Sequence[str]] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        batch_size: int = 256,
+    ) -> list[list[dict[str, Any]]]:
+        """:meth:`recommend` for many users or many histories at once."""
+        if (users is None) == (histories is None):
+            raise AttncoachError("give either users or histories to recommend for")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.items):
+            raise AttncoachError(f"k must be an integer from 1 to {len(self.items)} (the number of items), not {k!r}")
+        if users is not None:
+            rows = [self._user_row(str(u)) for u in users]
+        else:
+            rows = [self._encode_history(h) for h in histories]
+        out: list[list[dict[str, Any]]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(rows), batch_size):
+                    chunk = rows[start : start + batch_size]
+                    out.extend(self._top_k(chunk, k, exclude_seen))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _user_row(self, user: str) -> np.ndarray:
+        if user not in self.users:
+            raise AttncoachError(
+                f"unknown user {user!r}: the model knows {len(self.users)} users (give their history instead)"
+            )
+        return self.users[user]
+
+    def _encode_history(self, history: Sequence[str]) -> np.ndarray:
+        if isinstance(history, str):
+            history = history.split()
+        index = {item: i for i, item in enumerate(self.items, start=1)}
+        known = [index[str(item)] for item in history if str(item) in index]
+        if not known:
+            shown = ", ".join(repr(str(x)) for x in list(history)[:3]) or "none"
+            raise AttncoachError(f"none of the history's items is known to the model (first: {shown})")
+        return np.asarray(known, dtype=np.int64)
+
+    def _top_k(self, rows: list[np.ndarray], k: int, exclude_seen: bool) -> list[list[dict[str, Any]]]:
+        width = min(max(len(r) for r in rows), self.max_length)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, row in enumerate(rows):
+            tail = row[-width:]
+            ids[i, : len(tail)] = torch.as_tensor(tail)
+        ids = ids.to(self.device)
+        mask = ids != 0
+        hidden = self.model(ids, mask)
+        scores = self.model.scores(hidden[torch.arange(len(rows), device=self.device), mask.sum(dim=1) - 1]).float()
+        if exclude_seen:
+            for i, row in enumerate(rows):
+                scores[i, torch.as_tensor(row, device=self.device)] = float("-inf")
+        top = scores.topk(min(k, scores.shape[1] - 1), dim=1)
+        return [
+            [
+                {"item": self.items[int(j) - 1], "score": round(float(v), 6)}
+                for v, j in zip(values.tolist(), index.tolist())
+                if v != float("-inf")
+            ]
+            for values, index in zip(top.values, top.indices)
+        ]
+
+
+def load_model(model_dir: str | Path, device: str = "cpu") -> SavedClassifier | SavedRecommender:
+    """The predictor of any model directory, by the task in its ``model_config.json``."""
+    config = read_model_config(Path(model_dir))
+    loader = {"text_classification": SavedClassifier, "next_item": SavedRecommender}.get(config["task"])
+    if loader is None:
+        raise AttncoachError(f"{model_dir} holds a {config['task']!r} model, which this attncoach cannot load")
+    return loader.load(model_dir, device=device)
+
+
+def read_model_config(model_dir: Path, task: str | None = None) -> dict[str, Any]:
+    """``model_config.json`` of a model directory, checked (and its ``task`` filled in for version 1).
+
+    Raises:
+        AttncoachError: a missing or damaged file, a newer format, or a model of another task than ``task``.
+    """
+    path = Path(model_dir) / "model_config.json"
+    config = _read_json(path)
+    if not isinstance(config, dict) or config.get("format") not in (MODEL_FORMAT, _OLD_FORMAT):
+        raise AttncoachError(f"{path} is not an attncoach model config")
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise AttncoachError(
+            f"{model_dir} was written by a newer attncoach (model format {version!r}; this one "
+            f"reads up to {FORMAT_VERSION}): upgrade attncoach"
+        )
+    config = {**config, "task": str(config.get("task", "text_classification"))}
+    if task is not None and config["task"] != task:
+        raise AttncoachError(f"{model_dir} holds a {config['task']} model, not a {task} one")
+    if "max_length" not in config or "model" not in config:
+        raise AttncoachError(f"{path} is invalid (it needs 'model' and 'max_length')")
+    return config
+
+
+def _load_model(model_dir: Path, config: dict[str, Any], cls: type, device: torch.device) -> Any:
+    try:
+        model = cls.from_config_dict(config["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AttncoachError(f"{model_dir / 'model_config.json'} is invalid ({exc})") from None
+    weights = load_weights(model_dir / "model.safetensors")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise AttncoachError(f"{model_dir / 'model.safetensors'} does not match its config ({first})") from None
+    return model.to(device).eval()
+
+
 def model_config(
-    model: TextClassifier, max_length: int, task: str = "text_classification", **extra: Any
+    model: torch.nn.Module, max_length: int, task: str = "text_classification", **extra: Any
 ) -> dict[str, Any]:
     """The content of ``model_config.json`` for ``model`` (``extra``: ``elastic``, ``exported_from``)."""
     from attncoach import __version__

@@ -8,7 +8,7 @@ Example:
     >>> @register_task("echo")  # doctest: +SKIP
     ... class Echo(Task):
     ...     primary = "accuracy"
-    ...     def build(self, cfg, **context): ...
+    ...     def build(self, cfg, backbone=None, model_dir=None): ...
     ...     def step(self, model, batch): ...
     ...     def evaluate(self, model, split, data): ...
     >>> TASKS["text_classification"].primary
@@ -20,6 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,16 +56,31 @@ class StepOut:
 class TaskData:
     """The data a task built: splits, and what the recipe and the pillars need to know of it.
 
+    Every split has ``len()``, ``ids`` (the input sequence of each example), ``lengths``
+    and ``batch(indices) -> dict`` with at least ``input_ids`` and ``attention_mask``; the
+    train split also has ``labels`` (what the learning record calls the gold answer),
+    ``texts`` (how it names each example), ``lines`` and ``subset(indices)``.
+
     Attributes:
-        splits: ``train``, ``val`` and ``test`` (each with ``ids``, ``lengths`` and ``batch(indices)``).
+        splits: ``train``, ``val`` and ``test``.
         strata: per training example, the group a curriculum keeps in proportion (the class).
         chance_loss: the training loss of guessing (the best constant prediction), or None.
+        label_names: the name of each value of the train split's ``labels`` (learning record).
+        max_length: the longest input sequence the model takes.
+        new_model: builds a freshly initialised model from the model config section (and the
+            pretrained backbone, when there is one).
+        save: writes the task's own files (tokenizer, labels, item vocabulary...) into a model directory.
         prepared: the task's own prepared data (labels, tokenizer...).
+        stats: counts for the run's report (``data_stats.json``).
     """
 
     splits: dict[str, Any]
     strata: np.ndarray
     chance_loss: float | None
+    label_names: list[str]
+    max_length: int
+    new_model: Callable[..., Any]
+    save: Callable[[Path], None]
     prepared: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -75,17 +91,31 @@ class Task(ABC):
     Attributes:
         name: the registered name (``task:`` in the config).
         primary: the metric that selects checkpoints and ranks sub-nets (higher is better).
+        tracked: the val metrics kept in the history and shown, the primary one first.
+        corpus: the built-in corpus of a config that names no data.
+        keys: the task-specific config keys this task reads; a key of another task's set left
+            at a non-default value is refused (see :func:`task_keys`).
     """
 
     name: ClassVar[str] = ""
     primary: ClassVar[str] = ""
+    tracked: ClassVar[tuple[str, ...]] = ()
+    corpus: ClassVar[str] = ""  # the built-in corpus a config with neither data.builtin nor data.path trains on
+    keys: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
 
     @abstractmethod
-    def build(self, cfg: Any, **context: Any) -> TaskData:
-        """Read, split and encode the configured data (``context``: tokenizer, labels of a resumed run...)."""
+    def build(self, cfg: Any, backbone: Any = None, model_dir: Path | None = None) -> TaskData:
+        """Read, split and encode the data of the run config ``cfg``.
+
+        Args:
+            cfg: the whole run configuration (its ``data``, ``model`` and ``train.seed``).
+            backbone: the loaded pretrained backbone, or None for a model from scratch.
+            model_dir: a model directory written by ``TaskData.save``: encode exactly as it
+                did (a resumed run, ``eval``, ``subnets``), instead of learning the encoding anew.
+        """
 
     @abstractmethod
     def step(self, model: Any, batch: dict[str, Tensor]) -> StepOut:
@@ -96,6 +126,15 @@ class Task(ABC):
         self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False
     ) -> dict[str, Any]:
         """Metrics of ``model`` on ``split``, with ``loss`` and the :attr:`primary` metric among them."""
+
+
+def task_keys() -> dict[str, set[str]]:
+    """Every task-specific config key and the tasks that read it."""
+    owners: dict[str, set[str]] = {}
+    for name, cls in TASKS.items():
+        for key in cls.keys:
+            owners.setdefault(key, set()).add(name)
+    return owners
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:

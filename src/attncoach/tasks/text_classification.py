@@ -2,14 +2,18 @@
 
 Example:
     >>> task = TASKS["text_classification"](label_smoothing=0.1)  # doctest: +SKIP
-    >>> data = task.build(cfg.data, seed=0)                       # doctest: +SKIP
+    >>> data = task.build(cfg)                                     # doctest: +SKIP
+    >>> model = data.new_model(cfg.model)                          # doctest: +SKIP
     >>> out = task.step(model, data.splits["train"].batch([0, 1, 2]))  # doctest: +SKIP
     >>> out.loss.backward()                                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attncoach.data.prepare import prepare_data
-from attncoach.models.saved import autocast_for, predict_logits
+from attncoach.atomicfile import atomic_write_json
+from attncoach.data.prepare import PreparedData, prepare_data
+from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
+from attncoach.errors import AttncoachError
+from attncoach.models.classifier import TextClassifier
+from attncoach.models.encoder import EncoderConfig
+from attncoach.models.saved import autocast_for, predict_logits, read_labels
 from attncoach.tasks.base import StepOut, Task, TaskData, register_task
 from attncoach.tasks.metrics import classification_metrics
 
@@ -28,16 +37,52 @@ class TextClassificationTask(Task):
     """Classify texts into the labels of the data; see the module docstring."""
 
     primary = "macro_f1"
+    tracked = ("macro_f1", "accuracy")
+    corpus = "tweets-sentiment"
+    keys = frozenset(
+        {
+            "data.text_column",
+            "data.label_column",
+            "data.split_column",
+            "data.val_fraction",
+            "data.test_fraction",
+            "data.normalize",
+            "data.lowercase",
+            "data.tokenizer",
+            "data.vocab_size",
+            "data.min_frequency",
+            "data.max_length_quantile",
+            "data.max_length_cap",
+            "model.backbone",
+            "model.pooling",
+            "model.head_dropout",
+        }
+    )
 
-    def build(
-        self, cfg: Any, seed: int = 0, tokenizer: Any = None, labels: Sequence[str] | None = None, **context: Any
-    ) -> TaskData:
-        data = prepare_data(cfg, seed, tokenizer=tokenizer, labels=labels)
+    def build(self, cfg: Any, backbone: Any = None, model_dir: Path | None = None) -> TaskData:
+        data_cfg, tokenizer, labels = cfg.data, None, None
+        if backbone is not None:
+            limit = backbone.encoder_config.max_position
+            if data_cfg.max_length is not None and data_cfg.max_length > limit:
+                raise AttncoachError(
+                    f"data.max_length {data_cfg.max_length} exceeds the {limit} positions of "
+                    f"backbone {cfg.model.backbone}"
+                )
+            data_cfg = dataclasses.replace(data_cfg, max_length_cap=min(data_cfg.max_length_cap, limit))
+            tokenizer = backbone.tokenizer  # the pretrained tokenizer, as it is
+        if model_dir is not None and (Path(model_dir) / "tokenizer.json").is_file():
+            labels = read_labels(Path(model_dir) / "labels.json")
+            tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
+        data = prepare_data(data_cfg, cfg.train.seed, tokenizer=tokenizer, labels=labels)
         train = data.splits["train"]
         return TaskData(
             splits=data.splits,
             strata=train.labels,
             chance_loss=chance_loss(train.labels, len(data.labels), self.label_smoothing),
+            label_names=data.labels,
+            max_length=data.max_length,
+            new_model=partial(_new_classifier, data, backbone),
+            save=partial(_save_files, data),
             prepared=data,
             stats=data.stats,
         )
@@ -66,6 +111,33 @@ class TextClassificationTask(Task):
     ) -> dict[str, Any]:
         device = next(model.parameters()).device
         return evaluate_ids(model, split.ids, split.labels, data.prepared.labels, batch_size, device, bf16)
+
+
+def _new_classifier(data: PreparedData, backbone: Any, m: Any) -> TextClassifier:
+    """A fresh classifier for the model section ``m``: on the pretrained backbone, or from scratch."""
+    if backbone is not None:
+        from attncoach.models.pretrained import build_pretrained_classifier
+
+        return build_pretrained_classifier(backbone, len(data.labels), m.pooling, m.head_dropout)
+    enc = EncoderConfig(
+        vocab_size=data.tokenizer.get_vocab_size(),
+        dim=m.dim,
+        layers=m.layers,
+        heads=m.heads,
+        ffn_dim=m.ffn_dim,
+        max_position=data.max_length,
+        dropout=m.dropout,
+        attention_dropout=m.attention_dropout,
+        activation=m.activation,
+        norm_first=m.norm_first,
+        pad_id=data.pad_id,
+    )
+    return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
+
+
+def _save_files(data: PreparedData, model_dir: Path) -> None:
+    save_tokenizer(data.tokenizer, Path(model_dir) / "tokenizer.json")
+    atomic_write_json(Path(model_dir) / "labels.json", data.labels)
 
 
 def evaluate_ids(

@@ -1,6 +1,7 @@
-"""The classification training recipe: setup, train, evaluate, save.
+"""The training recipe of every task: setup, train, evaluate, save.
 
-One readable loop. Everything a resumed run needs to continue exactly where it stopped
+One readable loop; the task (``attncoach.tasks``) builds the data and the model, computes a
+step's loss and evaluates a split. Everything a resumed run needs to continue exactly where it stopped
 (weights, optimizer moments, RNG states, position in the epoch, early-stopping counters) is
 in the checkpoint, and the data order is a pure function of ``(seed, epoch)``, so a run
 killed at any moment and resumed ends with the same metrics as one never interrupted.
@@ -9,7 +10,6 @@ killed at any moment and resumed ends with the same metrics as one never interru
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -26,18 +26,14 @@ from attncoach.curriculum.difficulty import describe_scores
 from attncoach.curriculum.probe import measure_losses, read_difficulty, score_examples, write_difficulty
 from attncoach.curriculum.record import LearningRecord
 from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, SchedulerSettings, make_scheduler
-from attncoach.data.batching import LengthBucketBatchSampler, collate
-from attncoach.data.prepare import PreparedData
-from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
+from attncoach.data.batching import LengthBucketBatchSampler
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
 from attncoach.errors import AttncoachError
-from attncoach.models.classifier import TextClassifier
-from attncoach.models.encoder import EncoderConfig
-from attncoach.models.saved import autocast_for, model_config, read_labels, write_model_config
+from attncoach.models.saved import autocast_for, model_config, write_model_config
 from attncoach.progress import TrainingProgress
 from attncoach.rundir import RunDir
-from attncoach.tasks import TASKS, StepOut, TaskData
+from attncoach.tasks import TASKS, StepOut
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_logger
 from attncoach.train.optim import make_optimizer
@@ -80,8 +76,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class ClassificationRecipe:
-    """Trains a text classifier into a run directory.
+class Recipe:
+    """Trains the configured task's model into a run directory.
 
     Args:
         cfg: the resolved configuration.
@@ -90,7 +86,7 @@ class ClassificationRecipe:
         quiet: no progress bar.
 
     Example:
-        >>> recipe = ClassificationRecipe(cfg, RunDir("runs/demo"))  # doctest: +SKIP
+        >>> recipe = Recipe(cfg, RunDir("runs/demo"))  # doctest: +SKIP
         >>> metrics = recipe.run()                                   # doctest: +SKIP
     """
 
@@ -112,18 +108,16 @@ class ClassificationRecipe:
         self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
         self.task = TASKS[self.cfg.task](label_smoothing=t.label_smoothing)
         self.backbone = self._load_backbone()
-        self.task_data = self._prepare_data()
-        self.data = self.task_data.prepared
+        model_dir = self.run_dir.model if self.resume else None  # a resumed run encodes as it did
+        self.data = self.task.build(self.cfg, backbone=self.backbone, model_dir=model_dir)
         self._check_curriculum_fits()
         if not self.resume:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
-        self.model = self._build_model(self.data).to(self.device)
+        self.model = self.data.new_model(self.cfg.model).to(self.device)
         self.scores = self._score_and_prune()
         train = self.data.splits["train"]
-        self.sampler = LengthBucketBatchSampler(
-            [len(x) for x in train.ids], t.batch_size, seed=t.seed, bucket_size=t.bucket_size
-        )
+        self.sampler = LengthBucketBatchSampler(train.lengths, t.batch_size, seed=t.seed, bucket_size=t.bucket_size)
         self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
         self.supernet = self._setup_elastic()
         self.optimizer = make_optimizer(self.model, t)
@@ -179,44 +173,6 @@ class ClassificationRecipe:
             enc.max_position,
         )
         return backbone
-
-    def _prepare_data(self) -> TaskData:
-        cfg, data_cfg = self.cfg, self.cfg.data
-        tokenizer = labels = None
-        if self.backbone is not None:
-            limit = self.backbone.encoder_config.max_position
-            if data_cfg.max_length is not None and data_cfg.max_length > limit:
-                raise AttncoachError(
-                    f"data.max_length {data_cfg.max_length} exceeds the {limit} positions of "
-                    f"backbone {cfg.model.backbone}"
-                )
-            data_cfg = dataclasses.replace(data_cfg, max_length_cap=min(data_cfg.max_length_cap, limit))
-            tokenizer = self.backbone.tokenizer  # the pretrained tokenizer, as it is
-        if self.resume and (self.run_dir.model / "tokenizer.json").is_file():
-            labels = read_labels(self.run_dir.model / "labels.json")
-            tokenizer = load_tokenizer(self.run_dir.model / "tokenizer.json")
-        return self.task.build(data_cfg, seed=cfg.train.seed, tokenizer=tokenizer, labels=labels)
-
-    def _build_model(self, data: PreparedData) -> TextClassifier:
-        m = self.cfg.model
-        if self.backbone is not None:
-            from attncoach.models.pretrained import build_pretrained_classifier
-
-            return build_pretrained_classifier(self.backbone, len(data.labels), m.pooling, m.head_dropout)
-        enc = EncoderConfig(
-            vocab_size=data.tokenizer.get_vocab_size(),
-            dim=m.dim,
-            layers=m.layers,
-            heads=m.heads,
-            ffn_dim=m.ffn_dim,
-            max_position=data.max_length,
-            dropout=m.dropout,
-            attention_dropout=m.attention_dropout,
-            activation=m.activation,
-            norm_first=m.norm_first,
-            pad_id=data.pad_id,
-        )
-        return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
 
     # ------------------------------------------------------------------ curriculum
     def _kept_count(self, n: int) -> int:
@@ -279,6 +235,7 @@ class ClassificationRecipe:
                 log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
         if kept is not None:
             self.data.splits["train"] = train.subset(kept)
+            self.data.strata = self.data.strata[kept]
             scores = {name: values[kept] for name, values in scores.items()}
             skipped = f" after the hardest {c.skip_hardest:g}" if c.skip_hardest and c.keep == "hardest" else ""
             log.info(
@@ -314,7 +271,8 @@ class ClassificationRecipe:
             repeat=c.repeat,
             horizon_examples=None if c.horizon is None else int(c.horizon * len(train)),
         )
-        scheduler = make_scheduler(c.scheduler, train.lengths, train.labels, self.scores.get(c.scorer), settings)
+        strata = self.data.strata
+        scheduler = make_scheduler(c.scheduler, train.lengths, strata, self.scores.get(c.scorer), settings)
         if c.scheduler != "uniform":
             paced = (
                 f", {c.pacing} pacing from {c.start:g} over {settings.horizon:,} examples" if scheduler.paced else ""
@@ -386,7 +344,7 @@ class ClassificationRecipe:
             self.run_dir.path / "coach.jsonl",
             elastic=self.supernet is not None,
             total_steps=self.total_steps,
-            chance_loss=self.task_data.chance_loss,
+            chance_loss=self.data.chance_loss,
         )
         log.info("coach: %s", ", ".join(session.coach.names))
         return session
@@ -394,12 +352,8 @@ class ClassificationRecipe:
     def _rewire(self, batches: int) -> None:
         """Reorder heads and FFN neurons by importance so that every prefix sub-net keeps the best ones."""
         train = self.data.splits["train"]
-        labels = torch.as_tensor(train.labels, dtype=torch.long)
         chosen = self.sampler.batches(0)[:batches]
-        sample = [
-            {k: v.to(self.device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
-            for index in chosen
-        ]
+        sample = [{k: v.to(self.device) for k, v in train.batch(index).items()} for index in chosen]
         tick = time.perf_counter()
         rewire(self.model, importance(self.model, sample, self.task))
         log.info(
@@ -410,8 +364,7 @@ class ClassificationRecipe:
 
     def _save_run_files(self) -> None:
         md = self.run_dir.model
-        save_tokenizer(self.data.tokenizer, md / "tokenizer.json")
-        atomic_write_json(md / "labels.json", self.data.labels)
+        self.data.save(md)
         write_model_config(
             md,
             model_config(
@@ -472,7 +425,6 @@ class ClassificationRecipe:
         """The training loop, from the current state to the last step or early stop."""
         s = self.state
         train = self.data.splits["train"]
-        labels = torch.as_tensor(train.labels, dtype=torch.long)
         self.model.train()
         started = time.perf_counter()
         base = s.train_seconds
@@ -490,7 +442,7 @@ class ClassificationRecipe:
                         self.coach.data_shift(s.step)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
-                    batch = collate([train.ids[i] for i in index], labels[index])
+                    batch = train.batch(index)
                     undone = self.coach is not None and self.coach.probing  # the LR probe's steps are rolled back
                     loss, grad_norm = self.train_step(batch)
                     if not undone:
@@ -675,7 +627,7 @@ class ClassificationRecipe:
             val_f1=s.best_metric,
         )
         if self.coach is not None:
-            first = {k: v.to(self.device) for k, v in collate(val.ids[:64]).items()} if len(val.ids) else None
+            first = {k: v.to(self.device) for k, v in val.batch(range(min(64, len(val)))).items()} if len(val) else None
             if self.coach.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first):
                 self._stop(self.coach.coach.stop_reason or "stopped by the coach")
             if self.coach.last_entropy:
@@ -691,15 +643,15 @@ class ClassificationRecipe:
         if self.coach is not None and any(p.owns_stopping for p in self.coach.coach.policies):
             patience = None  # a policy (plateau) decays first and stops when it has nothing left to try
         if patience is not None and s.evals_since_best >= patience:
-            self._stop(f"early stop: no val macro-F1 gain in {patience} evaluations")
+            self._stop(f"early stop: no val {_METRIC_NAMES.get(primary, primary)} gain in {patience} evaluations")
 
     @property
     def _tracked(self) -> tuple[str, ...]:
         """The val metrics kept in the history and the logs: the task's primary one first."""
-        return (self.task.primary, *(k for k in ("accuracy",) if k != self.task.primary))
+        return self.task.tracked
 
     def _evaluate(self, split: Any) -> dict[str, Any]:
-        return self.task.evaluate(self.model, split, self.task_data, self.cfg.train.eval_batch_size, self.bf16)
+        return self.task.evaluate(self.model, split, self.data, self.cfg.train.eval_batch_size, self.bf16)
 
     def _evaluate_smallest(self, val: Any) -> dict[str, Any]:
         self.model.set_subnet(self.supernet.sampler.sample(0)[1])
@@ -749,7 +701,7 @@ class ClassificationRecipe:
             if boxes is not None:
                 extra["box"] = boxes
             self.record.write_jsonl(
-                self.run_dir.examples, train.texts, train.labels, self.data.labels, train.lines, extra
+                self.run_dir.examples, train.texts, train.labels, self.data.label_names, train.lines, extra
             )
             seen = self.record.seen
             out["record"] = {

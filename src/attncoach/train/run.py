@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from attncoach.config import RunConfig, config_from_mapping
 from attncoach.errors import AttncoachError
 from attncoach.rundir import RunDir
-from attncoach.train.settings import check_registries
+from attncoach.train.settings import check_registries, default_output_dir
 
 log = logging.getLogger("attncoach")
 
@@ -61,7 +60,7 @@ def train(
         AttncoachError: a bad config key or value, a bad data file, an existing run directory...
     """
     from attncoach.config import to_dict
-    from attncoach.train.recipe import ClassificationRecipe
+    from attncoach.train.recipe import Recipe
 
     if isinstance(config, RunConfig):
         cfg = config_from_mapping({**to_dict(config), **_merge_sections(to_dict(config), overrides)})
@@ -73,11 +72,10 @@ def train(
         raise AttncoachError(f"config must be a YAML path, a mapping or a RunConfig, not {type(config).__name__}")
     check_registries(cfg)
     if cfg.output_dir is None:
-        name = cfg.data.builtin or (Path(cfg.data.path).stem if cfg.data.path else "tweets-sentiment")
-        cfg.output_dir = str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        cfg.output_dir = default_output_dir(cfg)
     run = RunDir(cfg.output_dir)
     run.check_new()
-    metrics = ClassificationRecipe(cfg, run, quiet=quiet).run()
+    metrics = Recipe(cfg, run, quiet=quiet).run()
     return Run(run.path, metrics, cfg)
 
 

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -26,15 +27,41 @@ def load_run_config(path: Optional[str | Path], overrides: list[str] | None = No
     return cfg
 
 
+def default_output_dir(cfg: RunConfig) -> str:
+    """``runs/<data>-<timestamp>``: the built-in corpus or the data file's name."""
+    from attncoach.tasks import TASKS
+
+    name = cfg.data.builtin or (Path(cfg.data.path).stem if cfg.data.path else TASKS[cfg.task].corpus)
+    return str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 def check_registries(cfg: RunConfig) -> None:
     """Refuse a choice that no registered implementation has, naming the key."""
     from attncoach.tasks import TASKS
 
     if cfg.task not in TASKS:
         raise AttncoachError(f"config key 'task' must be one of {', '.join(sorted(TASKS))}, got {cfg.task!r}")
+    _check_task_keys(cfg)
     _check_elastic(cfg)
     _check_coach(cfg)
     _check_curriculum(cfg)
+
+
+def _check_task_keys(cfg: RunConfig) -> None:
+    """A key that only other tasks read, set to a non-default value, is refused (it would be ignored)."""
+    from attncoach.tasks import TASKS, task_keys
+
+    defaults = RunConfig()
+    mine = TASKS[cfg.task].keys
+    for key, owners in sorted(task_keys().items()):
+        if key in mine:
+            continue
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value != getattr(getattr(defaults, section), name):
+            raise AttncoachError(
+                f"config key '{key}' belongs to task {', '.join(sorted(owners))}, not {cfg.task}: remove it"
+            )
 
 
 def _check_elastic(cfg: RunConfig) -> None:
@@ -54,12 +81,15 @@ def _check_elastic(cfg: RunConfig) -> None:
 
 
 def _check_coach(cfg: RunConfig) -> None:
+    from attncoach.tasks import TASKS
+
     target = cfg.train.target
     if target is not None:
+        tracked = TASKS[cfg.task].tracked
         check_key(
-            target.metric in ("macro_f1", "accuracy"),
+            target.metric in tracked,
             "train.target.metric",
-            f"must be macro_f1 or accuracy, got {target.metric!r}",
+            f"must be one of {', '.join(tracked)} for task {cfg.task}, got {target.metric!r}",
         )
         check_key(0 < target.value <= 1, "train.target.value", "must be in (0, 1]")
     check_key(cfg.coach.noise_every >= 1, "coach.noise_every", "must be at least 1")
