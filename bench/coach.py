@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attncoach.config import load_config  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
-from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from attncoach.train.recipe import Recipe  # noqa: E402
 from conditions import conditions, save, summary  # noqa: E402
 
 CONFIG = "configs/tweets-sentiment.yaml"
@@ -43,7 +43,7 @@ INJECT_AT = 300
 SPIKE_STEPS, SPIKE_FACTOR = 20, 100.0
 
 
-class InjectedRecipe(ClassificationRecipe):
+class InjectedRecipe(Recipe):
     """The recipe with one fault injected: ``nan_batch`` or ``lr_spike`` (or none)."""
 
     def __init__(self, cfg: Any, run: RunDir, fault: str | None):

@@ -58,11 +58,11 @@ def run_one(overrides: list[str], out: str) -> dict[str, Any]:
     """One training run in a worker; its test/val macro-F1 and the compute it used."""
     from attncoach.config import load_config
     from attncoach.rundir import RunDir
-    from attncoach.train.recipe import ClassificationRecipe
+    from attncoach.train.recipe import Recipe
 
     cfg = load_config(CONFIG, [*BASE, *overrides, f"output_dir={out}"])
     start = time.perf_counter()
-    metrics = ClassificationRecipe(cfg, RunDir(Path(out)), quiet=True).run()
+    metrics = Recipe(cfg, RunDir(Path(out)), quiet=True).run()
     coach = metrics.get("coach") or {}
     return {
         "overrides": overrides,
@@ -82,14 +82,14 @@ def optuna_study(seed: int, n_steps: int, trials: int, out: str) -> dict[str, An
 
     from attncoach.config import load_config
     from attncoach.rundir import RunDir
-    from attncoach.train.recipe import ClassificationRecipe
+    from attncoach.train.recipe import Recipe
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     class Pruned(Exception):
         pass
 
-    class TrialRecipe(ClassificationRecipe):
+    class TrialRecipe(Recipe):
         """Reports each val macro-F1 to the trial; stops when the pruner says so."""
 
         def __init__(self, cfg, run, trial):

@@ -35,15 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attncoach.config import load_config  # noqa: E402
 from attncoach.data.batching import collate  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
-from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from attncoach.train.recipe import Recipe  # noqa: E402
 from conditions import conditions, save, summary  # noqa: E402
 
 CONFIG = "configs/tweets-sentiment.yaml"
 
 
-def train(out: Path, overrides: list[str]) -> tuple[ClassificationRecipe, dict[str, Any]]:
+def train(out: Path, overrides: list[str]) -> tuple[Recipe, dict[str, Any]]:
     cfg = load_config(CONFIG, [*overrides, f"output_dir={out}", "log.tensorboard=false"])
-    recipe = ClassificationRecipe(cfg, RunDir(out), quiet=True)
+    recipe = Recipe(cfg, RunDir(out), quiet=True)
     start = time.perf_counter()
     metrics = recipe.run()
     metrics["wall_seconds"] = time.perf_counter() - start

@@ -48,8 +48,8 @@ from attncoach.data.batching import LengthBucketBatchSampler, collate  # noqa: E
 from attncoach.data.prepare import PreparedData, prepare_data  # noqa: E402
 from attncoach.elastic.export import export_model_dir, export_subnet  # noqa: E402
 from attncoach.elastic.importance import importance, rewire  # noqa: E402
-from attncoach.elastic.measure import measure_latency  # noqa: E402
-from attncoach.elastic.search import Budget, search  # noqa: E402
+from attncoach.elastic.measure import Judge, measure_latency  # noqa: E402
+from attncoach.elastic.search import Budget, search, search_space  # noqa: E402
 from attncoach.elastic.space import subnet_for  # noqa: E402
 from attncoach.errors import AttncoachError  # noqa: E402
 from attncoach.models.classifier import TextClassifier  # noqa: E402
@@ -57,7 +57,7 @@ from attncoach.models.encoder import SubnetConfig  # noqa: E402
 from attncoach.models.saved import SavedClassifier
 from attncoach.rundir import RunDir  # noqa: E402
 from attncoach.tasks.text_classification import evaluate_ids  # noqa: E402
-from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from attncoach.train.recipe import Recipe  # noqa: E402
 from conditions import conditions, save  # noqa: E402
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -84,23 +84,19 @@ IMPORTANCE_BATCHES = 16
 def importance_sample(data: PreparedData, batch_size: int, seed: int, device: torch.device) -> list[dict]:
     """The first training batches of epoch 0: what elastic runs rewire on, too."""
     train = data.splits["train"]
-    labels = torch.as_tensor(train.labels, dtype=torch.long)
-    batches = LengthBucketBatchSampler([len(x) for x in train.ids], batch_size, seed=seed).batches(0)
-    return [
-        {k: v.to(device) for k, v in collate([train.ids[i] for i in index], labels[index]).items()}
-        for index in batches[:IMPORTANCE_BATCHES]
-    ]
+    batches = LengthBucketBatchSampler(train.lengths, batch_size, seed=seed).batches(0)
+    return [{k: v.to(device) for k, v in train.batch(index).items()} for index in batches[:IMPORTANCE_BATCHES]]
 
 
-class StandaloneSubnetRecipe(ClassificationRecipe):
+class StandaloneSubnetRecipe(Recipe):
     """Fine-tunes a standalone model of one sub-net's size: the 'trained separately' baseline."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, width: float, depth: float):
         super().__init__(cfg, run, quiet=True)
         self.width, self.depth = width, depth
 
-    def _build_model(self, data: PreparedData) -> TextClassifier:
-        model = super()._build_model(data)
+    def _new_model(self) -> TextClassifier:
+        model, data = super()._new_model(), self.data
         if (self.width, self.depth) == (1.0, 1.0):
             return model
         if self.backbone is not None:  # keep the most important pretrained heads and neurons
@@ -220,7 +216,11 @@ def search_row(elastic: SavedClassifier, data: PreparedData, fitness_examples: i
     budget = Budget(max_latency_ms=0.6 * full_ms, batch=32)
     start = time.perf_counter()
     try:
-        result = search(elastic, val, budget, fitness_examples=fitness_examples, repeats=7)
+        evaluate = lambda split: evaluate_ids(
+            elastic.model, split.ids, split.labels, elastic.labels, 256, elastic.device
+        )  # noqa: E731
+        judge = Judge(elastic.model, val, evaluate, ("macro_f1", "accuracy"))
+        result = search(judge, budget, search_space(elastic), fitness_examples=fitness_examples, repeats=7)
     except AttncoachError as exc:  # timing noise on a busy machine can put every sub-net over the budget
         print(f"  search: {exc}", flush=True)
         return {

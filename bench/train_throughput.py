@@ -1,6 +1,6 @@
 """Loop overhead and model FLOP utilisation of the training recipe.
 
-Side by side, in one run, interleaved (A B, B A, A B, ...): attncoach's recipe (ClassificationRecipe.train,
+Side by side, in one run, interleaved (A B, B A, A B, ...): attncoach's recipe (Recipe.train,
 with its LR schedule, logging, progress and TensorBoard) against a minimal hand-written PyTorch
 loop over the same model initialisation, the same batches in the same order and the same
 optimizer. Both count training tokens (real, unpadded) per second over the same steps; the
@@ -32,11 +32,11 @@ from attncoach.config import load_config  # noqa: E402
 from attncoach.data.batching import collate  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
 from attncoach.train.optim import make_optimizer  # noqa: E402
-from attncoach.train.recipe import ClassificationRecipe  # noqa: E402
+from attncoach.train.recipe import Recipe  # noqa: E402
 from conditions import conditions, save, summary  # noqa: E402
 
 
-def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> ClassificationRecipe:
+def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> Recipe:
     cfg = load_config(
         config,
         [
@@ -48,12 +48,12 @@ def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> Cla
             *overrides,
         ],
     )
-    recipe = ClassificationRecipe(cfg, RunDir(out), quiet=True)
+    recipe = Recipe(cfg, RunDir(out), quiet=True)
     recipe.setup()
     return recipe
 
 
-def run_recipe(recipe: ClassificationRecipe) -> tuple[float, int]:
+def run_recipe(recipe: Recipe) -> tuple[float, int]:
     """Seconds of pure training (no eval, no checkpoint) and real tokens trained on."""
     start = time.perf_counter()
     recipe.train()
@@ -62,7 +62,7 @@ def run_recipe(recipe: ClassificationRecipe) -> tuple[float, int]:
     return total - s.eval_seconds - s.checkpoint_seconds, s.tokens_seen
 
 
-def run_hand_loop(recipe: ClassificationRecipe, init_state: dict, steps: int) -> tuple[float, int]:
+def run_hand_loop(recipe: Recipe, init_state: dict, steps: int) -> tuple[float, int]:
     """The minimal loop a user would write: same model, batches, optimizer, clipping."""
     t = recipe.cfg.train
     model = recipe.model
@@ -86,7 +86,7 @@ def run_hand_loop(recipe: ClassificationRecipe, init_state: dict, steps: int) ->
     return time.perf_counter() - start, tokens
 
 
-def training_flops(recipe: ClassificationRecipe, steps: int) -> float:
+def training_flops(recipe: Recipe, steps: int) -> float:
     """3 x forward matmul FLOPs over the padded batches of the first ``steps`` steps."""
     m = recipe.cfg.model
     train = recipe.data.splits["train"]

@@ -114,7 +114,7 @@ class Recipe:
         if not self.resume:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
-        self.model = self.data.new_model(self.cfg.model).to(self.device)
+        self.model = self._new_model().to(self.device)
         self.scores = self._score_and_prune()
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler(train.lengths, t.batch_size, seed=t.seed, bucket_size=t.bucket_size)
@@ -173,6 +173,10 @@ class Recipe:
             enc.max_position,
         )
         return backbone
+
+    def _new_model(self) -> torch.nn.Module:
+        """A freshly initialised model of the task (on the backbone, when there is one)."""
+        return self.data.new_model(self.cfg.model)
 
     # ------------------------------------------------------------------ curriculum
     def _kept_count(self, n: int) -> int:
