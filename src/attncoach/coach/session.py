@@ -111,6 +111,11 @@ class CoachSession:
         """True while a policy holds the run exclusively (the LR probe): its steps will be undone."""
         return any(p.exclusive for p in self.coach.policies)
 
+    @property
+    def owns_stopping(self) -> bool:
+        """True when a policy (plateau) decides when the run stops, instead of early-stopping patience."""
+        return any(p.owns_stopping for p in self.coach.policies)
+
     # -- the step
     def wants_noise(self, step: int) -> bool:
         """Whether this micro-batch should be run as two halves to measure the gradient noise."""

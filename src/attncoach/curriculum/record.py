@@ -95,6 +95,16 @@ class LearningRecord:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.seen > 0, self.loss_sum / np.maximum(self.seen, 1), np.nan)
 
+    def totals(self) -> dict[str, Any]:
+        """The record in four numbers (``metrics.json``): never seen, mean times seen, forgotten, never learned."""
+        seen = self.seen
+        return {
+            "never_seen": int((seen == 0).sum()),
+            "mean_times_seen": round(float(seen.mean()), 3),
+            "forgotten_at_least_once": int((self.forgetting > 0).sum()),
+            "never_learned": int(((seen > 0) & (self.first_learned == 0)).sum()),
+        }
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready state (lists of numbers; NaN written as null)."""
         out: dict[str, Any] = {"size": self.size}

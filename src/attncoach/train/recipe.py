@@ -9,7 +9,6 @@ killed at any moment and resumed ends with the same metrics as one never interru
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -34,6 +33,7 @@ from attncoach.models.saved import autocast_for, model_config, write_model_confi
 from attncoach.progress import TrainingProgress
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
+from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_logger
 from attncoach.train.optim import make_optimizer
@@ -126,8 +126,14 @@ class Recipe:
         self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
-        self.coach = self._setup_coach()
+        session = self._setup_coach()
+        self.coach = session if session is not None else Uncoached()  # the optimiser-step protocol
         self.scheduler, self.record = self._setup_curriculum()
+        self.callbacks: list[Callback] = [
+            *([ElasticCallback(self.supernet, self.space)] if self.supernet is not None else []),
+            CurriculumCallback(self.scheduler, self.record),
+            *([CoachCallback(session)] if session is not None else []),
+        ]
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
         self.checkpoint_every = t.checkpoint_every or self.eval_every
@@ -136,8 +142,8 @@ class Recipe:
         else:
             self._save_run_files()
         self.logger = make_logger(self.cfg.log.tensorboard, self.run_dir.tb)
-        if self.coach is not None:
-            self.coach.coach.logger = self.logger
+        if session is not None:
+            session.coach.logger = self.logger
         n_params = sum(p.numel() for p in self.model.parameters())
         enc = self.model.encoder.config
         log.info(
@@ -301,19 +307,6 @@ class Recipe:
         self.state.curriculum_seconds += time.perf_counter() - tick
         return losses
 
-    def _learn_from(self, index: list[int]) -> None:
-        """Tell the scheduler and the learning record how the batch's examples fared in its forward pass."""
-        out = self.batch_out
-        if out is None:
-            return
-        losses = out.losses.detach().float().cpu().numpy().astype(np.float64)
-        correct = out.correct.cpu().numpy()
-        indices = np.asarray(index, dtype=np.int64)
-        self.scheduler.update(indices, losses, correct)
-        if self.record is not None:
-            gold = self.data.splits["train"].labels[indices]
-            self.record.update(indices, losses, out.predicted.cpu().numpy(), np.exp(-losses), gold)
-
     def _setup_elastic(self) -> InPlaceDistillation | None:
         """Supernet training when elastic.enabled: the sub-net sampler, and importance rewiring."""
         e = self.cfg.elastic
@@ -391,9 +384,9 @@ class Recipe:
             self.model.load_state_dict(ckpt.model)
             self.optimizer.load_state_dict(ckpt.optimizer)
             self.state = TrainerState(**ckpt.state["trainer"])
-            if self.coach is not None:
-                self.coach.load_state_dict(ckpt.state["coach"], self.state.step)
-            self._restore_curriculum(ckpt.state)
+            for callback in self.callbacks:
+                if callback.state_dict() is not None:
+                    callback.load_state_dict(ckpt.state.get(callback.key), self)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AttncoachError(f"checkpoint {path} does not match this run ({first})") from None
@@ -401,19 +394,6 @@ class Recipe:
         if self.device.type == "cuda" and "cuda" in ckpt.rng:
             torch.cuda.set_rng_state(ckpt.rng["cuda"])
         log.info("resumed from %s (step %d of %d)", path.name, self.state.step, self.total_steps)
-
-    def _restore_curriculum(self, state: dict[str, Any]) -> None:
-        curriculum = state.get("curriculum")
-        if curriculum is None and self.scheduler.stateless:  # a checkpoint from before the curriculum existed
-            log.info(
-                "the checkpoint predates the learning record: examples.jsonl counts from step %d on", self.state.step
-            )
-            return
-        if curriculum is None:
-            raise KeyError("it holds no curriculum state")
-        self.scheduler.load_state_dict(curriculum["scheduler"])
-        if self.record is not None and curriculum["record"] is not None:
-            self.record.load_state_dict(curriculum["record"])
 
     # ------------------------------------------------------------------ train
     def run(self) -> dict[str, Any]:
@@ -435,22 +415,21 @@ class Recipe:
         self.clock = lambda: base + time.perf_counter() - started
         loss_ema = None
         self.checkpoint_due = False
-        if self.coach is not None:
-            self.coach.take_snapshot(s.step)
+        for callback in self.callbacks:
+            callback.on_train_start(self)
         with TrainingProgress(self.total_steps, s.step, enabled=not self.quiet) as bar:
             while s.step < self.total_steps and not s.stopped_early:
                 batches = self.scheduler.batches(s.epoch, self._measure)
-                if self.coach is not None:
-                    self.coach.representative = self.scheduler.representative
-                    if self.scheduler.abrupt and s.epoch > 0 and s.batch_in_epoch == 0:
-                        self.coach.data_shift(s.step)
+                for callback in self.callbacks:
+                    callback.on_round_start(self, s.epoch)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
                     batch = train.batch(index)
-                    undone = self.coach is not None and self.coach.probing  # the LR probe's steps are rolled back
+                    undone = self.coach.probing  # the LR probe's steps are rolled back: nothing learns from them
                     loss, grad_norm = self.train_step(batch)
                     if not undone:
-                        self._learn_from(index)
+                        for callback in self.callbacks:
+                            callback.on_batch_end(self, index, self.batch_out)
                     s.step += 1
                     s.batch_in_epoch += 1
                     s.examples_seen += len(index)
@@ -460,7 +439,7 @@ class Recipe:
                         self.logger.scalars(s.step, self._train_scalars(loss, grad_norm), prefix="train/")
                     bar.update(s.step, loss=loss_ema)
                     # a probe's steps are discarded by its rollback: no evaluation or checkpoint of them
-                    probing = self.coach is not None and self.coach.probing
+                    probing = self.coach.probing
                     # a run stopped before its first evaluation is evaluated as it is (it needs a best model)
                     first_stop = s.stopped_early and not s.history
                     if (s.step % self.eval_every == 0 and not probing) or s.step == self.total_steps or first_stop:
@@ -492,7 +471,7 @@ class Recipe:
             The micro-batch's loss, and the gradient norm before clipping (None when no
             optimizer step was due).
         """
-        accumulation = self.coach.knobs.accumulation if self.coach is not None else 1
+        accumulation = self.coach.knobs.accumulation
         if self.micro == 0:
             self.optimizer.zero_grad(set_to_none=True)
         loss = self._forward_backward(batch, 1.0 / accumulation)
@@ -524,12 +503,7 @@ class Recipe:
             parts.append(out)
             return out.loss
 
-        if (
-            self.coach is not None
-            and self.micro == 0
-            and batch["input_ids"].shape[0] >= 2
-            and self.coach.wants_noise(self.state.step)
-        ):
+        if self.micro == 0 and batch["input_ids"].shape[0] >= 2 and self.coach.wants_noise(self.state.step):
             loss, half_sq, full_sq = measure_noise_halves(loss_of, batch, scale, self.coach.params)
             self.coach.record_noise(half_sq, full_sq, batch["input_ids"].shape[0])
             self.batch_out = StepOut(
@@ -552,21 +526,18 @@ class Recipe:
         self.micro, self.micro_losses = 0, []
         clip = t.grad_clip if t.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        scale = 1.0
         scheduled = lr_factor(s.step, self.total_steps, self.warmup_steps, t.schedule)
-        if self.coach is not None:
-            action = self.coach.before_update(s.step + 1, s.examples_seen, loss, grad_norm, examples, scheduled)
-            if action == "skip":
-                return grad_norm
-            if action == "stop":
-                self._stop(self.coach.coach.stop_reason or "stopped by the coach")
-                return grad_norm
-            scale = self.coach.knobs.lr_scale
-        factor = scheduled * scale
+        action = self.coach.before_update(s.step + 1, s.examples_seen, loss, grad_norm, examples, scheduled)
+        if action == "skip":
+            return grad_norm
+        if action == "stop":
+            self._stop(self.coach.coach.stop_reason or "stopped by the coach")
+            return grad_norm
+        factor = scheduled * self.coach.knobs.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         self.current_lr = t.lr * factor
-        with self.coach.step_context(s.step + 1, loss) if self.coach is not None else contextlib.nullcontext():
+        with self.coach.step_context(s.step + 1, loss):
             self.optimizer.step()
         return grad_norm
 
@@ -574,17 +545,8 @@ class Recipe:
         scalars = {"loss": loss, "lr": self.current_lr}
         if grad_norm is not None:
             scalars["grad_norm"] = grad_norm
-        if self.supernet is not None:
-            scalars["loss_smallest"] = self.smallest_loss
-        if self.coach is not None:
-            tracker = self.coach.tracker
-            extra = {
-                "noise_scale": tracker.noise_scale(),
-                "update_ratio": self.coach.update_ratio,
-                "lr_scale": self.coach.knobs.lr_scale,
-                "batch": self.cfg.train.batch_size * self.coach.knobs.accumulation,
-            }
-            scalars.update({k: v for k, v in extra.items() if v is not None})
+        for callback in self.callbacks:
+            scalars.update(callback.train_scalars(self))
         return scalars
 
     def _stop(self, reason: str) -> None:
@@ -630,21 +592,15 @@ class Recipe:
             f"step {s.step}: val {shown}{smallest_note} loss {metrics['loss']:.4f}{'  (best)' if improved else ''}",
             val_f1=s.best_metric,
         )
-        if self.coach is not None:
-            first = {k: v.to(self.device) for k, v in val.batch(range(min(64, len(val)))).items()} if len(val) else None
-            if self.coach.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first):
-                self._stop(self.coach.coach.stop_reason or "stopped by the coach")
-            if self.coach.last_entropy:
-                self.logger.scalars(
-                    s.step,
-                    {f"attention_entropy/layer{i}": v for i, v in enumerate(self.coach.last_entropy)},
-                    prefix="val/",
-                )
+        for callback in self.callbacks:
+            reason = callback.after_eval(self, metrics, score)
+            if reason is not None:
+                self._stop(reason)
         target = t.target
         if target is not None and metrics[target.metric] >= target.value:
             self._stop(f"target reached: val {target.metric} {metrics[target.metric]:.4f} >= {target.value:g}")
         patience = t.early_stopping_patience
-        if self.coach is not None and any(p.owns_stopping for p in self.coach.coach.policies):
+        if self.coach.owns_stopping:
             patience = None  # a policy (plateau) decays first and stops when it has nothing left to try
         if patience is not None and s.evals_since_best >= patience:
             self._stop(f"early stop: no val {_METRIC_NAMES.get(primary, primary)} gain in {patience} evaluations")
@@ -653,6 +609,10 @@ class Recipe:
     def _tracked(self) -> tuple[str, ...]:
         """The val metrics kept in the history and the logs: the task's primary one first."""
         return self.task.tracked
+
+    def evaluate(self, split: Any) -> dict[str, Any]:
+        """The task's metrics of the model (its active sub-net) on ``split``."""
+        return self._evaluate(split)
 
     def _evaluate(self, split: Any) -> dict[str, Any]:
         return self.task.evaluate(self.model, split, self.data, self.cfg.train.eval_batch_size, self.bf16)
@@ -664,70 +624,16 @@ class Recipe:
         finally:
             self.model.set_subnet(None)
 
-    def _finish_elastic(self) -> dict[str, Any]:
-        """The smallest sub-net's val and test metrics, next to the space (the full model's are above)."""
-        smallest = self.supernet.sampler.sample(0)[1]
-        self.model.set_subnet(smallest)
-        try:
-            out: dict[str, Any] = {
-                "space": self.space.to_dict(),
-                "smallest": str(smallest),
-                "smallest_parameters": self.model.encoder.num_parameters(active_only=True),
-                "full_parameters": self.model.encoder.num_parameters(),
-            }
-            for split in ("val", "test"):
-                data = self.data.splits[split]
-                m = self._evaluate(data)
-                out[f"{split}_smallest"] = {k: m[k] for k in self._tracked if k in m}
-        finally:
-            self.model.set_subnet(None)
-        return out
-
-    def _finish_curriculum(self) -> dict[str, Any]:
-        """Write examples.jsonl; the scheduler's and the record's summary for metrics.json."""
-        c = self.cfg.curriculum
-        train = self.data.splits["train"]
-        out: dict[str, Any] = {
-            "scheduler": c.scheduler,
-            "training_examples": len(train),
-            "rounds": (self.scheduler.round or 0) + 1,
-        }
-        if c.keep_fraction < 1:
-            out["pruning"] = {
-                "keep_fraction": c.keep_fraction,
-                "by": c.prune_by,
-                "keep": c.keep,
-                "skip_hardest": c.skip_hardest,
-            }
-        if self.record is not None:
-            extra = {name: values for name, values in self.scores.items()}
-            boxes = getattr(self.scheduler, "boxes", None)
-            if boxes is not None:
-                extra["box"] = boxes
-            self.record.write_jsonl(
-                self.run_dir.examples, train.texts, train.labels, self.data.label_names, train.lines, extra
-            )
-            seen = self.record.seen
-            out["record"] = {
-                "never_seen": int((seen == 0).sum()),
-                "mean_times_seen": round(float(seen.mean()), 3),
-                "forgotten_at_least_once": int((self.record.forgetting > 0).sum()),
-                "never_learned": int(((seen > 0) & (self.record.first_learned == 0)).sum()),
-            }
-        return out
-
     def save_checkpoint(self) -> None:
         """Write a resumable checkpoint of the current state."""
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
         state = {"trainer": to_plain(self.state), "config": to_dict(self.cfg)}
-        if self.coach is not None:
-            state["coach"] = self.coach.state_dict()
-        state["curriculum"] = {
-            "scheduler": self.scheduler.state_dict(),
-            "record": self.record.state_dict() if self.record is not None else None,
-        }
+        for callback in self.callbacks:
+            entry = callback.state_dict()
+            if entry is not None:
+                state[callback.key] = entry
         self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng, state)
 
     # ------------------------------------------------------------------ finish
@@ -739,13 +645,10 @@ class Recipe:
         for split in ("val", "test"):
             data = self.data.splits[split]
             results[split] = self._evaluate(data)
-        if self.supernet is not None:
-            results["elastic"] = self._finish_elastic()
-        results["curriculum"] = self._finish_curriculum()
-        if self.coach is not None:
-            results["coach"] = self.coach.coach.summary()
-            for line in self.coach.coach.summary_lines():
-                log.info(line)
+        for callback in self.callbacks:
+            section = callback.finish(self)
+            if section is not None:
+                results[callback.key] = section
         if t.target is not None:
             best = max((h[f"val_{t.target.metric}"] for h in s.history), default=None)
             results["target"] = {

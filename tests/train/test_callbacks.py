@@ -1,0 +1,73 @@
+"""The recipe's callbacks: which plug in, what a checkpoint keeps of them, and the uncoached protocol."""
+
+from __future__ import annotations
+
+import json
+
+from attncoach.rundir import RunDir
+from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
+from attncoach.train.recipe import Recipe
+from attncoach.train.settings import load_run_config
+from tinydata import tiny_overrides
+
+
+def _recipe(tiny_csv, tmp_path, *extra: str) -> Recipe:
+    cfg = load_run_config(None, [*tiny_overrides(tiny_csv, tmp_path / "run", 20), *extra])
+    recipe = Recipe(cfg, RunDir(cfg.output_dir), quiet=True)
+    recipe.setup()
+    return recipe
+
+
+def test_a_plain_run_has_the_curriculum_only_and_an_uncoached_protocol(tiny_csv, tmp_path):
+    recipe = _recipe(tiny_csv, tmp_path)
+    assert [type(cb) for cb in recipe.callbacks] == [CurriculumCallback]
+    assert isinstance(recipe.coach, Uncoached)
+    coach = recipe.coach
+    assert coach.knobs.accumulation == 1 and coach.knobs.lr_scale == 1.0 and not coach.probing
+    assert coach.before_update(1, 16, 0.5, 1.0, 16, 1.0) == "step" and not coach.wants_noise(0)
+    with coach.step_context(1, 0.5):
+        pass
+
+
+def test_every_pillar_plugs_in_and_its_state_reaches_the_checkpoint(tiny_csv, tmp_path):
+    recipe = _recipe(tiny_csv, tmp_path, "coach.enabled=true", "elastic.enabled=true")
+    assert [type(cb) for cb in recipe.callbacks] == [ElasticCallback, CurriculumCallback, CoachCallback]
+    recipe.train()
+    metrics = recipe.finish()
+    recipe.logger.close()
+    assert {"elastic", "curriculum", "coach"} <= set(metrics)
+    assert metrics["curriculum"]["record"]["never_seen"] >= 0
+    latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["latest"]
+    state = json.loads((tmp_path / "run" / "checkpoints" / latest / "state.json").read_text())
+    assert {"trainer", "config", "curriculum", "coach"} <= set(state) and "elastic" not in state
+
+
+def test_a_callback_sees_every_learned_batch_and_can_stop_the_run(tiny_csv, tmp_path):
+    class Counting(Callback):
+        key = "counting"
+
+        def __init__(self):
+            self.batches = self.evals = 0
+
+        def on_batch_end(self, recipe, index, out):
+            self.batches += 1
+            assert out is not None and len(out.losses) == len(index)
+
+        def after_eval(self, recipe, metrics, score):
+            self.evals += 1
+            return "enough" if self.evals == 1 else None
+
+        def state_dict(self):
+            return {"batches": self.batches}
+
+        def finish(self, recipe):
+            return {"batches": self.batches}
+
+    recipe = _recipe(tiny_csv, tmp_path)
+    counting = Counting()
+    recipe.callbacks.append(counting)
+    recipe.train()
+    metrics = recipe.finish()
+    recipe.logger.close()
+    assert recipe.state.stop_reason == "enough" and recipe.state.step == 10  # the first evaluation is at step 10
+    assert metrics["counting"] == {"batches": 10}
