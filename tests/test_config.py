@@ -105,3 +105,9 @@ def test_saved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["model"]["layers"] == 3
+
+
+def test_epochs_default_per_task_and_a_set_value_is_kept():
+    assert load_config(None).train.epochs == 4.0
+    assert load_config(None, ["task=next_item"]).train.epochs == 40.0
+    assert load_config(None, ["task=next_item", "train.epochs=3"]).train.epochs == 3.0

@@ -91,7 +91,7 @@ class TrainConfig:
     """The optimisation recipe."""
 
     seed: int = 0
-    epochs: float = 4.0
+    epochs: Optional[float] = None  # None = the task's default: text_classification 4, next_item 40
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 32
     lr: Optional[float] = None  # None = per backbone: 1e-3 from scratch, 1e-4 for a pretrained one
@@ -246,8 +246,15 @@ BACKBONE_DEFAULTS = {
 }
 
 
+# Keys whose default depends on the task: a SASRec model sees each user once per epoch and
+# needs tens of epochs (Kang & McAuley 2018 train for 200 on MovieLens-1M); a text classifier a few.
+# The tasks themselves are registered a floor above (attncoach.tasks); a task without an entry
+# gets text_classification's defaults.
+TASK_DEFAULTS = {"text_classification": {"epochs": 4.0}, "next_item": {"epochs": 40.0}}
+
+
 def resolve_defaults(cfg: RunConfig) -> list[str]:
-    """Fill the keys left unset (None) whose default depends on the backbone; returns one line per key set.
+    """Fill the keys left unset (None) whose default depends on the task or the backbone; one line per key set.
 
     Example:
         >>> cfg = RunConfig(); cfg.model.backbone = "minilm"
@@ -255,14 +262,21 @@ def resolve_defaults(cfg: RunConfig) -> list[str]:
         'train.lr = 0.0001 (the default for a pretrained backbone)'
     """
     kind = "scratch" if cfg.model.backbone == "scratch" else "pretrained"
-    notes = []
+    task_notes, backbone_notes = [], []
+    for key, value in TASK_DEFAULTS.get(cfg.task, TASK_DEFAULTS["text_classification"]).items():
+        if getattr(cfg.train, key) is None:
+            setattr(cfg.train, key, value)
+            if cfg.task != "text_classification":  # the text default is the long-standing one: no note
+                task_notes.append(f"train.{key} = {value:g} (the default of task {cfg.task})")
     for key, value in BACKBONE_DEFAULTS[kind].items():
         if getattr(cfg.train, key) is None and value is not None:
             setattr(cfg.train, key, value)
-            notes.append(f"train.{key} = {value:g} (the default for a {kind} backbone)")
-    for note in notes:
+            backbone_notes.append(f"train.{key} = {value:g} (the default for a {kind} backbone)")
+    for note in task_notes:
+        log.info(note)
+    for note in backbone_notes:
         log.info(note) if kind == "pretrained" else log.debug(note)
-    return notes
+    return task_notes + backbone_notes
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -437,7 +451,7 @@ def validate(cfg: RunConfig) -> None:
         "model.backbone",
         "must be scratch, minilm, a local model directory or a Hugging Face hub id",
     )
-    check_key(t.epochs > 0, "train.epochs", "must be positive")
+    check_key(t.epochs is None or t.epochs > 0, "train.epochs", "must be positive")
     check_key(t.max_steps is None or t.max_steps >= 1, "train.max_steps", "must be at least 1")
     check_key(t.batch_size >= 1, "train.batch_size", "must be at least 1")
     check_key(t.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
