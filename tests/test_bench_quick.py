@@ -37,6 +37,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             {"cost", "grid", "rewiring", "depth", "search", "export"},
         ),
         (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
+        (["next_item.py"], "next_item", {"rows", "attncoach", "summary", "goals", "conditions"}),
+        (["banking77.py"], "banking77", {"rows", "goals", "reference", "conditions"}),
         (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
         (
             ["curriculum.py", "--arms", "uniform", "leitner", "competence_sqrt", "--prune", "el2n", "random"],
