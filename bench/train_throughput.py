@@ -118,7 +118,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny run that only proves the script works")
     args = parser.parse_args()
-    overrides = ["log.tensorboard=true", "elastic.enabled=false"]  # the hand loop trains one plain model
+    # the hand loop trains one plain model: every pillar off (supernet, coach, learning record)
+    overrides = ["log.tensorboard=true", "elastic.enabled=false", "coach.enabled=false", "curriculum.record=false"]
     if args.quick:
         args.steps, args.repeats = 10, 1
         overrides += ["model.dim=32", "model.heads=2", "model.ffn_dim=64", "model.layers=1"]
