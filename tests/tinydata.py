@@ -103,3 +103,25 @@ def tiny_next_item_overrides(data: Path, out: Path, steps: int = 60) -> list[str
         "log.every=5",
         "coach.enabled=false",
     ]
+
+
+def kill_once_checkpointed(args: list[str], out: Path, step: int) -> None:
+    """Start ``args`` (a training process), SIGKILL it once its latest checkpoint reaches ``step``."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads(pointer.read_text())["step"] >= step:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from attncoach.cli import main
-from tinydata import tiny_overrides, without_times
+from tinydata import kill_once_checkpointed, tiny_overrides, without_times
 
 
 def _train(tiny_csv: Path, out: Path, steps: int = 100) -> dict:
@@ -94,19 +92,7 @@ def test_resume_after_kill_gives_the_same_metrics(tiny_csv, tmp_path):
         *tiny_overrides(tiny_csv, out, steps),
         "train.checkpoint_every=7",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    pointer = out / "checkpoints" / "latest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if json.loads(pointer.read_text())["step"] >= 100:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_once_checkpointed(args, out, 100)
     assert not (out / "metrics.json").exists()
 
     assert main(["train", "--quiet", "--resume", str(out)]) == 0

@@ -6,16 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import random
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from attncoach.cli import main
-from tinydata import FILLER_WORDS, without_times
+from tinydata import FILLER_WORDS, kill_once_checkpointed, without_times
 
 INTENTS = {
     "card_arrival": ["card", "arrive", "post"],
@@ -104,19 +101,7 @@ def test_intents_resume_after_kill(intents_tsv, tmp_path):
     reference = json.loads((tmp_path / "ref" / "metrics.json").read_text())
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "attncoach", "train", "--quiet", *_overrides(intents_tsv, out, steps)]
-    proc = subprocess.Popen([*args, "train.checkpoint_every=5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    pointer = out / "checkpoints" / "latest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if json.loads(pointer.read_text())["step"] >= 60:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_once_checkpointed([*args, "train.checkpoint_every=5"], out, 60)
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     assert without_times(resumed) == without_times(reference)

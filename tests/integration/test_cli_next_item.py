@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import attncoach
 from attncoach.cli import main
-from tinydata import make_interactions, tiny_next_item_overrides, without_times
+from tinydata import kill_once_checkpointed, make_interactions, tiny_next_item_overrides, without_times
 
 
 @pytest.fixture
@@ -128,19 +125,7 @@ def test_resume_after_kill_gives_the_same_metrics(inter, tmp_path):
         *tiny_next_item_overrides(inter, out, steps),
         "train.checkpoint_every=7",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    pointer = out / "checkpoints" / "latest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if json.loads(pointer.read_text())["step"] >= 60:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_once_checkpointed(args, out, 60)
     assert not (out / "metrics.json").exists()
     assert main(["train", "--quiet", "--resume", str(out)]) == 0
     resumed = json.loads((out / "metrics.json").read_text())

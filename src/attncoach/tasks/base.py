@@ -128,6 +128,24 @@ class Task(ABC):
         """Metrics of ``model`` on ``split``, with ``loss`` and the :attr:`primary` metric among them."""
 
 
+def encoder_config(m: Any, **fixed: Any) -> Any:
+    """The :class:`EncoderConfig` of the ``model`` config section ``m``; ``fixed``: what the data sets
+    (``vocab_size``, ``max_position``, ``pad_id``...)."""
+    from attncoach.models.encoder import EncoderConfig
+
+    return EncoderConfig(
+        dim=m.dim,
+        layers=m.layers,
+        heads=m.heads,
+        ffn_dim=m.ffn_dim,
+        dropout=m.dropout,
+        attention_dropout=m.attention_dropout,
+        activation=m.activation,
+        norm_first=m.norm_first,
+        **fixed,
+    )
+
+
 def task_keys() -> dict[str, set[str]]:
     """Every task-specific config key and the tasks that read it."""
     owners: dict[str, set[str]] = {}

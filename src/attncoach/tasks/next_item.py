@@ -46,10 +46,9 @@ from attncoach.data.interactions import (
     sampled_negatives,
 )
 from attncoach.errors import AttncoachError
-from attncoach.models.encoder import EncoderConfig
 from attncoach.models.next_item import PAD_ITEM, NextItemModel
 from attncoach.models.saved import autocast_for
-from attncoach.tasks.base import StepOut, Task, TaskData, register_task
+from attncoach.tasks.base import StepOut, Task, TaskData, encoder_config, register_task
 from attncoach.tasks.ranking import ranking_metrics, ranks_full, ranks_sampled
 
 log = logging.getLogger("attncoach")
@@ -346,20 +345,7 @@ def _chance_loss(targets: np.ndarray, num_items: int, label_smoothing: float) ->
 
 
 def _new_model(num_items: int, max_length: int, m: Any, backbone: Any = None) -> NextItemModel:
-    enc = EncoderConfig(
-        vocab_size=num_items + 1,
-        dim=m.dim,
-        layers=m.layers,
-        heads=m.heads,
-        ffn_dim=m.ffn_dim,
-        max_position=max_length,
-        dropout=m.dropout,
-        attention_dropout=m.attention_dropout,
-        activation=m.activation,
-        norm_first=m.norm_first,
-        type_vocab_size=0,
-        pad_id=PAD_ITEM,
-    )
+    enc = encoder_config(m, vocab_size=num_items + 1, max_position=max_length, type_vocab_size=0, pad_id=PAD_ITEM)
     return NextItemModel(enc, num_items)
 
 

@@ -26,9 +26,8 @@ from attncoach.data.prepare import PreparedData, prepare_data
 from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
-from attncoach.models.encoder import EncoderConfig
 from attncoach.models.saved import autocast_for, predict_logits, read_labels
-from attncoach.tasks.base import StepOut, Task, TaskData, register_task
+from attncoach.tasks.base import StepOut, Task, TaskData, encoder_config, register_task
 from attncoach.tasks.metrics import classification_metrics
 
 
@@ -119,18 +118,8 @@ def _new_classifier(data: PreparedData, backbone: Any, m: Any) -> TextClassifier
         from attncoach.models.pretrained import build_pretrained_classifier
 
         return build_pretrained_classifier(backbone, len(data.labels), m.pooling, m.head_dropout)
-    enc = EncoderConfig(
-        vocab_size=data.tokenizer.get_vocab_size(),
-        dim=m.dim,
-        layers=m.layers,
-        heads=m.heads,
-        ffn_dim=m.ffn_dim,
-        max_position=data.max_length,
-        dropout=m.dropout,
-        attention_dropout=m.attention_dropout,
-        activation=m.activation,
-        norm_first=m.norm_first,
-        pad_id=data.pad_id,
+    enc = encoder_config(
+        m, vocab_size=data.tokenizer.get_vocab_size(), max_position=data.max_length, pad_id=data.pad_id
     )
     return TextClassifier(enc, num_labels=len(data.labels), pooling=m.pooling, head_dropout=m.head_dropout)
 
