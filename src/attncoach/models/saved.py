@@ -21,6 +21,7 @@ task's predictor: :class:`SavedClassifier` or :class:`SavedRecommender`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -234,6 +235,11 @@ class SavedRecommender:
             self.model.train(was_training)
         return out
 
+    @functools.cached_property
+    def _item_index(self) -> dict[str, int]:
+        """Item id -> item index (1-based), built once."""
+        return {item: i for i, item in enumerate(self.items, start=1)}
+
     def _user_row(self, user: str) -> np.ndarray:
         if user not in self.users:
             raise AttncoachError(
@@ -244,7 +250,7 @@ class SavedRecommender:
     def _encode_history(self, history: Sequence[str]) -> np.ndarray:
         if isinstance(history, str):
             history = history.split()
-        index = {item: i for i, item in enumerate(self.items, start=1)}
+        index = self._item_index
         known = [index[str(item)] for item in history if str(item) in index]
         if not known:
             shown = ", ".join(repr(str(x)) for x in list(history)[:3]) or "none"
