@@ -54,12 +54,21 @@ def make_recipe(config: str, steps: int, overrides: list[str], out: Path) -> Rec
 
 
 def run_recipe(recipe: Recipe) -> tuple[float, int]:
-    """Seconds of pure training (no eval, no checkpoint) and real tokens trained on."""
+    """Seconds of pure training (no eval, no checkpoint) and real tokens of every step computed."""
+    computed = 0
+    step = recipe.train_step
+
+    def counting_step(batch):
+        nonlocal computed
+        computed += int(batch["attention_mask"].sum())
+        return step(batch)
+
+    recipe.train_step = counting_step  # a rolled-back probe step is computed too: it is counted
     start = time.perf_counter()
     recipe.train()
     total = time.perf_counter() - start
     s = recipe.state
-    return total - s.eval_seconds - s.checkpoint_seconds, s.tokens_seen
+    return total - s.eval_seconds - s.checkpoint_seconds, computed
 
 
 def run_hand_loop(recipe: Recipe, init_state: dict, steps: int) -> tuple[float, int]:
@@ -125,7 +134,8 @@ def main() -> None:
         overrides += ["model.dim=32", "model.heads=2", "model.ffn_dim=64", "model.layers=1"]
     logging.getLogger("attncoach").setLevel(logging.WARNING)
     measured_under = conditions()  # at the start: the code that runs is the code recorded
-    recipe_rates, hand_rates, mfus, peaks = [], [], [], []
+    coached = [o for o in overrides if not o.startswith("coach.enabled")] + ["coach.enabled=true"]
+    recipe_rates, hand_rates, coach_rates, mfus, peaks = [], [], [], [], []
     size = 1024 if args.quick else 2048
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats + 1):  # repetition 0 is the warm-up
@@ -140,18 +150,23 @@ def main() -> None:
                 recipe.model.load_state_dict(init_state)
                 seconds, tokens = run_recipe(recipe)
             assert tokens == hand_tokens, "the two loops must see the same tokens"
+            coach_recipe = make_recipe(args.config, args.steps, coached, Path(tmp) / f"c{rep}")
+            coach_recipe.model.load_state_dict(init_state)
+            coach_seconds, coach_tokens = run_recipe(coach_recipe)
             peak = matmul_flops_per_second(size)  # beside each pair: the machine is shared and noisy
             if rep == 0:
                 continue
             recipe_rates.append(tokens / seconds)
             hand_rates.append(hand_tokens / hand_seconds)
+            coach_rates.append(coach_tokens / coach_seconds)
             peaks.append(peak)
             mfus.append(flops / seconds / peak)
             print(
                 f"rep {rep}: recipe {tokens / seconds:,.0f} tok/s, hand loop {hand_tokens / hand_seconds:,.0f} "
-                f"tok/s, MFU {mfus[-1]:.3f}"
+                f"tok/s, coach on {coach_tokens / coach_seconds:,.0f} tok/s, MFU {mfus[-1]:.3f}"
             )
     ratios = [r / h for r, h in zip(recipe_rates, hand_rates)]
+    coach_costs = [off / on for off, on in zip(recipe_rates, coach_rates)]  # seconds per token, on / off
     result = {
         "benchmark": "train_throughput",
         "conditions": measured_under,
@@ -163,6 +178,9 @@ def main() -> None:
         "hand_loop_tokens_per_s": summary(hand_rates),
         "ratio_recipe_over_hand": summary(ratios),
         "goal_ratio": 0.97,
+        "coach_on_tokens_per_s": summary(coach_rates),
+        "ratio_coach_on_over_off_seconds_per_token": summary(coach_costs),
+        "goal_coach_ratio": 1.05,
         "matmul_fp32_flops_per_s": summary(peaks),
         "recipe_model_flops_per_s": summary([m * p for m, p in zip(mfus, peaks)]),
         "mfu": summary(mfus),
@@ -170,7 +188,8 @@ def main() -> None:
     }
     print(
         f"loop overhead: recipe/hand = {result['ratio_recipe_over_hand']['median']:.3f} "
-        f"(min {min(ratios):.3f}, max {max(ratios):.3f}); MFU {result['mfu']['median']:.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}); coach on/off "
+        f"{result['ratio_coach_on_over_off_seconds_per_token']['median']:.3f} s per token; MFU {result['mfu']['median']:.3f} "
         f"of {result['matmul_fp32_flops_per_s']['median'] / 1e9:.1f} GFLOP/s fp32 matmul"
     )
     save("train_throughput", result, quick=args.quick)

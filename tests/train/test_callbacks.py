@@ -6,6 +6,7 @@ import json
 
 from attncoach.rundir import RunDir
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
+from attncoach.train.loggers import TensorBoardLogger
 from attncoach.train.recipe import Recipe
 from attncoach.train.settings import load_run_config
 from tinydata import tiny_overrides
@@ -20,7 +21,7 @@ def _recipe(tiny_csv, tmp_path, *extra: str) -> Recipe:
 
 def test_a_plain_run_has_the_curriculum_only_and_an_uncoached_protocol(tiny_csv, tmp_path):
     recipe = _recipe(tiny_csv, tmp_path)
-    assert [type(cb) for cb in recipe.callbacks] == [CurriculumCallback]
+    assert [type(cb) for cb in recipe.callbacks] == [CurriculumCallback, TensorBoardLogger]
     assert isinstance(recipe.coach, Uncoached)
     coach = recipe.coach
     assert coach.knobs.accumulation == 1 and coach.knobs.lr_scale == 1.0 and not coach.probing
@@ -31,10 +32,15 @@ def test_a_plain_run_has_the_curriculum_only_and_an_uncoached_protocol(tiny_csv,
 
 def test_every_pillar_plugs_in_and_its_state_reaches_the_checkpoint(tiny_csv, tmp_path):
     recipe = _recipe(tiny_csv, tmp_path, "coach.enabled=true", "elastic.enabled=true")
-    assert [type(cb) for cb in recipe.callbacks] == [ElasticCallback, CurriculumCallback, CoachCallback]
+    assert [type(cb) for cb in recipe.callbacks] == [
+        ElasticCallback,
+        CurriculumCallback,
+        CoachCallback,
+        TensorBoardLogger,
+    ]
     recipe.train()
     metrics = recipe.finish()
-    recipe.logger.close()
+    recipe.close()
     assert {"elastic", "curriculum", "coach"} <= set(metrics)
     assert metrics["curriculum"]["record"]["never_seen"] >= 0
     latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["latest"]
@@ -68,6 +74,35 @@ def test_a_callback_sees_every_learned_batch_and_can_stop_the_run(tiny_csv, tmp_
     recipe.callbacks.append(counting)
     recipe.train()
     metrics = recipe.finish()
-    recipe.logger.close()
+    recipe.close()
     assert recipe.state.stop_reason == "enough" and recipe.state.step == 10  # the first evaluation is at step 10
     assert metrics["counting"] == {"batches": 10}
+
+
+def test_the_loggers_are_callbacks_that_see_every_group_and_are_closed(tiny_csv, tmp_path):
+    class Recording(Callback):
+        def __init__(self):
+            self.groups, self.closed = {}, False
+
+        def on_log(self, recipe, step, group, values):
+            self.groups.setdefault(group, set()).update(values)
+
+        def close(self):
+            self.closed = True
+
+    recipe = _recipe(tiny_csv, tmp_path, "coach.enabled=true", "log.tensorboard=true", "log.every=1")
+    assert isinstance(recipe.callbacks[-1], TensorBoardLogger)  # a logger comes last: it sees what the others log
+    recording = Recording()
+    recipe.callbacks.append(recording)
+    recipe.train()
+    recipe.finish()
+    recipe.close()
+    assert recording.closed
+    assert {"loss", "lr", "lr_scale", "update_ratio"} <= recording.groups["train"] and "loss" in recording.groups["val"]
+    assert "macro_f1" in recording.groups["test"] and "lr_scale" in recording.groups["coach"]  # the LR probe's choice
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))  # TensorBoard wrote its file
+
+
+def test_a_run_without_tensorboard_has_no_logger(tiny_csv, tmp_path):
+    recipe = _recipe(tiny_csv, tmp_path, "log.tensorboard=false")
+    assert not any(isinstance(cb, TensorBoardLogger) for cb in recipe.callbacks)

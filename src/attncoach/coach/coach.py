@@ -19,7 +19,7 @@ import json
 import logging
 import typing
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +92,22 @@ class Coach:
         policies: built policies, in the order they observe.
         knobs: the initial knob values (from the config).
         log_path: ``coach.jsonl``; None keeps decisions in memory only.
-        logger: a ``train.loggers`` logger for TensorBoard scalars.
+        on_scalars: called as ``on_scalars(step, "coach", {knob: value})`` for every numeric
+            decision (the recipe's ``log_scalars``, which fans them out to its loggers).
     """
 
-    def __init__(self, policies: list[Policy], knobs: Knobs, log_path: Path | None = None, logger: Any = None):
+    def __init__(
+        self,
+        policies: list[Policy],
+        knobs: Knobs,
+        log_path: Path | None = None,
+        on_scalars: Callable[[int, str, dict[str, float]], None] | None = None,
+    ):
         self.policies = policies
         self.knobs = knobs
         self.initial = dataclasses.replace(knobs)
         self.log_path = log_path
-        self.logger = logger
+        self.on_scalars = on_scalars
         self.counts: Counter[str] = Counter()
         self.stop_reason: str | None = None
         self.rollback_step: int | None = None  # the step of the snapshot a rollback restores (set by the session)
@@ -126,7 +133,7 @@ class Coach:
         return decisions
 
     def record(self, decision: Decision) -> None:
-        """Append one decision to coach.jsonl, TensorBoard and the counts."""
+        """Append one decision to coach.jsonl, the loggers and the counts."""
         self.counts[f"{decision.policy}:{decision.knob}"] += 1
         if decision.knob == "stop" and self.stop_reason is None:
             self.stop_reason = f"{decision.policy}: {decision.reason}"
@@ -142,8 +149,12 @@ class Coach:
         if self.log_path is not None:
             with open(self.log_path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(decision.to_dict()) + "\n")
-        if self.logger is not None and isinstance(decision.new, (int, float)) and not isinstance(decision.new, bool):
-            self.logger.scalars(decision.step, {decision.knob: float(decision.new)}, prefix="coach/")
+        if (
+            self.on_scalars is not None
+            and isinstance(decision.new, (int, float))
+            and not isinstance(decision.new, bool)
+        ):
+            self.on_scalars(decision.step, "coach", {decision.knob: float(decision.new)})
 
     def summary(self) -> dict[str, Any]:
         """Decision counts per policy and knob, and each knob's start and end value."""

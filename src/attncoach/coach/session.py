@@ -90,6 +90,8 @@ class CoachSession:
         self.update_ratio: float | None = None
         self.last_entropy: list[float] | None = None  # of the latest evaluation
         self.updates = 0
+        self._dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        self._applied: tuple[float, float] | None = None  # the (dropout, weight decay) last pushed
         self.apply_knobs()
 
     # -- knobs
@@ -97,14 +99,21 @@ class CoachSession:
     def knobs(self) -> Knobs:
         return self.coach.knobs
 
-    def apply_knobs(self) -> None:
-        """Push dropout and weight decay into the model and optimizer (LR and accumulation are read live)."""
-        for module in self.model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = self.knobs.dropout
+    def apply_knobs(self, force: bool = False) -> None:
+        """Push dropout and weight decay into the model and optimizer (LR and accumulation are read live).
+
+        Only when they changed since the last push, unless ``force`` (the optimizer's state was
+        loaded back: its groups hold the old weight decay).
+        """
+        values = (self.knobs.dropout, self.knobs.weight_decay)
+        if values == self._applied and not force:
+            return
+        for module in self._dropouts:
+            module.p = self.knobs.dropout
         for group in self.optimizer.param_groups:
             if group["weight_decay"] > 0:
                 group["weight_decay"] = self.knobs.weight_decay
+        self._applied = values
 
     @property
     def probing(self) -> bool:
@@ -203,7 +212,7 @@ class CoachSession:
         if self.snapshot is not None:
             self.model.load_state_dict(self.snapshot["model"])
             self.optimizer.load_state_dict(self.snapshot["optimizer"])
-            self.apply_knobs()  # the optimizer state dict brought back the old weight decay
+            self.apply_knobs(force=True)  # the optimizer state dict brought back the old weight decay
             self.tracker.loss_ema = self.snapshot["loss_ema"]  # the diverged losses are not the run's average
             self.newest = self.snapshot  # the states after it are the ones being discarded
         self.optimizer.zero_grad(set_to_none=True)
@@ -271,7 +280,7 @@ class CoachSession:
         self.tracker.load_state_dict(state["tracker"])
         self.updates, self.update_ratio = state["updates"], state["update_ratio"]
         self.coach.truncate_log(step)
-        self.apply_knobs()
+        self.apply_knobs(force=True)
 
 
 def measure_noise_halves(

@@ -75,6 +75,7 @@ class SignalTracker:
         self.grad_sq_ema: float | None = None  # EMA of |G|^2 estimates
         self._previous: Tensor | None = None  # weights before the measured step, flat
         self._last_update: Tensor | None = None  # the measured step's change of the weights, flat
+        self._buffers: dict[str, Tensor] = {}  # reused flat vectors, by slot
 
     def record_loss(self, loss: float) -> float | None:
         """Update the loss EMA with a finite loss; returns the EMA."""
@@ -103,13 +104,23 @@ class SignalTracker:
         return self.trace_ema / self.grad_sq_ema
 
     @torch.no_grad()
-    def _flat(self, grads: bool = False) -> Tensor:
-        """The parameters (or their gradients, zeros where none) as one float vector."""
+    def _flat(self, grads: bool = False, slot: str | None = None) -> Tensor:
+        """The parameters (or their gradients, zeros where none) as one float vector.
+
+        With ``slot``, the vector is written into a buffer kept under that name (the same
+        values; a model of millions of weights is not reallocated at every measurement).
+        """
         if grads:
             parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
         else:
             parts = [p.detach().reshape(-1) for p in self.params]
-        return torch.cat(parts).float()
+        if slot is None or any(t.dtype != torch.float32 for t in parts):
+            return torch.cat(parts).float()
+        size = sum(t.numel() for t in parts)
+        buffer = self._buffers.get(slot)
+        if buffer is None or buffer.numel() != size or buffer.device != parts[0].device:
+            buffer = self._buffers[slot] = torch.empty(size, device=parts[0].device)
+        return torch.cat(parts, out=buffer)
 
     @torch.no_grad()
     def hypergradient(self) -> float | None:
@@ -120,7 +131,7 @@ class SignalTracker:
         update, self._last_update = self._last_update, None
         if update is None:
             return None
-        g = self._flat(grads=True)
+        g = self._flat(grads=True, slot="grads")
         dot, g_sq, u_sq = torch.stack([-torch.dot(g, update), torch.dot(g, g), torch.dot(update, update)]).tolist()
         if g_sq == 0 or u_sq == 0 or not math.isfinite(dot):
             return None
@@ -129,15 +140,16 @@ class SignalTracker:
     @torch.no_grad()
     def before_step(self) -> None:
         """Remember the weights, to measure the update the optimizer makes."""
-        self._previous = self._flat()
+        self._previous = self._flat(slot="previous")
 
     @torch.no_grad()
     def after_step(self) -> float | None:
         """The update-to-weight ratio of the step just taken."""
         if self._previous is None:
             return None
-        now = self._flat()
-        self._last_update = now - self._previous
+        now = self._flat(slot="now")
+        # the change goes into the buffer of the weights before: it is read once, before the next measurement
+        self._last_update = torch.sub(now, self._previous, out=self._previous)
         self._previous = None
         weights, update = torch.stack([torch.dot(now, now), torch.dot(self._last_update, self._last_update)]).tolist()
         return math.sqrt(update / weights) if weights > 0 else None

@@ -1,4 +1,4 @@
-"""The parts of a run that plug into the recipe: the coach, the curriculum, supernet training.
+"""The parts of a run that plug into the recipe: the coach, the curriculum, supernet training, the loggers.
 
 The recipe (``train/recipe.py``) calls every callback of its list at the same points, in
 order, and knows none of them by name:
@@ -11,7 +11,10 @@ order, and knows none of them by name:
   its reason), ``train_scalars`` at each training log point;
 - ``state_dict`` / ``load_state_dict``: the callback's entry ``key`` in every checkpoint's
   ``state.json``, so a resumed run continues exactly;
-- ``finish``: its section ``key`` of ``metrics.json`` (or None).
+- ``finish``: its section ``key`` of ``metrics.json`` (or None);
+- ``on_log``: the run's scalars of one group (``train``, ``val``, ``test``, ``coach``) at a
+  step, which any callback may add to with ``recipe.log_scalars`` (the loggers of
+  ``train/loggers.py`` write them), and ``close`` once the run ends, even when it fails.
 
 The optimiser-step protocol of the coach (gradient accumulation, the LR scale, skipping a
 step, rollbacks) is a strategy, not a callback: the recipe asks ``recipe.coach``, which is a
@@ -73,6 +76,12 @@ class Callback:
         """This callback's section of ``metrics.json``, once the best model has been evaluated."""
         return None
 
+    def on_log(self, recipe: Any, step: int, group: str, values: dict[str, float]) -> None:
+        """Scalars of ``group`` (train, val, test, coach) at ``step``."""
+
+    def close(self) -> None:
+        """The run has ended (finished, stopped or failed): release files and writers."""
+
 
 class Uncoached:
     """The optimiser-step protocol of a run without the coach: nothing is ever changed."""
@@ -113,7 +122,7 @@ class CoachCallback(Callback):
         stop = self.session.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first)
         if self.session.last_entropy:
             values = {f"attention_entropy/layer{i}": v for i, v in enumerate(self.session.last_entropy)}
-            recipe.logger.scalars(s.step, values, prefix="val/")
+            recipe.log_scalars(s.step, "val", values)
         return (self.session.coach.stop_reason or "stopped by the coach") if stop else None
 
     def train_scalars(self, recipe: Any) -> dict[str, float]:

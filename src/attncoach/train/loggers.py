@@ -1,6 +1,8 @@
-"""Metric loggers: TensorBoard when enabled, nothing otherwise.
+"""Loggers: callbacks that write the run's scalars where people watch them (TensorBoard).
 
-Hooks are plain methods; a logger that does not care about one leaves it as a no-op.
+The recipe fans every group of scalars (``train/``, ``val/``, ``test/``, ``coach/``) out to
+its callbacks' ``on_log``; a logger is a callback that writes them and releases its writer in
+``close``. ``log.tensorboard: true`` (the default) adds :class:`TensorBoardLogger`.
 """
 
 from __future__ import annotations
@@ -8,40 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-class NullLogger:
-    """Logs nothing; the base of every logger."""
-
-    def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
-        """Record scalar values at ``step``."""
-
-    def text(self, tag: str, text: str) -> None:
-        """Record a piece of text (e.g. the resolved config)."""
-
-    def close(self) -> None:
-        """Flush and release resources."""
+from attncoach.train.callbacks import Callback
 
 
-class TensorBoardLogger(NullLogger):
-    """Writes TensorBoard event files under ``log_dir``."""
+class TensorBoardLogger(Callback):
+    """Writes TensorBoard event files under ``log_dir``; the tags are ``group/name``."""
 
     def __init__(self, log_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
-    def scalars(self, step: int, values: dict[str, float], prefix: str = "") -> None:
+    def on_log(self, recipe: Any, step: int, group: str, values: dict[str, float]) -> None:
         for name, value in values.items():
-            self.writer.add_scalar(f"{prefix}{name}", value, step)
-
-    def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, f"```\n{text}\n```")
+            self.writer.add_scalar(f"{group}/{name}", value, step)
 
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
 
 
-def make_logger(enabled: bool, log_dir: Path) -> Any:
-    """TensorBoard logger when ``enabled``, else a :class:`NullLogger`."""
-    return TensorBoardLogger(log_dir) if enabled else NullLogger()
+def make_loggers(log: Any, log_dir: Path) -> list[Callback]:
+    """The loggers that the ``log`` section of the config turns on (``log.tensorboard``)."""
+    return [TensorBoardLogger(log_dir)] if log.tensorboard else []

@@ -35,7 +35,7 @@ from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
-from attncoach.train.loggers import make_logger
+from attncoach.train.loggers import make_loggers
 from attncoach.train.optim import make_optimizer
 from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.schedule import lr_factor
@@ -141,9 +141,9 @@ class Recipe:
             self._restore()
         else:
             self._save_run_files()
-        self.logger = make_logger(self.cfg.log.tensorboard, self.run_dir.tb)
+        self.callbacks += make_loggers(self.cfg.log, self.run_dir.tb)  # last: they see what the others log
         if session is not None:
-            session.coach.logger = self.logger
+            session.coach.on_scalars = self.log_scalars
         n_params = sum(p.numel() for p in self.model.parameters())
         enc = self.model.encoder.config
         log.info(
@@ -403,7 +403,17 @@ class Recipe:
             self.train()
             return self.finish()
         finally:
-            self.logger.close()
+            self.close()
+
+    def close(self) -> None:
+        """Let every callback release its files and writers (the loggers flush theirs)."""
+        for callback in self.callbacks:
+            callback.close()
+
+    def log_scalars(self, step: int, group: str, values: dict[str, float]) -> None:
+        """Fan the scalars of ``group`` (train, val, test, coach) at ``step`` out to the callbacks."""
+        for callback in self.callbacks:
+            callback.on_log(self, step, group, values)
 
     def train(self) -> None:
         """The training loop, from the current state to the last step or early stop."""
@@ -436,7 +446,7 @@ class Recipe:
                     s.tokens_seen += int(batch["attention_mask"].sum())
                     loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
                     if s.step % self.cfg.log.every == 0:
-                        self.logger.scalars(s.step, self._train_scalars(loss, grad_norm), prefix="train/")
+                        self.log_scalars(s.step, "train", self._train_scalars(loss, grad_norm))
                     bar.update(s.step, loss=loss_ema)
                     # a probe's steps are discarded by its rollback: no evaluation or checkpoint of them
                     probing = self.coach.probing
@@ -576,7 +586,7 @@ class Recipe:
             smallest = self._evaluate_smallest(val)
             score = (score + smallest[primary]) / 2
             entry.update(**{f"val_{primary}_smallest": round(smallest[primary], 5)}, val_selection=round(score, 5))
-            self.logger.scalars(s.step, {f"{primary}_smallest": smallest[primary]}, prefix="val/")
+            self.log_scalars(s.step, "val", {f"{primary}_smallest": smallest[primary]})
         self.model.train()
         improved = score > s.best_metric
         if improved:
@@ -585,7 +595,7 @@ class Recipe:
         else:
             s.evals_since_best += 1
         s.history.append(entry)
-        self.logger.scalars(s.step, {k: metrics[k] for k in ("loss", *self._tracked) if k in metrics}, prefix="val/")
+        self.log_scalars(s.step, "val", {k: metrics[k] for k in ("loss", *self._tracked) if k in metrics})
         smallest_note = f" smallest {entry[f'val_{primary}_smallest']:.4f}" if self.supernet is not None else ""
         shown = " ".join(f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.4f}" for k in self._tracked if k in metrics)
         bar.note(
@@ -678,9 +688,7 @@ class Recipe:
             "history": s.history,
         }
         atomic_write_json(self.run_dir.metrics, metrics)
-        self.logger.scalars(
-            s.step, {k: results["test"][k] for k in self._tracked if k in results["test"]}, prefix="test/"
-        )
+        self.log_scalars(s.step, "test", {k: results["test"][k] for k in self._tracked if k in results["test"]})
         return metrics
 
 
