@@ -24,12 +24,12 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         (
             ["train_throughput.py"],
             "train_throughput",
-            {"recipe_tokens_per_s", "hand_loop_tokens_per_s", "ratio_recipe_over_hand", "mfu"},
+            {"recipe_tokens_per_s", "hand_loop_tokens_per_s", "ratio_recipe_over_hand", "mfu", "coach_on_tokens_per_s"},
         ),
         (
             ["pretrained_finetune.py"],
             "pretrained_finetune",
-            {"attncoach", "hf_trainer", "speedup_examples_per_s", "macro_f1_difference_points"},
+            {"attncoach", "hf_trainer", "hf_trainer_group_by_length", "against", "speedup_examples_per_s"},
         ),
         (
             ["elastic_structure.py", "--backbone", "scratch"],
@@ -39,6 +39,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         (["coach.py", "--skip-quality"], "coach", {"overhead", "injection", "conditions"}),
         (["next_item.py"], "next_item", {"rows", "attncoach", "summary", "goals", "conditions"}),
         (["banking77.py"], "banking77", {"rows", "goals", "reference", "conditions"}),
+        (["defaults.py"], "defaults", {"corpora", "goal", "met", "conditions"}),
         (["coach_quality.py"], "coach_quality", {"initial_lr", "versus_optuna", "fixed_schedule", "conditions"}),
         (
             ["curriculum.py", "--arms", "uniform", "leitner", "competence_sqrt", "--prune", "el2n", "random"],
