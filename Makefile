@@ -41,6 +41,7 @@ bench: install
 	$(PY) bench/train_throughput.py
 	$(PY) bench/pretrained_finetune.py
 	$(PY) bench/banking77.py
+	$(PY) bench/defaults.py                        # a data-only MiniLM config vs the tuned ones
 	$(MAKE) recbole-venv
 	$(PY) bench/next_item.py --recbole-python $(RECBOLE_VENV)/bin/python
 
