@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conditions import conditions, save  # noqa: E402
-from main_job import run_main_job, tfidf_baseline  # noqa: E402
+from main_job import run_figures, run_main_job, tfidf_baseline  # noqa: E402
 
 CONFIGS = {"scratch": "configs/banking77.yaml", "minilm": "configs/banking77-minilm.yaml"}
 REFERENCE = {
@@ -50,17 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, config in CONFIGS.items():
             seconds, metrics = run_main_job(config, args.seed, Path(tmp) / name, extra)
-            rows[name] = {
-                "config": config,
-                "wall_seconds": round(seconds, 1),
-                "train_seconds": metrics["train_seconds"],
-                "test_accuracy": metrics["test"]["accuracy"],
-                "test_macro_f1": metrics["test"]["macro_f1"],
-                "val_accuracy": metrics["val"]["accuracy"],
-                "steps": metrics["steps"],
-                "stopped_early": metrics["stopped_early"],
-                "stop_reason": metrics["stop_reason"],
-            }
+            rows[name] = {"config": config, **run_figures(seconds, metrics), "val_accuracy": metrics["val"]["accuracy"]}
             print(
                 f"{name}: test accuracy {rows[name]['test_accuracy']:.4f}, macro-F1 "
                 f"{rows[name]['test_macro_f1']:.4f} in {seconds:.0f} s wall ({metrics['steps']} steps)",

@@ -31,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conditions import conditions, save  # noqa: E402
-from main_job import run_main_job  # noqa: E402
+from main_job import run_figures, run_main_job  # noqa: E402
 
 CORPORA = {
     "tweets-sentiment": "configs/tweets-minilm.yaml",
@@ -41,17 +41,7 @@ WITHIN_POINTS = 1.0
 
 
 def row(seconds: float, metrics: dict) -> dict:
-    return {
-        "wall_seconds": round(seconds, 1),
-        "train_seconds": metrics["train_seconds"],
-        "test_macro_f1": metrics["test"]["macro_f1"],
-        "test_accuracy": metrics["test"]["accuracy"],
-        "steps": metrics["steps"],
-        "epochs": metrics["epochs"],
-        "stopped_early": metrics["stopped_early"],
-        "stop_reason": metrics["stop_reason"],
-        "coach": "coach" in metrics,
-    }
+    return {**run_figures(seconds, metrics), "epochs": metrics["epochs"], "coach": "coach" in metrics}
 
 
 def main() -> None:

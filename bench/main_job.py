@@ -47,6 +47,19 @@ def run_main_job(config: str, seed: int, out: Path, extra: list[str]) -> tuple[f
     return seconds, json.loads((out / "metrics.json").read_text())
 
 
+def run_figures(seconds: float, metrics: dict) -> dict:
+    """The figures every CLI-run row reports: wall-clock, training time, test scores, steps, how it ended."""
+    return {
+        "wall_seconds": round(seconds, 1),
+        "train_seconds": metrics["train_seconds"],
+        "test_macro_f1": metrics["test"]["macro_f1"],
+        "test_accuracy": metrics["test"]["accuracy"],
+        "steps": metrics["steps"],
+        "stopped_early": metrics["stopped_early"],
+        "stop_reason": metrics["stop_reason"],
+    }
+
+
 def tfidf_baseline(config: str, seed: int) -> dict:
     """TF-IDF + logistic regression on the same split the run used."""
     from sklearn.feature_extraction.text import TfidfVectorizer
