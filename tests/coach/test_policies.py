@@ -188,6 +188,21 @@ def test_divergence_guard_rolls_back_on_nan_and_spikes_then_gives_up():
     assert [d.knob for d in final] == ["stop"]
 
 
+def test_divergence_guard_counts_rollbacks_in_a_row_not_over_the_run():
+    policy = POLICIES["divergence_guard"](lr_factor=0.5, warmup=0, recovery=10, max_rollbacks=2)
+    knobs, step = Knobs(), 0
+    for _ in range(5):  # five divergences, each followed by a stable period: the run goes on
+        step += 1
+        assert policy.observe(Signals(step, loss=float("nan"), nonfinite=True), knobs)[0].knob == "rollback"
+        for _ in range(12):
+            step += 1
+            assert all(d.knob == "lr_scale" for d in policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs))
+    # three in a row with no stable period between them: the guard gives up
+    knobs_seen = [policy.observe(Signals(step + i, loss=float("nan"), nonfinite=True), knobs)[0] for i in (1, 2, 3)]
+    assert [d.knob for d in knobs_seen] == ["rollback", "rollback", "stop"]
+    assert "2 rollbacks in a row did not help (8 in the run)" in knobs_seen[-1].reason
+
+
 def test_divergence_guard_gives_the_lr_back_once_stable_and_gently_if_it_diverges_again():
     policy = POLICIES["divergence_guard"](lr_factor=0.5, warmup=0, recovery=10)
     knobs = Knobs()

@@ -169,7 +169,7 @@ def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_
         ],
     )
     metrics = TwicePoisonedRecipe(cfg, RunDir(out), quiet=True).run()
-    assert metrics["stopped_early"] and "rollbacks did not help" in metrics["stop_reason"]
+    assert metrics["stopped_early"] and "rollbacks in a row did not help" in metrics["stop_reason"]
     assert metrics["steps"] == 27 and [h["step"] for h in metrics["history"]] == [27]
     assert (out / "model" / "model.safetensors").is_file() and metrics["test"]["macro_f1"] >= 0
 

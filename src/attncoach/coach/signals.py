@@ -74,8 +74,10 @@ class SignalTracker:
         self.trace_ema: float | None = None  # EMA of tr(Sigma) estimates
         self.grad_sq_ema: float | None = None  # EMA of |G|^2 estimates
         self._previous: Tensor | None = None  # weights before the measured step, flat
-        self._last_update: Tensor | None = None  # the measured step's change of the weights, flat
+        # minus the measured step's change of the weights (flat) and its squared norm
+        self._last_update: tuple[Tensor, float] | None = None
         self._buffers: dict[str, Tensor] = {}  # reused flat vectors, by slot
+        self._views: tuple[Tensor, list[Tensor]] | None = None  # a buffer and its per-parameter views
 
     def record_loss(self, loss: float) -> float | None:
         """Update the loss EMA with a finite loss; returns the EMA."""
@@ -122,20 +124,37 @@ class SignalTracker:
             buffer = self._buffers[slot] = torch.empty(size, device=parts[0].device)
         return torch.cat(parts, out=buffer)
 
+    def _pieces(self, flat: Tensor) -> list[Tensor]:
+        """Views of a flat vector (laid out as :meth:`_flat`) shaped like each parameter (kept per buffer)."""
+        if self._views is not None and self._views[0] is flat:
+            return self._views[1]
+        pieces, start = [], 0
+        for p in self.params:
+            pieces.append(flat[start : start + p.numel()].view(p.shape))
+            start += p.numel()
+        self._views = (flat, pieces)
+        return pieces
+
     @torch.no_grad()
     def hypergradient(self) -> float | None:
         """cos(current gradient, minus the last update): > 0 means the last step was too short.
 
         Uses the measured update once (None until :meth:`after_step` measures another).
+        Computed parameter by parameter (no flat copy of the gradients).
         """
-        update, self._last_update = self._last_update, None
-        if update is None:
+        measured, self._last_update = self._last_update, None
+        if measured is None:
             return None
-        g = self._flat(grads=True, slot="grads")
-        dot, g_sq, u_sq = torch.stack([-torch.dot(g, update), torch.dot(g, g), torch.dot(update, update)]).tolist()
-        if g_sq == 0 or u_sq == 0 or not math.isfinite(dot):
+        back, back_sq = measured  # minus the update, and its squared norm
+        pairs = [(p.grad, piece) for p, piece in zip(self.params, self._pieces(back)) if p.grad is not None]
+        if not pairs:
             return None
-        return dot / math.sqrt(g_sq * u_sq)
+        grads = [g.float() for g, _ in pairs]
+        dots = torch.stack([torch.vdot(g.reshape(-1), piece.reshape(-1)) for g, (_, piece) in zip(grads, pairs)])
+        dot, g_sq = torch.stack([dots.sum(), torch.stack(torch._foreach_norm(grads)).square().sum()]).tolist()
+        if g_sq == 0 or back_sq == 0 or not math.isfinite(dot):
+            return None
+        return dot / math.sqrt(g_sq * back_sq)
 
     @torch.no_grad()
     def before_step(self) -> None:
@@ -147,12 +166,16 @@ class SignalTracker:
         """The update-to-weight ratio of the step just taken."""
         if self._previous is None:
             return None
-        now = self._flat(slot="now")
-        # the change goes into the buffer of the weights before: it is read once, before the next measurement
-        self._last_update = torch.sub(now, self._previous, out=self._previous)
-        self._previous = None
-        weights, update = torch.stack([torch.dot(now, now), torch.dot(self._last_update, self._last_update)]).tolist()
-        return math.sqrt(update / weights) if weights > 0 else None
+        before, self._previous = self._previous, None
+        weights = [p.detach().float() for p in self.params]
+        # minus the update, written over the weights before (read once, before the next measurement)
+        back = self._pieces(before)
+        torch._foreach_sub_(back, weights)
+        weights_sq, back_sq = torch.stack(
+            [torch.stack(torch._foreach_norm(weights)).square().sum(), torch.dot(before, before)]
+        ).tolist()
+        self._last_update = (before, back_sq)
+        return math.sqrt(back_sq / weights_sq) if weights_sq > 0 else None
 
     def forget_update(self) -> None:
         """After a rollback or a skipped step there is no 'previous update' to compare with."""

@@ -17,7 +17,10 @@ steps, the rollbacks' LR reductions are undone in full, so a passing spike does 
 the run crawling; if the run diverges again within ``recovery`` steps of that, the LR it
 came back to is itself too high, and from then on the LR comes back one notch
 (``/ lr_factor``) per stable period.
-After ``max_rollbacks`` the guard stops the run with a clear reason rather than looping.
+After ``max_rollbacks`` rollbacks with no stable period between them (each rollback within
+``recovery`` steps of the one before) the guard stops the run with a clear reason rather than
+looping; a run that recovers starts counting afresh, so a long healthy run with a divergence
+now and then is never stopped by the sum of them.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ class DivergenceGuard(Policy):
         trend_factor: a short loss EMA above this many times the long one counts as
             divergence too (> 1).
         warmup: steps before loss spikes count (the EMA needs to settle); NaN always counts.
-        max_rollbacks: rollbacks before the run is stopped.
+        max_rollbacks: rollbacks in a row (no stable ``recovery`` steps between them) before
+            the run is stopped.
         recovery: stable steps after which the LR reductions are undone (0 = never); also
             the length of the probation after a rollback (``snapshot_every`` when 0).
         probation_factor: on probation, recent losses above this many times the restored
@@ -83,7 +87,8 @@ class DivergenceGuard(Policy):
             raise AttncoachError(f"coach policy {self.name}: collapse must be in [0, 1), got {self.collapse!r}")
         if self.recovery < 0:
             raise AttncoachError(f"coach policy {self.name}: recovery must be >= 0, got {self.recovery!r}")
-        self._rollbacks = 0
+        self._rollbacks = 0  # since the run was last stable (the probation's end)
+        self._total = 0  # over the whole run
         self._short: float | None = None  # EMA of the last few losses (weight 0.3 on the newest)
         self._owed = 1.0  # LR reductions not yet undone
         self._last_event = 0  # step of the last rollback or recovery
@@ -144,9 +149,11 @@ class DivergenceGuard(Policy):
             probation = self.recovery or self.snapshot_every
             if self._rolled_at is not None and signals.step - self._rolled_at >= probation:
                 self._rolled_at = self._reference = None  # the cause has passed
+                self._rollbacks = 0  # a later divergence is a new one
             return self._recover(signals, knobs)
         seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
         self._rollbacks += 1
+        self._total += 1
         self._owed /= self.lr_factor
         if self._restored_at is not None and signals.step - self._restored_at < max(1, self.recovery):
             self._gentle = True  # the LR it came back to is itself too high
@@ -161,7 +168,8 @@ class DivergenceGuard(Policy):
                     "stop",
                     False,
                     True,
-                    f"{why}, and {self.max_rollbacks} rollbacks did not help: the run cannot continue",
+                    f"{why}, and {self.max_rollbacks} rollbacks in a row did not help "
+                    f"({self._total} in the run): the run cannot continue",
                     seen,
                 )
             ]
