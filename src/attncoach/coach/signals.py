@@ -76,7 +76,7 @@ class SignalTracker:
         self._previous: Tensor | None = None  # weights before the measured step, flat
         # minus the measured step's change of the weights (flat) and its squared norm
         self._last_update: tuple[Tensor, float] | None = None
-        self._buffers: dict[str, Tensor] = {}  # reused flat vectors, by slot
+        self._buffer: Tensor | None = None  # the reused flat copy of the weights before a measured step
         self._views: tuple[Tensor, list[Tensor]] | None = None  # a buffer and its per-parameter views
 
     def record_loss(self, loss: float) -> float | None:
@@ -106,22 +106,19 @@ class SignalTracker:
         return self.trace_ema / self.grad_sq_ema
 
     @torch.no_grad()
-    def _flat(self, grads: bool = False, slot: str | None = None) -> Tensor:
-        """The parameters (or their gradients, zeros where none) as one float vector.
+    def _flat(self) -> Tensor:
+        """The parameters as one float vector, written into a buffer kept between measurements.
 
-        With ``slot``, the vector is written into a buffer kept under that name (the same
-        values; a model of millions of weights is not reallocated at every measurement).
+        (A model of millions of weights is not reallocated at every measurement; parameters
+        that are not float32 are concatenated into a new float vector instead.)
         """
-        if grads:
-            parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
-        else:
-            parts = [p.detach().reshape(-1) for p in self.params]
-        if slot is None or any(t.dtype != torch.float32 for t in parts):
+        parts = [p.detach().reshape(-1) for p in self.params]
+        if any(t.dtype != torch.float32 for t in parts):
             return torch.cat(parts).float()
         size = sum(t.numel() for t in parts)
-        buffer = self._buffers.get(slot)
+        buffer = self._buffer
         if buffer is None or buffer.numel() != size or buffer.device != parts[0].device:
-            buffer = self._buffers[slot] = torch.empty(size, device=parts[0].device)
+            buffer = self._buffer = torch.empty(size, device=parts[0].device)
         return torch.cat(parts, out=buffer)
 
     def _pieces(self, flat: Tensor) -> list[Tensor]:
@@ -146,11 +143,11 @@ class SignalTracker:
         if measured is None:
             return None
         back, back_sq = measured  # minus the update, and its squared norm
-        pairs = [(p.grad, piece) for p, piece in zip(self.params, self._pieces(back)) if p.grad is not None]
+        pairs = [(p.grad.float(), piece) for p, piece in zip(self.params, self._pieces(back)) if p.grad is not None]
         if not pairs:
             return None
-        grads = [g.float() for g, _ in pairs]
-        dots = torch.stack([torch.vdot(g.reshape(-1), piece.reshape(-1)) for g, (_, piece) in zip(grads, pairs)])
+        grads = [g for g, _ in pairs]
+        dots = torch.stack([torch.vdot(g.reshape(-1), piece.reshape(-1)) for g, piece in pairs])
         dot, g_sq = torch.stack([dots.sum(), torch.stack(torch._foreach_norm(grads)).square().sum()]).tolist()
         if g_sq == 0 or back_sq == 0 or not math.isfinite(dot):
             return None
@@ -159,7 +156,7 @@ class SignalTracker:
     @torch.no_grad()
     def before_step(self) -> None:
         """Remember the weights, to measure the update the optimizer makes."""
-        self._previous = self._flat(slot="previous")
+        self._previous = self._flat()
 
     @torch.no_grad()
     def after_step(self) -> float | None:
