@@ -240,6 +240,38 @@ def test_divergence_guard_probation_holds_the_run_to_the_state_before_the_diverg
     assert not [d for d in calm if d.knob == "rollback"] and policy.steady, "probation ends after 20 calm steps"
 
 
+def test_divergence_guard_takes_no_probation_reference_across_a_change_of_regularisation():
+    # more dropout raises the training loss: the restored state's average, measured under the
+    # old dropout, is no reference for the losses that follow (the spike and trend checks stay)
+    policy = POLICIES["divergence_guard"](warmup=0, recovery=20, probation_factor=1.25, snapshot_every=10)
+    knobs = Knobs(dropout=0.25)
+    for step in range(1, 10):
+        policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)
+    assert [d.knob for d in policy.observe(Signals(10, loss=9.0, loss_ema=1.0), knobs)] == ["rollback", "lr_scale"]
+    policy.observe(Signals(11, loss=1.0, loss_ema=1.0), knobs)  # the reference: 1.0
+    knobs.dropout = 0.3  # the regularisation policy, at an evaluation on probation
+    later = [d for step in range(12, 40) for d in policy.observe(Signals(step, loss=1.3, loss_ema=1.2), knobs)]
+    assert [d.knob for d in later] == ["lr_scale"] and later[0].new == 1.0 and policy.steady, (
+        "1.3 is above 1.25x the old reference, but the loss level moved: no rollback, the LR comes back"
+    )
+    # the next probation, with no change of regularisation near it, holds the run to its reference again
+    assert [d.knob for d in policy.observe(Signals(100, loss=9.0, loss_ema=1.2), knobs)] == ["rollback", "lr_scale"]
+    again = [d for step in range(101, 120) for d in policy.observe(Signals(step, loss=1.6, loss_ema=1.2), knobs)]
+    assert again and again[0].knob == "rollback" and "1.25x the 1.2" in again[0].reason
+
+
+def test_divergence_guard_takes_no_reference_from_a_snapshot_that_may_predate_a_change():
+    policy = POLICIES["divergence_guard"](warmup=0, recovery=20, probation_factor=1.25, snapshot_every=10)
+    knobs = Knobs(weight_decay=0.01)
+    for step in range(1, 30):
+        if step == 25:
+            knobs.weight_decay = 0.02
+        policy.observe(Signals(step, loss=1.0, loss_ema=1.0), knobs)
+    assert [d.knob for d in policy.observe(Signals(30, loss=9.0, loss_ema=1.0), knobs)] == ["rollback", "lr_scale"]
+    later = [d for step in range(31, 60) for d in policy.observe(Signals(step, loss=1.3, loss_ema=1.0), knobs)]
+    assert "rollback" not in [d.knob for d in later], "the snapshot is from before step 25, under the old weight decay"
+
+
 def _drift_to_guessing(policy, chance):
     """120 healthy steps at loss 0.8, then losses at the loss of guessing while the average follows slowly."""
     knobs, ema = Knobs(), 0.8

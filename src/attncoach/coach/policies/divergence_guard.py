@@ -12,7 +12,11 @@ the reference for a probation of ``recovery`` steps: recent losses above
 ``probation_factor`` x that reference roll back again (a cause that persists, such as a
 too-large LR, keeps the loss elevated without ever spiking against an average it has
 already pulled up), and no snapshot is taken while on probation, so the run always goes
-back to a state from before the divergence. Once the run has been stable for ``recovery``
+back to a state from before the divergence. Dropout and weight decay move the level of the
+training loss: when either changes during a probation (or shortly before the divergence, so that
+the snapshot may predate it), the restored state's average was measured under other settings and
+is no reference; that probation goes on with the spike, trend and collapse checks only.
+Once the run has been stable for ``recovery``
 steps, the rollbacks' LR reductions are undone in full, so a passing spike does not leave
 the run crawling; if the run diverges again within ``recovery`` steps of that, the LR it
 came back to is itself too high, and from then on the LR comes back one notch
@@ -98,6 +102,10 @@ class DivergenceGuard(Policy):
         self._reference: float | None = None  # on probation: the restored state's loss average
         self._lowest: float | None = None  # the lowest loss average of healthy steps after warmup
         self._guessing = 0  # consecutive steps with recent losses at the loss of guessing
+        self._level: list[float] | None = None  # dropout and weight decay when last seen
+        self._level_step: int | None = None  # the step they last changed at
+        self._unreferenced = False  # this probation has no reference: the loss level moved
+        self._fresh = False  # the next step starts from the restored (or shifted) state
 
     def data_shift(self) -> None:
         """The curriculum changed the examples: loss averages from before are no reference."""
@@ -105,6 +113,7 @@ class DivergenceGuard(Policy):
         self._guessing = 0
         if self._rolled_at is not None:
             self._reference = None  # re-taken from the next step's average
+            self._fresh = True
 
     @property
     def steady(self) -> bool:
@@ -115,8 +124,10 @@ class DivergenceGuard(Policy):
         if signals.evaluated:
             return []
         loss, ema = signals.loss, signals.loss_ema
-        if self._rolled_at is not None and self._reference is None:
-            self._reference = self._short = ema  # first step after a rollback: the restored average
+        self._follow_level(signals.step, knobs)
+        if self._fresh:  # first step after a rollback: the restored average
+            self._short, self._fresh = ema, False
+            self._reference = None if self._unreferenced else ema
         if loss is not None and math.isfinite(loss):
             self._short = loss if self._short is None else 0.7 * self._short + 0.3 * loss
         settled = ema is not None and signals.step > self.warmup
@@ -149,6 +160,7 @@ class DivergenceGuard(Policy):
             probation = self.recovery or self.snapshot_every
             if self._rolled_at is not None and signals.step - self._rolled_at >= probation:
                 self._rolled_at = self._reference = None  # the cause has passed
+                self._unreferenced = False
                 self._rollbacks = 0  # a later divergence is a new one
             return self._recover(signals, knobs)
         seen = signals.values("loss", "loss_ema", "grad_norm", "nonfinite")
@@ -158,7 +170,9 @@ class DivergenceGuard(Policy):
         if self._restored_at is not None and signals.step - self._restored_at < max(1, self.recovery):
             self._gentle = True  # the LR it came back to is itself too high
         self._last_event = self._rolled_at = signals.step
-        self._reference = None  # taken from the restored state at the next step
+        self._reference, self._fresh = None, True  # taken from the restored state at the next step
+        if self._level_step is not None and signals.step - self._level_step <= 2 * self.snapshot_every:
+            self._unreferenced = True  # the snapshot rolled back to may predate the change
         self._guessing = 0
         if self._rollbacks > self.max_rollbacks:
             return [
@@ -195,6 +209,17 @@ class DivergenceGuard(Policy):
                 seen,
             ),
         ]
+
+    def _follow_level(self, step: int, knobs: Knobs) -> None:
+        """Note a change of dropout or weight decay; on probation it leaves the reference stale."""
+        level = [knobs.dropout, knobs.weight_decay]
+        if level == self._level:
+            return
+        if self._level is not None:
+            self._level_step = step
+            if self._rolled_at is not None:
+                self._unreferenced, self._reference = True, None
+        self._level = level
 
     def _recover(self, signals, knobs: Knobs) -> list[Decision]:
         if self._owed <= 1.0 + 1e-9 or not self.recovery or signals.step - self._last_event < self.recovery:
