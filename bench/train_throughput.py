@@ -7,6 +7,11 @@ optimizer. Both count training tokens (real, unpadded) per second over the same 
 recipe's time excludes its one evaluation and checkpoint at the last step (it reports them
 separately), since the hand loop does neither.
 
+Coach cost: the same recipe with the coach on (its default policies), from the same
+initialisation, in the same repetitions. The three runs of a repetition go recipe, hand loop,
+coach on one repetition and coach, hand loop, recipe on the next, so that neither side of
+either ratio always runs in the same place.
+
 Model FLOP utilisation: analytic training FLOPs of the recipe's steps (3x the forward matmul
 FLOPs, on the padded tokens the hardware computes) per second, divided by the fp32 matmul
 FLOP/s of a large square torch.mm measured beside each repetition in the same run.
@@ -142,17 +147,18 @@ def main() -> None:
             recipe = make_recipe(args.config, args.steps, overrides, Path(tmp) / f"r{rep}")
             init_state = {k: v.clone() for k, v in recipe.model.state_dict().items()}
             flops = training_flops(recipe, args.steps)
-            if rep % 2 == 0:  # alternate which loop goes first: A B, B A, A B, ...
+            coach_recipe = make_recipe(args.config, args.steps, coached, Path(tmp) / f"c{rep}")
+            coach_recipe.model.load_state_dict(init_state)
+            if rep % 2 == 0:  # recipe, hand loop, coach; then coach, hand loop, recipe; ...
                 seconds, tokens = run_recipe(recipe)
                 hand_seconds, hand_tokens = run_hand_loop(recipe, init_state, args.steps)
+                coach_seconds, coach_tokens = run_recipe(coach_recipe)
             else:
+                coach_seconds, coach_tokens = run_recipe(coach_recipe)
                 hand_seconds, hand_tokens = run_hand_loop(recipe, init_state, args.steps)
                 recipe.model.load_state_dict(init_state)
                 seconds, tokens = run_recipe(recipe)
             assert tokens == hand_tokens, "the two loops must see the same tokens"
-            coach_recipe = make_recipe(args.config, args.steps, coached, Path(tmp) / f"c{rep}")
-            coach_recipe.model.load_state_dict(init_state)
-            coach_seconds, coach_tokens = run_recipe(coach_recipe)
             peak = matmul_flops_per_second(size)  # beside each pair: the machine is shared and noisy
             if rep == 0:
                 continue
