@@ -4,13 +4,15 @@ One script, one split and one protocol (see ``bench/next_item_baselines.py``, wh
 baselines): leave-one-out; the test target ranked among all items the user has not
 interacted with (HR@10, NDCG@10, MRR), and among 100 sampled negatives (``*_sampled``).
 
-attncoach trains ``configs/movielens-sasrec.yaml`` as it is (an elastic supernet, widths
-{0.5, 1} x depths {0.5, 1}, the coach on, early stopping on val NDCG@10) for seeds 0, 1, 2, and
+attncoach trains ``configs/movielens-sasrec.yaml`` as it is (an elastic supernet over
+widths {0.5, 1} at full depth, the coach on, early stopping on val NDCG@10) for seeds 0, 1, 2
+(``--seeds`` names others), and
 reports the full model's test metrics and those of its width-0.5 sub-net (full depth), measured
 on the same weights with ``set_subnet``. Wall-clock is the whole ``attncoach.train`` call (data,
 training, evaluations, checkpoints) with 2 torch threads.
 
-    python bench/next_item.py            # about 20 minutes on 2 cores (RecBole needs its venv, see the baselines)
+    python bench/next_item.py            # about 50 minutes on 2 cores with the baselines (RecBole needs its venv)
+    python bench/next_item.py --baselines bench/results/next_item_baselines.json   # attncoach only, about 20 minutes
     python bench/next_item.py --quick    # a smoke test: tiny settings, seconds
 """
 
@@ -91,6 +93,9 @@ def main() -> None:
         metavar="FILE.json",
         help="take the baseline rows from a next_item_baselines.py result (same split and protocol) instead of rerunning",
     )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(SEEDS), help="attncoach's training seeds (default: 0 1 2)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     measured_under = conditions()  # at the start: the code that runs is the code recorded
@@ -106,7 +111,7 @@ def main() -> None:
             print(f"running {name}", file=sys.stderr, flush=True)
             rows.append(baseline(data, quick=args.quick))
     ours = []
-    for seed in SEEDS[:1] if args.quick else SEEDS:
+    for seed in args.seeds[:1] if args.quick else args.seeds:
         print(f"training attncoach seed {seed}", file=sys.stderr, flush=True)
         ours.append(attncoach_row(seed, args.quick))
     half = [{**r["width_0.5"], "seconds": r["seconds"]} for r in ours]
