@@ -6,8 +6,7 @@ interacted with (HR@10, NDCG@10, MRR), and among 100 sampled negatives (``*_samp
 
 attncoach trains ``configs/movielens-sasrec.yaml`` as it is (an elastic supernet over
 widths {0.5, 1} at full depth, the coach on, early stopping on val NDCG@10) for seeds 0, 1, 2
-(``--seeds`` names others), and
-reports the full model's test metrics and those of its width-0.5 sub-net (full depth), measured
+(``--seeds`` names others), and reports the full model's test metrics and those of its width-0.5 sub-net (full depth), measured
 on the same weights with ``set_subnet``. Wall-clock is the whole ``attncoach.train`` call (data,
 training, evaluations, checkpoints) with 2 torch threads.
 
