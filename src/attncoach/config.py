@@ -59,6 +59,7 @@ class DataConfig:
     time_column: Optional[str] = None  # None = timestamp, time, ts
     min_interactions: int = 3  # users with fewer are dropped (leave-one-out needs 3)
     negatives: int = 100  # sampled negatives of the sampled protocol (0 = full ranking only)
+    window_stride: Optional[int] = None  # items between the ends of a history's training windows; None = max_length
 
 
 @dataclass
@@ -441,6 +442,7 @@ def validate(cfg: RunConfig) -> None:
     check_key(d.max_length_cap >= 2, "data.max_length_cap", "must be at least 2")
     check_key(d.min_interactions >= 3, "data.min_interactions", "must be at least 3 (leave-one-out needs 3)")
     check_key(d.negatives >= 0, "data.negatives", "must be 0 or more")
+    check_key(d.window_stride is None or d.window_stride >= 1, "data.window_stride", "must be at least 1")
     for key in ("dim", "layers", "heads", "ffn_dim"):
         check_key(getattr(m, key) >= 1, f"model.{key}", "must be at least 1")
     check_key(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")

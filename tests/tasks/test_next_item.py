@@ -24,6 +24,28 @@ def test_windows_make_every_item_but_the_first_a_target_once(length, max_length)
     assert history_windows(np.array([4]), 3) == []
 
 
+@pytest.mark.parametrize("length, max_length, stride", [(20, 4, 1), (20, 4, 2), (50, 10, 3), (7, 3, 3), (3, 5, 2)])
+def test_a_smaller_stride_covers_every_target_with_windows_ending_stride_apart(length, max_length, stride):
+    history = np.arange(1, length + 1)
+    windows = history_windows(history, max_length, stride)
+    assert all(2 <= len(w) <= max_length + 1 for w in windows)
+    assert set(np.concatenate([w[1:] for w in windows]).tolist()) == set(history[1:].tolist())
+    ends = [int(w[-1]) for w in windows]
+    assert ends[-1] == length and all(b - a == stride for a, b in zip(ends, ends[1:]))
+    assert windows[0][0] == 1  # the oldest window starts at the history's first item
+    assert len(windows) >= len(history_windows(history, max_length))
+
+
+def test_window_stride_multiplies_the_training_windows(tmp_path):
+    path = make_interactions(tmp_path / "i.tsv")
+    task = TASKS["next_item"]()
+    counts = {}
+    for stride in (None, 2):
+        over = tiny_next_item_overrides(path, tmp_path / f"r{stride}") + [f"data.window_stride={stride or 'null'}"]
+        counts[stride] = task.build(load_run_config(None, over)).stats["training_windows"]
+    assert counts[2] > counts[None]
+
+
 @pytest.fixture
 def built(tmp_path):
     cfg = load_run_config(None, tiny_next_item_overrides(make_interactions(tmp_path / "i.tsv"), tmp_path / "r"))

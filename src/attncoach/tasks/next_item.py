@@ -6,8 +6,9 @@ items before them train. A training example is a window of a user's training his
 model reads items ``0..n-2`` causally and predicts items ``1..n-1`` (one softmax over every
 item at every position, the cross-entropy form of SASRec's loss, which Klenitskiy & Vasilev
 2023 found better than its original sampled binary loss). A history longer than
-``data.max_length + 1`` is cut into consecutive windows that overlap by one item, so that
-every training item is a target exactly once.
+``data.max_length + 1`` is cut into windows whose ends lie ``data.window_stride`` items apart
+(default ``max_length``: consecutive windows that overlap by one item, so that every training
+item is a target exactly once; a smaller stride repeats targets after longer contexts).
 
 Evaluation ranks the target among **all** items (the honest protocol), leaving out the items
 the user has already interacted with, and reports HR@10, NDCG@10 and MRR; the same figures
@@ -158,7 +159,14 @@ class NextItemTask(Task):
     tracked = ("ndcg@10", "hr@10")
     corpus = DEFAULT_CORPUS
     keys = frozenset(
-        {"data.user_column", "data.item_column", "data.time_column", "data.min_interactions", "data.negatives"}
+        {
+            "data.user_column",
+            "data.item_column",
+            "data.time_column",
+            "data.min_interactions",
+            "data.negatives",
+            "data.window_stride",
+        }
     )
 
     def build(self, cfg: Any, backbone: Any = None, model_dir: Path | None = None) -> TaskData:
@@ -173,7 +181,7 @@ class NextItemTask(Task):
         max_length = d.max_length or DEFAULT_MAX_LENGTH
         windows, users = [], []
         for user, history in zip(seqs.user_ids, split["train"]):
-            for window in history_windows(history, max_length):
+            for window in history_windows(history, max_length, d.window_stride or max_length):
                 windows.append(window)
                 users.append(user)
         short = len(seqs.user_ids) - len(set(users))
@@ -255,23 +263,28 @@ class NextItemTask(Task):
         return evaluate_cases(model, split, batch_size, bf16)
 
 
-def history_windows(history: np.ndarray, max_length: int) -> list[np.ndarray]:
-    """Windows of at most ``max_length + 1`` items, from the end back, overlapping by one item.
+def history_windows(history: np.ndarray, max_length: int, stride: int | None = None) -> list[np.ndarray]:
+    """Windows of at most ``max_length + 1`` items whose ends lie ``stride`` items apart, from the end back.
 
-    Every item but the first is the target of exactly one window position.
+    With ``stride = max_length`` (the default) windows overlap by one item and every item but the
+    first is the target of exactly one window position; a smaller stride lets a target appear in
+    several windows, each time after a longer stretch of the history before it.
 
     Example:
         >>> [w.tolist() for w in history_windows(np.arange(1, 8), 3)]
         [[1, 2, 3, 4], [4, 5, 6, 7]]
+        >>> [w.tolist() for w in history_windows(np.arange(1, 8), 3, stride=2)]
+        [[1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]
     """
+    stride = stride or max_length
     out = []
     end = len(history)
     while end >= 2:
         start = max(0, end - max_length - 1)
         out.append(np.asarray(history[start:end], dtype=np.int64))
-        end = start + 1
         if start == 0:
             break
+        end -= stride
     return out[::-1]
 
 
