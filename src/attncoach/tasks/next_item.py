@@ -181,7 +181,7 @@ class NextItemTask(Task):
         max_length = d.max_length or DEFAULT_MAX_LENGTH
         windows, users = [], []
         for user, history in zip(seqs.user_ids, split["train"]):
-            for window in history_windows(history, max_length, d.window_stride or max_length):
+            for window in history_windows(history, max_length, d.window_stride):
                 windows.append(window)
                 users.append(user)
         short = len(seqs.user_ids) - len(set(users))
