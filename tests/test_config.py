@@ -62,6 +62,8 @@ def test_yaml_file_then_overrides(tmp_path):
         ("data.val_fraction=0.95", "data.val_fraction"),
         ("data.test_fraction=0", "data.test_fraction"),
         ("model.backbone=' '", "model.backbone"),
+        ("train.freeze_layers=-1", "train.freeze_layers' must be 0 or more"),
+        ("train.freeze_layers=2", "train.freeze_layers' needs a pretrained model.backbone"),
     ],
 )
 def test_bad_overrides_name_the_key(override, words):

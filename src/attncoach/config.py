@@ -98,6 +98,7 @@ class TrainConfig:
     lr: Optional[float] = None  # None = per backbone: 1e-3 from scratch, 1e-4 for a pretrained one
     head_lr: Optional[float] = None  # LR of the task head; None = lr from scratch, 10 x lr on a pretrained backbone
     layer_lr_decay: Optional[float] = None  # < 1: lower layers train at lr * decay**(depth from top); None = 1 / 0.9
+    freeze_layers: int = 0  # pretrained backbones: the embeddings and the lowest N layers keep their weights
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     schedule: str = "linear"  # linear | cosine | constant
@@ -463,6 +464,12 @@ def validate(cfg: RunConfig) -> None:
         t.layer_lr_decay is not None and 0 < t.layer_lr_decay <= 1,
         "train.layer_lr_decay",
         "must be in (0, 1] (1 = off)",
+    )
+    check_key(t.freeze_layers >= 0, "train.freeze_layers", "must be 0 or more")
+    check_key(
+        t.freeze_layers == 0 or m.backbone != "scratch",
+        "train.freeze_layers",
+        "needs a pretrained model.backbone (the layers of a scratch model start random)",
     )
     check_key(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
     check_key(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")

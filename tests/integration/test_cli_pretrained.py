@@ -61,3 +61,33 @@ def test_bad_backbones(tiny_csv, tmp_path, capsys, monkeypatch):
     empty.mkdir()
     assert main(_args(tiny_csv, tmp_path / "out", empty)) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_frozen_lower_layers_keep_their_pretrained_weights_and_resume_exactly(tiny_csv, tiny_bert, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from attncoach.models.pretrained import load_backbone
+
+    out = tmp_path / "run"
+    assert main([*_args(tiny_csv, out, tiny_bert), "train.freeze_layers=1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    pretrained = load_backbone(tiny_bert).encoder_state
+    trained = load_file(out / "model/model.safetensors")
+    for name in ("embeddings.word.weight", "layers.0.attn.qkv.weight", "layers.0.ffn.fc2.bias"):
+        assert (trained[f"encoder.{name}"] == pretrained[name]).all(), name
+    assert not (trained["encoder.layers.1.attn.qkv.weight"] == pretrained["layers.1.attn.qkv.weight"]).all()
+
+    rewind_to_first_checkpoint(out)
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["test"] == metrics["test"] and without_times(resumed)["history"] == without_times(metrics)["history"]
+    capsys.readouterr()
+
+    for extra, words in [
+        ("train.freeze_layers=3", "'train.freeze_layers' (3) is more than the 2 layers of backbone"),
+        ("model.backbone=scratch", "'train.freeze_layers' needs a pretrained model.backbone"),
+    ]:
+        assert main([*_args(tiny_csv, tmp_path / "bad", tiny_bert), "train.freeze_layers=3", extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("error: ") and words in err, err
+        assert not (tmp_path / "bad").exists()

@@ -6,7 +6,7 @@ import torch
 from attncoach.config import TrainConfig
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
-from attncoach.train.optim import make_optimizer, parameter_groups
+from attncoach.train.optim import freeze_lower_layers, make_optimizer, parameter_groups
 
 
 def _model(layers=3):
@@ -58,3 +58,36 @@ def test_bad_values_are_refused(override):
 
     with pytest.raises(AttncoachError, match=override.split("=")[0]):
         load_config(None, [override])
+
+
+def test_freezing_lower_layers_leaves_them_out_and_unchanged():
+    model = _model(layers=3)
+    frozen = freeze_lower_layers(model, 2)
+    assert frozen[0] == "encoder.embeddings.word.weight"
+    assert {n.split(".")[2] for n in frozen if n.startswith("encoder.layers.")} == {"0", "1"}
+    assert not any(n.startswith(("encoder.layers.2.", "head")) for n in frozen)
+    groups = parameter_groups(model, TrainConfig(lr=1e-2))
+    in_optimizer = {id(p) for g in groups for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in in_optimizer}
+    assert names == {n for n, _ in model.named_parameters()} - set(frozen)
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-2))
+    ids = torch.randint(1, 50, (4, 6))
+    torch.nn.functional.cross_entropy(model(ids), torch.tensor([0, 1, 2, 0])).backward()
+    optimizer.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved.isdisjoint(frozen)
+    assert all(p.grad is None for n, p in model.named_parameters() if n in frozen)  # no backward below layer 3
+
+
+def test_freezing_every_layer_or_none():
+    model = _model(layers=2)
+    assert freeze_lower_layers(model, 0) == []
+    everything = freeze_lower_layers(model, 2)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        n for n, _ in model.named_parameters() if n not in everything
+    }
+    assert all(n.startswith("head") for n, p in model.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="cannot freeze 3 layers of an encoder with 2"):
+        freeze_lower_layers(_model(layers=2), 3)

@@ -55,6 +55,7 @@ class TextClassificationTask(Task):
             "model.backbone",
             "model.pooling",
             "model.head_dropout",
+            "train.freeze_layers",
         }
     )
 

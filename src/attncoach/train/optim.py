@@ -32,6 +32,37 @@ def _depth(name: str, layers: int) -> int | None:
     return None
 
 
+def freeze_lower_layers(model: torch.nn.Module, layers: int) -> list[str]:
+    """Stop training the embeddings and the lowest ``layers`` encoder layers; returns their parameter names.
+
+    Their parameters no longer require grad, so :func:`parameter_groups` leaves them out of the
+    optimizer and autograd records nothing below the first layer that trains: each step's
+    backward pass skips the frozen prefix (Lee et al. 2019 found that the lower layers of a
+    pretrained encoder change least in fine-tuning). ``layers = 0`` freezes nothing; all of them
+    (with the final norm of a pre-LN encoder) leaves only the task head training.
+
+    Raises:
+        ValueError: ``layers`` is more than the encoder has.
+
+    Example:
+        >>> frozen = freeze_lower_layers(model, 2)  # doctest: +SKIP
+        >>> frozen[0]                               # doctest: +SKIP
+        'encoder.embeddings.word.weight'
+    """
+    if layers <= 0:
+        return []
+    total = model.encoder.config.layers
+    if layers > total:
+        raise ValueError(f"cannot freeze {layers} layers of an encoder with {total}")
+    frozen = []
+    for name, param in model.named_parameters():
+        depth = _depth(name, total)
+        if depth is not None and depth <= layers:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def parameter_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups keyed by (base LR, weight decay), in a stable order.
 

@@ -36,7 +36,7 @@ from attncoach.tasks import TASKS, StepOut
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.loggers import make_loggers
-from attncoach.train.optim import make_optimizer
+from attncoach.train.optim import freeze_lower_layers, make_optimizer
 from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.schedule import lr_factor
 
@@ -115,6 +115,7 @@ class Recipe:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
         self.model = self._new_model().to(self.device)
+        self._freeze()
         self.scores = self._score_and_prune()
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler(train.lengths, t.batch_size, seed=t.seed, bucket_size=t.bucket_size)
@@ -178,7 +179,25 @@ class Recipe:
             enc.ffn_dim,
             enc.max_position,
         )
+        if self.cfg.train.freeze_layers > enc.layers:
+            raise AttncoachError(
+                f"config key 'train.freeze_layers' ({self.cfg.train.freeze_layers}) is more than the "
+                f"{enc.layers} layers of backbone {name}"
+            )
         return backbone
+
+    def _freeze(self) -> None:
+        """train.freeze_layers: the embeddings and the lowest layers keep their pretrained weights."""
+        n = self.cfg.train.freeze_layers
+        if n:
+            frozen = set(freeze_lower_layers(self.model, n))
+            count = sum(p.numel() for name, p in self.model.named_parameters() if name in frozen)
+            log.info(
+                "train.freeze_layers = %d: the embeddings and layers 1-%d stay as pretrained (%s parameters)",
+                n,
+                n,
+                f"{count:,}",
+            )
 
     def _new_model(self) -> torch.nn.Module:
         """A freshly initialised model of the task (on the backbone, when there is one)."""
