@@ -64,6 +64,9 @@ def test_yaml_file_then_overrides(tmp_path):
         ("model.backbone=' '", "model.backbone"),
         ("train.freeze_layers=-1", "train.freeze_layers' must be 0 or more"),
         ("train.freeze_layers=2", "train.freeze_layers' needs a pretrained model.backbone"),
+        ("train.freeze_after=0.5", "train.freeze_after' needs train.freeze_layers"),
+        ("train.freeze_after=1", "train.freeze_after' must be in [0, 1)"),
+        ("train.freeze_after=.nan", "train.freeze_after"),
     ],
 )
 def test_bad_overrides_name_the_key(override, words):

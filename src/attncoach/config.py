@@ -99,6 +99,7 @@ class TrainConfig:
     head_lr: Optional[float] = None  # LR of the task head; None = lr from scratch, 10 x lr on a pretrained backbone
     layer_lr_decay: Optional[float] = None  # < 1: lower layers train at lr * decay**(depth from top); None = 1 / 0.9
     freeze_layers: int = 0  # pretrained backbones: the embeddings and the lowest N layers keep their weights
+    freeze_after: float = 0.0  # fraction of the steps before freeze_layers applies (0: from the start)
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     schedule: str = "linear"  # linear | cosine | constant
@@ -470,6 +471,12 @@ def validate(cfg: RunConfig) -> None:
         t.freeze_layers == 0 or m.backbone != "scratch",
         "train.freeze_layers",
         "needs a pretrained model.backbone (the layers of a scratch model start random)",
+    )
+    check_key(0 <= t.freeze_after < 1, "train.freeze_after", "must be in [0, 1) (a fraction of the run's steps)")
+    check_key(
+        t.freeze_after == 0 or t.freeze_layers > 0,
+        "train.freeze_after",
+        "needs train.freeze_layers (the number of lower layers to freeze)",
     )
     check_key(t.weight_decay >= 0, "train.weight_decay", "must be non-negative")
     check_key(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), "train.betas", "must be two numbers in [0, 1)")

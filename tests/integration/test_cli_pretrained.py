@@ -91,3 +91,34 @@ def test_frozen_lower_layers_keep_their_pretrained_weights_and_resume_exactly(ti
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith("error: ") and words in err, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_layers_frozen_part_way_train_until_then_and_resume_exactly(tiny_csv, tiny_bert, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from attncoach.models.pretrained import load_backbone
+
+    out = tmp_path / "run"
+    late = ["train.freeze_layers=1", "train.freeze_after=0.5", "train.keep_checkpoints=4"]
+    assert main([*_args(tiny_csv, out, tiny_bert), *late]) == 0  # 40 steps: the freeze comes at step 20
+    metrics = json.loads((out / "metrics.json").read_text())
+    saved = {
+        int(p.name.split("-")[1]): load_file(p / "model.safetensors") for p in (out / "checkpoints").glob("step-*")
+    }
+    assert sorted(saved) == [10, 20, 30, 40]
+    pretrained = load_backbone(tiny_bert).encoder_state
+    lower, upper = "encoder.layers.0.attn.qkv.weight", "encoder.layers.1.attn.qkv.weight"
+    assert not (saved[10][lower] == pretrained["layers.0.attn.qkv.weight"]).all()  # trained before the freeze
+    assert not (saved[10][lower] == saved[20][lower]).all()
+    for step in (30, 40):  # and not after it, while the layers above still train
+        assert (saved[step][lower] == saved[20][lower]).all()
+        assert (saved[step]["encoder.embeddings.word.weight"] == saved[20]["encoder.embeddings.word.weight"]).all()
+    assert not (saved[40][upper] == saved[30][upper]).all()
+
+    rewind_to_first_checkpoint(out)  # step 10: the resumed run meets the freeze itself
+    assert main(["train", "--quiet", "--resume", str(out)]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["test"] == metrics["test"] and without_times(resumed)["history"] == without_times(metrics)["history"]
+    again = load_file(out / "checkpoints/step-00000040/model.safetensors")
+    assert all((again[k] == v).all() for k, v in saved[40].items())
+    capsys.readouterr()

@@ -115,7 +115,8 @@ class Recipe:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
         self.model = self._new_model().to(self.device)
-        self._freeze()
+        if t.freeze_after == 0:
+            self._freeze()
         self.scores = self._score_and_prune()
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler(train.lengths, t.batch_size, seed=t.seed, bucket_size=t.bucket_size)
@@ -127,6 +128,8 @@ class Recipe:
         self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
+        late = t.freeze_layers and t.freeze_after > 0
+        self.freeze_step = math.ceil(t.freeze_after * self.total_steps) if late else None
         session = self._setup_coach()
         self.coach = session if session is not None else Uncoached()  # the optimiser-step protocol
         self.scheduler, self.record = self._setup_curriculum()
@@ -186,15 +189,33 @@ class Recipe:
             )
         return backbone
 
-    def _freeze(self) -> None:
-        """train.freeze_layers: the embeddings and the lowest layers keep their pretrained weights."""
+    def _freeze(self, step: int | None = None) -> None:
+        """train.freeze_layers: the embeddings and the lowest layers stop training.
+
+        With train.freeze_after = 0 they keep their pretrained weights (called before the
+        optimizer is made, which leaves them out); otherwise everything trains until the step
+        :attr:`freeze_step`, where :meth:`train_step` calls this (FreezeOut, Brock et al. 2017,
+        freezes layers as training goes on): from then on each backward pass stops above them
+        and the optimizer, finding no gradient, leaves them where they are.
+        """
         n = self.cfg.train.freeze_layers
-        if n:
-            frozen = set(freeze_lower_layers(self.model, n))
-            count = sum(p.numel() for name, p in self.model.named_parameters() if name in frozen)
+        if not n:
+            return
+        frozen = set(freeze_lower_layers(self.model, n))
+        count = sum(p.numel() for name, p in self.model.named_parameters() if name in frozen)
+        if step is None:
             log.info(
                 "train.freeze_layers = %d: the embeddings and layers 1-%d stay as pretrained (%s parameters)",
                 n,
+                n,
+                f"{count:,}",
+            )
+        else:
+            log.info(
+                "step %d of %d (train.freeze_after = %g): the embeddings and layers 1-%d stop training (%s parameters)",
+                step,
+                self.total_steps,
+                self.cfg.train.freeze_after,
                 n,
                 f"{count:,}",
             )
@@ -502,6 +523,9 @@ class Recipe:
         """
         accumulation = self.coach.knobs.accumulation
         if self.micro == 0:
+            if self.freeze_step is not None and self.state.step >= self.freeze_step:  # also on resuming past it
+                self._freeze(self.state.step)
+                self.freeze_step = None
             self.optimizer.zero_grad(set_to_none=True)
         loss = self._forward_backward(batch, 1.0 / accumulation)
         self.micro += 1
