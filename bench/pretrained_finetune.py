@@ -6,7 +6,8 @@ same batch size, max length, number of optimizer steps, peak LR, warmup, schedul
 weight decay, each in its own process:
 
 - attncoach: `attncoach train --config configs/tweets-minilm.yaml` (layer-wise LR decay,
-  head LR, length-bucketed batches: the recipe as shipped);
+  head LR, length-bucketed batches, and the lower layers frozen part of the way when the
+  config says so: the recipe as shipped, its settings recorded in the results);
 - baselines: `transformers.Trainer` + `AutoModelForSequenceClassification` with its default
   collator (dynamic padding), fp32, no evaluation during training, twice: with its default
   random batches, and with its batches grouped by length (`group_by_length=True`, in
@@ -100,6 +101,10 @@ def export_splits(path: Path) -> dict:
         "warmup_ratio": cfg.train.warmup_ratio,
         "weight_decay": cfg.train.weight_decay,
         "seed": cfg.train.seed,
+        # what only attncoach's side does (the Trainer trains every layer at one LR)
+        "attncoach_train": {
+            k: getattr(cfg.train, k) for k in ("head_lr", "layer_lr_decay", "freeze_layers", "freeze_after")
+        },
         "train": {"texts": data.splits["train"].texts, "labels": data.splits["train"].labels.tolist()},
         "test": {"texts": data.splits["test"].texts, "labels": data.splits["test"].labels.tolist()},
     }
@@ -285,6 +290,7 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": shared["batch_size"],
         "max_length": shared["max_length"],
+        "attncoach_train": shared["attncoach_train"],
         "attncoach": ours,
         **baselines,
         "against": against,
