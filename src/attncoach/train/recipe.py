@@ -128,8 +128,7 @@ class Recipe:
         self.current_lr = 0.0
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
-        late = t.freeze_layers and t.freeze_after > 0
-        self.freeze_step = math.ceil(t.freeze_after * self.total_steps) if late else None
+        self.freeze_step = math.ceil(t.freeze_after * self.total_steps) if t.freeze_after > 0 else None
         session = self._setup_coach()
         self.coach = session if session is not None else Uncoached()  # the optimiser-step protocol
         self.scheduler, self.record = self._setup_curriculum()
@@ -204,21 +203,11 @@ class Recipe:
         frozen = set(freeze_lower_layers(self.model, n))
         count = sum(p.numel() for name, p in self.model.named_parameters() if name in frozen)
         if step is None:
-            log.info(
-                "train.freeze_layers = %d: the embeddings and layers 1-%d stay as pretrained (%s parameters)",
-                n,
-                n,
-                f"{count:,}",
-            )
+            when, what = f"train.freeze_layers = {n}", "stay as pretrained"
         else:
-            log.info(
-                "step %d of %d (train.freeze_after = %g): the embeddings and layers 1-%d stop training (%s parameters)",
-                step,
-                self.total_steps,
-                self.cfg.train.freeze_after,
-                n,
-                f"{count:,}",
-            )
+            when = f"step {step} of {self.total_steps} (train.freeze_after = {self.cfg.train.freeze_after:g})"
+            what = "stop training"
+        log.info("%s: the embeddings and layers 1-%d %s (%s parameters)", when, n, what, f"{count:,}")
 
     def _new_model(self) -> torch.nn.Module:
         """A freshly initialised model of the task (on the backbone, when there is one)."""
