@@ -1,4 +1,4 @@
-"""Find the best sub-net of a trained model under a latency or parameter budget.
+"""Find the best sub-net of a trained model under a latency budget, a parameter budget, or both.
 
 The candidates come from the model's :class:`~attncoach.elastic.space.ElasticSpace`:
 every uniform width x depth (x FFN width, when ``ffn_widths`` is set) and, when
@@ -47,10 +47,11 @@ RESCORED = 12  # with fitness_examples: candidates rescored on the whole split a
 
 @dataclass(frozen=True)
 class Budget:
-    """What the chosen sub-net may cost: a latency at a batch size, or a parameter count.
+    """What the chosen sub-net may cost: a latency at a batch size, a parameter count, or both
+    (the winner then meets both).
 
     Raises:
-        AttncoachError: both or neither budget, or a non-positive value.
+        AttncoachError: no budget, or a non-positive value.
     """
 
     max_latency_ms: float | None = None
@@ -58,21 +59,24 @@ class Budget:
     batch: int = 1
 
     def __post_init__(self) -> None:
-        if (self.max_latency_ms is None) == (self.max_params is None):
-            raise AttncoachError("give exactly one budget: a maximum latency or a maximum parameter count")
-        value = self.max_latency_ms if self.max_params is None else self.max_params
-        if not value > 0 or not math.isfinite(value):
-            raise AttncoachError(f"the budget must be a positive number, got {value:g}")
+        if self.max_latency_ms is None and self.max_params is None:
+            raise AttncoachError("give a budget: a maximum latency, a maximum parameter count, or both")
+        for value in (self.max_latency_ms, self.max_params):
+            if value is not None and (not value > 0 or not math.isfinite(value)):
+                raise AttncoachError(f"the budget must be a positive number, got {value:g}")
         if self.batch < 1:
             raise AttncoachError(f"the batch size must be at least 1, got {self.batch}")
 
     def __str__(self) -> str:
+        parts = []
         if self.max_params is not None:
-            return f"{self.max_params:,} parameters"
-        return f"{self.max_latency_ms:g} ms at batch {self.batch}"
+            parts.append(f"{self.max_params:,} parameters")
+        if self.max_latency_ms is not None:
+            parts.append(f"{self.max_latency_ms:g} ms at batch {self.batch}")
+        return " and ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form (None for a budget not given)."""
         return {"max_latency_ms": self.max_latency_ms, "max_params": self.max_params, "batch": self.batch}
 
 
@@ -397,11 +401,16 @@ class BudgetSearch:
             self._quality[key] = self.judge.quality(examples)
         return self._quality[key]
 
+    def over_params(self, candidate: Candidate) -> bool:
+        """Over the parameter budget (never, without one)."""
+        return self.budget.max_params is not None and self.costs(candidate)[1] > self.budget.max_params
+
     def clearly_over(self, candidate: Candidate) -> bool:
-        """Over a parameter budget, or predicted well over a latency budget."""
-        if self.budget.max_params is not None:
-            return self.costs(candidate)[1] > self.budget.max_params
-        return self.estimated_ms(candidate) > self.budget.max_latency_ms * PRUNE_FACTOR
+        """Over the parameter budget, or predicted well over the latency budget."""
+        if self.over_params(candidate):
+            return True
+        limit = self.budget.max_latency_ms
+        return limit is not None and self.estimated_ms(candidate) > limit * PRUNE_FACTOR
 
     def describe(self, candidate: Candidate) -> dict[str, Any]:
         """The reported numbers of a candidate (quality on the whole split, measured latency)."""
@@ -453,9 +462,9 @@ class BudgetSearch:
     def _first_within_budget(self, ranked: Sequence[Candidate]) -> Candidate | None:
         """The best candidate that meets the budget; latencies are measured, not predicted."""
         for candidate in ranked:
-            if self.budget.max_params is not None:
-                return candidate
-            if self.measured_ms(candidate) <= self.budget.max_latency_ms:
+            if self.over_params(candidate):
+                continue
+            if self.budget.max_latency_ms is None or self.measured_ms(candidate) <= self.budget.max_latency_ms:
                 return candidate
             log.info(
                 "%s measures %.3f ms, over %s: trying the next best",
@@ -473,16 +482,18 @@ class BudgetSearch:
         return None if best is None else self.describe(best)
 
     def _nothing_fits(self) -> str:
-        if self.budget.max_params is not None:
-            smallest = min(uniform_grid(self.space, self.config), key=lambda c: self.costs(c)[1])
+        smallest = min(uniform_grid(self.space, self.config), key=lambda c: self.costs(c)[1])
+        if self.over_params(smallest):
             return (
                 f"no sub-net meets {self.budget}: the smallest, {smallest.name}, "
                 f"has {self.costs(smallest)[1]:,} parameters"
             )
-        fastest = min(self._measured, key=self._measured.get)
+        limit = self.budget.max_params
+        measured = {s: ms for s, ms in self._measured.items() if limit is None or self._costs[s][1] <= limit}
+        fastest = min(measured, key=measured.get)  # the smallest is among them: calibration measures it
         return (
-            f"no sub-net meets {self.budget}: the fastest, {self._names[fastest]}, "
-            f"takes {self._measured[fastest]:.3g} ms"
+            f"no sub-net meets {self.budget}: the fastest{' within the parameters' if limit else ''}, "
+            f"{self._names[fastest]}, takes {measured[fastest]:.3g} ms"
         )
 
 
@@ -499,7 +510,7 @@ def search(
     Args:
         judge: the model (its sub-net is restored after), the split that scores candidates
             (the run's val split) and the task's metrics, primary first.
-        budget: a latency at a batch size, or a parameter count.
+        budget: a latency at a batch size, a parameter count, or both.
         space: the space to search (see :func:`search_space`).
         seed: seed of the evolutionary search.
         fitness_examples: see :class:`BudgetSearch`.
