@@ -3,26 +3,33 @@
     attncoach train [--config FILE] [section.key=value ...]
     attncoach train --resume RUN_DIR
     attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--json]
-    attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl]
+    attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl [--overwrite]] [--no-text]
     attncoach export RUN_OR_MODEL_DIR (--width W [--depth D] | --subnet FILE.json) --out DIR
-    attncoach subnets RUN [--out FILE.json] [--batch-sizes 1 32]
-    attncoach search RUN (--max-latency-ms MS [--batch B] | --max-params N) [--out FILE.json] [--seed S]
+    attncoach subnets RUN [--out FILE.json [--overwrite]] [--batch-sizes 1 32]
+    attncoach search RUN [--max-latency-ms MS [--batch B]] [--max-params N] [--out FILE.json [--overwrite]] [--seed S]
     attncoach examples RUN [--hardest N | --suspect N | --unforgettable N] [--json]
 
-Problems with the user's input end with one line on stderr and exit status 2; ``--debug``
-shows the traceback instead.
+Options and positional arguments may come in any order. Problems with the user's input end
+with one line on stderr and exit status 2, a bug with exit status 1; ``--debug`` adds the
+traceback and keeps the status. SIGINT ends with ``interrupted`` (130), SIGTERM with
+``terminated`` (143); a run stopped either way resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import logging
 import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,34 @@ from attncoach import __version__
 from attncoach.errors import AttncoachError
 
 log = logging.getLogger("attncoach")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it stops the way Ctrl-C does."""
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: options and positional arguments in any order, and its own usage on errors.
+
+    Plain argparse gives every positional its values at their first run, so ``predict RUN --width 0.5
+    "text"`` would leave "text" over, reported with the top-level usage.
+    """
+
+    _parsing = False
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._parsing:  # parse_known_intermixed_args calls back here, twice (in some Python versions)
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            namespace, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="attncoach", parents=[common], description="Train attention models that adapt while they train."
     )
     parser.add_argument("--version", action="version", version=f"attncoach {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
 
     train = sub.add_parser("train", parents=[common], help="train a model into a run directory")
     train.add_argument("--config", help="YAML config file (optional: defaults plus overrides make a valid run)")
@@ -63,17 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--text-column", help="text column of --data (default: the run's, else 'text')")
     ev.add_argument("--label-column", help="label column of --data (default: the run's, else 'label')")
     ev.add_argument("--encoding", help="encoding of --data (default: the run's, else utf-8)")
+    ev.add_argument("--format", help="format of --data: csv, tsv or jsonl (default: from its suffix)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_subnet_options(ev)
     ev.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", parents=[common], help="predict labels for texts")
     pr.add_argument("path", metavar="RUN_OR_MODEL_DIR")
-    pr.add_argument("texts", nargs="*", help="texts to classify")
+    pr.add_argument("texts", nargs="*", default=[], help="texts to classify")
     pr.add_argument(
         "--input", metavar="FILE", help="a .txt file (one text per line) or CSV/TSV/JSONL with a text column"
     )
     pr.add_argument("--output", metavar="FILE.jsonl", help="write one JSON line per text here (default: stdout)")
+    _add_overwrite_option(pr, "--output")
+    pr.add_argument("--no-text", action="store_true", help="leave the input text out of each output line")
     pr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     _add_subnet_options(pr)
@@ -114,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
     ex.set_defaults(func=cmd_examples)
     return parser
+
+
+def _add_overwrite_option(parser: argparse.ArgumentParser, flag: str) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=f"replace the file {flag} names if it exists")
 
 
 def _add_subnet_options(parser: argparse.ArgumentParser) -> None:
@@ -168,26 +210,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.quiet = quiet
     _setup_logging(quiet)
     try:
-        return args.func(args) or 0
+        with _sigterm_raises_terminated():
+            return args.func(args) or 0
     except AttncoachError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"error: {exc}", 2, debug)
     except BrokenPipeError:  # e.g. `attncoach predict ... | head`: the reader left, nothing to report
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last line of defence: one line, not a traceback
-        if debug:
-            raise
-        print(
-            f"error: internal error {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr
-        )
-        return 1
+        hint = "" if debug else " (rerun with --debug for the traceback)"
+        return _fail(f"error: internal error {type(exc).__name__}: {exc}{hint}", 1, debug)
+
+
+def _fail(line: str, status: int, debug: bool) -> int:
+    """Print the error line (after the traceback of the exception being handled, with --debug)."""
+    if debug:
+        traceback.print_exc()
+    print(line, file=sys.stderr)
+    return status
+
+
+@contextlib.contextmanager
+def _sigterm_raises_terminated() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` (the previous handler is restored after).
+
+    A training run then stops like on Ctrl-C: between checkpoints, which are written atomically,
+    so ``--resume`` continues from the last one.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -229,7 +297,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg.output_dir = default_output_dir(cfg)
         run = RunDir(cfg.output_dir)
         run.check_new()  # created once the data is ready, so a data error leaves nothing behind
-    log.info("run directory: %s", run.path)
     metrics = Recipe(cfg, run, resume=bool(args.resume), quiet=args.quiet).run()
     _print_summary(metrics, run.path, args.quiet)
     return 0
@@ -278,7 +345,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise AttncoachError(f"--data scores a labelled text file; {model_dir} holds a {clf.task} model")
         cfg = load_config(run.config) if run.is_run() else None
         data_cfg = _eval_data_config(cfg, args)
-        split = encode_examples(read_examples(data_cfg), clf.tokenizer, clf.labels, clf.max_length, source=args.data)
+        try:
+            examples = read_examples(data_cfg)
+        except AttncoachError as exc:
+            raise AttncoachError(_with_eval_flags(str(exc))) from None
+        split = encode_examples(examples, clf.tokenizer, clf.labels, clf.max_length, source=args.data)
         source = args.data
         metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
     else:
@@ -310,7 +381,23 @@ def _eval_data_config(cfg: Any, args: argparse.Namespace) -> Any:
         text_column=args.text_column or base.text_column,
         label_column=args.label_column or base.label_column,
         encoding=args.encoding or base.encoding,
+        format=args.format,
     )
+
+
+# The config keys that eval's --data reading names in its messages, and eval's flags that set them.
+_EVAL_FLAGS = {
+    "data.path": "--data",
+    "data.text_column": "--text-column",
+    "data.label_column": "--label-column",
+    "data.encoding": "--encoding",
+    "data.format": "--format",
+}
+
+
+def _with_eval_flags(message: str) -> str:
+    """A data reader's message with the config keys it names replaced by eval's flags."""
+    return re.sub(r"\bdata\.[a-z_]+\b", lambda m: _EVAL_FLAGS.get(m.group(), m.group()), message)
 
 
 def _print_metrics(metrics: dict[str, Any], source: str) -> None:
@@ -336,22 +423,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if bool(args.texts) == bool(args.input):
         raise AttncoachError("give either texts to classify or --input FILE (not both, not neither)")
-    out = Path(args.output) if args.output else None
-    if out is not None and not out.parent.is_dir():
-        raise AttncoachError(f"output folder does not exist: {out.parent}")
+    out = _checked_output(args.output, "--output", args.overwrite, inputs=[args.input] if args.input else [])
     texts = list(args.texts) if args.texts else _read_input_texts(args)
     clf = load_model(resolve_model_dir(args.path))
     if clf.task != "text_classification":
         raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach recommend)")
     _apply_subnet(clf, args)
     results = clf.predict(texts)
-    lines = [json.dumps({"text": text, **res}, ensure_ascii=False) for text, res in zip(texts, results)]
+    rows = results if args.no_text else ({"text": text, **res} for text, res in zip(texts, results))
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     if out is not None:
         atomic_write_text(out, "\n".join(lines) + "\n")
         log.info("wrote %d predictions to %s", len(lines), out)
     else:
         print("\n".join(lines))
     return 0
+
+
+def _checked_output(given: str | None, flag: str, overwrite: bool, inputs: Sequence[str] = ()) -> Path | None:
+    """The path of an output file, checked before any work: its folder exists, it is none of
+    ``inputs`` (after resolving links and relative paths), and it exists only with ``--overwrite``."""
+    if given is None:
+        return None
+    path = Path(given)
+    if not path.parent.is_dir():
+        raise AttncoachError(f"output folder does not exist: {path.parent}")
+    for source in inputs:
+        if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise AttncoachError(f"{flag} {path} is the input file {source}: choose another file to write")
+    if path.is_dir():
+        raise AttncoachError(f"{flag} {path} is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise AttncoachError(f"{flag} {path} already exists; add --overwrite to replace it")
+    return path
 
 
 def _read_input_texts(args: argparse.Namespace) -> list[str]:
@@ -451,6 +555,7 @@ def _add_subnets_and_search(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     sn.add_argument("path", metavar="RUN")
     sn.add_argument("--out", metavar="FILE.json", help="write the rows (with each sub-net) here")
+    _add_overwrite_option(sn, "--out")
     sn.add_argument(
         "--batch-sizes",
         type=int,
@@ -463,7 +568,7 @@ def _add_subnets_and_search(sub: Any, common: argparse.ArgumentParser) -> None:
     sn.set_defaults(func=cmd_subnets)
 
     se = sub.add_parser(
-        "search", parents=[common], help="find the best sub-net of a run under a latency or size budget"
+        "search", parents=[common], help="find the best sub-net of a run under a latency and/or size budget"
     )
     se.add_argument("path", metavar="RUN")
     se.add_argument("--max-latency-ms", type=float, metavar="MS", help="budget: milliseconds per batch (measured)")
@@ -472,6 +577,7 @@ def _add_subnets_and_search(sub: Any, common: argparse.ArgumentParser) -> None:
     se.add_argument(
         "--out", metavar="FILE.json", help="write the chosen sub-net here (for eval/predict/export --subnet)"
     )
+    _add_overwrite_option(se, "--out")
     se.add_argument("--seed", type=int, default=0, help="seed of the evolutionary search (default: 0)")
     se.add_argument("--threads", type=int, help="torch threads while measuring (default: torch's default)")
     se.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -485,7 +591,7 @@ def cmd_subnets(args: argparse.Namespace) -> int:
     from attncoach.elastic.measure import evaluate_subnets, pareto_front
     from attncoach.elastic.search import search_space, uniform_grid
 
-    out = _checked_out_path(args.out)
+    out = _checked_output(args.out, "--out", args.overwrite)
     if any(size < 1 for size in args.batch_sizes):
         raise AttncoachError(f"--batch-sizes must be at least 1, got {args.batch_sizes}")
     batch_sizes = sorted(set(args.batch_sizes))
@@ -519,13 +625,6 @@ def _set_threads(threads: int | None) -> None:
         if threads < 1:
             raise AttncoachError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-
-
-def _checked_out_path(out: str | None) -> Path | None:
-    path = Path(out) if out else None
-    if path is not None and not path.parent.is_dir():
-        raise AttncoachError(f"output folder does not exist: {path.parent}")
-    return path
 
 
 def _load_run_and_judge(path: str) -> tuple[Any, Any, Any]:
@@ -592,8 +691,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from attncoach.atomicfile import atomic_write_json
     from attncoach.elastic.search import Budget, search, search_space
 
-    if (args.max_latency_ms is None) == (args.max_params is None):
-        raise AttncoachError("give exactly one budget: --max-latency-ms MS or --max-params N")
+    if args.max_latency_ms is None and args.max_params is None:
+        raise AttncoachError("give a budget: --max-latency-ms MS, --max-params N, or both")
     if args.batch is not None and args.max_latency_ms is None:
         raise AttncoachError("--batch sets the batch size of --max-latency-ms; it does not apply to --max-params")
     if args.max_params is not None and not (args.max_params > 0 and args.max_params.is_integer()):
@@ -603,7 +702,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         batch=1 if args.batch is None else args.batch,
         max_params=None if args.max_params is None else int(args.max_params),
     )
-    out = _checked_out_path(args.out)
+    out = _checked_output(args.out, "--out", args.overwrite)
     _set_threads(args.threads)
     clf, judge, _ = _load_run_and_judge(args.path)
     result = search(judge, budget, search_space(clf), seed=args.seed)
@@ -640,9 +739,9 @@ def _print_search_result(result: dict[str, Any]) -> None:
 
 
 def _budget_text(budget: dict[str, Any]) -> str:
-    if budget["max_params"] is not None:
-        return f"{budget['max_params']:,} parameters"
-    return f"{budget['max_latency_ms']:g} ms at batch {budget['batch']}"
+    from attncoach.elastic.search import Budget
+
+    return str(Budget(**budget))
 
 
 # ---------------------------------------------------------------- examples
@@ -655,6 +754,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
     for how, n in chosen:
         if n < 1:
             raise AttncoachError(f"--{how} must be at least 1, got {n}")
+    _check_has_record(run)
     rows = read_examples_jsonl(run.examples)
     if not chosen:
         counts = summary(rows)
@@ -671,6 +771,14 @@ def cmd_examples(args: argparse.Namespace) -> int:
     else:
         _print_ranked_examples(top, how, run.path)
     return 0
+
+
+def _check_has_record(run: Any) -> None:
+    """Refuse a run whose config turned the learning record off, saying so."""
+    from attncoach.train.settings import load_run_config
+
+    if not run.examples.is_file() and not load_run_config(run.config).curriculum.record:
+        raise AttncoachError(f"run {run.path} kept no learning record (it was trained with curriculum.record: false)")
 
 
 def _print_record_summary(counts: dict[str, Any], path: Path) -> None:

@@ -42,7 +42,10 @@ class RunDir:
         return self.config.is_file()
 
     def check_new(self) -> None:
-        """Refuse a directory that holds a run or anything else already (before any work)."""
+        """Refuse a directory that holds a run or anything else already, or cannot be made (before any work)."""
+        blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise AttncoachError(f"output_dir {self.path} cannot be made: {blocker} is a file, not a directory")
         if self.path.exists():
             if not self.path.is_dir():
                 raise AttncoachError(f"output_dir {self.path} exists and is not a directory")
@@ -57,8 +60,11 @@ class RunDir:
     def create(self) -> None:
         """Make the directory for a new run; refuse one that holds anything already."""
         self.check_new()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.model.mkdir(exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.model.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise AttncoachError(f"cannot make output_dir {self.path}: {exc.strerror}") from None
 
     @classmethod
     def existing(cls, path: str | Path) -> RunDir:

@@ -93,11 +93,27 @@ def test_an_impossible_budget_names_the_fastest(run, capsys):
     assert re.fullmatch(r"error: no sub-net meets 1e-06 ms at batch 1: the fastest, w\S+ d\S+, takes \S+ ms", err), err
 
 
+def test_a_latency_and_a_parameter_budget_together(run, tmp_path, capsys):
+    grid = tmp_path / "grid.json"
+    assert main(["subnets", str(run), "--quiet", "--out", str(grid), "--batch-sizes", "1"]) == 0
+    params = sorted(r["parameters"] for r in json.loads(grid.read_text())["rows"])
+    capsys.readouterr()
+    argv = ["search", str(run), "--max-params", str(params[2]), "--max-latency-ms", "10000", "--batch", "2"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["budget"] == {"max_latency_ms": 10000, "max_params": params[2], "batch": 2}
+    assert result["parameters"] <= params[2] and result["latency_ms"] <= 10000
+    assert main(argv) == 0
+    assert f"best sub-net within {params[2]:,} parameters and 10000 ms at batch 2" in capsys.readouterr().out
+    # both apply: a latency no sub-net meets fails even with a generous parameter budget
+    assert main(["search", str(run), "--max-params", str(params[-1]), "--max-latency-ms", "0.000001"]) == 2
+    assert "no sub-net meets" in _last_error(capsys)
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["search", "{run}"], "exactly one budget"),
-        (["search", "{run}", "--max-params", "100", "--max-latency-ms", "5"], "exactly one budget"),
+        (["search", "{run}"], "give a budget"),
         (["search", "{run}", "--max-params", "0"], "positive whole number"),
         (["search", "{run}", "--max-params", "1e99999"], "positive whole number"),
         (["search", "{run}", "--max-latency-ms", "-2"], "positive"),

@@ -107,6 +107,10 @@ class SavedClassifier:
         labels = read_labels(model_dir / "labels.json")
         dev = torch.device(device)
         model = _load_model(model_dir, config, TextClassifier, dev)
+        if model.num_labels != len(labels):
+            raise AttncoachError(
+                f"{model_dir / 'labels.json'} lists {len(labels)} labels; the model has {model.num_labels} classes"
+            )
         tokenizer = load_tokenizer(model_dir / "tokenizer.json")
         return cls(
             model,

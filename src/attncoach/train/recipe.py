@@ -114,6 +114,7 @@ class Recipe:
         if not self.resume:
             self.run_dir.create()
             save_config(self.cfg, self.run_dir.config)
+        log.info("run directory: %s", self.run_dir.path)  # once the run is accepted: its data is ready
         self.model = self._new_model().to(self.device)
         if t.freeze_after == 0:
             self._freeze()

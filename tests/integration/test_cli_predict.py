@@ -1,0 +1,101 @@
+"""`attncoach predict` (and the other commands that write a file): outputs never destroy data,
+options and texts in any order, and the --no-text output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attncoach.cli import main
+
+
+def _refused(capsys, argv: list[str], *words: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in err, err
+    for word in words:
+        assert word in last, (word, last)
+    return last
+
+
+# ---------------------------------------------------------------- outputs never destroy data
+def test_output_that_is_the_input_is_refused(run, tiny_csv, capsys, monkeypatch):
+    before = tiny_csv.read_bytes()
+    _refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", str(tiny_csv)], "is the input")
+    # the same file by another name: a relative path, a symlink; --overwrite does not allow it either
+    monkeypatch.chdir(tiny_csv.parent)
+    relative = f"./{tiny_csv.name}"
+    _refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", relative, "--overwrite"], "input")
+    link = tiny_csv.parent / "link.csv"
+    link.symlink_to(tiny_csv)
+    _refused(capsys, ["predict", str(run), "--input", str(link), "--output", str(tiny_csv), "--overwrite"], "input")
+    assert tiny_csv.read_bytes() == before
+
+
+def test_an_existing_output_needs_overwrite(run, tiny_csv, tmp_path, capsys):
+    out = tmp_path / "preds.jsonl"
+    out.write_text("keep me\n")
+    _refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", str(out)], "exists", "--overwrite")
+    assert out.read_text() == "keep me\n"
+    assert main(["predict", str(run), "--input", str(tiny_csv), "--output", str(out), "--overwrite"]) == 0
+    assert len(out.read_text().splitlines()) == 240
+
+
+def test_subnets_and_search_outputs_need_overwrite(run, tmp_path, capsys):
+    out = tmp_path / "taken.json"
+    out.write_text("{}")
+    _refused(capsys, ["subnets", str(run), "--out", str(out)], "exists", "--overwrite")
+    _refused(capsys, ["search", str(run), "--max-params", "1000000", "--out", str(out)], "exists", "--overwrite")
+    assert out.read_text() == "{}"
+    assert main(["search", str(run), "--max-params", "1000000", "--out", str(out), "--overwrite", "--quiet"]) == 0
+    assert set(json.loads(out.read_text())) == {"layers", "heads", "ffn"}
+
+
+# ---------------------------------------------------------------- options and texts in any order
+def _predicted_texts(capsys) -> list[str]:
+    return [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_texts_after_options(run, tmp_path, capsys):
+    subnet = tmp_path / "s.json"
+    assert main(["search", str(run), "--max-params", "1000000", "--out", str(subnet), "--quiet"]) == 0
+    capsys.readouterr()
+    for argv in (
+        ["predict", str(run), "--subnet", str(subnet), "the flight was late"],
+        ["predict", str(run), "--width", "0.5", "the flight was late", "thanks a lot"],
+        ["predict", "--width", "0.5", str(run), "the flight was late"],
+        ["predict", str(run), "the flight was late", "--depth", "0.5", "thanks a lot"],
+        ["predict", "--quiet", str(run), "--width", "0.5", "the flight was late"],
+    ):
+        assert main(argv) == 0, argv
+        assert _predicted_texts(capsys)[0] == "the flight was late"
+
+
+def test_train_overrides_around_options(tiny_csv, tmp_path, capsys):
+    from tinydata import tiny_overrides
+
+    overrides = tiny_overrides(tiny_csv, tmp_path / "run", steps=5)
+    assert main(["train", *overrides[:3], "--quiet", *overrides[3:]]) == 0
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_errors_show_the_commands_usage(run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(run), "some text", "--no-such-option"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: attncoach predict" in err and "unrecognized arguments: --no-such-option" in err
+
+
+# ---------------------------------------------------------------- --no-text
+def test_no_text_leaves_the_text_out(run, tiny_csv, tmp_path, capsys):
+    assert main(["predict", str(run), "--no-text", "the flight was late", "thanks"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(set(row) == {"label", "probabilities"} for row in rows)
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", str(run), "--input", str(tiny_csv), "--output", str(out), "--no-text"]) == 0
+    assert "text" not in json.loads(Path(out).read_text().splitlines()[0])
