@@ -259,3 +259,17 @@ def test_jsonl_text_that_is_not_a_scalar(write_file):
 def test_bad_split_value_names_its_line(write_file, name, content, line):
     path = write_file(name, content)
     expect_error(path, [f"{path}: line {line} has split", "train, val", "test"], columns=SPLIT_COLUMNS)
+
+
+def test_jsonl_in_the_wrong_encoding_suggests_the_encoding(write_file):
+    body = '{"text": "some words", "label": "pos"}\n' * 300  # an even number of bytes: decodes as UTF-16
+    message = expect_error(
+        write_file("d.jsonl", body), ["line 1 is not valid JSON", "data.encoding"], encoding="utf-16"
+    )
+    assert len(message) < 200
+
+
+def test_a_long_jsonl_line_with_a_syntax_error_does_not_blame_the_encoding(write_file):
+    path = write_file("d.jsonl", '{"text": "' + "word " * 100 + '", "label": }\n')
+    message = expect_error(path, ["line 1 is not valid JSON"])
+    assert "encoding" not in message

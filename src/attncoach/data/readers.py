@@ -148,11 +148,11 @@ def require_file(path: Path) -> None:
 
 
 def shorten(value: str, limit: int = _SHOWN_CHARS) -> str:
-    """``value`` fit for a one-line message: control characters escaped, cut to ``limit`` with "…".
+    r"""``value`` fit for a one-line message: control characters escaped, cut to ``limit`` with "…".
 
     Example:
-        >>> shorten("a\tb" + "x" * 100, limit=10)
-        'a\\tbxxxxx…'
+        >>> print(shorten("a\nb" + "x" * 100, limit=10))
+        a\nbxxxxx…
     """
     shown = "".join(repr(ch)[1:-1] if unicodedata.category(ch) == "Cc" else ch for ch in value)
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
@@ -164,12 +164,12 @@ def looks_garbled(names: list[str]) -> bool:
     Signs: NUL or other control characters, U+FFFD, or a name longer than any real header
     (a file decoded wrongly often has no line break left, so the first name is the file).
     """
-    for name in names:
-        if len(name) > 200 or "\ufffd" in name:
-            return True
-        if any(unicodedata.category(ch) == "Cc" and ch not in "\t\r\n" for ch in name):
-            return True
-    return False
+    return any(len(name) > 200 or _has_garbled_characters(name) for name in names)
+
+
+def _has_garbled_characters(text: str) -> bool:
+    """Control characters other than tab and line ends (NULs of UTF-16 read as latin-1), or U+FFFD."""
+    return "\ufffd" in text or any(unicodedata.category(ch) == "Cc" and ch not in "\t\r\n" for ch in text)
 
 
 def _line_of_offset(data: bytes, offset: int, encoding: str) -> int:
@@ -284,7 +284,7 @@ def _first_line_hint(text: str, line: str) -> str:
         whole = None
     if isinstance(whole, dict):
         return "; the file holds one JSON object, but data files hold one object per line or a JSON array of them"
-    if looks_garbled([line]):
+    if _has_garbled_characters(line) or (len(line) > 200 and '"' not in line):  # a JSON object has quoted keys
         return "; the line looks garbled: is data.encoding right?"
     return ""
 
