@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from attncoach.config import DataConfig
@@ -123,3 +125,25 @@ def test_single_class_file_names_the_label_column(write_file):
     with pytest.raises(AttncoachError) as info:
         prepare_data(small_config(path, text_column="body", label_column="mood"), seed=0)
     assert str(info.value) == "label column 'mood' has a single class ('happy'); a classifier needs at least two"
+
+
+def test_rare_classes_and_small_splits_warn_and_go_to_data_stats(write_file, tweets, caplog):
+    rows = [f'"{text} {i}",{label}' for i in range(3) for text, label in tweets] + ['"a typo row",negativ']
+    path = write_file("d.csv", "text,label\n" + "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="attncoach"):
+        data = prepare_data(small_config(path), seed=0)
+    assert data.stats["warnings"] == [
+        "1 class has fewer than 5 examples: 'negativ' (1); too few to learn or to measure (a typo in a label?)",
+        "only 4 val and 4 test rows (fewer than 10): their metrics will be noisy",
+    ]
+    assert [r.getMessage() for r in caplog.records] == data.stats["warnings"]
+    assert "negativ" in data.labels and data.stats["label_counts"]["train"]["negativ"] == 1  # kept in train
+
+
+def test_enough_data_gives_no_size_warnings(write_file, tweets, caplog):
+    rows = [f'"{text} {i}",{label}' for i in range(3) for text, label in tweets]
+    path = write_file("d.csv", "text,label\n" + "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="attncoach"):
+        data = prepare_data(small_config(path, val_fraction=0.3, test_fraction=0.3), seed=0)
+    assert data.stats["warnings"] == [] and not caplog.records
+    assert len(data.splits["test"]) == 11

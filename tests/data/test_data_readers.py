@@ -77,7 +77,7 @@ def test_other_encoding(write_file):
     assert read_table(path, None, "latin-1", COLUMNS)[0].text == "café"
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json-lines"])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json-lines", ".json"])
 def test_format_of_known_suffixes(tmp_path, suffix):
     assert format_of(tmp_path / f"d{suffix.upper()}", None) in ("csv", "tsv", "jsonl")
 
@@ -107,6 +107,81 @@ def test_missing_file(tmp_path):
 def test_directory(tmp_path):
     (tmp_path / "d.csv").mkdir()
     expect_error(tmp_path / "d.csv", ["is a directory"])
+
+
+def test_directory_without_a_format_suffix_says_a_file_is_needed(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("x")
+    (data / "train.csv").write_text("text,label\nx,y\n")
+    message = expect_error(data, [f"data path {data} is a directory", "data.path must name a data file"])
+    assert f"such as {data / 'train.csv'}" in message and "cannot tell the format" not in message
+
+
+def test_wrong_encoding_shows_a_short_header_and_suggests_the_encoding(write_file):
+    body = "text,label\n" + "some words,pos\n" * 1000 + "x"  # an even number of bytes: decodes as UTF-16
+    message = expect_error(write_file("d.csv", body), ["has no column 'text'", "data.encoding"], encoding="utf-16")
+    assert len(message) < 300 and "…" in message
+
+
+def test_utf16_file_read_as_latin1_suggests_the_encoding(write_file):
+    path = write_file("d.tsv", "text\tlabel\nx\ty\n", encoding="utf-16")
+    message = expect_error(path, ["has no column 'text'", "is data.encoding right?"], encoding="latin-1")
+    assert "\\x00" in message  # the NULs shown escaped, not raw
+
+
+def test_a_real_missing_column_does_not_blame_the_encoding(write_file):
+    message = expect_error(write_file("d.csv", "sentence,label\nx,y\n"), ["set data.text_column"])
+    assert "encoding" not in message
+
+
+def test_long_split_value_is_cut(write_file):
+    path = write_file("d.csv", "text,label,part\na,x," + "q" * 10_000 + "\n")
+    message = expect_error(path, ["line 2 has split 'qqq", "…'"], columns=SPLIT_COLUMNS)
+    assert len(message) < 200
+
+
+def test_json_array_reads_like_jsonl(write_file):
+    path = write_file(
+        "d.json",
+        '[\n  {"text": "a", "label": 1, "part": "train"},\n\n  {"text": "b", "label": "neg",\n'
+        '   "part": "val"}, {"text": "c", "label": 2.0, "part": "test"}\n]\n',
+    )
+    rows = read_table(path, None, "utf-8", SPLIT_COLUMNS)
+    assert [(r.text, r.label, r.split, r.line) for r in rows] == [
+        ("a", "1", "train", 2),
+        ("b", "neg", "val", 4),
+        ("c", "2", "test", 5),
+    ]
+
+
+def test_jsonl_file_holding_one_json_array_on_one_line(write_file):
+    path = write_file("d.jsonl", '\ufeff[{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]\r\n')
+    assert [(r.text, r.label, r.line) for r in read_table(path, None, "utf-8", COLUMNS)] == [
+        ("a", "x", 1),
+        ("b", "y", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ("[]", ["has no rows"]),
+        ('[{"sentence": "a", "label": "x"}]', ["has no column 'text'", "columns: sentence, label"]),
+        ('[{"text": "a", "label": "x"},\n "b"]', ["array element 2 (line 2) is not a JSON object (got str)"]),
+        ('[{"text": "a", "label": "x"},\n {"text": }]', ["line 2 is not valid JSON"]),
+        ('[{"text": "a", "label": "x"},\n]', ["line 2 is not valid JSON"]),
+        ('[{"text": ["a"], "label": "x"}]', ["line 1", "'text'", "string or a number"]),
+        ('[{"text": "a", "label": "x", "part": "holdout"}]', ["line 1 has split 'holdout'"]),
+    ],
+)
+def test_bad_json_arrays(write_file, content, words):
+    expect_error(write_file("d.json", content), words, columns=SPLIT_COLUMNS if "part" in content else COLUMNS)
+
+
+def test_json_file_with_one_object_says_so(write_file):
+    path = write_file("d.json", '{\n  "rows": [{"text": "a", "label": "x"}]\n}\n')
+    expect_error(path, ["line 1 is not valid JSON", "holds one JSON object", "JSON array"])
 
 
 @pytest.mark.parametrize(
@@ -184,3 +259,17 @@ def test_jsonl_text_that_is_not_a_scalar(write_file):
 def test_bad_split_value_names_its_line(write_file, name, content, line):
     path = write_file(name, content)
     expect_error(path, [f"{path}: line {line} has split", "train, val", "test"], columns=SPLIT_COLUMNS)
+
+
+def test_jsonl_in_the_wrong_encoding_suggests_the_encoding(write_file):
+    body = '{"text": "some words", "label": "pos"}\n' * 300  # an even number of bytes: decodes as UTF-16
+    message = expect_error(
+        write_file("d.jsonl", body), ["line 1 is not valid JSON", "data.encoding"], encoding="utf-16"
+    )
+    assert len(message) < 200
+
+
+def test_a_long_jsonl_line_with_a_syntax_error_does_not_blame_the_encoding(write_file):
+    path = write_file("d.jsonl", '{"text": "' + "word " * 100 + '", "label": }\n')
+    message = expect_error(path, ["line 1 is not valid JSON"])
+    assert "encoding" not in message

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from attncoach.data.example import Example
-from attncoach.data.splits import dedupe, split_examples
+from attncoach.data.splits import dedupe, rare_class_warning, small_split_warning, split_examples
 from attncoach.errors import AttncoachError
 
 
@@ -73,12 +73,55 @@ def test_zero_fractions_leave_empty_splits():
     assert (len(splits["train"]), splits["val"], splits["test"]) == (10, [], [])
 
 
-def test_tiny_class_falls_back_to_unstratified_split(caplog):
-    examples = make_examples({"a": 30, "b": 30, "c": 1})
+def test_single_row_class_stays_in_train_and_the_others_stay_stratified(caplog):
+    examples = make_examples({"a": 50, "b": 30, "c": 1})
+    with caplog.at_level(logging.WARNING, logger="attncoach"):
+        splits = split_examples(examples, 0.1, 0.2, seed=0)
+    assert "cannot stratify" not in caplog.text
+    assert sorted(t for rows in splits.values() for t in texts(rows)) == sorted(texts(examples))
+    assert [e.label for e in splits["train"]].count("c") == 1
+    assert Counter(e.label for e in splits["test"]) == {"a": 10, "b": 6}  # 16 of 81 rows, in proportion
+    assert Counter(e.label for e in splits["val"]) == {"a": 5, "b": 3}
+
+
+def test_split_that_cannot_hold_every_class_falls_back_to_random(caplog):
+    examples = make_examples({"a": 5, "b": 5, "c": 5, "d": 5})
     with caplog.at_level(logging.WARNING, logger="attncoach"):
         splits = split_examples(examples, 0.1, 0.1, seed=0)
-    assert sum(len(rows) for rows in splits.values()) == 61
-    assert "class 'c' has a single row" in caplog.text
+    assert (len(splits["val"]), len(splits["test"])) == (2, 2)
+    assert "cannot stratify the test split (2 of 20 rows cannot hold all 4 classes" in caplog.text
+
+
+def test_only_single_row_classes_fall_back_to_random(caplog):
+    examples = make_examples({"a": 1, "b": 1, "c": 1, "d": 1, "e": 2})
+    with caplog.at_level(logging.WARNING, logger="attncoach"):
+        splits = split_examples(examples, 0.35, 0.35, seed=0)
+    assert sum(len(rows) for rows in splits.values()) == 6
+    assert "cannot stratify the test split (only 2 rows belong to classes with more than one row)" in caplog.text
+
+
+def test_rare_classes_are_named_rarest_first():
+    examples = make_examples({"negative": 40, "positive": 40, "negativ": 1, "neutral": 4})
+    assert rare_class_warning(examples) == (
+        "2 classes have fewer than 5 examples: 'negativ' (1), 'neutral' (4); "
+        "too few to learn or to measure (a typo in a label?)"
+    )
+    assert rare_class_warning(make_examples({"a": 5, "b": 9})) is None
+
+
+def test_long_labels_are_cut_in_the_rare_class_warning():
+    message = rare_class_warning(make_examples({"a": 9, "b": 9, "x" * 5000: 1}))
+    assert "'" + "x" * 59 + "…' (1)" in message and len(message) < 200
+
+
+def test_small_val_and_test_splits_are_named_with_their_counts():
+    assert small_split_warning({"train": 40, "val": 6, "test": 12}) == (
+        "only 6 val rows (fewer than 10): its metrics will be noisy"
+    )
+    assert small_split_warning({"train": 9, "val": 3, "test": 2}) == (
+        "only 3 val and 2 test rows (fewer than 10): their metrics will be noisy"
+    )
+    assert small_split_warning({"train": 9, "val": 10, "test": 10}) is None
 
 
 def test_given_split_is_kept():

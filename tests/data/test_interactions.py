@@ -211,6 +211,23 @@ def test_leave_one_out_shapes():
     assert split["test"].target.dtype == np.int64 and split["test"].target.shape == (2,)
 
 
+def test_leave_one_out_warns_when_few_users_are_left_to_evaluate(caplog):
+    rows = [(f"u{u}", str(i), i) for u in range(9) for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="attncoach"):
+        leave_one_out(build_sequences(make_interactions(rows)))
+    assert "only 9 val and 9 test users (fewer than 10): their metrics will be noisy" in caplog.text
+    caplog.clear()
+    rows += [("u9", str(i), i) for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="attncoach"):
+        leave_one_out(build_sequences(make_interactions(rows)))
+    assert not caplog.records
+
+
+def test_directory_is_not_an_interaction_file(tmp_path):
+    with pytest.raises(AttncoachError, match="is a directory; data.path must name a data file"):
+        read_interactions(tmp_path)
+
+
 def test_leave_one_out_needs_three_items():
     seqs = build_sequences(make_interactions([("u", "a", 1), ("u", "b", 2)]), min_interactions=2)
     with pytest.raises(AttncoachError, match="at least 3 interactions per user"):

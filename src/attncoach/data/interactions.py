@@ -29,7 +29,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from attncoach.data.readers import format_of, read_text, rows_with_lines
+from attncoach.data.readers import format_of, read_text, require_file, rows_with_lines
+from attncoach.data.splits import small_split_warning
 from attncoach.errors import AttncoachError
 
 logger = logging.getLogger("attncoach")
@@ -154,6 +155,7 @@ def read_interactions(
             id, a non-numeric timestamp or rating, or a file without interactions.
     """
     path = Path(path)
+    require_file(path)
     fmt = interaction_format_of(path, fmt)
     text = read_text(path, encoding)
     quoting = csv.QUOTE_MINIMAL if fmt in ("csv", "tsv") else csv.QUOTE_NONE
@@ -408,6 +410,10 @@ def leave_one_out(seqs: Sequences) -> dict[str, Any]:
             f"leave-one-out needs at least 3 interactions per user; {len(short)} users have fewer "
             f"(first: {short[0]}); set min_interactions to 3 or more"
         )
+    users = len(seqs.histories)
+    small = small_split_warning({"val": users, "test": users}, unit="users")
+    if small is not None:
+        logger.warning("%s", small)
     train = [history[:-2] for history in seqs.histories]
     val = SequenceSplit(list(train), np.array([history[-2] for history in seqs.histories], dtype=np.int64))
     test = SequenceSplit(

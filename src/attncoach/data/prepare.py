@@ -20,8 +20,9 @@ from tokenizers import Tokenizer
 from attncoach.config import DataConfig
 from attncoach.data.batching import EncodedSplit
 from attncoach.data.example import Example
+from attncoach.data.readers import shorten
 from attncoach.data.sources import drop_unusable, read_rows, source_name
-from attncoach.data.splits import dedupe, split_examples
+from attncoach.data.splits import dedupe, rare_class_warning, small_split_warning, split_examples
 from attncoach.data.tokenizer import (
     auto_max_length,
     closing_special_count,
@@ -45,7 +46,8 @@ class PreparedData:
         tokenizer: the tokenizer every split was encoded with.
         max_length: the most token ids per example, special tokens included.
         stats: counts for the run's report (rows read, dropped, duplicates, splits, labels,
-            truncation, and how max_length was chosen).
+            truncation, how max_length was chosen) and the warnings about rare classes and
+            small val / test splits.
     """
 
     splits: dict[str, EncodedSplit]
@@ -86,6 +88,7 @@ def prepare_data(
     label_list = list(labels) if labels is not None else label_names(examples)
     check_labels(examples, label_list, source)
     splits = split_examples(examples, cfg.val_fraction, cfg.test_fraction, seed, cfg.label_column)
+    warnings = _size_warnings(examples, splits)
     trained_here = tokenizer is None
     if tokenizer is None:
         tokenizer = train_tokenizer(
@@ -123,6 +126,7 @@ def prepare_data(
         "max_length": max_length,
         "max_length_chosen_by": chosen_by,
         "truncated": {name: sum(len(ids) > max_length for ids in full_ids[name]) for name in splits},
+        "warnings": warnings,
     }
     logger.info(
         "data: %d examples (train %d, val %d, test %d), %d labels, max_length %d (%s)",
@@ -133,6 +137,21 @@ def prepare_data(
         chosen_by,
     )
     return PreparedData(encoded, label_list, tokenizer, max_length, stats)
+
+
+def _size_warnings(examples: list[Example], splits: dict[str, list[Example]]) -> list[str]:
+    """Log and return the warnings about data too small to learn or measure well."""
+    warnings = [
+        message
+        for message in (
+            rare_class_warning(examples),
+            small_split_warning({name: len(split) for name, split in splits.items()}),
+        )
+        if message is not None
+    ]
+    for message in warnings:
+        logger.warning("%s", message)
+    return warnings
 
 
 def _choose_max_length(cfg: DataConfig, train_ids: list[list[int]]) -> tuple[int, str]:
@@ -201,6 +220,6 @@ def check_labels(examples: Sequence[Example], labels: Sequence[str], source: str
     for example in examples:
         if example.label not in known:
             raise AttncoachError(
-                f"label '{example.label}' on line {example.line} of {source} is not one of "
-                f"the labels {', '.join(labels)}"
+                f"label '{shorten(example.label)}' on line {example.line} of {source} is not one of "
+                f"the labels {', '.join(shorten(name) for name in labels)}"
             )

@@ -1,4 +1,4 @@
-"""Readers for CSV, TSV and JSONL data files.
+"""Readers for CSV, TSV and JSONL data files (a JSONL or .json file may also hold one JSON array).
 
 Every reader turns a file into a list of :class:`~attncoach.data.example.Example`, keeping
 the line where each row starts so that any later problem can name it. Problems with the
@@ -17,6 +17,7 @@ import codecs
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,16 @@ from attncoach.data.example import Example
 from attncoach.errors import AttncoachError
 
 FORMATS = ("csv", "tsv", "jsonl")
-_FORMAT_OF_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json-lines": "jsonl", ".ndjson": "jsonl"}
+_FORMAT_OF_SUFFIX = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json-lines": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # the JSONL reader also reads a JSON array of objects
+}
+_DATA_SUFFIXES = (*_FORMAT_OF_SUFFIX, ".inter", ".data")
+_SHOWN_CHARS = 60
 _SPLIT_OF_VALUE = {"train": "train", "val": "val", "validation": "val", "dev": "val", "test": "test"}
 
 
@@ -76,7 +86,8 @@ def read_table(path: Path, fmt: Optional[str], encoding: str, columns: Columns) 
 
     Args:
         path: the data file.
-        fmt: "csv", "tsv" or "jsonl"; None to guess from the suffix.
+        fmt: "csv", "tsv" or "jsonl" (one object per line, or one JSON array of objects);
+            None to guess from the suffix (.json reads as jsonl).
         encoding: the text encoding of the file.
         columns: the names of the text, label and (optional) split columns.
 
@@ -87,6 +98,7 @@ def read_table(path: Path, fmt: Optional[str], encoding: str, columns: Columns) 
         AttncoachError: a missing, unreadable, undecodable or malformed file, a missing
             column, a bad split value, or a file without rows.
     """
+    require_file(path)
     fmt = format_of(path, fmt)
     text = read_text(path, encoding)
     examples = _READERS[fmt](text, path, columns)
@@ -101,10 +113,7 @@ def read_text(path: Path, encoding: str) -> str:
     Raises:
         AttncoachError: a missing file, a directory, an unknown encoding or bad bytes.
     """
-    if not path.exists():
-        raise AttncoachError(f"data file not found: {path}")
-    if path.is_dir():
-        raise AttncoachError(f"data path {path} is a directory; data.path must name a file")
+    require_file(path)
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -119,6 +128,48 @@ def read_text(path: Path, encoding: str) -> str:
         line = _line_of_offset(data, exc.start, encoding)
         raise AttncoachError(f"{path}: line {line} is not valid {encoding} (set data.encoding)") from None
     return text.removeprefix("\ufeff")
+
+
+def require_file(path: Path) -> None:
+    """Refuse a path that does not exist or is a directory (naming a data file inside it).
+
+    Raises:
+        AttncoachError: one line saying which, and that a file is needed.
+    """
+    if not path.exists():
+        raise AttncoachError(f"data file not found: {path}")
+    if path.is_dir():
+        try:
+            inside = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() in _DATA_SUFFIXES)
+        except OSError:
+            inside = []
+        example = f" such as {path / inside[0]}" if inside else ""
+        raise AttncoachError(f"data path {path} is a directory; data.path must name a data file{example}")
+
+
+def shorten(value: str, limit: int = _SHOWN_CHARS) -> str:
+    r"""``value`` fit for a one-line message: control characters escaped, cut to ``limit`` with "…".
+
+    Example:
+        >>> print(shorten("a\nb" + "x" * 100, limit=10))
+        a\nbxxxxx…
+    """
+    shown = "".join(repr(ch)[1:-1] if unicodedata.category(ch) == "Cc" else ch for ch in value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def looks_garbled(names: list[str]) -> bool:
+    """Whether header names look like text decoded with the wrong encoding.
+
+    Signs: NUL or other control characters, U+FFFD, or a name longer than any real header
+    (a file decoded wrongly often has no line break left, so the first name is the file).
+    """
+    return any(len(name) > 200 or _has_garbled_characters(name) for name in names)
+
+
+def _has_garbled_characters(text: str) -> bool:
+    """Control characters other than tab and line ends (NULs of UTF-16 read as latin-1), or U+FFFD."""
+    return "\ufffd" in text or any(unicodedata.category(ch) == "Cc" and ch not in "\t\r\n" for ch in text)
 
 
 def _line_of_offset(data: bytes, offset: int, encoding: str) -> int:
@@ -182,7 +233,11 @@ def _column_index(names: list[str], name: str, key: str, path: Path) -> int:
 
 
 def _missing_column(path: Path, name: str, names: list[str], key: str) -> AttncoachError:
-    return AttncoachError(f"data file {path} has no column '{name}' (columns: {', '.join(names)}); set {key}")
+    shown = ", ".join(shorten(n) for n in names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    hint = f"set {key}"
+    if looks_garbled(names):
+        hint = f"the header looks garbled: is data.encoding right? (or {hint})"
+    return AttncoachError(f"data file {path} has no column '{shorten(name)}' (columns: {shown}); {hint}")
 
 
 def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
@@ -201,6 +256,11 @@ def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
 
 
 def _json_objects(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, object) for every JSONL line, or for every element of a file holding one JSON array."""
+    if text.lstrip().startswith("["):
+        yield from _json_array_objects(text, path)
+        return
+    first = True
     # Split on "\n" only: str.splitlines() would also split on U+2028, which JSON allows in strings.
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
@@ -208,10 +268,51 @@ def _json_objects(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise AttncoachError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+            hint = _first_line_hint(text, raw) if first else ""
+            raise AttncoachError(f"{path}: line {number} is not valid JSON ({exc.msg}){hint}") from None
         if not isinstance(obj, dict):
             raise AttncoachError(f"{path}: line {number} is not a JSON object (got {type(obj).__name__})")
+        first = False
         yield number, obj
+
+
+def _first_line_hint(text: str, line: str) -> str:
+    """Why a file's first line may not parse: the file is one JSON object, or the encoding is wrong."""
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict):
+        return "; the file holds one JSON object, but data files hold one object per line or a JSON array of them"
+    if _has_garbled_characters(line) or (len(line) > 200 and '"' not in line):  # a JSON object has quoted keys
+        return "; the line looks garbled: is data.encoding right?"
+    return ""
+
+
+def _json_array_objects(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The elements of a file holding one JSON array, each with the line where it starts."""
+    try:
+        elements = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AttncoachError(f"{path}: line {exc.lineno} is not valid JSON ({exc.msg})") from None
+    decoder = json.JSONDecoder()
+    at, line, counted = text.index("[") + 1, 1, 0
+    for index in range(len(elements)):
+        at = _skip_json_space(text, at)
+        line, counted = line + text.count("\n", counted, at), at
+        obj, at = decoder.raw_decode(text, at)  # the text parsed above: no error here
+        if not isinstance(obj, dict):
+            raise AttncoachError(
+                f"{path}: array element {index + 1} (line {line}) is not a JSON object (got {type(obj).__name__})"
+            )
+        yield line, obj
+        at = _skip_json_space(text, at) + 1  # past the "," (or the closing "]")
+
+
+def _skip_json_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
 
 
 def _json_example(obj: dict[str, Any], line: int, path: Path, columns: Columns) -> Example:
@@ -246,7 +347,9 @@ def split_name(value: str, line: int, path: Path | str) -> str:
     """
     name = _SPLIT_OF_VALUE.get(value.strip().lower())
     if name is None:
-        raise AttncoachError(f"{path}: line {line} has split '{value}'; use train, val (or validation, dev) or test")
+        raise AttncoachError(
+            f"{path}: line {line} has split '{shorten(value)}'; use train, val (or validation, dev) or test"
+        )
     return name
 
 

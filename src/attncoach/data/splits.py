@@ -17,11 +17,16 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from attncoach.data.example import Example
+from attncoach.data.readers import shorten
 from attncoach.errors import AttncoachError
 
 logger = logging.getLogger("attncoach")
 
 SPLITS = ("train", "val", "test")
+RARE_CLASS_EXAMPLES = 5
+"""A class with fewer examples than this is named in a warning: too few to learn or to measure."""
+SMALL_SPLIT_ROWS = 10
+"""A val or test split with fewer rows than this is named in a warning: its metrics are noisy."""
 
 
 def dedupe(examples: list[Example]) -> tuple[list[Example], int]:
@@ -59,7 +64,8 @@ def split_examples(
     When the examples carry a split (``data.split_column``, or a built-in corpus with an
     official split such as banking77), that split is kept; a missing val or test split is
     then carved from train (as a fraction of all examples). Otherwise the examples are
-    split at random. Splits keep the source order; the result depends only
+    split at random. A carved split is stratified by label; the row of a class with a
+    single row stays in train. Splits keep the source order; the result depends only
     on the examples and the seed. With a fraction of 0 the split is empty.
 
     Args:
@@ -124,31 +130,73 @@ def _require_training_rows(total: int, n_train: int, val_fraction: float, test_f
 
 
 def _carve(examples: list[Example], size: int, seed: int, name: str) -> tuple[list[Example], list[Example]]:
-    """Take ``size`` examples out at random, stratified by label when every class allows it."""
+    """Take ``size`` examples out at random, stratified by label.
+
+    The row of a class with a single row stays on the kept side (it cannot be on both), and
+    every other class is stratified. When even that is impossible, the split is random.
+    """
     if size == 0:
         return list(examples), []
-    labels = [e.label for e in examples]
+    counts = Counter(e.label for e in examples)
+    pool = [i for i, e in enumerate(examples) if counts[e.label] > 1]
+    labels: Optional[list[str]] = [examples[i].label for i in pool]
     problem = _stratify_problem(labels, size)
     if problem:
         logger.warning("cannot stratify the %s split (%s); splitting without stratification", name, problem)
-    rest, held = train_test_split(
-        np.arange(len(examples)),
+        pool, labels = list(range(len(examples))), None
+    _, held = train_test_split(
+        np.asarray(pool),
         test_size=size,
         random_state=seed % 2**32,  # sklearn needs [0, 2**32)
-        stratify=None if problem else labels,
+        stratify=labels,
     )
-    return [examples[i] for i in sorted(rest)], [examples[i] for i in sorted(held)]
+    held_at = set(held.tolist())
+    kept = [e for i, e in enumerate(examples) if i not in held_at]
+    return kept, [examples[i] for i in sorted(held_at)]
 
 
 def _stratify_problem(labels: list[str], size: int) -> Optional[str]:
-    """Why a stratified split of ``size`` rows is impossible, or None when it is possible."""
+    """Why a stratified split of ``size`` of these rows is impossible, or None when it is possible."""
     counts = Counter(labels)
-    rarest, rarest_count = min(counts.items(), key=lambda item: (item[1], item[0]))
-    if rarest_count < 2:
-        return f"class '{rarest}' has a single row"
+    if size >= len(labels):
+        return f"only {len(labels)} rows belong to classes with more than one row"
     if size < len(counts) or len(labels) - size < len(counts):
         return f"{size} of {len(labels)} rows cannot hold all {len(counts)} classes on both sides"
     return None
+
+
+def rare_class_warning(examples: list[Example], minimum: int = RARE_CLASS_EXAMPLES) -> Optional[str]:
+    """A warning naming the classes with fewer than ``minimum`` examples (rarest first), or None.
+
+    Example:
+        >>> rare_class_warning([Example("a", "pos"), Example("b", "neg"), Example("c", "neg")], minimum=2)
+        "1 class has fewer than 2 examples: 'pos' (1); too few to learn or to measure (a typo in a label?)"
+    """
+    counts = Counter(e.label for e in examples)
+    rare = sorted((count, label) for label, count in counts.items() if count < minimum)
+    if not rare:
+        return None
+    shown = ", ".join(f"'{shorten(label)}' ({count})" for count, label in rare[:10])
+    more = f" and {len(rare) - 10} more" if len(rare) > 10 else ""
+    has = "classes have" if len(rare) > 1 else "class has"
+    return (
+        f"{len(rare)} {has} fewer than {minimum} examples: {shown}{more}; "
+        "too few to learn or to measure (a typo in a label?)"
+    )
+
+
+def small_split_warning(sizes: dict[str, int], minimum: int = SMALL_SPLIT_ROWS, unit: str = "rows") -> Optional[str]:
+    """A warning naming the val / test splits with fewer than ``minimum`` rows (``unit``), or None.
+
+    Example:
+        >>> small_split_warning({"train": 40, "val": 5, "test": 5})
+        'only 5 val and 5 test rows (fewer than 10): their metrics will be noisy'
+    """
+    small = [f"{sizes[name]} {name}" for name in ("val", "test") if 0 < sizes.get(name, 0) < minimum]
+    if not small:
+        return None
+    their = "their metrics" if len(small) > 1 else "its metrics"
+    return f"only {' and '.join(small)} {unit} (fewer than {minimum}): {their} will be noisy"
 
 
 def _require_two_classes(examples: list[Example], label_column: str, where: str) -> None:

@@ -6,13 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def classification_metrics(
     y_true: Sequence[int], y_pred: Sequence[int], labels: list[str], loss: float | None = None
 ) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    Macro-F1 is the mean F1 of the classes **present in the split** (gold support > 0): a
+    class without a gold example cannot be recalled, and its F1 of 0 would only say that
+    this split lacks it. ``macro_classes`` names the classes averaged over and
+    ``absent_classes`` the others; ``per_class`` lists every label, each with ``present``.
 
     Args:
         y_true: gold class ids.
@@ -21,30 +26,37 @@ def classification_metrics(
         loss: mean cross-entropy, reported when given.
 
     Returns:
-        ``{"accuracy", "macro_f1", "per_class": {name: {...}}, "confusion": [[...]],
-        "labels": [...], "n", "loss"?}``; ``confusion[i][j]`` counts gold ``i`` predicted ``j``.
+        ``{"accuracy", "macro_f1", "macro_classes", "absent_classes", "per_class": {name: {...}},
+        "confusion": [[...]], "labels": [...], "n", "loss"?}``; ``confusion[i][j]`` counts gold
+        ``i`` predicted ``j``.
 
     Example:
-        >>> m = classification_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos"])
-        >>> round(m["accuracy"], 3), m["confusion"]
-        (0.667, [[1, 0], [1, 1]])
+        >>> m = classification_metrics([0, 1, 1], [0, 1, 0], ["neg", "pos", "typo"])
+        >>> round(m["accuracy"], 3), m["confusion"][:2]
+        (0.667, [[1, 0, 0], [1, 1, 0]])
+        >>> round(m["macro_f1"], 3), m["absent_classes"]  # the mean of neg's and pos's F1
+        (0.667, ['typo'])
     """
     ids = list(range(len(labels)))
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    present = support > 0
     per_class = {
         name: {
             "precision": float(precision[i]),
             "recall": float(recall[i]),
             "f1": float(f1[i]),
             "support": int(support[i]),
+            "present": bool(present[i]),
         }
         for i, name in enumerate(labels)
     }
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "macro_classes": [name for name, row in per_class.items() if row["present"]],
+        "absent_classes": [name for name, row in per_class.items() if not row["present"]],
         "per_class": per_class,
         "confusion": confusion_matrix(y_true, y_pred, labels=ids).tolist(),
         "labels": list(labels),
