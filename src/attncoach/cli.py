@@ -400,13 +400,22 @@ def _with_eval_flags(message: str) -> str:
     return re.sub(r"\bdata\.[a-z_]+\b", lambda m: _EVAL_FLAGS.get(m.group(), m.group()), message)
 
 
+def _absent_note(metrics: dict[str, Any]) -> str:
+    """`` over 3 of 4 classes (absent here: x)`` when labels of the model have no example in the split."""
+    absent = metrics.get("absent_classes") or []
+    if not absent:
+        return ""
+    averaged = len(metrics.get("macro_classes", []))
+    return f" over {averaged} of {averaged + len(absent)} classes (absent here: {', '.join(map(str, absent))})"
+
+
 def _print_metrics(metrics: dict[str, Any], source: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(
         title=f"{source}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
-        f"macro-F1 {metrics['macro_f1']:.4f}"
+        f"macro-F1 {metrics['macro_f1']:.4f}{_absent_note(metrics)}"
     )
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "label" else "right")
@@ -459,13 +468,13 @@ def _checked_output(given: str | None, flag: str, overwrite: bool, inputs: Seque
 
 
 def _read_input_texts(args: argparse.Namespace) -> list[str]:
-    """Texts from a .txt file (one per line) or the text column of a CSV/TSV/JSONL file."""
+    """Texts from a .txt file (one per line) or the text column of a CSV/TSV/JSONL/JSON-array file."""
     from attncoach.data.readers import read_text
 
     path = Path(args.input)
     text = read_text(path, args.encoding)
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix in (".jsonl", ".json-lines", ".ndjson", ".json"):
         rows = _jsonl_column(text, path, args.text_column)
     elif suffix in (".csv", ".tsv"):
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
@@ -484,17 +493,14 @@ def _read_input_texts(args: argparse.Namespace) -> list[str]:
 
 
 def _jsonl_column(text: str, path: Path, column: str) -> list[str]:
+    """The ``column`` of every object of a JSONL file or of a file holding one JSON array."""
+    from attncoach.data.readers import json_objects
+
     rows = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            raise AttncoachError(f"{path}: line {number} is not valid JSON") from None
-        if not isinstance(row, dict) or column not in row:
+    for number, row in json_objects(text, path):
+        if column not in row:
             raise AttncoachError(f"{path}: line {number} has no field '{column}'; set --text-column")
-        rows.append(str(row[column]))
+        rows.append("" if row[column] is None else str(row[column]))
     return rows
 
 

@@ -32,7 +32,8 @@ def test_typo_label_is_named_and_left_out_of_test_macro_f1(tmp_path, capsys):
     assert stats["warnings"][0].startswith("1 class has fewer than 5 examples: 'negativ'")
 
     assert main(["eval", str(out)]) == 0  # the table lists the absent class with support 0
-    assert "negativ" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "negativ" in printed and "over 3 of 4 classes (absent here: negativ)" in " ".join(printed.split())
     assert main(["eval", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["macro_f1"] == test["macro_f1"]
 
@@ -52,6 +53,15 @@ def test_json_array_file_trains_and_evaluates(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 240
+
+
+def test_predict_reads_the_texts_of_a_json_array(run, tmp_path, capsys):
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps([{"text": "great lovely"}, {"text": "awful terrible"}, {"text": None}]), "utf-8")
+    capsys.readouterr()
+    assert main(["predict", str(run), "--input", str(texts)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["great lovely", "awful terrible"]  # a null text is skipped
 
 
 def test_directory_as_data_path_says_a_file_is_needed(tmp_path, capsys):

@@ -241,7 +241,7 @@ def _missing_column(path: Path, name: str, names: list[str], key: str) -> Attnco
 
 
 def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
-    records = list(_json_objects(text, path))
+    records = list(json_objects(text, path))
     if not records:
         raise AttncoachError(f"data file {path} has no rows")
     keys = list(dict.fromkeys(key for _, obj in records for key in obj))
@@ -255,7 +255,7 @@ def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
     return [_json_example(obj, line, path, columns) for line, obj in records]
 
 
-def _json_objects(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def json_objects(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, object) for every JSONL line, or for every element of a file holding one JSON array."""
     if text.lstrip().startswith("["):
         yield from _json_array_objects(text, path)
