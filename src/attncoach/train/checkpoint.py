@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from attncoach.atomicfile import atomic_write_json, fsync_dir
+from attncoach.atomicfile import atomic_write_json, fsync_dir, save_safetensors
 from attncoach.errors import AttncoachError
 from attncoach.weights import first_line as _first_line
 from attncoach.weights import load_weights  # noqa: F401  (re-exported: the checkpoint's weights reader)
@@ -87,7 +86,7 @@ class CheckpointStore:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, str(tmp / "model.safetensors"))
+        save_safetensors(model, tmp / "model.safetensors")
         torch.save(optimizer, tmp / "optimizer.pt")
         torch.save(rng, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
