@@ -43,8 +43,23 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Save tensors into the new file ``path`` with the permissions ``open()`` gives a new file (the umask's).
+
+    ``safetensors`` writes a private temporary file and renames it, which leaves the file
+    readable by its owner only (0600) whatever the umask: the mode of a file created with
+    ``open()`` at the same place is put back.
+    """
+    with open(path, "wb"):
+        pass
+    mode = os.stat(path).st_mode & 0o7777
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    os.chmod(path, mode)
+
+
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Save tensors as safetensors, atomically."""
+    """Save tensors as safetensors, atomically, with the permissions of the run's other files."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    tmp.unlink(missing_ok=True)  # a stale one from a killed process would pass on its mode
+    save_safetensors(tensors, tmp)
     _finish_atomic(tmp, path)

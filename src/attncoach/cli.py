@@ -316,7 +316,11 @@ def _print_summary(metrics: dict[str, Any], path: Path, quiet: bool) -> None:
 
 
 def _run_data(run: Any, model_dir: Path, predictor: Any) -> tuple[Any, Any, Any]:
-    """The run's config, its task, and its data encoded as the model was (splits rebuilt from the config)."""
+    """The run's config, its task, and its data encoded as the model was (splits rebuilt from the config).
+
+    A data source that changed since the run was created is refused (its splits would hold other rows).
+    """
+    from attncoach.data.fingerprint import check_sources
     from attncoach.tasks import TASKS
     from attncoach.train.settings import load_run_config as load_config
 
@@ -324,6 +328,8 @@ def _run_data(run: Any, model_dir: Path, predictor: Any) -> tuple[Any, Any, Any]
     if cfg.task != predictor.task:
         raise AttncoachError(f"{model_dir} holds a {predictor.task} model but run {run.path} trains {cfg.task}")
     task = TASKS[cfg.task](label_smoothing=cfg.train.label_smoothing)
+    hint = "put the original file back, or score another file with attncoach eval RUN --data FILE"
+    check_sources(run, cfg.data, task.corpus, hint=hint)
     return cfg, task, task.build(cfg, model_dir=model_dir)
 
 

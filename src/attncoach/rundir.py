@@ -3,6 +3,7 @@
 ```
 RUN/
   config.yaml      resolved configuration
+  sources.json     size and SHA-256 of each data source file (see attncoach.data.fingerprint)
   model/           model.safetensors, model_config.json and the task's files (TASK_FILES)
   metrics.json     written when the run finishes
   tb/              TensorBoard event files
@@ -36,6 +37,7 @@ class RunDir:
     tb = property(lambda self: self.path / "tb")
     checkpoints = property(lambda self: self.path / "checkpoints")
     examples = property(lambda self: self.path / "examples.jsonl")
+    sources = property(lambda self: self.path / "sources.json")
 
     def is_run(self) -> bool:
         """Whether the directory holds an attncoach run (it has a config.yaml)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
@@ -106,17 +105,17 @@ def test_not_a_run_directory(capsys, tmp_path):
     _fails(capsys, ["eval", str(tmp_path / "nowhere")], "not found")
 
 
-def _break_latest_checkpoint(run: Path, how: str) -> None:
+def _break_every_checkpoint(run: Path, how: str) -> None:
     (run / "metrics.json").unlink()  # make it look interrupted
-    latest = run / "checkpoints" / json.loads((run / "checkpoints/latest.json").read_text())["latest"]
-    target = latest / "model.safetensors"
-    data = target.read_bytes()
-    target.write_bytes(data[: len(data) // 3] if how == "truncate" else data[:-8] + b"\x00" * 8)
+    for checkpoint in (run / "checkpoints").glob("step-*"):  # a damaged latest one alone falls back to the older
+        target = checkpoint / "model.safetensors"
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 3] if how == "truncate" else data[:-8] + b"\x00" * 8)
 
 
 @pytest.mark.parametrize("how", ["truncate", "corrupt"])
-def test_damaged_checkpoint_is_refused_and_run_untouched(capsys, finished_run, how):
-    _break_latest_checkpoint(finished_run, how)
+def test_damaged_checkpoints_are_refused_and_run_untouched(capsys, finished_run, how):
+    _break_every_checkpoint(finished_run, how)
     before = _digest(finished_run)
     _fails(capsys, ["train", "--quiet", "--resume", str(finished_run)], "truncated or corrupted", "model.safetensors")
     assert _digest(finished_run) == before

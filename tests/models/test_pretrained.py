@@ -511,3 +511,80 @@ def test_minilm_parity_with_transformers(minilm, monkeypatch):
     with torch.no_grad():
         ours = model.encoder(batch["input_ids"], batch["attention_mask"])
     assert_close_on_tokens(ours, hf_hidden(hf, batch), batch["attention_mask"], atol=1e-4)
+
+
+# --- An attncoach model as the backbone (a warm start) -------------------------------------
+
+
+@pytest.fixture
+def attncoach_model(tmp_path) -> tuple[Path, torch.nn.Module]:
+    """A run directory holding a saved text classifier (labels negative, neutral, positive)."""
+    from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
+    from attncoach.data.tokenizer import save_tokenizer, train_tokenizer
+    from attncoach.models.classifier import TextClassifier
+    from attncoach.models.saved import model_config, write_model_config
+
+    texts = ["good service thanks", "late flight again", "the meeting is today"] * 5
+    tokenizer = train_tokenizer(texts, "wordpiece", vocab_size=100, min_frequency=1)
+    enc = EncoderConfig(vocab_size=tokenizer.get_vocab_size(), dim=16, layers=2, heads=2, ffn_dim=32, max_position=16)
+    torch.manual_seed(3)
+    model = TextClassifier(enc, num_labels=3, pooling="mean")
+    run = tmp_path / "run"
+    folder = run / "model"
+    folder.mkdir(parents=True)
+    (run / "config.yaml").write_text("task: text_classification\n")
+    atomic_save_safetensors(model.state_dict(), folder / "model.safetensors")
+    save_tokenizer(tokenizer, folder / "tokenizer.json")
+    atomic_write_json(folder / "labels.json", ["negative", "neutral", "positive"])
+    write_model_config(folder, model_config(model, 16))
+    return run, model
+
+
+@pytest.mark.parametrize("where", ["run", "model"])
+def test_an_attncoach_model_or_run_directory_is_a_backbone(attncoach_model, where):
+    run, model = attncoach_model
+    path = run if where == "run" else run / "model"
+    assert resolve_backbone(str(path)) == path
+    backbone = load_backbone(path)
+    assert backbone.model_type == "attncoach" and backbone.labels == ["negative", "neutral", "positive"]
+    assert backbone.encoder_config == model.encoder.config
+    for key, tensor in model.encoder.state_dict().items():
+        assert torch.equal(backbone.encoder_state[key], tensor), key
+    assert backbone.tokenizer.get_vocab() == json.loads((run / "model/tokenizer.json").read_text())["model"]["vocab"]
+
+
+def test_the_head_is_kept_for_the_same_labels_and_new_otherwise(attncoach_model):
+    run, model = attncoach_model
+    backbone = load_backbone(run / "model")
+    same = build_pretrained_classifier(backbone, 3, "mean", labels=["negative", "neutral", "positive"])
+    ids = torch.randint(5, 40, (2, 6))
+    torch.testing.assert_close(same.eval()(ids), model.eval()(ids))  # the very same classifier
+
+    torch.manual_seed(0)
+    other = build_pretrained_classifier(backbone, 2, "mean", labels=["bad", "good"])
+    assert other.head.out.weight.shape[0] == 2
+    for key, tensor in model.encoder.state_dict().items():
+        assert torch.equal(other.encoder.state_dict()[key], tensor), key
+    reordered = build_pretrained_classifier(backbone, 3, "mean", labels=["positive", "neutral", "negative"])
+    assert not torch.equal(reordered.head.out.weight, model.head.out.weight)  # class ids would not match
+    pooled = build_pretrained_classifier(backbone, 3, "cls", labels=["negative", "neutral", "positive"])
+    assert not torch.equal(pooled.head.out.weight, model.head.out.weight)
+
+
+def test_attncoach_backbones_that_cannot_be_used(attncoach_model, tmp_path):
+    run, _ = attncoach_model
+    config = json.loads((run / "model/model_config.json").read_text())
+    (run / "model/model_config.json").write_text(json.dumps({**config, "task": "next_item"}))
+    for name in ("items.json", "users.json"):
+        (run / "model" / name).write_text("[]")
+    with pytest.raises(AttncoachError, match="holds a next_item model; model.backbone takes a text_classification"):
+        load_backbone(run)
+    (run / "model/model_config.json").write_text(json.dumps(config))
+    (run / "model/tokenizer.json").unlink()
+    with pytest.raises(AttncoachError, match="incomplete: missing tokenizer.json"):
+        load_backbone(run)
+    empty_run = tmp_path / "fresh"
+    empty_run.mkdir()
+    (empty_run / "config.yaml").write_text("task: text_classification\n")
+    with pytest.raises(AttncoachError, match="has no saved model yet"):
+        load_backbone(empty_run)

@@ -82,3 +82,46 @@ def test_atomic_weights_and_damaged_weights(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(AttncoachError, match="damaged"):
         load_weights(path)
+
+
+def _damage(path, name="model.safetensors"):
+    data = bytearray((path / name).read_bytes())
+    data[-1] ^= 0xFF
+    (path / name).write_bytes(bytes(data))
+
+
+def test_load_latest_falls_back_to_the_older_checkpoint_with_a_warning(tmp_path, caplog):
+    store = CheckpointStore(tmp_path, keep=2)
+    _save(store, 10)
+    _damage(_save(store, 20))
+    with caplog.at_level("WARNING", logger="attncoach"):
+        ckpt = store.load_latest()
+    assert ckpt.state["trainer"]["step"] == 10 and ckpt.path.name == "step-00000010"
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "step-00000020" in warning and "corrupted" in warning and "older checkpoint step-00000010" in warning
+
+
+def test_load_latest_uses_the_pointer_and_survives_a_broken_one(tmp_path, caplog):
+    store = CheckpointStore(tmp_path, keep=3)
+    for step in (10, 20, 30):
+        _save(store, step)
+    store.pointer.write_text(json.dumps({"latest": "step-00000020", "step": 20}))
+    assert store.load_latest().state["trainer"]["step"] == 20  # the pointer decides, as before
+    store.pointer.write_text("{not json")
+    with caplog.at_level("WARNING", logger="attncoach"):
+        assert store.load_latest().state["trainer"]["step"] == 30
+    assert "pointer" in caplog.text
+
+
+def test_load_latest_refuses_when_every_checkpoint_is_damaged(tmp_path):
+    store = CheckpointStore(tmp_path, keep=2)
+    _damage(_save(store, 10), "state.json")
+    _damage(_save(store, 20))
+    with pytest.raises(AttncoachError, match="no checkpoint of .* can be read") as error:
+        store.load_latest()
+    message = str(error.value)
+    assert "\n" not in message and "step-00000020" in message and "step-00000010" in message
+
+
+def test_load_latest_without_checkpoints(tmp_path):
+    assert CheckpointStore(tmp_path / "checkpoints").load_latest() is None

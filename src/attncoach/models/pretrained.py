@@ -7,6 +7,11 @@ path or a hub id), :func:`load_backbone` reads it into an :class:`EncoderConfig`
 with :class:`ElasticEncoder` names and a tokenizer, and :func:`build_pretrained_classifier`
 puts the weights into a :class:`TextClassifier`.
 
+An attncoach model directory (or the run directory holding it) is a backbone too: a warm
+start from your own model (:func:`load_attncoach_backbone`). Its encoder weights and its
+tokenizer are taken (token ids must match the embeddings), and its task head as well when
+the new data has the same labels and ``model.pooling`` is the same.
+
 Each supported architecture is a :class:`BackboneMapping` in ``ARCHITECTURES``, keyed by the
 ``model_type`` of ``config.json``. Loading is strict: every encoder tensor must come from the
 checkpoint, and every checkpoint tensor must be used or be a known non-encoder extra (a
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -39,6 +45,10 @@ from attncoach.data.tokenizer import CLS, MASK, PAD, SEP, UNK, load_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import ACTIVATIONS, ElasticEncoder, EncoderConfig
+from attncoach.models.saved import SavedClassifier, read_model_config
+from attncoach.rundir import RunDir, resolve_model_dir
+
+log = logging.getLogger("attncoach")
 
 # --- Finding a backbone directory ----------------------------------------------------------
 
@@ -87,7 +97,8 @@ def resolve_backbone(name: str) -> Path:
     ``name`` is tried, in this order, as:
 
     1. a key of ``PACKAGED_BACKBONES`` (``"minilm"``): the model folder of its package;
-    2. an existing local directory (``~`` is expanded);
+    2. an existing local directory (``~`` is expanded): Hugging Face layout, or an attncoach
+       model or run directory;
     3. a Hugging Face hub id (``"name"`` or ``"owner/name"``), downloaded or taken from the
        hub cache. A name that cannot be a hub id (it starts with ``.`` or ``~``, has two
        ``/`` or another character a hub id cannot have, such as ``\\`` or ``:``) is a
@@ -447,7 +458,10 @@ class PretrainedBackbone:
         tokenizer: The backbone's tokenizer, without padding or truncation.
         ignored: Checkpoint tensors that are not part of the encoder (pooler, heads, buffers).
         source: Where the backbone came from (the ``model.backbone`` value or the directory).
-        model_type: The ``model_type`` of its ``config.json``.
+        model_type: The ``model_type`` of its ``config.json`` (``attncoach`` for an attncoach model).
+        labels: An attncoach model's label names (class-id order), else None.
+        head_state: An attncoach model's task head weights, reused for the same labels; else None.
+        pooling: An attncoach model's pooling, else None.
     """
 
     encoder_config: EncoderConfig
@@ -456,6 +470,9 @@ class PretrainedBackbone:
     ignored: list[str]
     source: str
     model_type: str
+    labels: list[str] | None = None
+    head_state: dict[str, Tensor] | None = None
+    pooling: str | None = None
 
 
 def load_backbone(path: Path | str, source: str | None = None) -> PretrainedBackbone:
@@ -476,6 +493,8 @@ def load_backbone(path: Path | str, source: str | None = None) -> PretrainedBack
     path = Path(path)
     if not path.is_dir():
         raise AttncoachError(f"backbone directory not found: {path}")
+    if is_attncoach_model(path):
+        return load_attncoach_backbone(path, source)
     config = _read_json(path / "config.json", required=True)
     model_type = config.get("model_type")
     mapping = get_architecture(model_type)
@@ -487,16 +506,63 @@ def load_backbone(path: Path | str, source: str | None = None) -> PretrainedBack
     return PretrainedBackbone(encoder_config, state, tokenizer, ignored, source, model_type)
 
 
+def is_attncoach_model(path: Path) -> bool:
+    """Whether ``path`` is an attncoach model directory or a run directory (rather than Hugging Face layout)."""
+    return (path / "model_config.json").is_file() or RunDir(path).is_run()
+
+
+def load_attncoach_backbone(path: Path | str, source: str | None = None) -> PretrainedBackbone:
+    """An attncoach text classifier (its model or run directory) as the backbone of a new run.
+
+    Args:
+        path: A model directory, or a run directory holding one in ``model/``.
+        source: What to record as the source; defaults to ``path``.
+
+    Returns:
+        Its encoder config and weights, its tokenizer, and its labels and head weights (which
+        :func:`build_pretrained_classifier` reuses when the new run has the same labels).
+
+    Raises:
+        AttncoachError: No complete model in ``path``, a model of another task, or a damaged file.
+    """
+    model_dir = resolve_model_dir(path)
+    task = read_model_config(model_dir)["task"]
+    if task != "text_classification":
+        raise AttncoachError(
+            f"backbone {path} holds a {task} model; model.backbone takes a text_classification model "
+            "(its encoder and tokenizer)"
+        )
+    saved = SavedClassifier.load(model_dir)
+    tokenizer = saved.tokenizer
+    config = saved.model.encoder.config
+    _fit_tokenizer(tokenizer, config, model_dir)
+    head = {k: v.detach().clone() for k, v in saved.model.head.state_dict().items()}
+    return PretrainedBackbone(
+        encoder_config=config,
+        encoder_state={k: v.detach().clone() for k, v in saved.model.encoder.state_dict().items()},
+        tokenizer=tokenizer,
+        ignored=[f"head.{k}" for k in head],
+        source=source or str(path),
+        model_type="attncoach",
+        labels=list(saved.labels),
+        head_state=head,
+        pooling=saved.model.head.pooling_name,
+    )
+
+
 def build_pretrained_classifier(
     backbone: PretrainedBackbone,
     num_labels: int,
     pooling: str = "mean",
     head_dropout: float = 0.1,
     head_hidden: bool = False,
+    labels: list[str] | None = None,
 ) -> TextClassifier:
     """A :class:`TextClassifier` whose encoder holds the backbone's weights.
 
-    The head is freshly initialised; the encoder state is loaded strictly.
+    The encoder state is loaded strictly. The head is freshly initialised, except on an
+    attncoach model with the same ``labels`` and ``pooling``, whose head is kept (a warm
+    start continues where that model stopped).
 
     Args:
         backbone: From :func:`load_backbone`.
@@ -504,10 +570,39 @@ def build_pretrained_classifier(
         pooling: A key of ``attncoach.models.heads.POOLINGS``.
         head_dropout: Dropout on the pooled vector.
         head_hidden: Whether the head has a dense + GELU layer before the output.
+        labels: The label names of the new run, in class-id order (to compare with an attncoach backbone's).
     """
     model = TextClassifier(backbone.encoder_config, num_labels, pooling, head_dropout, head_hidden)
     model.encoder.load_state_dict(backbone.encoder_state, strict=True)
+    if backbone.head_state is not None and labels is not None:
+        _reuse_head(model, backbone, list(labels), pooling)
     return model
+
+
+def _reuse_head(model: TextClassifier, backbone: PretrainedBackbone, labels: list[str], pooling: str) -> None:
+    """Keep an attncoach backbone's task head when it answers the same question; say which head the run has."""
+    if labels != backbone.labels:
+        log.info(
+            "backbone %s: a new task head (its %d labels are not the data's %d, in the same order)",
+            backbone.source,
+            len(backbone.labels or []),
+            len(labels),
+        )
+        return
+    if pooling != backbone.pooling:
+        log.info(
+            "backbone %s: a new task head (it pools by %s, model.pooling is %s)",
+            backbone.source,
+            backbone.pooling,
+            pooling,
+        )
+        return
+    try:
+        model.head.load_state_dict(backbone.head_state)
+    except RuntimeError:  # a head of another shape (a hidden layer): start a new one
+        log.info("backbone %s: a new task head (its head has another shape)", backbone.source)
+        return
+    log.info("backbone %s: its task head is kept too (the same labels)", backbone.source)
 
 
 def _read_json(path: Path, required: bool = False) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def _new_classifier(data: PreparedData, backbone: Any, m: Any) -> TextClassifier
     if backbone is not None:
         from attncoach.models.pretrained import build_pretrained_classifier
 
-        return build_pretrained_classifier(backbone, len(data.labels), m.pooling, m.head_dropout)
+        return build_pretrained_classifier(backbone, len(data.labels), m.pooling, m.head_dropout, labels=data.labels)
     enc = encoder_config(
         m, vocab_size=data.tokenizer.get_vocab_size(), max_position=data.max_length, pad_id=data.pad_id
     )

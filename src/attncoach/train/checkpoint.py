@@ -13,12 +13,16 @@ Every file is written to a temporary name, flushed with ``fsync`` and renamed; t
 directory is built under a temporary name and renamed into place, and only then does
 ``checkpoints/latest.json`` point at it. A run killed at any moment therefore leaves either
 the previous checkpoint or the new one, never half of one.
+
+A checkpoint damaged afterwards (a disk error, a truncated copy) is found by its manifest:
+:meth:`CheckpointStore.load_latest` then falls back to the newest older one that is intact,
+with a warning, and refuses with one line only when none is.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -26,22 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from attncoach.atomicfile import atomic_write_json, fsync_dir
+from attncoach.atomicfile import atomic_write_json, fsync_dir, save_safetensors
+from attncoach.data.fingerprint import sha256_file as _sha256
 from attncoach.errors import AttncoachError
 from attncoach.weights import first_line as _first_line
 from attncoach.weights import load_weights  # noqa: F401  (re-exported: the checkpoint's weights reader)
 
+log = logging.getLogger("attncoach")
+
 _FILES = ("model.safetensors", "optimizer.pt", "rng.pt", "state.json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -87,7 +85,7 @@ class CheckpointStore:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, str(tmp / "model.safetensors"))
+        save_safetensors(model, tmp / "model.safetensors")
         torch.save(optimizer, tmp / "optimizer.pt")
         torch.save(rng, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -125,6 +123,43 @@ class CheckpointStore:
         if not path.is_dir():
             raise AttncoachError(f"checkpoint {path} named by {self.pointer} is missing")
         return path
+
+    def kept(self) -> list[Path]:
+        """Every complete checkpoint directory, newest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.glob("step-*") if p.is_dir()), reverse=True)
+
+    def load_latest(self) -> Checkpoint | None:
+        """The newest checkpoint that reads and verifies, or None when the run has none yet.
+
+        The one ``latest.json`` names comes first; when it (or the pointer) is damaged, the
+        older kept checkpoints are tried, newest first, and a warning names what was skipped.
+
+        Raises:
+            AttncoachError: there are checkpoints, but none of them can be read.
+        """
+        kept = self.kept()
+        try:
+            named = self.latest()
+        except AttncoachError as exc:  # a damaged pointer, or one naming a missing directory
+            if not kept:
+                raise
+            log.warning("%s; trying the newest kept checkpoint", exc)
+            named = None
+        problems = []
+        for path in ([named] if named is not None else []) + [p for p in kept if p != named]:
+            try:
+                checkpoint = self.load(path)
+            except AttncoachError as exc:
+                problems.append(str(exc))
+                continue
+            if problems:
+                log.warning("%s; resuming from the older checkpoint %s instead", "; ".join(problems), path.name)
+            return checkpoint
+        if problems:
+            raise AttncoachError(f"no checkpoint of {self.root} can be read: {'; '.join(problems)}")
+        return None
 
     def load(self, path: Path) -> Checkpoint:
         """Read and verify one checkpoint directory."""

@@ -26,6 +26,7 @@ from attncoach.curriculum.probe import measure_losses, read_difficulty, score_ex
 from attncoach.curriculum.record import LearningRecord
 from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, SchedulerSettings, make_scheduler
 from attncoach.data.batching import LengthBucketBatchSampler
+from attncoach.data.fingerprint import check_sources, fingerprint_sources, write_sources
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
 from attncoach.errors import AttncoachError
@@ -43,6 +44,7 @@ from attncoach.train.schedule import lr_factor
 log = logging.getLogger("attncoach")
 
 _METRIC_NAMES = {"macro_f1": "macro-F1", "accuracy": "acc"}  # how the progress notes name metrics
+_RESUME_HINT = "put the original file back to resume this run, or start a new run on the changed one"
 
 
 @dataclass
@@ -109,10 +111,14 @@ class Recipe:
         self.task = TASKS[self.cfg.task](label_smoothing=t.label_smoothing)
         self.backbone = self._load_backbone()
         model_dir = self.run_dir.model if self.resume else None  # a resumed run encodes as it did
+        if self.resume:  # the splits are rebuilt from the source: it must be the file the run started on
+            check_sources(self.run_dir, self.cfg.data, self.task.corpus, hint=_RESUME_HINT)
         self.data = self.task.build(self.cfg, backbone=self.backbone, model_dir=model_dir)
         self._check_curriculum_fits()
         if not self.resume:
+            sources = fingerprint_sources(self.cfg.data, self.task.corpus)
             self.run_dir.create()
+            write_sources(self.run_dir.sources, sources)  # before config.yaml: every run has its fingerprints
             save_config(self.cfg, self.run_dir.config)
         log.info("run directory: %s", self.run_dir.path)  # once the run is accepted: its data is ready
         self.model = self._new_model().to(self.device)
@@ -345,7 +351,7 @@ class Recipe:
         self.space = space_of(e)
         sampler = make_sampler(e.sampler, self.space, self.model.encoder.config, e.random_subnets, self.cfg.train.seed)
         rewire_now = e.rewire is True or (e.rewire == "auto" and self.backbone is not None)
-        if rewire_now and not (self.resume and self.store.latest() is not None):  # checkpoints are rewired already
+        if rewire_now and not (self.resume and self.store.kept()):  # checkpoints are rewired already
             self._rewire(e.rewire_batches)
         log.info(
             "elastic: widths %s x depths %s%s; each step trains the largest, the smallest (%s) and %d random "
@@ -404,12 +410,12 @@ class Recipe:
         atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
 
     def _restore(self) -> None:
-        path = self.store.latest()
-        if path is None:
+        ckpt = self.store.load_latest()  # a damaged latest checkpoint falls back to an older one
+        if ckpt is None:
             log.info("no checkpoint yet in %s: starting from step 0", self.run_dir.path)
             self._save_run_files()
             return
-        ckpt = self.store.load(path)
+        path = ckpt.path
         try:
             self.model.load_state_dict(ckpt.model)
             self.optimizer.load_state_dict(ckpt.optimizer)
