@@ -59,6 +59,9 @@ def test_train_still_works_after_the_train_package_is_imported(tiny_csv, tmp_pat
         ({"trian": {"lr": 1}}, "unknown config key 'trian'"),
         ({"train": {"lr": "fast"}}, "train.lr"),
         ({"task": "translation"}, "config key 'task' must be one of"),
+        ({"train": {"lr": float("inf")}}, "config key 'train.lr' must be a finite number, got inf"),
+        ({"train": {"weight_decay": float("nan")}}, "config key 'train.weight_decay' must be a finite number"),
+        ({"train": {"lrr": 1}}, r"unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"),
     ],
 )
 def test_bad_configuration_is_one_clear_error_and_writes_nothing(tmp_path, kwargs, words):
@@ -81,3 +84,13 @@ def test_a_pretrained_backbone_gets_fine_tuning_defaults_unless_set():
     assert (mine.lr, mine.head_lr) == (3e-5, 1e-3), "a key the user set is kept"
     scratch = load_config(None, []).train
     assert (scratch.lr, scratch.head_lr, scratch.layer_lr_decay) == (1e-3, None, 1.0)
+
+
+def test_a_run_config_object_with_an_infinite_value_is_refused(tmp_path):
+    from attncoach.config import RunConfig
+
+    cfg = RunConfig(output_dir=str(tmp_path / "never"))
+    cfg.train.lr = float("inf")
+    with pytest.raises(AttncoachError, match="config key 'train.lr' must be a finite number"):
+        attncoach.train(cfg)
+    assert not (tmp_path / "never").exists()
