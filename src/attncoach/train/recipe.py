@@ -39,6 +39,7 @@ from attncoach.train.loggers import make_loggers
 from attncoach.train.optim import freeze_lower_layers, make_optimizer
 from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.schedule import lr_factor
+from attncoach.train.settings import absolute_paths, release_output_dir
 
 log = logging.getLogger("attncoach")
 
@@ -101,6 +102,8 @@ class Recipe:
     def setup(self) -> None:
         """Data, tokenizer, model, optimizer; restore the latest checkpoint when resuming."""
         t = self.cfg.train
+        if not self.resume:
+            absolute_paths(self.cfg)  # the saved config.yaml then works from any directory
         torch.manual_seed(t.seed)
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -427,7 +430,12 @@ class Recipe:
     # ------------------------------------------------------------------ train
     def run(self) -> dict[str, Any]:
         """Set up, train, evaluate the best model on val and test; return metrics.json's content."""
-        self.setup()
+        try:
+            self.setup()
+        except BaseException:
+            if not self.resume:  # a default run directory claimed for this run, still empty, is given back
+                release_output_dir(self.run_dir.path)
+            raise
         try:
             self.train()
             return self.finish()
