@@ -94,3 +94,19 @@ def test_a_run_config_object_with_an_infinite_value_is_refused(tmp_path):
     with pytest.raises(AttncoachError, match="config key 'train.lr' must be a finite number"):
         attncoach.train(cfg)
     assert not (tmp_path / "never").exists()
+
+
+def test_load_takes_a_run_directory_like_the_cli_and_predicts_one_string(tiny_csv, tmp_path, monkeypatch):
+    run = attncoach.train(**_tiny(tiny_csv, tmp_path / "run", train={"max_steps": 20, "threads": 1}))
+    monkeypatch.chdir(tmp_path)
+    for where in ("run", tmp_path / "run", str(tmp_path / "run" / "model")):
+        model = attncoach.load(where)
+        [one] = model.predict("love great happy thanks")  # one text, not one per character
+        assert one == model.predict(["love great happy thanks"])[0]
+    with pytest.raises(AttncoachError, match="texts must be a string or a list of strings, not None"):
+        model.predict(None)
+    with pytest.raises(AttncoachError, match=r"texts\[0\] must be a string, not int 3"):
+        model.predict_proba([3])
+    with pytest.raises(AttncoachError, match="load needs the path of a run or model directory, not NoneType"):
+        attncoach.load(None)
+    assert run.dir == tmp_path / "run"
