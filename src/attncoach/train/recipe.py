@@ -697,9 +697,10 @@ class Recipe:
         """Load the best weights, evaluate on val and test, write metrics.json."""
         s, t = self.state, self.cfg.train
         if s.best_step == 0:  # no evaluation had a finite val loss: no weights were kept
+            coach_hint = "" if self.cfg.coach.enabled else " or turn the coach on (coach.enabled=true)"
             raise AttncoachError(
-                f"training diverged: the val loss was NaN or infinite at every evaluation (last at step {s.step}), "
-                "so no model was kept; lower train.lr or turn the coach on (coach.enabled=true)"
+                f"training diverged: the val loss was NaN or infinite at every evaluation (the last at step "
+                f"{s.step}), so no model was kept; lower train.lr{coach_hint}"
             )
         self.model.load_state_dict(load_weights(self.run_dir.model / "model.safetensors"))
         results: dict[str, Any] = {}
