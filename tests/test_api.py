@@ -59,6 +59,9 @@ def test_train_still_works_after_the_train_package_is_imported(tiny_csv, tmp_pat
         ({"trian": {"lr": 1}}, "unknown config key 'trian'"),
         ({"train": {"lr": "fast"}}, "train.lr"),
         ({"task": "translation"}, "config key 'task' must be one of"),
+        ({"train": {"lr": float("inf")}}, "config key 'train.lr' must be a finite number, got inf"),
+        ({"train": {"weight_decay": float("nan")}}, "config key 'train.weight_decay' must be a finite number"),
+        ({"train": {"lrr": 1}}, r"unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"),
     ],
 )
 def test_bad_configuration_is_one_clear_error_and_writes_nothing(tmp_path, kwargs, words):
@@ -81,3 +84,29 @@ def test_a_pretrained_backbone_gets_fine_tuning_defaults_unless_set():
     assert (mine.lr, mine.head_lr) == (3e-5, 1e-3), "a key the user set is kept"
     scratch = load_config(None, []).train
     assert (scratch.lr, scratch.head_lr, scratch.layer_lr_decay) == (1e-3, None, 1.0)
+
+
+def test_a_run_config_object_with_an_infinite_value_is_refused(tmp_path):
+    from attncoach.config import RunConfig
+
+    cfg = RunConfig(output_dir=str(tmp_path / "never"))
+    cfg.train.lr = float("inf")
+    with pytest.raises(AttncoachError, match="config key 'train.lr' must be a finite number"):
+        attncoach.train(cfg)
+    assert not (tmp_path / "never").exists()
+
+
+def test_load_takes_a_run_directory_like_the_cli_and_predicts_one_string(tiny_csv, tmp_path, monkeypatch):
+    run = attncoach.train(**_tiny(tiny_csv, tmp_path / "run", train={"max_steps": 20, "threads": 1}))
+    monkeypatch.chdir(tmp_path)
+    for where in ("run", tmp_path / "run", str(tmp_path / "run" / "model")):
+        model = attncoach.load(where)
+        [one] = model.predict("love great happy thanks")  # one text, not one per character
+        assert one == model.predict(["love great happy thanks"])[0]
+    with pytest.raises(AttncoachError, match="texts must be a string or a list of strings, not None"):
+        model.predict(None)
+    with pytest.raises(AttncoachError, match=r"texts\[0\] must be a string, not int 3"):
+        model.predict_proba([3])
+    with pytest.raises(AttncoachError, match="load needs the path of a run or model directory, not NoneType"):
+        attncoach.load(None)
+    assert run.dir == tmp_path / "run"

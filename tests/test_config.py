@@ -116,3 +116,60 @@ def test_epochs_default_per_task_and_a_set_value_is_kept():
     assert load_config(None).train.epochs == 4.0
     assert load_config(None, ["task=next_item"]).train.epochs == 40.0
     assert load_config(None, ["task=next_item", "train.epochs=3"]).train.epochs == 3.0
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "train.lr=.inf",
+        "train.weight_decay=.inf",
+        "train.grad_clip=.inf",
+        "train.lr=-.inf",
+        "train.lr=1e999",
+        "elastic.temperature=.inf",
+        "train.betas=[.inf, 0.9]",
+        "data.val_fraction=.nan",
+        f"train.lr={10**400}",
+        "coach.policies=[{plateau: {factor: .nan}}]",
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_key(override):
+    from attncoach.train.settings import load_run_config
+
+    key = override.split("=")[0] if "policies" not in override else "parameter 'factor'"
+    with pytest.raises(AttncoachError) as err:
+        load_run_config(None, [override])
+    message = str(err.value)
+    assert key in message and "finite number" in message and "\n" not in message and len(message) < 200
+
+
+def test_non_finite_numbers_in_a_file_are_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  weight_decay: .inf\n")
+    with pytest.raises(AttncoachError, match="config key 'train.weight_decay' must be a finite number, got inf"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+        ("trian.lr=1", "unknown config key 'trian' (did you mean 'train'?)"),
+        ("model.layer=2", "unknown config key 'model.layer' (did you mean 'model.layers'?)"),
+        ("epochs=2", "unknown config key 'epochs' (did you mean 'train.epochs'?)"),
+        ("train.target.valeu=0.5", "unknown config key 'train.target.valeu' (did you mean 'train.target.value'?)"),
+        ("model.zzz=1", "unknown config key 'model.zzz' (known: backbone, dim, layers"),
+        ("model.layers.x=1", "config key 'model.layers' is not a section: set it as model.layers=value"),
+    ],
+)
+def test_unknown_override_keys_suggest_the_closest_key(override, message):
+    with pytest.raises(AttncoachError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(message)
+
+
+def test_unknown_keys_in_a_file_suggest_the_closest_key_too(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lrr: 0.1\n")
+    with pytest.raises(AttncoachError, match=r"unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+        load_config(path)

@@ -14,27 +14,34 @@ Example:
     [{'label': 'transaction_charged_twice', 'probabilities': {...}}]
 """
 
+import os
 from typing import Any
 
 __version__ = "0.1.0"
 
 
-def load(model_or_run_dir: Any, device: str = "cpu") -> Any:
-    """A trained model, ready to predict, from its model directory or its run directory.
+def load(model_or_run_dir: str | os.PathLike, device: str = "cpu") -> Any:
+    """A trained model, ready to predict, from its run directory (as the CLI takes) or its model directory.
 
     Returns:
         The task's predictor: for ``text_classification`` an
         :class:`attncoach.models.saved.SavedClassifier` (``predict(texts) -> [{"label",
-        "probabilities"}]``, ``predict_proba``); for ``next_item`` an
+        "probabilities"}]``, one result per text; a single string is one text, and its result
+        is a list of one; ``predict_proba``); for ``next_item`` an
         :class:`attncoach.models.saved.SavedRecommender` (``recommend(user=... | history=[...],
         k=10) -> [{"item", "score"}]``, ``recommend_many``).
 
     Raises:
-        AttncoachError: the path holds no complete model, or a file of it is damaged.
+        AttncoachError: the path is not a path, holds no complete model, or a file of it is
+            damaged; an unknown device.
     """
+    from attncoach.errors import AttncoachError
     from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
+    if not isinstance(model_or_run_dir, (str, os.PathLike)):
+        shown = type(model_or_run_dir).__name__
+        raise AttncoachError(f"load needs the path of a run or model directory, not {shown} {model_or_run_dir!r:.40}")
     return load_model(resolve_model_dir(model_or_run_dir), device=device)
 
 

@@ -2,7 +2,8 @@
 
 A run is described by one :class:`RunConfig`. It is built from defaults, then a YAML file
 (optional), then ``section.key=value`` overrides whose values are parsed as YAML. Unknown
-keys and values of the wrong type are refused with one line naming the key. The resolved
+keys (with the closest known key as a suggestion), values of the wrong type and non-finite
+numbers (``.nan``, ``.inf``) are refused with one line naming the key. The resolved
 configuration is saved as ``config.yaml`` in the run directory.
 
 Example:
@@ -14,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -310,9 +313,35 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
     obj = cls()
     for key, value in data.items():
         if key not in fields:
-            raise AttncoachError(f"unknown config key '{prefix}{key}' (known: {', '.join(fields)})")
+            raise unknown_key(f"{prefix}{key}", cls)
         setattr(obj, key, _coerce(hints[key], value, f"{prefix}{key}"))
     return obj
+
+
+def unknown_key(dotted: str, section: type) -> AttncoachError:
+    """The error for a key that dataclass ``section`` does not have: one line with the closest known key.
+
+    Example:
+        >>> str(unknown_key("train.lrr", TrainConfig))
+        "unknown config key 'train.lrr' (did you mean 'train.lr'?)"
+        >>> str(unknown_key("lr", RunConfig))
+        "unknown config key 'lr' (did you mean 'train.lr'?)"
+    """
+    prefix, _, name = dotted.rpartition(".")
+    prefix = f"{prefix}." if prefix else ""
+    names = [f.name for f in dataclasses.fields(section)]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return AttncoachError(f"unknown config key '{dotted}' (did you mean '{prefix}{close[0]}'?)")
+    if section is RunConfig:  # a key written without its section: lr=... for train.lr=...
+        owners = [key for key, hint in typing.get_type_hints(RunConfig).items() if _has_field(hint, name)]
+        if len(owners) == 1:
+            return AttncoachError(f"unknown config key '{dotted}' (did you mean '{owners[0]}.{name}'?)")
+    return AttncoachError(f"unknown config key '{dotted}' (known: {', '.join(names)})")
+
+
+def _has_field(section: Any, name: str) -> bool:
+    return dataclasses.is_dataclass(section) and name in {f.name for f in dataclasses.fields(section)}
 
 
 def apply_override(cfg: RunConfig, item: str) -> None:
@@ -328,18 +357,21 @@ def apply_override(cfg: RunConfig, item: str) -> None:
     target: Any = cfg
     parts = dotted.split(".")
     for depth, part in enumerate(parts[:-1]):
-        child = getattr(target, part, None) if dataclasses.is_dataclass(target) else None
-        if child is None and dataclasses.is_dataclass(target) and part in {f.name for f in dataclasses.fields(target)}:
+        where = ".".join(parts[: depth + 1])
+        if part not in {f.name for f in dataclasses.fields(target)}:
+            raise unknown_key(where, type(target))
+        child = getattr(target, part)
+        if child is None:
             child = _optional_section(type(target), part)  # e.g. train.target.value=0.8 creates train.target
             if child is not None:
                 setattr(target, part, child)
-        if child is None or not dataclasses.is_dataclass(child) or part.startswith("_"):
-            raise AttncoachError(f"unknown config key '{'.'.join(parts[: depth + 1])}'")
+        if child is None or not dataclasses.is_dataclass(child):
+            raise AttncoachError(f"config key '{where}' is not a section: set it as {where}=value")
         target = child
     name = parts[-1]
     names = {f.name for f in dataclasses.fields(target)}
     if name not in names:
-        raise AttncoachError(f"unknown config key '{dotted}'")
+        raise unknown_key(dotted, type(target))
     hint = typing.get_type_hints(type(target))[name]
     setattr(target, name, _coerce(hint, value, dotted))
 
@@ -376,6 +408,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             value = _yaml11_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(key, "a number", value)
+        if not is_finite(value):  # .nan and .inf train a NaN model
+            shown = repr(value) if isinstance(value, float) else f"an integer of {len(str(value))} digits"
+            raise AttncoachError(f"config key '{key}' must be a finite number, got {shown}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -390,6 +425,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise _type_error(key, "a string", value)
         return value
     return value
+
+
+def is_finite(number: int | float) -> bool:
+    """Whether ``number`` is a finite float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _yaml11_float(text: str) -> float | str:

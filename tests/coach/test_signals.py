@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attncoach.coach.signals import SignalTracker, attention_entropy
+from attncoach.coach.signals import Signals, SignalTracker, attention_entropy
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
 
@@ -72,3 +72,18 @@ def test_attention_entropy_is_log_length_for_uniform_attention():
     expected = (2 * math.log(6) * 6 + math.log(4) * 4) / 16  # mean over real query tokens
     assert entropy == pytest.approx([expected, expected], rel=1e-5)
     assert model.training, "the model's mode is restored"
+
+
+def test_non_finite_signals_are_null_in_the_decision_log():
+    import json
+
+    from attncoach.coach.policies import POLICIES, Knobs
+
+    policy = POLICIES["divergence_guard"]()
+    [rollback, *_] = policy.observe(Signals(11, loss=float("nan"), loss_ema=1.0, nonfinite=True), Knobs())
+    line = json.dumps(rollback.to_dict(), allow_nan=False)  # valid JSON: no NaN
+    assert json.loads(line)["signals"]["loss"] is None and json.loads(line)["signals"]["nonfinite"] is True
+    assert Signals(1, loss=float("inf"), grad_norm=2.0000001).values("loss", "grad_norm") == {
+        "loss": None,
+        "grad_norm": 2.0,
+    }

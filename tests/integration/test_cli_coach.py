@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from attncoach.cli import main
+from attncoach.errors import AttncoachError
 from attncoach.rundir import RunDir
 from attncoach.train.recipe import Recipe
 from attncoach.train.settings import load_run_config as load_config
@@ -157,7 +159,7 @@ class TwicePoisonedRecipe(PoisonedRecipe):
         return Recipe._forward_backward(self, batch, scale)
 
 
-def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_csv, tmp_path):
+def test_a_run_stopped_before_its_first_evaluation_is_evaluated_and_a_nan_model_is_not_kept(tiny_csv, tmp_path):
     out = tmp_path / "stopped"
     cfg = load_config(
         None,
@@ -168,10 +170,12 @@ def test_a_run_stopped_before_its_first_evaluation_still_ends_with_a_model(tiny_
             "coach.policies=[{divergence_guard: {snapshot_every: 10, max_rollbacks: 1}}]",
         ],
     )
-    metrics = TwicePoisonedRecipe(cfg, RunDir(out), quiet=True).run()
-    assert metrics["stopped_early"] and "rollbacks in a row did not help" in metrics["stop_reason"]
-    assert metrics["steps"] == 27 and [h["step"] for h in metrics["history"]] == [27]
-    assert (out / "model" / "model.safetensors").is_file() and metrics["test"]["macro_f1"] >= 0
+    recipe = TwicePoisonedRecipe(cfg, RunDir(out), quiet=True)
+    with pytest.raises(AttncoachError, match=r"training diverged: .* \(the last at step 27\), so no model was kept"):
+        recipe.run()  # the stop leaves the poisoned (NaN) weights: evaluated, but never the best model
+    assert recipe.state.stopped_early and "rollbacks in a row did not help" in recipe.state.stop_reason
+    assert [h["step"] for h in recipe.state.history] == [27] and recipe.state.history[0]["val_loss"] is None
+    assert not (out / "model" / "model.safetensors").exists() and not (out / "metrics.json").exists()
 
 
 def test_target_stops_the_run(tiny_csv, tmp_path):

@@ -175,6 +175,23 @@ def test_resolve_empty_name():
         resolve_backbone(" ")
 
 
+@pytest.mark.parametrize("name, builtin", [("minlm", "minilm"), ("MiniLM", "minilm"), ("scrach", "scratch")])
+def test_resolve_a_typo_of_a_builtin_name_suggests_it_before_the_hub(monkeypatch, name, builtin):
+    def no_hub(repo_id):
+        raise AssertionError(f"{repo_id} was tried on the hub")
+
+    monkeypatch.setattr(pretrained, "_hub_snapshot", no_hub)
+    with pytest.raises(AttncoachError) as info:
+        resolve_backbone(name)
+    assert str(info.value).startswith(f"unknown backbone '{name}': did you mean model.backbone={builtin}?")
+
+
+def test_resolve_a_local_directory_close_to_a_builtin_name_is_used(tmp_path, monkeypatch):
+    (tmp_path / "minlm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_backbone("minlm") == Path("minlm")
+
+
 def test_resolve_hub_id_while_offline_never_connects(monkeypatch, tmp_path):
     pytest.importorskip("huggingface_hub")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +14,15 @@ from attncoach.data.tokenizer import save_tokenizer, train_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
-from attncoach.models.saved import FORMAT_VERSION, SavedClassifier, load_model, model_config, write_model_config
+from attncoach.models.next_item import NextItemModel
+from attncoach.models.saved import (
+    FORMAT_VERSION,
+    SavedClassifier,
+    SavedRecommender,
+    load_model,
+    model_config,
+    write_model_config,
+)
 
 
 def _model_dir(tmp_path, config_of):
@@ -88,3 +98,90 @@ def test_a_directory_from_a_newer_attncoach_is_refused_in_one_line(tmp_path):
     folder, _ = _model_dir(tmp_path, lambda m: {**model_config(m, 16), "format_version": FORMAT_VERSION + 1})
     with pytest.raises(AttncoachError, match="newer attncoach"):
         SavedClassifier.load(folder)
+
+
+# --- the predictors' inputs and outputs --------------------------------------------------------
+
+
+@pytest.fixture
+def classifier(tmp_path) -> SavedClassifier:
+    folder, _ = _model_dir(tmp_path, lambda m: model_config(m, 16))
+    return SavedClassifier.load(folder)
+
+
+def test_one_string_is_one_text(classifier):
+    [one] = classifier.predict("good service thanks")
+    assert one == classifier.predict(["good service thanks"])[0]
+    assert classifier.predict_proba("good service thanks").shape == (1, 3)
+    assert len(classifier.predict(("good", "late"))) == 2 and classifier.predict([]) == []
+
+
+@pytest.mark.parametrize(
+    "texts, words",
+    [
+        (None, "texts must be a string or a list of strings, not None"),
+        (5, "not int 5"),
+        (b"bytes", "not bytes"),
+        ({"text": "x"}, "not dict"),
+        (["fine", 3.5], "texts[1] must be a string, not float 3.5"),
+        (["fine", None], "texts[1] must be a string, not None"),
+    ],
+)
+def test_texts_that_are_not_strings_are_one_clear_error(classifier, texts, words):
+    for method in (classifier.predict, classifier.predict_proba):
+        with pytest.raises(AttncoachError) as err:
+            method(texts)
+        assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_bad_batch_size_or_device_is_one_clear_error(classifier, tmp_path):
+    with pytest.raises(AttncoachError, match="batch_size must be a positive integer"):
+        classifier.predict(["x"], batch_size=0)
+    with pytest.raises(AttncoachError, match="device must be cpu or cuda"):
+        SavedClassifier.load(classifier.model_dir, device="gpu")
+
+
+def test_a_model_with_nan_weights_gives_an_error_not_nan_probabilities(classifier):
+    with torch.no_grad():
+        next(classifier.model.parameters()).fill_(float("nan"))
+    with pytest.raises(AttncoachError, match="probabilities are not finite .NaN. for 2 of 2 texts"):
+        classifier.predict(["good service", "late again"])
+
+
+def _recommender() -> SavedRecommender:
+    torch.manual_seed(0)
+    model = NextItemModel(EncoderConfig(vocab_size=6, dim=16, layers=1, heads=2, ffn_dim=32, max_position=8), 5)
+    users = {"196": np.array([1, 2, 3]), "7": np.array([4, 5])}
+    return SavedRecommender(model.eval(), ["10", "20", "30", "40", "50"], users, 8, torch.device("cpu"))
+
+
+def test_recommender_takes_one_string_and_integer_ids():
+    rec = _recommender()
+    assert rec.recommend_many(users="196", k=2) == rec.recommend_many(users=["196"], k=2)
+    assert rec.recommend_many(histories="10 20", k=2) == [rec.recommend(history=["10", "20"], k=2)]
+    assert rec.recommend(user=196, k=2) == rec.recommend(user="196", k=2)
+    assert rec.recommend(history=[10, 20], k=2) == rec.recommend(history=["10", "20"], k=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"users": 196}, "users must be a list of user ids, not int 196"),
+        ({"users": [None]}, "a user id must be a string, not None"),
+        ({"histories": 5}, "histories must be a list of histories, not int 5"),
+        ({"histories": [5]}, "a history must be a list of item ids, not int 5"),
+        ({"histories": [["10", 2.5]]}, "an item id must be a string, not float 2.5"),
+        ({"users": ["196"], "batch_size": 0}, "batch_size must be a positive integer"),
+    ],
+)
+def test_recommender_inputs_of_the_wrong_kind_are_one_clear_error(kwargs, words):
+    with pytest.raises(AttncoachError, match=re.escape(words)):
+        _recommender().recommend_many(**kwargs, k=2)
+
+
+def test_a_recommender_with_nan_weights_gives_an_error_not_nan_scores():
+    rec = _recommender()
+    with torch.no_grad():
+        next(rec.model.parameters()).fill_(float("nan"))
+    with pytest.raises(AttncoachError, match="scores are not finite"):
+        rec.recommend(user="196", k=2)

@@ -25,6 +25,7 @@ from typing import Any
 
 from attncoach.coach.policies import POLICIES, Decision, Knobs, Policy
 from attncoach.coach.signals import Signals
+from attncoach.config import is_finite
 from attncoach.errors import AttncoachError
 
 log = logging.getLogger("attncoach")
@@ -73,6 +74,8 @@ def _check_type(policy: str, key: str, hint: Any, value: Any) -> None:
     }.get(hint, lambda v: True)(value)
     if not ok:
         raise AttncoachError(f"coach policy {policy}: parameter '{key}' must be {hint.__name__}, got {value!r}")
+    if hint is float and not is_finite(value):
+        raise AttncoachError(f"coach policy {policy}: parameter '{key}' must be a finite number, got {value!r}")
 
 
 def build_policies(entries: Sequence[Any] | None) -> list[Policy]:

@@ -239,12 +239,16 @@ class CoachSession:
         self,
         step: int,
         examples_seen: int,
-        metric: float,
+        metric: float | None,
         best: float,
-        val_loss: float,
+        val_loss: float | None,
         entropy_batch: dict[str, torch.Tensor] | None,
     ) -> bool:
-        """Evaluation signals to the policies; True when one of them stops the run."""
+        """Evaluation signals to the policies; True when one of them stops the run.
+
+        ``metric`` and ``val_loss`` are None for an evaluation of a diverged model (a non-finite val
+        loss): the policies that act on them leave it out.
+        """
         ema = self.tracker.loss_ema
         entropy = None
         if entropy_batch is not None:
@@ -257,7 +261,7 @@ class CoachSession:
             val_loss=val_loss,
             best_val_metric=best,
             loss_ema=ema,
-            gap=None if ema is None or not self.representative else val_loss - ema,
+            gap=None if ema is None or val_loss is None or not self.representative else val_loss - ema,
             attention_entropy=entropy,
         )
         decisions = self.coach.observe(signals)

@@ -46,11 +46,13 @@ class Signals:
     attention_entropy: list[float] | None = None  # mean entropy per layer, nats
 
     def values(self, *names: str) -> dict[str, Any]:
-        """The named signals, rounded for the decision log."""
+        """The named signals, rounded for the decision log (a NaN or infinite value is None: JSON null)."""
         out = {}
         for name in names:
             value = getattr(self, name)
-            out[name] = round(value, 6) if isinstance(value, float) and math.isfinite(value) else value
+            if isinstance(value, float):
+                value = round(value, 6) if math.isfinite(value) else None
+            out[name] = value
         return out
 
 

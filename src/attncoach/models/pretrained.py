@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import logging
@@ -99,7 +100,8 @@ def resolve_backbone(name: str) -> Path:
     1. a key of ``PACKAGED_BACKBONES`` (``"minilm"``): the model folder of its package;
     2. an existing local directory (``~`` is expanded): Hugging Face layout, or an attncoach
        model or run directory;
-    3. a Hugging Face hub id (``"name"`` or ``"owner/name"``), downloaded or taken from the
+    3. a name close to a built-in one (``minlm``, ``scrach``) is refused with the suggestion;
+    4. a Hugging Face hub id (``"name"`` or ``"owner/name"``), downloaded or taken from the
        hub cache. A name that cannot be a hub id (it starts with ``.`` or ``~``, has two
        ``/`` or another character a hub id cannot have, such as ``\\`` or ``:``) is a
        local path that does not exist.
@@ -125,7 +127,30 @@ def resolve_backbone(name: str) -> Path:
         raise AttncoachError(f"backbone {name} is a file; it must be a directory")
     if name.startswith((".", "~")) or not _HUB_ID.fullmatch(name):
         raise AttncoachError(f"backbone directory not found: {name}")
+    close = _close_builtin(name)
+    if close is not None:  # a typo of a built-in name, not a hub id to download
+        raise AttncoachError(
+            f"unknown backbone '{name}': did you mean model.backbone={close}? "
+            "(otherwise give a local directory or a hub id such as owner/name)"
+        )
     return _hub_snapshot(name)
+
+
+def _close_builtin(name: str) -> str | None:
+    """The built-in backbone name (scratch, minilm...) that ``name`` (no ``/``) is a likely typo of."""
+    if "/" in name:
+        return None
+    builtins = ["scratch", *PACKAGED_BACKBONES]
+    close = difflib.get_close_matches(name.lower(), builtins, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def local_backbone_dir(name: str) -> Path | None:
+    """The local directory that ``model.backbone`` names, or None (scratch, a packaged backbone, a hub id)."""
+    if name == "scratch" or name in PACKAGED_BACKBONES or not name.strip():
+        return None
+    path = _local_path(name)
+    return path if path.is_dir() else None
 
 
 def _local_path(name: str) -> Path:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class SavedClassifier:
         model_dir = Path(model_dir)
         config = read_model_config(model_dir, "text_classification")
         labels = read_labels(model_dir / "labels.json")
-        dev = torch.device(device)
+        dev = _device(device)
         model = _load_model(model_dir, config, TextClassifier, dev)
         if model.num_labels != len(labels):
             raise AttncoachError(
@@ -124,14 +124,41 @@ class SavedClassifier:
             model_dir,
         )
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Class probabilities, shape (len(texts), num_labels)."""
-        ids = encode_texts(self.tokenizer, list(texts), self.max_length)
-        logits = predict_logits(self.model, ids, batch_size, self.device)
-        return torch.softmax(logits, dim=-1).numpy() if len(ids) else np.zeros((0, len(self.labels)))
+    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Class probabilities, shape (number of texts, num_labels); one string is one text.
 
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
-        """One ``{"label", "probabilities": {label: p}}`` per text."""
+        Raises:
+            AttncoachError: ``texts`` is neither a string nor a list of strings, or the model's
+                outputs are not finite (NaN or infinite: damaged weights or a diverged run).
+        """
+        texts = as_texts(texts)
+        _check_batch_size(batch_size)
+        ids = encode_texts(self.tokenizer, texts, self.max_length)
+        if not ids:
+            return np.zeros((0, len(self.labels)))
+        probs = torch.softmax(predict_logits(self.model, ids, batch_size, self.device), dim=-1).numpy()
+        bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+        if len(bad):
+            raise AttncoachError(
+                f"the model's probabilities are not finite (NaN) for {len(bad)} of {len(texts)} texts "
+                f"(the first: text {bad[0] + 1}); its weights are damaged or its training diverged"
+            )
+        return probs
+
+    def predict(self, texts: str | Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
+        """One ``{"label", "probabilities": {label: p}}`` per text, in input order.
+
+        Args:
+            texts: a list of texts, or one text as a string (the result is then a list of one).
+            batch_size: texts per forward pass.
+
+        Raises:
+            AttncoachError: see :meth:`predict_proba`.
+
+        Example:
+            >>> clf.predict("the flight was late again")  # doctest: +SKIP
+            [{'label': 'negative', 'probabilities': {'negative': 0.91, 'neutral': 0.06, 'positive': 0.03}}]
+        """
         probs = self.predict_proba(texts, batch_size)
         return [
             {
@@ -175,7 +202,7 @@ class SavedRecommender:
             users = {str(u): np.asarray(h, dtype=np.int64) for u, h in zip(known["users"], known["histories"])}
         except (KeyError, TypeError, ValueError):
             raise AttncoachError(f"{model_dir / 'users.json'} must hold 'users' and their 'histories'") from None
-        dev = torch.device(device)
+        dev = _device(device)
         model = _load_model(model_dir, config, NextItemModel, dev)
         if model.num_items != len(items):
             raise AttncoachError(
@@ -223,10 +250,11 @@ class SavedRecommender:
             raise AttncoachError("give either users or histories to recommend for")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.items):
             raise AttncoachError(f"k must be an integer from 1 to {len(self.items)} (the number of items), not {k!r}")
+        _check_batch_size(batch_size)
         if users is not None:
-            rows = [self._user_row(str(u)) for u in users]
+            rows = [self._user_row(_item_id(u, "a user")) for u in _as_list(users, "users", "user ids")]
         else:
-            rows = [self._encode_history(h) for h in histories]
+            rows = [self._encode_history(h) for h in _as_list(histories, "histories", "histories")]
         out: list[list[dict[str, Any]]] = []
         was_training = self.model.training
         self.model.eval()
@@ -251,11 +279,14 @@ class SavedRecommender:
             )
         return self.users[user]
 
-    def _encode_history(self, history: Sequence[str]) -> np.ndarray:
+    def _encode_history(self, history: str | Sequence[str]) -> np.ndarray:
         if isinstance(history, str):
             history = history.split()
+        elif not _is_list_like(history):
+            raise AttncoachError(f"a history must be a list of item ids, not {_shown(history)}")
+        history = [_item_id(item, "an item") for item in history]
         index = self._item_index
-        known = [index[str(item)] for item in history if str(item) in index]
+        known = [index[item] for item in history if item in index]
         if not known:
             shown = ", ".join(repr(str(x)) for x in list(history)[:3]) or "none"
             raise AttncoachError(f"none of the history's items is known to the model (first: {shown})")
@@ -271,6 +302,10 @@ class SavedRecommender:
         mask = ids != 0
         hidden = self.model(ids, mask)
         scores = self.model.scores(hidden[torch.arange(len(rows), device=self.device), mask.sum(dim=1) - 1]).float()
+        if scores.isnan().any() or scores.isposinf().any():  # -inf marks what cannot be recommended (padding)
+            raise AttncoachError(
+                "the model's scores are not finite (NaN or infinite); its weights are damaged or its training diverged"
+            )
         if exclude_seen:
             for i, row in enumerate(rows):
                 scores[i, torch.as_tensor(row, device=self.device)] = float("-inf")
@@ -283,6 +318,70 @@ class SavedRecommender:
             ]
             for values, index in zip(top.values, top.indices)
         ]
+
+
+def as_texts(texts: Any) -> list[str]:
+    """``texts`` as a list of strings: one string is one text; anything else but strings is refused.
+
+    Example:
+        >>> as_texts("one text"), as_texts(("a", "b"))
+        (['one text'], ['a', 'b'])
+    """
+    if isinstance(texts, str):
+        return [texts]
+    if not _is_list_like(texts):
+        raise AttncoachError(f"texts must be a string or a list of strings, not {_shown(texts)}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise AttncoachError(f"texts[{i}] must be a string, not {_shown(text)}")
+    return texts
+
+
+def _as_list(values: Any, name: str, what: str) -> list[Any]:
+    """``users`` or ``histories`` as a list: one string is one of them."""
+    if isinstance(values, str):
+        return [values]
+    if not _is_list_like(values):
+        raise AttncoachError(f"{name} must be a list of {what}, not {_shown(values)}")
+    return list(values)
+
+
+def _item_id(value: Any, what: str) -> str:
+    """A user or item id: a string, or an integer written as one (``196`` is ``"196"``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(value)
+    raise AttncoachError(f"{what} id must be a string, not {_shown(value)}")
+
+
+def _is_list_like(value: Any) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
+
+
+def _shown(value: Any) -> str:
+    """A wrong value in an error: its type and a short repr."""
+    if value is None:
+        return "None"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _device(name: Any) -> torch.device:
+    """The torch device to load onto: ``cpu``, ``cuda``, ``cuda:1``..."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise AttncoachError(f"device must be cpu or cuda (or cuda:N), not {_shown(name)}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AttncoachError("device cuda was asked for but no CUDA device is available")
+    return device
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AttncoachError(f"batch_size must be a positive integer, not {_shown(batch_size)}")
 
 
 def load_model(model_dir: str | Path, device: str = "cpu") -> SavedClassifier | SavedRecommender:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,7 +59,8 @@ class Callback:
         """A micro-batch of the training examples ``index`` went forward with outcomes ``out``."""
 
     def after_eval(self, recipe: Any, metrics: dict[str, Any], score: float) -> str | None:
-        """An evaluation on val gave ``metrics`` (``score`` selects checkpoints); a reason stops the run."""
+        """An evaluation on val gave ``metrics`` (``score`` selects checkpoints; NaN when the val loss was
+        not finite); a reason stops the run."""
         return None
 
     def train_scalars(self, recipe: Any) -> dict[str, float]:
@@ -119,7 +121,11 @@ class CoachCallback(Callback):
     def after_eval(self, recipe: Any, metrics: dict[str, Any], score: float) -> str | None:
         s, val = recipe.state, recipe.data.splits["val"]
         first = {k: v.to(recipe.device) for k, v in val.batch(range(min(64, len(val)))).items()} if len(val) else None
-        stop = self.session.after_eval(s.step, s.examples_seen, score, s.best_metric, metrics["loss"], first)
+        finite = math.isfinite(score)  # the recipe gives NaN for an evaluation with a non-finite val loss
+        val_loss = metrics["loss"] if finite else None
+        stop = self.session.after_eval(
+            s.step, s.examples_seen, score if finite else None, s.best_metric, val_loss, first
+        )
         if self.session.last_entropy:
             values = {f"attention_entropy/layer{i}": v for i, v in enumerate(self.session.last_entropy)}
             recipe.log_scalars(s.step, "val", values)

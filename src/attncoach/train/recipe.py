@@ -40,6 +40,7 @@ from attncoach.train.loggers import make_loggers
 from attncoach.train.optim import freeze_lower_layers, make_optimizer
 from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.schedule import lr_factor
+from attncoach.train.settings import absolute_paths, release_output_dir
 
 log = logging.getLogger("attncoach")
 
@@ -103,6 +104,8 @@ class Recipe:
     def setup(self) -> None:
         """Data, tokenizer, model, optimizer; restore the latest checkpoint when resuming."""
         t = self.cfg.train
+        if not self.resume:
+            absolute_paths(self.cfg)  # the saved config.yaml then works from any directory
         torch.manual_seed(t.seed)
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -434,7 +437,12 @@ class Recipe:
     # ------------------------------------------------------------------ train
     def run(self) -> dict[str, Any]:
         """Set up, train, evaluate the best model on val and test; return metrics.json's content."""
-        self.setup()
+        try:
+            self.setup()
+        except BaseException:
+            if not self.resume:  # a default run directory claimed for this run, still empty, is given back
+                release_output_dir(self.run_dir.path)
+            raise
         try:
             self.train()
             return self.finish()
@@ -621,13 +629,19 @@ class Recipe:
             "val_loss": round(metrics["loss"], 5),
             **{f"val_{k}": round(v, 5) for k, v in metrics.items() if k in self._tracked},
         }
+        finite = math.isfinite(metrics["loss"])
         if self.supernet is not None:  # select on the mean of the largest and the smallest sub-net
             smallest = self._evaluate_smallest(val)
+            finite = finite and math.isfinite(smallest["loss"])
             score = (score + smallest[primary]) / 2
             entry.update(**{f"val_{primary}_smallest": round(smallest[primary], 5)}, val_selection=round(score, 5))
             self.log_scalars(s.step, "val", {f"{primary}_smallest": smallest[primary]})
         self.model.train()
-        improved = score > s.best_metric
+        if not (finite and math.isfinite(score)):  # a diverged model's argmax still "scores": never the best
+            score = math.nan
+            entry.update({k: None for k in entry if k.startswith("val_")})
+            log.warning("step %d: the val loss is not finite (NaN or inf): this model is not kept", s.step)
+        improved = score > s.best_metric  # False for NaN
         if improved:
             s.best_metric, s.best_step, s.evals_since_best = score, s.step, 0
             atomic_save_safetensors(self.model.state_dict(), self.run_dir.model / "model.safetensors")
@@ -646,7 +660,7 @@ class Recipe:
             if reason is not None:
                 self._stop(reason)
         target = t.target
-        if target is not None and metrics[target.metric] >= target.value:
+        if target is not None and not math.isnan(score) and metrics[target.metric] >= target.value:
             self._stop(f"target reached: val {target.metric} {metrics[target.metric]:.4f} >= {target.value:g}")
         patience = t.early_stopping_patience
         if self.coach.owns_stopping:
@@ -689,6 +703,12 @@ class Recipe:
     def finish(self) -> dict[str, Any]:
         """Load the best weights, evaluate on val and test, write metrics.json."""
         s, t = self.state, self.cfg.train
+        if s.best_step == 0:  # no evaluation had a finite val loss: no weights were kept
+            coach_hint = "" if self.cfg.coach.enabled else " or turn the coach on (coach.enabled=true)"
+            raise AttncoachError(
+                f"training diverged: the val loss was NaN or infinite at every evaluation (the last at step "
+                f"{s.step}), so no model was kept; lower train.lr{coach_hint}"
+            )
         self.model.load_state_dict(load_weights(self.run_dir.model / "model.safetensors"))
         results: dict[str, Any] = {}
         for split in ("val", "test"):
@@ -699,7 +719,7 @@ class Recipe:
             if section is not None:
                 results[callback.key] = section
         if t.target is not None:
-            best = max((h[f"val_{t.target.metric}"] for h in s.history), default=None)
+            best = max((h[f"val_{t.target.metric}"] for h in s.history if h["val_loss"] is not None), default=None)
             results["target"] = {
                 "metric": t.target.metric,
                 "value": t.target.value,
@@ -726,9 +746,21 @@ class Recipe:
             "stop_reason": s.stop_reason,
             "history": s.history,
         }
+        metrics = _nulled(metrics)  # valid JSON: a non-finite number is written as null
         atomic_write_json(self.run_dir.metrics, metrics)
         self.log_scalars(s.step, "test", {k: results["test"][k] for k in self._tracked if k in results["test"]})
         return metrics
+
+
+def _nulled(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None, so that it is valid JSON."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _nulled(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_nulled(v) for v in data]
+    return data
 
 
 def _fractions(values: tuple[float, ...]) -> str:

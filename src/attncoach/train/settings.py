@@ -12,6 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -28,11 +31,68 @@ def load_run_config(path: Optional[str | Path], overrides: list[str] | None = No
 
 
 def default_output_dir(cfg: RunConfig) -> str:
-    """``runs/<data>-<timestamp>``: the built-in corpus or the data file's name."""
+    """A new directory ``runs/<data>-<YYYYmmdd-HHMMSS>`` (the built-in corpus or the data file's name),
+    claimed for this run: it is created empty, atomically, so that two runs started in the same
+    second get two directories (the second one ``...-HHMMSS-2``).
+
+    A run whose set-up fails before it writes anything gives the directory back
+    (:func:`release_output_dir`), so a refused run leaves nothing behind.
+    """
     from attncoach.tasks import TASKS
 
     name = cfg.data.builtin or (Path(cfg.data.path).stem if cfg.data.path else TASKS[cfg.task].corpus)
-    return str(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stem = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent_existed = stem.parent.is_dir()
+    for number in itertools.count(1):
+        path = stem if number == 1 else stem.with_name(f"{stem.name}-{number}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)  # atomic: exactly one process creates it
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise AttncoachError(f"cannot create the run directory {path}: {exc.strerror or exc}") from None
+        _CLAIMED[path.absolute()] = parent_existed
+        return str(path)
+
+
+_CLAIMED: dict[Path, bool] = {}  # run directories default_output_dir created -> whether runs/ existed before
+
+
+def release_output_dir(path: str | Path) -> None:
+    """Remove a directory that :func:`default_output_dir` claimed, if it is still empty (and ``runs/``
+    with it when the claim created that too); any other directory is left alone."""
+    path = Path(path).absolute()
+    if path not in _CLAIMED:
+        return
+    parent_existed = _CLAIMED.pop(path)
+    with contextlib.suppress(OSError):  # no longer empty, or already gone: keep what is there
+        path.rmdir()
+        if not parent_existed:
+            path.parent.rmdir()
+
+
+def absolute_paths(cfg: RunConfig) -> None:
+    """Make the keys that name files absolute, in place, so that the saved ``config.yaml`` works
+    from any directory (``eval``, ``subnets``, ``search``, ``--resume``).
+
+    ``data.path`` and ``output_dir`` are taken relative to the current directory, and so is
+    ``model.backbone`` when it names an existing local directory (not ``scratch``, a packaged
+    backbone such as ``minilm`` or a hub id). Symbolic links are kept as they are.
+
+    Example:
+        >>> cfg = RunConfig(); cfg.data.path = "my.csv"
+        >>> absolute_paths(cfg); Path(cfg.data.path).is_absolute()
+        True
+    """
+    from attncoach.models.pretrained import local_backbone_dir
+
+    if cfg.data.path is not None:
+        cfg.data.path = os.path.abspath(cfg.data.path)
+    if cfg.output_dir is not None:
+        cfg.output_dir = os.path.abspath(cfg.output_dir)
+    local = local_backbone_dir(cfg.model.backbone)
+    if local is not None:
+        cfg.model.backbone = os.path.abspath(local)
 
 
 def check_registries(cfg: RunConfig) -> None:

@@ -1,0 +1,28 @@
+"""Non-finite numbers on the command line: refused in the config, never printed as NaN by predict."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from attncoach.cli import main
+from tinydata import tiny_overrides
+
+
+def test_an_infinite_setting_is_refused_before_anything_is_written(capsys, tiny_csv, tmp_path):
+    for setting in ("train.lr=.inf", "train.weight_decay=.inf"):
+        assert main(["train", "--quiet", *tiny_overrides(tiny_csv, tmp_path / "out"), setting]) == 2
+        assert "must be a finite number, got inf" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_with_nan_weights_is_one_error_and_no_nan_json(capsys, tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10)]) == 0
+    weights = out / "model" / "model.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights).items()}, str(weights))
+    capsys.readouterr()
+    assert main(["predict", str(out), "love great happy"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "NaN" not in captured.out
+    assert "probabilities are not finite" in captured.err.splitlines()[-1]
