@@ -7,6 +7,7 @@ renames it over the target with ``os.replace`` and flushes the directory entry.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,26 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """Write ``data`` as indented JSON, atomically (a non-finite number as null: see :func:`json_safe`)."""
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None, so that it is valid JSON.
+
+    Python's ``json`` writes ``NaN`` and ``Infinity``, which JSON does not have.
+
+    Example:
+        >>> json_safe({"loss": float("nan"), "f1": [0.5, float("inf")], "steps": 3})
+        {'loss': None, 'f1': [0.5, None], 'steps': 3}
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    return data
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

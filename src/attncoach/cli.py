@@ -369,7 +369,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics["encoder_parameters"] = clf.model.encoder.num_parameters(active_only=True)
         source += f", {subnet}"
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(_json_text(metrics))
     elif "per_class" in metrics:
         _print_metrics(metrics, source)
     else:
@@ -413,6 +413,13 @@ def _absent_note(metrics: dict[str, Any]) -> str:
         return ""
     averaged = len(metrics.get("macro_classes", []))
     return f" over {averaged} of {averaged + len(absent)} classes (absent here: {', '.join(map(str, absent))})"
+
+
+def _json_text(data: Any) -> str:
+    """Indented JSON with a non-finite number (a diverged sub-net's loss) as null, never ``NaN``."""
+    from attncoach.atomicfile import json_safe
+
+    return json.dumps(json_safe(data), indent=2, allow_nan=False)
 
 
 def _print_metrics(metrics: dict[str, Any], source: str) -> None:
@@ -723,7 +730,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         atomic_write_json(out, result["subnet"])  # exactly what read_subnet (--subnet FILE) reads
         log.info("wrote the sub-net to %s", out)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(_json_text(result))
     else:
         _print_search_result(result)
     return 0

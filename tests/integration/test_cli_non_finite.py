@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -26,3 +28,15 @@ def test_predict_with_nan_weights_is_one_error_and_no_nan_json(capsys, tiny_csv,
     captured = capsys.readouterr()
     assert captured.out == "" and "NaN" not in captured.out
     assert "probabilities are not finite" in captured.err.splitlines()[-1]
+
+
+def test_eval_json_of_a_nan_model_is_valid_json(capsys, tiny_csv, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10)]) == 0
+    weights = out / "model" / "model.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights).items()}, str(weights))
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert "NaN" not in printed
+    assert json.loads(printed)["loss"] is None  # a diverged model's loss, as JSON can hold it

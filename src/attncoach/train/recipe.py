@@ -746,21 +746,9 @@ class Recipe:
             "stop_reason": s.stop_reason,
             "history": s.history,
         }
-        metrics = _nulled(metrics)  # valid JSON: a non-finite number is written as null
         atomic_write_json(self.run_dir.metrics, metrics)
         self.log_scalars(s.step, "test", {k: results["test"][k] for k in self._tracked if k in results["test"]})
         return metrics
-
-
-def _nulled(data: Any) -> Any:
-    """``data`` with every NaN or infinite float replaced by None, so that it is valid JSON."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _nulled(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_nulled(v) for v in data]
-    return data
 
 
 def _fractions(values: tuple[float, ...]) -> str:
