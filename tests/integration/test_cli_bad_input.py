@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 from attncoach.cli import main
+from clicheck import digest, refused
 from tinydata import tiny_overrides
-
-
-def _fails(capsys, argv: list[str], *words: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    last = err.splitlines()[-1]
-    assert last.startswith("error: "), err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in last, (word, last)
-    return last
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture
@@ -39,7 +19,7 @@ def finished_run(tiny_csv, tmp_path_factory) -> Path:
 
 
 def _train_on(capsys, tmp_path, data: Path, *words: str, extra: tuple[str, ...] = ()) -> str:
-    line = _fails(capsys, ["train", "--quiet", *tiny_overrides(data, tmp_path / "out"), *extra], *words)
+    line = refused(capsys, ["train", "--quiet", *tiny_overrides(data, tmp_path / "out"), *extra], *words)
     assert not (tmp_path / "out").exists(), "a refused run must leave no run directory behind"
     return line
 
@@ -91,18 +71,18 @@ def test_bad_config_key_and_type(capsys, tmp_path, tiny_csv):
 
 
 def test_output_dir_holding_another_run_is_untouched(capsys, finished_run, tiny_csv):
-    before = _digest(finished_run)
-    _fails(capsys, ["train", "--quiet", *tiny_overrides(tiny_csv, finished_run)], "already holds a run", "--resume")
-    assert _digest(finished_run) == before
+    before = digest(finished_run)
+    refused(capsys, ["train", "--quiet", *tiny_overrides(tiny_csv, finished_run)], "already holds a run", "--resume")
+    assert digest(finished_run) == before
 
 
 def test_not_a_run_directory(capsys, tmp_path):
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("hi")
-    _fails(capsys, ["eval", str(tmp_path / "stuff")], "not a run or model directory")
-    _fails(capsys, ["predict", str(tmp_path / "stuff"), "hello"], "not a run or model directory")
-    _fails(capsys, ["train", "--resume", str(tmp_path / "stuff")], "not an attncoach run directory")
-    _fails(capsys, ["eval", str(tmp_path / "nowhere")], "not found")
+    refused(capsys, ["eval", str(tmp_path / "stuff")], "not a run or model directory")
+    refused(capsys, ["predict", str(tmp_path / "stuff"), "hello"], "not a run or model directory")
+    refused(capsys, ["train", "--resume", str(tmp_path / "stuff")], "not an attncoach run directory")
+    refused(capsys, ["eval", str(tmp_path / "nowhere")], "not found")
 
 
 def _break_every_checkpoint(run: Path, how: str) -> None:
@@ -116,24 +96,24 @@ def _break_every_checkpoint(run: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncate", "corrupt"])
 def test_damaged_checkpoints_are_refused_and_run_untouched(capsys, finished_run, how):
     _break_every_checkpoint(finished_run, how)
-    before = _digest(finished_run)
-    _fails(capsys, ["train", "--quiet", "--resume", str(finished_run)], "truncated or corrupted", "model.safetensors")
-    assert _digest(finished_run) == before
+    before = digest(finished_run)
+    refused(capsys, ["train", "--quiet", "--resume", str(finished_run)], "truncated or corrupted", "model.safetensors")
+    assert digest(finished_run) == before
 
 
 def test_damaged_model_weights(capsys, finished_run):
     weights = finished_run / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    _fails(capsys, ["eval", str(finished_run)], "damaged", "model.safetensors")
-    _fails(capsys, ["predict", str(finished_run), "hi"], "damaged")
+    refused(capsys, ["eval", str(finished_run)], "damaged", "model.safetensors")
+    refused(capsys, ["predict", str(finished_run), "hi"], "damaged")
 
 
 def test_eval_file_with_unknown_label(capsys, finished_run, tmp_path):
     path = tmp_path / "other.csv"
     path.write_text("text,label\ngood,positive\nmeh,mixed\n")
-    _fails(capsys, ["eval", str(finished_run), "--data", str(path)], "'mixed'", "line 3")
+    refused(capsys, ["eval", str(finished_run), "--data", str(path)], "'mixed'", "line 3")
 
 
 def test_predict_needs_texts_or_input(capsys, finished_run, tmp_path):
-    _fails(capsys, ["predict", str(finished_run)], "either texts")
-    _fails(capsys, ["predict", str(finished_run), "--input", str(tmp_path / "none.txt")], "not found")
+    refused(capsys, ["predict", str(finished_run)], "either texts")
+    refused(capsys, ["predict", str(finished_run), "--input", str(tmp_path / "none.txt")], "not found")

@@ -13,26 +13,8 @@ import pytest
 
 import attncoach.cli
 from attncoach.cli import main
+from clicheck import refused
 from tinydata import tiny_overrides, without_times
-
-
-def _refused(capsys, argv: list[str], *words: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    last = err.splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in err, err
-    for word in words:
-        assert word in last, (word, last)
-    return last
-
-
-# ---------------------------------------------------------------- exit 2 instead of internal errors
-def test_output_dir_under_a_file(tiny_csv, tmp_path, capsys):
-    blocker = tmp_path / "somefile"
-    blocker.write_text("not a folder")
-    _refused(capsys, ["train", *tiny_overrides(tiny_csv, blocker / "run")], "somefile", "not a directory")
-    assert blocker.read_text() == "not a folder"
 
 
 @pytest.mark.parametrize("labels", [["negative", "positive"], ["a", "b", "c", "d"]])
@@ -40,7 +22,7 @@ def test_labels_that_do_not_match_the_model(run, tiny_csv, capsys, labels):
     path = run / "model" / "labels.json"
     path.write_text(json.dumps(labels))
     for argv in (["predict", str(run), "the flight was late"], ["eval", str(run), "--data", str(tiny_csv)]):
-        _refused(capsys, argv, "labels.json", f"{len(labels)} labels", "3 classes")
+        refused(capsys, argv, "labels.json", f"{len(labels)} labels", "3 classes")
 
 
 def test_debug_shows_the_traceback_and_keeps_the_exit_status(tmp_path, capsys, monkeypatch):
@@ -97,20 +79,20 @@ def test_sigterm_handler_is_restored(tmp_path):
 def test_eval_data_hints_name_the_flags(run, tmp_path, capsys):
     cols = tmp_path / "cols.csv"
     cols.write_text("body,sentiment\nthe flight was late,negative\n")
-    line = _refused(capsys, ["eval", str(run), "--data", str(cols)], "no column 'text'", "--text-column")
+    line = refused(capsys, ["eval", str(run), "--data", str(cols)], "no column 'text'", "--text-column")
     assert "data.text_column" not in line
-    line = _refused(capsys, ["eval", str(run), "--data", str(cols), "--text-column", "body"], "--label-column")
+    line = refused(capsys, ["eval", str(run), "--data", str(cols), "--text-column", "body"], "--label-column")
     assert "data.label_column" not in line
     latin = tmp_path / "latin.csv"
     latin.write_bytes(b"text,label\ncaf\xe9 au lait,neutral\n")
-    line = _refused(capsys, ["eval", str(run), "--data", str(latin)], "line 2", "--encoding")
+    line = refused(capsys, ["eval", str(run), "--data", str(latin)], "line 2", "--encoding")
     assert "data.encoding" not in line
 
 
 def test_examples_of_a_run_without_a_learning_record(tiny_csv, tmp_path, capsys):
     out = tmp_path / "norecord"
     assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10), "curriculum.record=false"]) == 0
-    line = _refused(capsys, ["examples", str(out)], "no learning record", "curriculum.record")
+    line = refused(capsys, ["examples", str(out)], "no learning record", "curriculum.record")
     assert "not finished" not in line
 
 

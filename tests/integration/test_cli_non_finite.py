@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -18,25 +20,27 @@ def test_an_infinite_setting_is_refused_before_anything_is_written(capsys, tiny_
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_with_nan_weights_is_one_error_and_no_nan_json(capsys, tiny_csv, tmp_path):
+@pytest.fixture
+def nan_run(tiny_csv, tmp_path) -> Path:
+    """A finished tiny run whose saved weights were then all set to NaN."""
     out = tmp_path / "run"
     assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10)]) == 0
     weights = out / "model" / "model.safetensors"
     save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights).items()}, str(weights))
+    return out
+
+
+def test_predict_with_nan_weights_is_one_error_and_no_nan_json(capsys, nan_run):
     capsys.readouterr()
-    assert main(["predict", str(out), "love great happy"]) == 2
+    assert main(["predict", str(nan_run), "love great happy"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "NaN" not in captured.out
     assert "probabilities are not finite" in captured.err.splitlines()[-1]
 
 
-def test_eval_json_of_a_nan_model_is_valid_json(capsys, tiny_csv, tmp_path):
-    out = tmp_path / "run"
-    assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10)]) == 0
-    weights = out / "model" / "model.safetensors"
-    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights).items()}, str(weights))
+def test_eval_json_of_a_nan_model_is_valid_json(capsys, nan_run):
     capsys.readouterr()
-    assert main(["eval", str(out), "--json"]) == 0
+    assert main(["eval", str(nan_run), "--json"]) == 0
     printed = capsys.readouterr().out
     assert "NaN" not in printed
     assert json.loads(printed)["loss"] is None  # a diverged model's loss, as JSON can hold it

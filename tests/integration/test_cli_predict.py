@@ -9,37 +9,13 @@ from pathlib import Path
 import pytest
 
 from attncoach.cli import main
-
-
-def _refused(capsys, argv: list[str], *words: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    last = err.splitlines()[-1]
-    assert last.startswith("error: ") and "Traceback" not in err, err
-    for word in words:
-        assert word in last, (word, last)
-    return last
-
-
-# ---------------------------------------------------------------- outputs never destroy data
-def test_output_that_is_the_input_is_refused(run, tiny_csv, capsys, monkeypatch):
-    before = tiny_csv.read_bytes()
-    _refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", str(tiny_csv)], "is the input")
-    # the same file by another name: a relative path, a symlink; --overwrite does not allow it either
-    monkeypatch.chdir(tiny_csv.parent)
-    relative = f"./{tiny_csv.name}"
-    _refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", relative, "--overwrite"], "input")
-    link = tiny_csv.parent / "link.csv"
-    link.symlink_to(tiny_csv)
-    _refused(capsys, ["predict", str(run), "--input", str(link), "--output", str(tiny_csv), "--overwrite"], "input")
-    assert tiny_csv.read_bytes() == before
+from clicheck import refused
 
 
 def test_an_existing_output_needs_overwrite(run, tiny_csv, tmp_path, capsys):
     out = tmp_path / "preds.jsonl"
     out.write_text("keep me\n")
-    _refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", str(out)], "exists", "--overwrite")
+    refused(capsys, ["predict", str(run), "--input", str(tiny_csv), "--output", str(out)], "exists", "--overwrite")
     assert out.read_text() == "keep me\n"
     assert main(["predict", str(run), "--input", str(tiny_csv), "--output", str(out), "--overwrite"]) == 0
     assert len(out.read_text().splitlines()) == 240
@@ -48,8 +24,8 @@ def test_an_existing_output_needs_overwrite(run, tiny_csv, tmp_path, capsys):
 def test_subnets_and_search_outputs_need_overwrite(run, tmp_path, capsys):
     out = tmp_path / "taken.json"
     out.write_text("{}")
-    _refused(capsys, ["subnets", str(run), "--out", str(out)], "exists", "--overwrite")
-    _refused(capsys, ["search", str(run), "--max-params", "1000000", "--out", str(out)], "exists", "--overwrite")
+    refused(capsys, ["subnets", str(run), "--out", str(out)], "exists", "--overwrite")
+    refused(capsys, ["search", str(run), "--max-params", "1000000", "--out", str(out)], "exists", "--overwrite")
     assert out.read_text() == "{}"
     assert main(["search", str(run), "--max-params", "1000000", "--out", str(out), "--overwrite", "--quiet"]) == 0
     assert set(json.loads(out.read_text())) == {"layers", "heads", "ffn"}

@@ -12,28 +12,13 @@ from pathlib import Path
 import pytest
 
 from attncoach.cli import main
+from clicheck import digest, refused
 from tinydata import tiny_overrides, without_times
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
-    }
 
 
 def _train(data: Path, out: Path, steps: int = 20) -> dict:
     assert main(["train", "--quiet", *tiny_overrides(data, out, steps), "model.layers=2"]) == 0
     return json.loads((out / "metrics.json").read_text())
-
-
-def _refused(capsys, argv: list[str], *words: str) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    for word in words:
-        assert word in err, (word, err)
-    return err
 
 
 def _shuffle_rows(path: Path) -> None:
@@ -63,22 +48,32 @@ def test_a_changed_source_is_refused_by_eval_subnets_search_and_resume(tiny_csv,
     _train(tiny_csv, out)
     original = tiny_csv.read_bytes()
     (out / "metrics.json").unlink()  # interrupted, for --resume
-    before = _digest(out)
+    before = digest(out)
 
     _shuffle_rows(tiny_csv)  # same rows, same size, other order: other splits
     assert tiny_csv.stat().st_size == len(original)
     capsys.readouterr()
-    line = _refused(
-        capsys, ["eval", str(out)], str(tiny_csv), "has changed since run", "SHA-256", "eval RUN --data FILE"
+    line = refused(
+        capsys,
+        ["eval", str(out)],
+        *(str(tiny_csv), "has changed since run", "SHA-256", "eval RUN --data FILE"),
+        one_line=True,
     )
     assert f"same {len(original):,} bytes" in line
-    _refused(capsys, ["subnets", str(out)], str(tiny_csv), "has changed")
-    _refused(capsys, ["search", str(out), "--max-params", "1e9"], str(tiny_csv), "has changed")
-    _refused(capsys, ["train", "--quiet", "--resume", str(out)], str(tiny_csv), "has changed", "start a new run")
+    refused(capsys, ["subnets", str(out)], str(tiny_csv), "has changed", one_line=True)
+    refused(capsys, ["search", str(out), "--max-params", "1e9"], str(tiny_csv), "has changed", one_line=True)
+    refused(
+        capsys,
+        ["train", "--quiet", "--resume", str(out)],
+        str(tiny_csv),
+        "has changed",
+        "start a new run",
+        one_line=True,
+    )
 
     tiny_csv.write_bytes(original + b"one more row love great,positive\r\n")
-    _refused(capsys, ["eval", str(out)], f"{len(original):,} -> {len(original) + 34:,} bytes")
-    assert _digest(out) == before, "a refused command must leave the run as it was"
+    refused(capsys, ["eval", str(out)], f"{len(original):,} -> {len(original) + 34:,} bytes", one_line=True)
+    assert digest(out) == before, "a refused command must leave the run as it was"
 
     assert main(["eval", str(out), "--data", str(tiny_csv), "--json"]) == 0  # another file: scored, not refused
     assert json.loads(capsys.readouterr().out)["n"] == 241
@@ -125,9 +120,16 @@ def test_every_checkpoint_damaged_is_one_line_and_exit_2(tiny_csv, tmp_path, cap
     for step in ("step-00000010", "step-00000020"):
         state = out / "checkpoints" / step / "state.json"
         state.write_bytes(state.read_bytes()[:10])
-    before = _digest(out)
-    _refused(capsys, ["train", "--quiet", "--resume", str(out)], "no checkpoint of", "step-00000010", "step-00000020")
-    assert _digest(out) == before
+    before = digest(out)
+    refused(
+        capsys,
+        ["train", "--quiet", "--resume", str(out)],
+        "no checkpoint of",
+        "step-00000010",
+        "step-00000020",
+        one_line=True,
+    )
+    assert digest(out) == before
 
 
 def test_weights_get_the_permissions_of_the_other_run_files(tiny_csv, tmp_path):
