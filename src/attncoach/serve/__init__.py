@@ -1,0 +1,13 @@
+"""Serving trained models: ``attncoach serve`` (FastAPI + uvicorn) and the seam it serves through.
+
+- :mod:`attncoach.serve.served`: :class:`ServedModel`, the loaded model the server answers with
+  (one member, or a family of sub-nets with their measured latencies), and :func:`load_served`.
+
+Only :mod:`attncoach.cli` imports this package; it imports the layers below it (elastic,
+models, data). FastAPI, uvicorn and prometheus-client come with ``pip install 'attncoach[serve]'``
+and are imported only by the modules that need them.
+"""
+
+from attncoach.serve.served import MemberInfo, ServedModel, load_served
+
+__all__ = ["MemberInfo", "ServedModel", "load_served"]
