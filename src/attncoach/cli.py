@@ -8,6 +8,7 @@
     attncoach subnets RUN [--out FILE.json [--overwrite]] [--batch-sizes 1 32]
     attncoach search RUN [--max-latency-ms MS [--batch B]] [--max-params N] [--out FILE.json [--overwrite]] [--seed S]
     attncoach examples RUN [--hardest N | --suspect N | --unforgettable N] [--json]
+    attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
 
 Options and positional arguments may come in any order. Problems with the user's input end
 with one line on stderr and exit status 2, a bug with exit status 1; ``--debug`` adds the
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
     ex.set_defaults(func=cmd_examples)
+    _add_serve(sub, common)
     return parser
 
 
@@ -855,6 +857,126 @@ def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> 
     if not console.is_terminal:
         console = Console(width=160)
     console.print(table)
+
+
+# ---------------------------------------------------------------- serve
+def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
+    from attncoach.serve.settings import ServeSettings
+
+    defaults = ServeSettings()
+    sv = sub.add_parser(
+        "serve", parents=[common], help="serve a model over HTTP: predictions, sub-nets chosen by latency budget"
+    )
+    sv.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    sv.add_argument("--host", default=defaults.host, help=f"address to listen on (default: {defaults.host})")
+    sv.add_argument("--port", type=int, default=defaults.port, help=f"TCP port (default: {defaults.port})")
+    sv.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="inference runtime (default: torch)")
+    sv.add_argument(
+        "--api-key-env", metavar="VAR", help="require the API key held by this environment variable on /v1/*"
+    )
+    sv.add_argument("--workers", type=int, default=1, help="server processes (only 1: one process batches requests)")
+    sv.add_argument(
+        "--max-batch",
+        type=int,
+        default=defaults.max_batch,
+        metavar="B",
+        help=f"rows gathered into one model run (default: {defaults.max_batch}; 1 turns micro-batching off)",
+    )
+    sv.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=defaults.max_wait_ms,
+        metavar="MS",
+        help=f"how long a request waits for others to share its batch (default: {defaults.max_wait_ms:g})",
+    )
+    sv.add_argument(
+        "--queue",
+        type=int,
+        default=defaults.queue,
+        metavar="Q",
+        help=f"requests that may wait (default: {defaults.queue}; more get 503)",
+    )
+    sv.add_argument(
+        "--max-texts",
+        type=int,
+        default=defaults.max_texts,
+        metavar="N",
+        help=f"texts per request (default: {defaults.max_texts})",
+    )
+    sv.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=defaults.max_text_chars,
+        metavar="N",
+        help=f"characters per text (default: {defaults.max_text_chars})",
+    )
+    sv.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        metavar="N",
+        help=f"bytes per request body (default: {defaults.max_body_bytes})",
+    )
+    sv.add_argument("--threads", type=int, help="torch threads for inference (default: torch's default)")
+    sv.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from attncoach.serve.settings import ServeSettings
+
+    _require_serve_extra()
+    if args.workers != 1:
+        raise AttncoachError(
+            f"--workers {args.workers}: attncoach serve runs one process, whose micro-batcher shares the model "
+            "between concurrent requests; run several servers behind a load balancer to use more"
+        )
+    settings = ServeSettings(
+        host=args.host,
+        port=args.port,
+        api_key=_api_key(args.api_key_env),
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        queue=args.queue,
+        max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars,
+        max_body_bytes=args.max_body_bytes,
+    )
+    from attncoach.serve.served import load_served
+    from attncoach.serve.server import check_address, run_server
+
+    check_address(settings.host, settings.port)  # before the model loads: a busy port is one quick line
+    _set_threads(args.threads)
+    served = load_served(args.path, args.runtime, batch_sizes=(1, settings.max_batch))
+    log.info(
+        "serving %s (%s, %d member(s): %s) on http://%s:%d%s",
+        args.path,
+        served.task,
+        len(served.members),
+        ", ".join(m.name for m in served.members),
+        settings.host,
+        settings.port,
+        " (API key required)" if settings.api_key else "",
+    )
+    run_server(served, settings, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _require_serve_extra() -> None:
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise AttncoachError(f"attncoach serve needs {', '.join(missing)}: pip install 'attncoach[serve]'")
+
+
+def _api_key(variable: str | None) -> str | None:
+    """The API key held by the environment variable ``--api-key-env`` names (None without the option)."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "")
+    if not key:
+        raise AttncoachError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
+    return key
 
 
 if __name__ == "__main__":

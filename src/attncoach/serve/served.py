@@ -191,7 +191,7 @@ class TorchServed:
                     "name": m.name,
                     "parameters": m.parameters,
                     "runtime": m.runtime,
-                    "latency_ms": {str(b): round(ms, 4) for b, ms in m.latency_ms.items()},
+                    "latency_ms": {str(b): ms for b, ms in m.latency_ms.items()},
                 }
                 for m in self.members
             ],
