@@ -97,8 +97,11 @@ def test_health_ready_model_and_openapi(text_server):
     assert model["elastic"]["widths"] == [0.25, 0.5, 1.0] and model["model_format_version"] == 3
     assert model["serving"]["api_key"] is True and "s3cret" not in str(model)
     schema = text_server.get("/openapi.json").json()
-    request = schema["components"]["schemas"]["PredictRequest"]["properties"]
-    assert {"texts", "users", "histories", "k", "budget_ms", "subnet"} <= set(request)
+    request = schema["components"]["schemas"]["TextsRequest"]
+    assert set(request["properties"]) == {"texts", "budget_ms", "subnet"} and request["required"] == ["texts"]
+    assert request["properties"]["texts"]["maxItems"] == 4  # the limits are part of the schema
+    assert request["properties"]["texts"]["items"]["maxLength"] == 60
+    assert names == request["properties"]["subnet"]["anyOf"][0]["enum"]
     assert {"401", "413", "422", "503"} <= set(schema["paths"]["/v1/predict"]["post"]["responses"])
 
 
@@ -125,6 +128,8 @@ def test_budget_chooses_the_largest_member_that_fits(text_server):
     named = ask(subnet="w0.25-d0.5")
     assert named["member"] == "w0.25-d0.5" and "budget_met" not in named
     assert len(named["predictions"]) == 1
+    named_over = ask(subnet="full", budget_ms=1e-9)  # a named member answers; the budget is only reported
+    assert (named_over["member"], named_over["budget_met"]) == ("full", False)
     metrics = text_server.get("/metrics").text
     assert metric(metrics, "attncoach_member_requests_total", member="w0.25-d0.5") >= 1
     assert metric(metrics, "attncoach_budget_missed_total") >= 1
@@ -133,20 +138,19 @@ def test_budget_chooses_the_largest_member_that_fits(text_server):
 @pytest.mark.parametrize(
     "body, status, words",
     [
-        ({"texts": ["a"] * 5}, 413, "5 texts in one request; the limit is 4"),
-        ({"texts": ["x" * 61]}, 413, "texts[0] is 61 characters long; the limit is 60"),
+        ({"texts": ["a"] * 5}, 413, "texts: 5 in one request; the limit is 4"),
+        ({"texts": ["x" * 61]}, 413, "texts[0]: 61 characters long; the limit is 60"),
         ({"texts": ["ok " * 700]}, 413, "over the limit of 2000 bytes"),
-        ({"texts": []}, 422, "texts is empty"),
-        ({"texts": ["fine", "   "]}, 422, "texts[1] is empty"),
+        ({"texts": []}, 422, "texts: empty: send at least one"),
+        ({"texts": ["fine", "   "]}, 422, "texts[1]: empty (white space only)"),
         ({"texts": "one text"}, 422, "texts: Input should be a valid list"),
         ({"texts": [1, 2]}, 422, "texts[0]: Input should be a valid string"),
         ({"texts": ["a"], "budget_ms": -5}, 422, "budget_ms: Input should be greater than 0"),
         ({"texts": ["a"], "budget_ms": "fast"}, 422, "budget_ms: Input should be a valid number"),
-        ({"texts": ["a"], "subnet": "w0.3"}, 422, "unknown subnet 'w0.3'; this model serves: full, "),
-        ({"texts": ["a"], "subnet": "full", "budget_ms": 3}, 422, "give budget_ms or subnet, not both"),
+        ({"texts": ["a"], "subnet": "w0.3"}, 422, "subnet: Input should be 'full', 'w0.5', "),
         ({"texts": ["a"], "budgetms": 3}, 422, "budgetms: Extra inputs are not permitted"),
-        ({"texts": ["a"], "k": 3}, 422, "k (items per user or history) applies to next_item models only"),
-        ({"users": ["u1"]}, 422, 'this text_classification model takes {"texts"'),
+        ({"texts": ["a"], "k": 3}, 422, "k: Extra inputs are not permitted"),
+        ({"users": ["u1"]}, 422, "texts: Field required (and 1 more)"),
         ([1, 2], 422, "the body must be a JSON object"),
     ],
 )
@@ -230,12 +234,13 @@ def test_next_item_users_and_histories(next_item_client):
     [
         ({"users": ["nobody"]}, 422, "unknown user 'nobody'"),
         ({"histories": [["x1", "x2"]]}, 422, "none of the history's items is known"),
-        ({"histories": [[]]}, 422, "histories[0] is empty"),
-        ({"users": ["u0"], "k": 31}, 422, "k must be an integer from 1 to 30"),
+        ({"histories": [[]]}, 422, "histories[0]: empty: send at least one"),
+        ({"users": ["u0"], "k": 31}, 422, "k: Input should be less than or equal to 30"),
         ({"users": ["u0"], "k": 0}, 422, "k: Input should be greater than or equal to 1"),
         ({"users": [5]}, 422, "users[0]: Input should be a valid string"),
-        ({"texts": ["a"]}, 422, 'this next_item model takes {"users"'),
-        ({"users": ["u0"], "histories": [["i1"]]}, 422, "this next_item model takes"),
+        ({}, 422, "give either users or histories"),
+        ({"texts": ["a"]}, 422, "texts: Extra inputs are not permitted"),
+        ({"users": ["u0"], "histories": [["i1"]]}, 422, "give either users or histories"),
     ],
 )
 def test_next_item_bad_requests(next_item_client, body, status, words):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from attncoach.errors import AttncoachError
-from attncoach.serve.budget import choose_member, latency_at
+from attncoach.serve.budget import Choice, choose_member, latency_at
 from attncoach.serve.served import MemberInfo, member_name
 
 FULL = MemberInfo("full", 1000, {1: 4.0, 8: 6.0, 32: 20.0}, "torch")
@@ -42,6 +42,8 @@ def test_the_largest_member_within_the_budget(batch, budget, member, met):
 def test_named_member_and_default():
     assert choose_member(FAMILY, 8, name="w0.5").member == "w0.5"
     assert choose_member(FAMILY, 8, name="w0.5").budget_met is None
+    assert choose_member(FAMILY, 8, budget_ms=1.0, name="w0.5") == Choice("w0.5", 3.0, False)  # named: reported only
+    assert choose_member(FAMILY, 8, budget_ms=100.0, name="w0.5").budget_met is True
     assert choose_member(FAMILY, 8) == choose_member(FAMILY, 8, budget_ms=None)
     assert choose_member(FAMILY, 8).member == "full"
     with pytest.raises(AttncoachError, match=r"unknown subnet 'w0.3'; this model serves: full, w0.5, w0.25-d0.5$"):

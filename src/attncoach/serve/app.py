@@ -32,27 +32,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from attncoach.errors import AttncoachError
-from attncoach.serve.answer import DEFAULT_K, Answer, Ask, answer_batch
+from attncoach.serve.answer import Answer, Ask, answer_batch
 from attncoach.serve.batching import MicroBatcher, QueueFull, Stopped
 from attncoach.serve.metrics import ServeMetrics
-from attncoach.serve.schemas import (
-    ERRORS,
-    Health,
-    ModelDescription,
-    PredictRequest,
-    PredictResponse,
-    Readiness,
-)
+from attncoach.serve.schemas import ERRORS, Health, ModelDescription, PredictResponse, Readiness, predict_request_model
 from attncoach.serve.served import ServedModel
 from attncoach.serve.settings import ServeSettings
 
 log = logging.getLogger("attncoach")
 
-_KINDS = {"text_classification": ("texts",), "next_item": ("users", "histories")}
-_TAKES = {
-    "text_classification": 'this text_classification model takes {"texts": ["..."]}',
-    "next_item": 'this next_item model takes {"users": ["..."]} or {"histories": [["...", "..."]]}',
-}
+TASKS = ("text_classification", "next_item")  # the tasks the server answers
+_TOO_LONG = ("too_long", "string_too_long")  # pydantic error types of an input over a limit: 413
 
 
 class RequestProblem(Exception):
@@ -75,6 +65,8 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> An
     from attncoach import __version__
 
     settings = settings or ServeSettings()
+    if served.task not in TASKS:
+        raise AttncoachError(f"attncoach serve answers {' and '.join(TASKS)} models, not {served.task}")
     metrics = ServeMetrics()
     batcher = MicroBatcher(
         lambda asks: answer_batch(served, asks),
@@ -124,16 +116,8 @@ def _add_routes(
     names = [m.name for m in served.members]
     guarded = _security(settings.api_key is not None)
 
-    @app.post(
-        "/v1/predict",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        responses=ERRORS,
-        dependencies=guarded,
-        summary="Predict labels for texts, or the next items for users or histories",
-    )
-    async def predict(body: PredictRequest) -> Any:
-        ask = checked_ask(body, served.task, names, settings)
+    async def predict(body: Any) -> Any:
+        ask = checked_ask(body)
         metrics.in_flight.inc()
         try:
             answer = await batcher.submit(ask, len(ask.rows))
@@ -149,6 +133,20 @@ def _add_routes(
         if answer.choice.budget_met is False:
             metrics.budget_missed.inc()
         return JSONResponse(_response_body(ask, answer))
+
+    # The body's model is made for this served model (its task, members, limits), so FastAPI
+    # needs the class itself as the annotation, not the name this module's annotations hold.
+    items = served.describe().get("items") if served.task == "next_item" else None
+    request_model = predict_request_model(served.task, names, settings.max_texts, settings.max_text_chars, items)
+    predict.__annotations__ = {"body": request_model, "return": Any}
+    app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        responses=ERRORS,
+        dependencies=guarded,
+        summary="Predict labels for texts, or the next items for users or histories",
+    )(predict)
 
     @app.get("/v1/model", response_model=ModelDescription, dependencies=guarded, summary="The model and its sub-nets")
     async def model() -> Any:
@@ -168,39 +166,14 @@ def _add_routes(
         return Response(content, media_type=media_type)
 
 
-def checked_ask(body: Any, task: str, members: list[str], settings: ServeSettings) -> Ask:
-    """The request as an :class:`Ask`, or a :class:`RequestProblem`: 413 over a limit, 422 anything else wrong."""
-    if body.subnet is not None and body.budget_ms is not None:
-        raise RequestProblem(422, "give budget_ms or subnet, not both")
-    if body.subnet is not None and body.subnet not in members:
-        raise RequestProblem(422, f"unknown subnet {body.subnet!r}; this model serves: {', '.join(members)}")
-    given = [kind for kind in ("texts", "users", "histories") if getattr(body, kind) is not None]
-    if len(given) != 1 or given[0] not in _KINDS.get(task, ()):
-        raise RequestProblem(422, _TAKES.get(task, f"this server cannot answer a {task} model's requests"))
-    kind = given[0]
-    if kind == "texts" and body.k is not None:
-        raise RequestProblem(422, "k (items per user or history) applies to next_item models only")
-    rows = getattr(body, kind)
-    if not rows:
-        raise RequestProblem(422, f"{kind} is empty: send at least one")
-    if len(rows) > settings.max_texts:
-        raise RequestProblem(413, f"{len(rows)} {kind} in one request; the limit is {settings.max_texts}")
-    for index, row in enumerate(rows):
-        _check_row(kind, index, row, settings.max_text_chars)
-    return Ask(kind, rows, DEFAULT_K if body.k is None else body.k, body.budget_ms, body.subnet)
-
-
-def _check_row(kind: str, index: int, row: Any, max_chars: int) -> None:
-    values = row if kind == "histories" else [row]
-    if not values:
-        raise RequestProblem(422, f"{kind}[{index}] is empty")
-    for value in values:
-        if len(value) > max_chars:
-            raise RequestProblem(413, f"{kind}[{index}] is {len(value)} characters long; the limit is {max_chars}")
-        if not value.strip():
-            raise RequestProblem(
-                422, f"{kind}[{index}] is empty" if kind != "histories" else f"{kind}[{index}] holds an empty item id"
-            )
+def checked_ask(body: Any) -> Ask:
+    """The validated body as an :class:`Ask`, or a :class:`RequestProblem` (422) for what its schema cannot say."""
+    if hasattr(body, "texts"):
+        return Ask("texts", body.texts, budget_ms=body.budget_ms, subnet=body.subnet)
+    if (body.users is None) == (body.histories is None):
+        raise RequestProblem(422, 'give either users or histories: {"users": ["..."]} or {"histories": [["..."]]}')
+    kind = "users" if body.users is not None else "histories"
+    return Ask(kind, getattr(body, kind), body.k, body.budget_ms, body.subnet)
 
 
 def _response_body(ask: Ask, answer: Answer) -> dict[str, Any]:
@@ -245,7 +218,9 @@ def _add_error_handlers(app: Any) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Any, exc: RequestValidationError) -> Any:
-        return JSONResponse({"error": validation_line(exc.errors())}, status_code=422)
+        errors = list(exc.errors())
+        over = [e for e in errors if e.get("type") in _TOO_LONG]
+        return JSONResponse({"error": validation_line(over or errors)}, status_code=413 if over else 422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Any, exc: HTTPException) -> Any:
@@ -258,24 +233,43 @@ def _add_error_handlers(app: Any) -> None:
 
 
 def validation_line(errors: list[dict[str, Any]]) -> str:
-    """One line for pydantic's validation errors of a request body.
+    """One line for pydantic's validation errors of a request body (the first error, and how many more).
 
     Example:
         >>> validation_line([{"type": "string_type", "loc": ("body", "texts", 0), "msg": "Input should be a valid string"}])
         'texts[0]: Input should be a valid string'
+        >>> validation_line([{"type": "too_long", "loc": ("body", "texts"), "msg": "...",
+        ...                   "ctx": {"max_length": 4, "actual_length": 5}}])
+        'texts: 5 in one request; the limit is 4'
     """
     if not errors:
         return "invalid request"
     first = errors[0]
+    kind, ctx = first.get("type"), first.get("ctx") or {}
     loc = [part for part in first.get("loc", ()) if part != "body"]
-    if first.get("type") == "json_invalid":
-        reason = first.get("ctx", {}).get("error", "JSON decode error")
-        return f"the body is not valid JSON: {reason}"
+    if kind == "json_invalid":
+        return f"the body is not valid JSON: {ctx.get('error', 'JSON decode error')}"
     if not loc:
         return 'the body must be a JSON object, e.g. {"texts": ["..."]}'
     where = str(loc[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first.get('msg', 'invalid')}{more}"
+    return f"{where}: {_error_text(kind, ctx, first)}{more}"
+
+
+def _error_text(kind: str | None, ctx: dict[str, Any], error: dict[str, Any]) -> str:
+    """What is wrong with one value: our words for limits and empty values, else pydantic's."""
+    if kind == "too_long":
+        return f"{ctx.get('actual_length', 'too many')} in one request; the limit is {ctx.get('max_length')}"
+    if kind == "string_too_long":
+        value = error.get("input")
+        size = f"{len(value)} characters" if isinstance(value, str) else "too"
+        return f"{size} long; the limit is {ctx.get('max_length')} characters"
+    empty = {
+        "too_short": "empty: send at least one",
+        "string_too_short": "empty",
+        "string_pattern_mismatch": "empty (white space only)",
+    }
+    return empty.get(kind or "", error.get("msg", "invalid"))
 
 
 class _Gate:

@@ -57,13 +57,13 @@ def latency_at(member: MemberInfo, batch: int) -> float:
 def choose_member(
     members: Sequence[MemberInfo], batch: int, budget_ms: float | None = None, name: str | None = None
 ) -> Choice:
-    """The member named ``name``, else the largest meeting ``budget_ms`` at ``batch``, else the default.
+    """The member named ``name``, else the largest meeting ``budget_ms`` at ``batch``, else the default (the first).
 
     Args:
         members: the family, largest first (``members[0]`` is the default, the last the smallest).
         batch: rows in the batch the request runs in.
         budget_ms: milliseconds the member's forward pass may take at ``batch``; ``None`` = no budget.
-        name: a member named explicitly (then ``budget_ms`` is not used).
+        name: a member named explicitly; with ``budget_ms`` too, the choice says whether it meets it.
 
     Raises:
         AttncoachError: an unknown name (the error lists the members).
@@ -72,7 +72,8 @@ def choose_member(
         member = next((m for m in members if m.name == name), None)
         if member is None:
             raise AttncoachError(f"unknown subnet {name!r}; this model serves: {', '.join(m.name for m in members)}")
-        return Choice(member.name, latency_at(member, batch))
+        estimated = latency_at(member, batch)
+        return Choice(member.name, estimated, None if budget_ms is None else estimated <= budget_ms)
     if budget_ms is None:
         return Choice(members[0].name, latency_at(members[0], batch))
     for member in members:

@@ -3,39 +3,61 @@ writes ``/openapi.json`` from them."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+_EXAMPLES = {
+    "text_classification": [
+        {"texts": ["my card was charged twice"]},
+        {"texts": ["the flight was late again", "thanks, great service"], "budget_ms": 5},
+    ],
+    "next_item": [{"users": ["196"], "k": 5}, {"histories": [["242", "302", "377"]], "k": 10}],
+}
 
 
-class PredictRequest(BaseModel):
-    """``POST /v1/predict``: texts for a text classifier; users or histories for a next-item model."""
+def predict_request_model(
+    task: str, members: Sequence[str], max_rows: int, max_chars: int, items: int | None = None
+) -> type[BaseModel]:
+    """The body of ``POST /v1/predict`` for one served model: its task's fields, its members, its limits.
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={
-            "examples": [
-                {"texts": ["my card was charged twice"]},
-                {"texts": ["the flight was late again", "thanks, great service"], "budget_ms": 5},
-                {"texts": ["where is my refund"], "subnet": "w0.5-d0.5"},
-                {"users": ["196"], "k": 5},
-                {"histories": [["242", "302", "377"]], "k": 10},
-            ]
-        },
-    )
+    A text classifier takes ``texts``; a next-item model ``users`` or ``histories`` and ``k``. Both
+    take ``budget_ms`` or ``subnet`` (one of ``members``). Unknown fields and wrong types are
+    refused (strict), and the limits are part of the schema: at most ``max_rows`` rows of at most
+    ``max_chars`` characters, each with something besides white space.
+    """
+    text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S")]
 
-    texts: list[str] | None = Field(None, description="texts to classify (text_classification)")
-    users: list[str] | None = Field(None, description="users the model knows (next_item)")
-    histories: list[list[str]] | None = Field(None, description="item histories, oldest first (next_item)")
-    k: int | None = Field(None, ge=1, description="items per user or history (next_item; default 10)")
-    budget_ms: float | None = Field(
-        None,
-        gt=0,
-        allow_inf_nan=False,
-        description="milliseconds of model time for the batch: the largest sub-net measured within it answers",
-    )
-    subnet: str | None = Field(None, min_length=1, description="the sub-net to answer with, by name (GET /v1/model)")
+    def rows(item: Any, what: str) -> Any:
+        return Annotated[list[item], Field(min_length=1, max_length=max_rows, description=what)]
+
+    fields: dict[str, Any] = {
+        "budget_ms": (
+            float | None,
+            Field(
+                None,
+                gt=0,
+                allow_inf_nan=False,
+                description="milliseconds of model time for the batch: the largest sub-net measured within it answers",
+            ),
+        ),
+        "subnet": (
+            Literal[tuple(members)] | None,
+            Field(None, description="the sub-net to answer with (GET /v1/model); with budget_ms, says if it meets it"),
+        ),
+    }
+    if task == "text_classification":
+        fields["texts"] = (rows(text, "texts to classify"), ...)
+    else:
+        history = Annotated[list[text], Field(min_length=1)]
+        fields["users"] = (rows(text, "users the model knows") | None, None)
+        fields["histories"] = (rows(history, "item histories, oldest first") | None, None)
+        top = 10 if items is None else min(10, items)
+        fields["k"] = (int, Field(top, ge=1, le=items, description=f"items per user or history (default {top})"))
+    config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": _EXAMPLES.get(task, [])})
+    name = "TextsRequest" if task == "text_classification" else "RecommendRequest"
+    return create_model(name, __config__=config, __doc__=f"POST /v1/predict for a {task} model.", **fields)
 
 
 class LabelPrediction(BaseModel):
