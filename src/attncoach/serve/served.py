@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ log = logging.getLogger("attncoach")
 
 RUNTIMES = ("torch", "onnx")  # what load_served (and attncoach serve --runtime) accept
 MEASURED_BATCHES = (1, 32)  # batch sizes measured at load (the server adds its --max-batch)
-MEASURE_REPEATS = 5  # timed passes per latency: enough for a median, short enough for a quick start
+MEASURE_REPEATS = 3  # timed passes (of 2 batches each) per latency: a median of 6, and a quick start
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class TorchServed:
             predictor.max_length,
             torch.get_num_threads(),
         )
+        started = time.perf_counter()
         members = []
         for name, subnet in subnets.items():
             model.set_subnet(subnet)
@@ -162,6 +164,7 @@ class TorchServed:
             shown = ", ".join(f"{ms:.2f} ms at batch {b}" for b, ms in latency.items())
             log.info("member %s: %s parameters, %s", name, f"{members[-1].parameters:,}", shown)
         model.set_subnet(None)
+        log.info("measured in %.1f s", time.perf_counter() - started)
         members.sort(key=lambda m: (-m.parameters, -m.latency_ms[1]))
         measured_at = {
             "tokens": predictor.max_length,
