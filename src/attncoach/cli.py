@@ -676,7 +676,8 @@ def _print_family(manifest: dict[str, Any], out: Path, skipped: str | None) -> N
         table.add_column(col, justify="left" if col in ("member", "runtime") else "right")
     for m in manifest["members"]:
         row = [m["name"], m["runtime"], f"{m['parameters']:,}", *(f"{m['latency_ms'][str(b)]:.2f}" for b in sizes)]
-        row.append(f"{sum(m['file_bytes'].values()) / 1e6:.2f}")
+        served_file = "model.onnx" if m["runtime"] == "onnx" else "model.safetensors"  # what the runtime loads
+        row.append(f"{m['file_bytes'][served_file] / 1e6:.2f}")
         if metric and m["parity"]:
             entry, reference = m["parity"]["exported"][0], m["parity"]["reference"][metric]
             agree = entry.get("label_agreement", entry.get("top10_overlap"))

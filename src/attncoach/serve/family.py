@@ -112,6 +112,8 @@ def family_members(
     widths = sorted(set(widths if widths is not None else space.widths), reverse=True)
     depths = sorted(set(depths if depths is not None else space.depths), reverse=True)
     trained = saved_space(predictor)
+    if trained is None and space is None and (min(widths) < 1 or min(depths) < 1):
+        log.warning("the model was not trained elastically: its sub-nets were never trained; expect lower quality")
     config = predictor.model.encoder.config
     members: dict[SubnetConfig, FamilyMember] = {}
     for depth in depths:
