@@ -116,7 +116,8 @@ def _pack(q: Tensor, scale: Tensor, bias: Tensor | None) -> Any:
     try:
         with warnings.catch_warnings():  # torch marks quantized tensors as deprecated; the kernels remain
             warnings.simplefilter("ignore")
-            weight = torch._make_per_channel_quantized_tensor(q, scale.double(), zero_points, 0)
+            # q * scale quantises back to exactly q with the same scales
+            weight = torch.quantize_per_channel(q.float() * scale[:, None], scale.double(), zero_points, 0, torch.qint8)
             return torch.ops.quantized.linear_prepack(weight, None if bias is None else bias.float())
     except (RuntimeError, AttributeError, NotImplementedError):  # a build without quantized kernels
         return False
