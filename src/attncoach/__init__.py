@@ -20,8 +20,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def load(model_or_run_dir: str | os.PathLike, device: str = "cpu") -> Any:
+def load(model_or_run_dir: str | os.PathLike, device: str = "cpu", runtime: str = "torch") -> Any:
     """A trained model, ready to predict, from its run directory (as the CLI takes) or its model directory.
+
+    ``runtime="onnx"`` runs the directory's ``model.onnx`` (``attncoach export ... --onnx``) in
+    ONNX Runtime instead of the torch model (``pip install 'attncoach[onnx]'``). An int8 model
+    directory (``attncoach export ... --quantize int8``) loads like any other.
 
     Returns:
         The task's predictor: for ``text_classification`` an
@@ -33,7 +37,7 @@ def load(model_or_run_dir: str | os.PathLike, device: str = "cpu") -> Any:
 
     Raises:
         AttncoachError: the path is not a path, holds no complete model, or a file of it is
-            damaged; an unknown device.
+            damaged; an unknown device or runtime; ``onnx`` without a ``model.onnx``.
     """
     from attncoach.errors import AttncoachError
     from attncoach.models.saved import load_model
@@ -42,7 +46,7 @@ def load(model_or_run_dir: str | os.PathLike, device: str = "cpu") -> Any:
     if not isinstance(model_or_run_dir, (str, os.PathLike)):
         shown = type(model_or_run_dir).__name__
         raise AttncoachError(f"load needs the path of a run or model directory, not {shown} {model_or_run_dir!r:.40}")
-    return load_model(resolve_model_dir(model_or_run_dir), device=device)
+    return load_model(resolve_model_dir(model_or_run_dir), device=device, runtime=runtime)
 
 
 def __getattr__(name: str) -> Any:

@@ -6,11 +6,13 @@ renames it over the target with ``os.replace`` and flushes the directory entry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from safetensors.torch import save_file
@@ -37,6 +39,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     _finish_atomic(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_text_writer(path: Path) -> Iterator[TextIO]:
+    """A UTF-8 text file to write ``path`` through piece by piece (a stream of lines of any length).
+
+    ``path`` is replaced when the ``with`` block ends, and only if it ends without an error;
+    otherwise the temporary file is removed and ``path`` stays as it was.
+
+    Example:
+        >>> with atomic_text_writer(Path("out.jsonl")) as fh:  # doctest: +SKIP
+        ...     fh.write('{"label": "positive"}\n')
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            yield fh
+        _finish_atomic(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

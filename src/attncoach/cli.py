@@ -4,7 +4,9 @@
     attncoach train --resume RUN_DIR
     attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--json]
     attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl [--overwrite]] [--no-text]
-    attncoach export RUN_OR_MODEL_DIR (--width W [--depth D] | --subnet FILE.json) --out DIR
+                      [--batch-size N] [--runtime torch|onnx]
+    attncoach export RUN_OR_MODEL_DIR [--width W [--depth D] | --subnet FILE.json] [--quantize int8] [--onnx] --out DIR
+    attncoach export RUN_OR_MODEL_DIR --family [--widths W ...] [--depths D ...] [--quantize int8] [--onnx] --out DIR
     attncoach subnets RUN [--out FILE.json [--overwrite]] [--batch-sizes 1 32]
     attncoach search RUN [--max-latency-ms MS [--batch B]] [--max-params N] [--out FILE.json [--overwrite]] [--seed S]
     attncoach examples RUN [--hardest N | --suspect N | --unforgettable N] [--json]
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import logging
 import os
@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-text", action="store_true", help="leave the input text out of each output line")
     pr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
+    pr.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: 256)")
+    pr.add_argument(
+        "--runtime", default="torch", help="torch (default), or onnx: the model's model.onnx in ONNX Runtime"
+    )
     _add_subnet_options(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -128,10 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subnet_options(rc)
     rc.set_defaults(func=cmd_recommend)
 
-    ex = sub.add_parser("export", parents=[common], help="save a sub-net as a standalone, smaller model")
+    ex = sub.add_parser(
+        "export", parents=[common], help="save a model or a sub-net standalone: smaller, int8, ONNX, or a family"
+    )
     ex.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     ex.add_argument("--out", metavar="DIR", required=True, help="new or empty folder for the exported model")
     _add_subnet_options(ex)
+    ex.add_argument(
+        "--quantize", metavar="int8", help="int8: int8 weights and embedding tables, dynamic int8 Linear layers"
+    )
+    ex.add_argument(
+        "--onnx", action="store_true", help="also write model.onnx for ONNX Runtime (predict --runtime onnx)"
+    )
+    ex.add_argument(
+        "--family",
+        action="store_true",
+        help="export several sub-nets with measured latencies and parity (for attncoach serve)",
+    )
+    ex.add_argument("--widths", type=float, nargs="+", metavar="W", help="--family: these widths (default: trained)")
+    ex.add_argument("--depths", type=float, nargs="+", metavar="D", help="--family: these depths (default: trained)")
+    ex.add_argument("--threads", type=int, help="torch threads while measuring a family (default: torch's default)")
     ex.set_defaults(func=cmd_export)
     _add_subnets_and_search(sub, common)
 
@@ -178,6 +198,11 @@ def _resolve_subnet(clf: Any, args: argparse.Namespace) -> Any:
         raise AttncoachError("give --subnet FILE or --width/--depth, not both")
     if not (args.subnet or by_size):
         return None
+    if getattr(clf, "runtime", "torch") == "onnx":
+        raise AttncoachError(
+            "an ONNX graph is one fixed model: run sub-nets with --runtime torch, or export the sub-net "
+            "(attncoach export --width W --depth D --onnx) and predict with that"
+        )
     encoder = clf.model.encoder
     if args.subnet:
         return read_subnet(args.subnet, encoder)
@@ -440,28 +465,54 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 
 
 # ---------------------------------------------------------------- predict
+_CHUNK_BATCHES = 8  # --input is read this many batches at a time: texts of similar length share a batch
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from attncoach.atomicfile import atomic_write_text
-    from attncoach.models.saved import load_model
+    from attncoach.data.stream import TextStream
+    from attncoach.models.saved import check_runtime, load_model
     from attncoach.rundir import resolve_model_dir
 
     if bool(args.texts) == bool(args.input):
         raise AttncoachError("give either texts to classify or --input FILE (not both, not neither)")
+    check_runtime(args.runtime)
+    if args.batch_size < 1:
+        raise AttncoachError(f"--batch-size must be at least 1, got {args.batch_size}")
     out = _checked_output(args.output, "--output", args.overwrite, inputs=[args.input] if args.input else [])
-    texts = list(args.texts) if args.texts else _read_input_texts(args)
-    clf = load_model(resolve_model_dir(args.path))
+    stream = TextStream(Path(args.input), args.encoding, args.text_column) if args.input else None
+    clf = load_model(resolve_model_dir(args.path), runtime=args.runtime)
     if clf.task != "text_classification":
         raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach recommend)")
     _apply_subnet(clf, args)
-    results = clf.predict(texts)
-    rows = results if args.no_text else ({"text": text, **res} for text, res in zip(texts, results))
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    count = _write_predictions(clf, stream if stream is not None else list(args.texts), out, args, stream)
     if out is not None:
-        atomic_write_text(out, "\n".join(lines) + "\n")
-        log.info("wrote %d predictions to %s", len(lines), out)
-    else:
-        print("\n".join(lines))
+        log.info("wrote %d predictions to %s", count, out)
     return 0
+
+
+def _write_predictions(clf: Any, texts: Any, out: Path | None, args: argparse.Namespace, stream: Any) -> int:
+    """Predict ``texts`` (a list, or a stream read lazily) chunk by chunk, writing one JSON line per text
+    to ``out`` (atomically: replaced only when every text is done) or to stdout; returns how many."""
+    from attncoach.atomicfile import atomic_text_writer
+    from attncoach.data.stream import batched
+    from attncoach.progress import StreamProgress
+
+    count = 0
+    with contextlib.ExitStack() as stack:
+        sink = sys.stdout if out is None else stack.enter_context(atomic_text_writer(out))
+        progress = None
+        if stream is not None:
+            progress = stack.enter_context(StreamProgress(stream.size, "predict", "texts", enabled=not args.quiet))
+        for chunk in batched(texts, args.batch_size * _CHUNK_BATCHES):
+            results = clf.predict(chunk, batch_size=args.batch_size)
+            rows = results if args.no_text else ({"text": text, **res} for text, res in zip(chunk, results))
+            sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            count += len(chunk)
+            if progress is not None:
+                progress.update(stream.position, count)
+        if count == 0:
+            raise AttncoachError(f"input file {args.input} has no texts")
+    return count
 
 
 def _checked_output(given: str | None, flag: str, overwrite: bool, inputs: Sequence[str] = ()) -> Path | None:
@@ -480,43 +531,6 @@ def _checked_output(given: str | None, flag: str, overwrite: bool, inputs: Seque
     if path.exists() and not overwrite:
         raise AttncoachError(f"{flag} {path} already exists; add --overwrite to replace it")
     return path
-
-
-def _read_input_texts(args: argparse.Namespace) -> list[str]:
-    """Texts from a .txt file (one per line) or the text column of a CSV/TSV/JSONL/JSON-array file."""
-    from attncoach.data.readers import read_text
-
-    path = Path(args.input)
-    text = read_text(path, args.encoding)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json-lines", ".ndjson", ".json"):
-        rows = _jsonl_column(text, path, args.text_column)
-    elif suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        if reader.fieldnames is None or args.text_column not in reader.fieldnames:
-            raise AttncoachError(
-                f"{path} has no column '{args.text_column}' "
-                f"(columns: {', '.join(reader.fieldnames or [])}); set --text-column"
-            )
-        rows = [row[args.text_column] or "" for row in reader]
-    else:
-        rows = text.splitlines()
-    texts = [t for t in rows if t.strip()]
-    if not texts:
-        raise AttncoachError(f"input file {path} has no texts")
-    return texts
-
-
-def _jsonl_column(text: str, path: Path, column: str) -> list[str]:
-    """The ``column`` of every object of a JSONL file or of a file holding one JSON array."""
-    from attncoach.data.readers import json_objects
-
-    rows = []
-    for number, row in json_objects(text, path):
-        if column not in row:
-            raise AttncoachError(f"{path}: line {number} has no field '{column}'; set --text-column")
-        rows.append("" if row[column] is None else str(row[column]))
-    return rows
 
 
 # ---------------------------------------------------------------- recommend
@@ -543,22 +557,140 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from attncoach.elastic.export import check_export_dir, export_model_dir
+    from attncoach.elastic.export import check_export_dir, check_quantization, export_model_dir
+    from attncoach.models.encoder import SubnetConfig
+    from attncoach.models.onnx_graph import require_onnx
     from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
-    if args.subnet is None and args.width is None and args.depth is None:
-        raise AttncoachError("export needs --width/--depth or --subnet")
+    check_quantization(args.quantize)
+    by_subnet = args.subnet is not None or args.width is not None or args.depth is not None
+    _check_family_options(args, by_subnet)
+    if not (by_subnet or args.quantize or args.onnx or args.family):
+        raise AttncoachError(
+            "export needs a sub-net (--width/--depth or --subnet), --quantize int8, --onnx or --family"
+        )
+    if args.onnx:
+        require_onnx()
     out = check_export_dir(args.out)
+    _set_threads(args.threads)
     model_dir = resolve_model_dir(args.path)
-    subnet = _resolve_subnet(load_model(model_dir), args)
-    summary = export_model_dir(model_dir, subnet, out, source_description=_subnet_options_text(args))
-    mb_before, mb_after = summary.source_file_bytes / 1e6, summary.file_bytes / 1e6
-    print(
-        f"exported sub-net {subnet}: {summary.source_parameters:,} -> {summary.parameters:,} parameters, "
-        f"{mb_before:.2f} -> {mb_after:.2f} MB -> {summary.out_dir}"
+    source = load_model(model_dir)
+    if source.quantization is not None:
+        raise AttncoachError(
+            f"{model_dir} is already an {source.quantization} model: export from the float32 model it came from"
+        )
+    converts = bool(args.quantize or args.onnx or args.family)
+    split, run, skipped = _parity_split(model_dir, source) if converts else (None, None, None)
+    if args.family:
+        return _export_family(args, model_dir, source, out, split, run, skipped)
+    subnet = _resolve_subnet(source, args) or SubnetConfig()
+    summary = export_model_dir(
+        model_dir, subnet, out, _subnet_options_text(args) or None, quantize=args.quantize, onnx=args.onnx
     )
+    print(_export_line(summary, by_subnet))
+    if converts:
+        source.model.set_subnet(subnet)
+        _report_parity(source, out, split, skipped, args.onnx)
     return 0
+
+
+def _check_family_options(args: argparse.Namespace, by_subnet: bool) -> None:
+    if (args.widths or args.depths) and not args.family:
+        raise AttncoachError("--widths and --depths choose the members of --family")
+    if args.family and by_subnet:
+        raise AttncoachError(
+            "--family exports a grid of sub-nets: give --widths/--depths, not --width/--depth/--subnet"
+        )
+    if args.threads is not None and not args.family:
+        raise AttncoachError("--threads sets the torch threads --family measures latency with")
+
+
+def _export_line(summary: Any, by_subnet: bool) -> str:
+    what = f"sub-net {summary.subnet}" if by_subnet else "the full model"
+    kind = f" as {summary.quantization}" if summary.quantization else ""
+    graph = "" if summary.onnx_file_bytes is None else f" (+ model.onnx {summary.onnx_file_bytes / 1e6:.2f} MB)"
+    return (
+        f"exported {what}{kind}: {summary.source_parameters:,} -> {summary.parameters:,} parameters, "
+        f"{summary.source_file_bytes / 1e6:.2f} -> {summary.file_bytes / 1e6:.2f} MB{graph} -> {summary.out_dir}"
+    )
+
+
+def _parity_split(model_dir: Path, source: Any) -> tuple[Any, Any, str | None]:
+    """The run's test split to check parity on, its run, and why parity is skipped (or None)."""
+    from attncoach.rundir import RunDir
+
+    run = RunDir(model_dir.parent)
+    if not run.is_run():
+        return None, None, f"{model_dir} is a bare model directory: there is no run, so no test split to compare on"
+    _, _, data = _run_data(run, model_dir, source)
+    test = data.splits["test"]
+    if len(test) == 0:
+        return None, run, f"run {run.path} has an empty test split"
+    return test, run, None
+
+
+def _report_parity(reference: Any, out: Path, split: Any, skipped: str | None, onnx: bool) -> None:
+    """Check the exported model against ``reference`` (switched to its sub-net); print and write parity.json."""
+    from attncoach.atomicfile import atomic_write_json
+    from attncoach.models.saved import load_model
+    from attncoach.serve.parity import parity, parity_lines
+
+    if split is None:
+        atomic_write_json(out / "parity.json", {"skipped": skipped})
+        print(f"parity skipped: {skipped}")
+        return
+    exported = [load_model(out, runtime=runtime) for runtime in (("torch", "onnx") if onnx else ("torch",))]
+    report = parity(reference, exported, split)
+    atomic_write_json(out / "parity.json", report)
+    print("\n".join(parity_lines(report)))
+
+
+def _export_family(
+    args: argparse.Namespace, model_dir: Path, source: Any, out: Path, split: Any, run: Any, skipped: str | None
+) -> int:
+    from attncoach.serve.family import export_family, family_members
+
+    members = family_members(source, args.widths, args.depths)
+    log.info("exporting %d member(s): %s", len(members), ", ".join(m.name for m in members))
+    manifest = export_family(
+        model_dir, out, members, args.quantize, args.onnx, split, None if run is None else str(run.path)
+    )
+    _print_family(manifest, out, skipped)
+    return 0
+
+
+def _print_family(manifest: dict[str, Any], out: Path, skipped: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    sizes = manifest["batch_sizes"]
+    table = Table(
+        title=f"family {out}: {len(manifest['members'])} members, latency with {manifest['threads']} torch thread(s)"
+        + ("" if skipped else f", parity on the {manifest['split']} split of {manifest['run']}")
+    )
+    first_parity = next((m["parity"] for m in manifest["members"] if m["parity"]), None)
+    metric = first_parity["metric"] if first_parity else None
+    columns = ["member", "runtime", "params", *(f"b{b} ms" for b in sizes), "MB"]
+    if metric:
+        columns += ["max |Δ|", "agree", f"{_SHOWN.get(metric, metric)} (fp32)"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("member", "runtime") else "right")
+    for m in manifest["members"]:
+        row = [m["name"], m["runtime"], f"{m['parameters']:,}", *(f"{m['latency_ms'][str(b)]:.2f}" for b in sizes)]
+        served_file = "model.onnx" if m["runtime"] == "onnx" else "model.safetensors"  # what the runtime loads
+        row.append(f"{m['file_bytes'][served_file] / 1e6:.2f}")
+        if metric and m["parity"]:
+            entry, reference = m["parity"]["exported"][0], m["parity"]["reference"][metric]
+            agree = entry.get("label_agreement", entry.get("top10_overlap"))
+            row += [f"{entry['max_abs_diff']:.2g}", f"{100 * agree:.1f} %", f"{entry[metric]:.4f} ({reference:.4f})"]
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+    if skipped:
+        print(f"parity skipped: {skipped}")
 
 
 def _subnet_options_text(args: argparse.Namespace) -> str:

@@ -70,3 +70,45 @@ class TrainingProgress:
         log.info(message)
         if self._progress is not None:
             self._progress.update(self._task, **self.fields)
+
+
+class StreamProgress:
+    """Progress through a file read as a stream: bytes read of its size, and the items done (rich, on stderr).
+
+    Shown only when ``enabled`` and stderr is a terminal; otherwise every call does nothing.
+
+    Args:
+        total_bytes: the file's size.
+        description: what is being done, e.g. ``predict``.
+        unit: what the count counts, e.g. ``texts``.
+        enabled: draw the bar at all (off with ``--quiet``).
+    """
+
+    def __init__(self, total_bytes: int, description: str, unit: str, enabled: bool = True):
+        self._progress = None
+        if enabled and console().is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f} %  {task.fields[done]:,} " + unit),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console(),
+                transient=False,
+            )
+            self._task = self._progress.add_task(description, total=max(1, total_bytes), done=0)
+
+    def __enter__(self) -> StreamProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, position: int, done: int) -> None:
+        """``position`` bytes of the file read, ``done`` items finished."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=position, done=done)

@@ -282,3 +282,65 @@ def test_export_model_dir_leaves_nothing_when_the_subnet_does_not_fit(model_dir,
     with pytest.raises(AttncoachError, match="does not fit"):
         export_model_dir(model_dir, SubnetConfig(layers=(0, 7)), tmp_path / "small")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# --- int8 and ONNX model directories ---------------------------------------------------------
+
+
+def test_an_int8_export_stores_int8_weights_and_embeddings_and_loads_like_any_model(model_dir, tmp_path):
+    from safetensors import safe_open
+
+    from attncoach.models.saved import FORMAT_VERSION, load_model
+
+    subnet = SUBNETS["uniform half"]
+    fp32 = export_model_dir(model_dir, subnet, tmp_path / "fp32")
+    int8 = export_model_dir(model_dir, subnet, tmp_path / "int8", quantize="int8")
+    assert int8.quantization == "int8" and int8.parameters == fp32.parameters
+    assert int8.file_bytes < 0.6 * fp32.file_bytes  # dim 16: a scale per row of 16 and the header weigh in
+    config = json.loads((tmp_path / "int8" / "model_config.json").read_text())
+    assert config["quantization"] == "int8" and config["format_version"] == FORMAT_VERSION == 4
+    with safe_open(tmp_path / "int8" / "model.safetensors", "pt") as weights:
+        dtypes = {key: weights.get_tensor(key).dtype for key in weights.keys()}
+    assert dtypes["encoder.embeddings.word.weight_int8"] == torch.int8
+    assert (
+        dtypes["encoder.layers.0.attn.qkv.weight_int8"] == torch.int8 and dtypes["head.out.weight_int8"] == torch.int8
+    )
+    assert not any(key.endswith(".weight") and "norm" not in key for key in dtypes)  # no float matrix left
+    loaded, reference = load_model(tmp_path / "int8"), load_model(tmp_path / "fp32")
+    assert loaded.quantization == "int8" and reference.quantization is None
+    texts = ["great flight", "late again", "tuesday", "the meeting was great"]
+    assert loaded.predict_proba(texts) == pytest.approx(reference.predict_proba(texts), abs=0.02)
+
+
+def test_an_int8_model_directory_is_not_exported_again(model_dir, tmp_path):
+    export_model_dir(model_dir, SubnetConfig(), tmp_path / "int8", quantize="int8")
+    for options in ({"quantize": "int8"}, {}):
+        with pytest.raises(AttncoachError, match="is already an int8 model: export from the float32 model"):
+            export_model_dir(tmp_path / "int8", SubnetConfig(), tmp_path / "again", **options)
+    with pytest.raises(AttncoachError, match="unknown quantization 'int4': choose int8"):
+        export_model_dir(model_dir, SubnetConfig(), tmp_path / "int4", quantize="int4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8", "model"]
+
+
+def test_an_onnx_export_runs_in_onnx_runtime_with_the_torch_model_s_answers(model_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from attncoach.models.onnx_graph import OnnxModel
+    from attncoach.models.saved import load_model
+
+    summary = export_model_dir(model_dir, SUBNETS["per-layer, middle dropped"], tmp_path / "onnx", onnx=True)
+    out = tmp_path / "onnx"
+    assert summary.onnx_file_bytes == (out / "model.onnx").stat().st_size
+    assert json.loads((out / "model_config.json").read_text())["onnx"]["output"] == "logits"
+    graph, torch_model = load_model(out, runtime="onnx"), load_model(out)
+    assert isinstance(graph.model, OnnxModel) and graph.runtime == "onnx" and torch_model.runtime == "torch"
+    texts = ["great flight", "late again", "tuesday", "the meeting was great"]
+    assert graph.predict_proba(texts) == pytest.approx(torch_model.predict_proba(texts), abs=1e-5)
+
+
+def test_the_onnx_runtime_needs_a_graph_and_a_known_runtime(model_dir):
+    from attncoach.models.saved import load_model
+
+    with pytest.raises(AttncoachError, match="has no ONNX graph \\(model.onnx\\): export one with"):
+        load_model(model_dir, runtime="onnx")
+    with pytest.raises(AttncoachError, match="unknown runtime str 'tensorrt': choose torch or onnx"):
+        load_model(model_dir, runtime="tensorrt")

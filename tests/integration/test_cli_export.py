@@ -45,7 +45,7 @@ def test_bad_exports_are_refused_and_leave_nothing(run, tmp_path, capsys):
     (tmp_path / "taken" / "notes.txt").write_text("keep me")
     (tmp_path / "big.json").write_text(json.dumps({"heads": [3, 1, 1, 1]}))  # the model has 2 heads
     cases = [
-        ([str(run), "--out", "OUT"], "export needs --width/--depth or --subnet"),
+        ([str(run), "--out", "OUT"], "export needs a sub-net (--width/--depth or --subnet), --quantize int8, --onnx"),
         ([str(run), "--width", "0", "--out", "OUT"], "outside (0, 1]"),
         ([str(run), "--subnet", str(tmp_path / "big.json"), "--out", "OUT"], "does not match the model"),
         ([str(run), "--width", "0.5", "--out", str(tmp_path / "taken")], "is not empty"),

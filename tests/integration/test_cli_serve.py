@@ -80,7 +80,7 @@ def test_serve_refuses_bad_setups_with_one_line(run, tmp_path, capsys, monkeypat
     refused(capsys, [*serve, "--api-key-env", KEY_VAR], f"the environment variable {KEY_VAR} is not set or empty")
     refused(capsys, [*serve, "--max-batch", "0"], "--max-batch must be an integer of at least 1")
     refused(capsys, [*serve, "--max-wait-ms", "-1"], "--max-wait-ms must be a number of at least 0")
-    refused(capsys, [*serve, "--runtime", "onnx"], "onnx runtime: export the model with attncoach export --onnx")
+    refused(capsys, [*serve, "--runtime", "onnx"], "--runtime onnx serves an exported ONNX family")
     refused(capsys, ["serve", str(tmp_path / "nowhere")], "not found")
     damaged = tmp_path / "damaged"
     damaged.mkdir()

@@ -9,7 +9,9 @@ plain model of the same class (a :class:`TextClassifier`, a :class:`NextItemMode
 width, and it computes what the masked supernet computes.
 
 :func:`export_model_dir` does this for a saved model directory and writes a new one that
-``eval``, ``predict``, ``recommend`` and :func:`attncoach.models.saved.load_model` read like any other.
+``eval``, ``predict``, ``recommend`` and :func:`attncoach.models.saved.load_model` read like any other;
+optionally in int8 (:mod:`attncoach.models.quantized`: every Linear and embedding table) and with
+an ONNX graph beside the weights (:mod:`attncoach.models.onnx_graph`).
 
 Example:
     >>> config = EncoderConfig(vocab_size=50, dim=16, layers=3, heads=4, ffn_dim=32)
@@ -36,7 +38,9 @@ from torch import Tensor
 from attncoach.atomicfile import atomic_save_safetensors, fsync_dir
 from attncoach.errors import AttncoachError
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
-from attncoach.models.saved import write_model_config
+from attncoach.models.onnx_graph import ONNX_FILE, export_onnx, require_onnx
+from attncoach.models.quantized import INT8, quantize_int8
+from attncoach.models.saved import QUANTIZATIONS, write_model_config
 from attncoach.rundir import TASK_FILES
 
 # How each per-layer tensor keeps the first heads (width w = k * Dh of the inner width I)
@@ -126,6 +130,8 @@ class ExportSummary:
         source_parameters: Parameters of the source classifier.
         file_bytes: Size of the exported ``model.safetensors``.
         source_file_bytes: Size of the source ``model.safetensors``.
+        quantization: ``"int8"`` or None (float32).
+        onnx_file_bytes: Size of ``model.onnx``, or None without one.
     """
 
     out_dir: Path
@@ -134,6 +140,8 @@ class ExportSummary:
     source_parameters: int
     file_bytes: int
     source_file_bytes: int
+    quantization: str | None = None
+    onnx_file_bytes: int | None = None
 
 
 def check_export_dir(out_dir: str | Path) -> Path:
@@ -159,37 +167,49 @@ def export_model_dir(
     subnet: SubnetConfig,
     out_dir: str | Path,
     source_description: str | None = None,
+    quantize: str | None = None,
+    onnx: bool = False,
 ) -> ExportSummary:
     """Write ``subnet`` of the model in ``model_dir`` as a new, complete model directory.
 
     The new directory holds ``model.safetensors``, ``model_config.json`` (with an
     ``"exported_from"`` record and no elastic space: the result is a plain fixed model),
     and the task's own files (``tokenizer.json`` and ``labels.json``; ``items.json`` and
-    ``users.json``). It is written into a temporary folder beside
-    ``out_dir`` and renamed into place, so a failure leaves nothing behind.
+    ``users.json``); with ``onnx``, also ``model.onnx``. It is written into a temporary folder
+    beside ``out_dir`` and renamed into place, so a failure leaves nothing behind.
 
     Args:
         model_dir: A model directory (the ``model/`` folder of a run).
-        subnet: The sub-network to keep, per layer of the source model.
+        subnet: The sub-network to keep, per layer of the source model (``SubnetConfig()``: all of it).
         out_dir: A new or empty folder whose parent exists.
         source_description: How the user named the sub-net (``"--width 0.5"``), recorded in
             ``"exported_from"``.
+        quantize: ``"int8"``: int8 weights and embedding tables (and an int8 ONNX graph), else None.
+        onnx: Also write the ONNX graph, ``model.onnx`` (needs ``pip install 'attncoach[onnx]'``).
 
     Returns:
         An :class:`ExportSummary`.
 
     Raises:
-        AttncoachError: A bad ``out_dir``, a damaged model directory, or a sub-net that does
-            not fit the model.
+        AttncoachError: A bad ``out_dir``, a damaged model directory, an int8 source, a sub-net
+            that does not fit the model, an unknown ``quantize``, or ``onnx`` without its packages.
 
     Example:
         >>> export_model_dir("runs/tweets/model", subnet, "runs/tweets-half")  # doctest: +SKIP
+        >>> export_model_dir("runs/tweets/model", SubnetConfig(), "models/tweets-int8", quantize="int8")  # doctest: +SKIP
     """
     from attncoach.models.saved import load_model, model_config
 
+    check_quantization(quantize)
+    if onnx:
+        require_onnx()
     out_dir = check_export_dir(out_dir)
     model_dir = Path(model_dir)
     source = load_model(model_dir)
+    if source.quantization is not None:
+        raise AttncoachError(
+            f"{model_dir} is already an {source.quantization} model: export from the float32 model it came from"
+        )
     try:
         exported = export_subnet(source.model, subnet)
     except ValueError as exc:
@@ -202,8 +222,16 @@ def export_model_dir(
     }
     if source_description is not None:
         record["named_by"] = source_description
-    config = model_config(exported, source.max_length, task=source.task, exported_from=record)
-    _write_dir_atomically(out_dir, lambda tmp: _write_model_files(tmp, model_dir, exported, config, source.task))
+    weights = quantize_int8(exported) if quantize == INT8 else exported
+
+    def write(folder: Path) -> None:
+        graph = export_onnx(exported, source.task, folder / ONNX_FILE, quantize=quantize == INT8) if onnx else None
+        config = model_config(
+            exported, source.max_length, task=source.task, exported_from=record, quantization=quantize, onnx=graph
+        )
+        _write_model_files(folder, model_dir, weights, config, source.task)
+
+    write_dir_atomically(out_dir, write)
     return ExportSummary(
         out_dir,
         subnet,
@@ -211,7 +239,15 @@ def export_model_dir(
         record["source_parameters"],
         (out_dir / "model.safetensors").stat().st_size,
         (model_dir / "model.safetensors").stat().st_size,
+        quantize,
+        (out_dir / ONNX_FILE).stat().st_size if onnx else None,
     )
+
+
+def check_quantization(quantize: Any) -> None:
+    """Refuse a quantization other than None and those the model format knows (``int8``)."""
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise AttncoachError(f"unknown quantization {quantize!r}: choose {' or '.join(QUANTIZATIONS)}")
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -227,7 +263,7 @@ def _write_model_files(
         shutil.copyfile(model_dir / name, folder / name)
 
 
-def _write_dir_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
+def write_dir_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
     """Run ``write`` on a temporary folder beside ``out_dir``, then rename it to ``out_dir``."""
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attncoach.models.encoder import ElasticEncoder, EncoderConfig, SubnetConfig
+from attncoach.models.quantized import Int8Embedding
 
 _CONFIG_KEYS = ("encoder", "num_items")
 PAD_ITEM = 0
@@ -110,8 +111,32 @@ class NextItemModel(nn.Module):
             Logits ``(..., num_items + 1)``; column 0 (padding) is ``-inf``, so it gets zero
             probability under a softmax and is never the top item.
         """
-        logits = F.linear(hidden, self.item_embedding.weight)  # (..., num_items + 1)
+        logits = self._table_logits(hidden)  # (..., num_items + 1)
         return logits.index_fill(-1, torch.tensor([PAD_ITEM], device=logits.device), float("-inf"))
+
+    def next_item_scores(self, item_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Scores of every item as the next one after each right-padded history: :meth:`scores` of
+        the hidden state at its last real position.
+
+        Args:
+            item_ids: Long tensor ``(B, T)``, 0 for padding; every row holds at least one item.
+            attention_mask: Optional ``(B, T)``; ``None`` = ``item_ids != 0``.
+
+        Returns:
+            ``(B, num_items + 1)``, column 0 (padding) ``-inf``.
+        """
+        if attention_mask is None:
+            attention_mask = item_ids != PAD_ITEM
+        mask = attention_mask.to(torch.bool)
+        hidden = self(item_ids, mask)  # (B, T, D)
+        last = hidden[torch.arange(item_ids.shape[0], device=item_ids.device), mask.sum(dim=1) - 1]  # (B, D)
+        return self.scores(last)
+
+    def _table_logits(self, hidden: Tensor) -> Tensor:
+        table = self.item_embedding
+        if isinstance(table, Int8Embedding):  # an int8 model: an int8 product with the int8 table
+            return table.project(hidden)
+        return F.linear(hidden, table.weight)
 
     @property
     def subnet(self) -> SubnetConfig:

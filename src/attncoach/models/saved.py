@@ -2,9 +2,10 @@
 
 ```
 model/
-  model.safetensors    weights
+  model.safetensors    weights (float32; or int8 with a scale per row, "quantization": "int8")
   model_config.json    {"format", "format_version", "attncoach_version", "task", "model", "max_length",
-                        "elastic"?, "exported_from"?}
+                        "elastic"?, "exported_from"?, "quantization"?, "onnx"?}
+  model.onnx           optional: the inference graph for ONNX Runtime ("onnx" records it)
   tokenizer.json       text_classification: the tokenizer, its normalizer included
   labels.json          text_classification: label names in class-id order
   items.json           next_item: the item ids; item index i + 1 is items[i] (0 is padding)
@@ -14,8 +15,12 @@ model/
 
 Versions: 1 (``"format": "attncoach.text-classifier"``, no ``task``) and 2 (adds
 ``format_version`` and ``task``) hold text classifiers and still load; 3 names the format
-``attncoach.model`` for every task. :func:`load_model` reads any of them and returns the
-task's predictor: :class:`SavedClassifier` or :class:`SavedRecommender`.
+``attncoach.model`` for every task; 4 adds ``"quantization": "int8"`` (an int8 model,
+:mod:`attncoach.models.quantized`, which older versions cannot load). A model that is not
+quantised is still written as version 3, which older versions read (they ignore ``onnx``).
+:func:`load_model` reads any of them and returns the task's predictor:
+:class:`SavedClassifier` or :class:`SavedRecommender`, running the torch model (float32 or
+int8) or, with ``runtime="onnx"``, the ONNX graph in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -37,11 +42,17 @@ from attncoach.data.tokenizer import encode_texts, load_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.next_item import NextItemModel
+from attncoach.models.onnx_graph import ONNX_FILE, OnnxModel
+from attncoach.models.quantized import INT8, int8_skeleton
 from attncoach.weights import load_weights
 
 MODEL_FORMAT = "attncoach.model"
-FORMAT_VERSION = 3  # 1: before the task seam (no "task", no "format_version"); 2: + task; 3: any task
+# 1: before the task seam (no "task", no "format_version"); 2: + task; 3: any task; 4: + quantization
+FORMAT_VERSION = 4
+_PLAIN_VERSION = 3  # what a model without quantization is written as (older attncoach reads it)
 _OLD_FORMAT = "attncoach.text-classifier"  # versions 1 and 2
+QUANTIZATIONS = (INT8,)  # the values of "quantization" this version reads
+RUNTIMES = ("torch", "onnx")  # what runs a loaded model: the torch model, or its ONNX graph in ONNX Runtime
 
 
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -98,15 +109,17 @@ class SavedClassifier:
     task: str = "text_classification"  # the task the model was trained for ("task" in model_config.json)
     elastic: Any = None  # "elastic" of model_config.json as written (attncoach.elastic.space.saved_space reads it)
     model_dir: Path | None = None
+    runtime: str = "torch"  # "torch", or "onnx": ``model`` is then an OnnxModel
+    quantization: str | None = None  # "int8" for an int8 model ("quantization" in model_config.json)
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu") -> SavedClassifier:
-        """Load weights, config, tokenizer and labels; any damaged file is a clear error."""
+    def load(cls, model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> SavedClassifier:
+        """Load weights (or the ONNX graph), config, tokenizer and labels; any damaged file is a clear error."""
         model_dir = Path(model_dir)
         config = read_model_config(model_dir, "text_classification")
         labels = read_labels(model_dir / "labels.json")
         dev = _device(device)
-        model = _load_model(model_dir, config, TextClassifier, dev)
+        model = _load_model(model_dir, config, TextClassifier, dev, runtime)
         if model.num_labels != len(labels):
             raise AttncoachError(
                 f"{model_dir / 'labels.json'} lists {len(labels)} labels; the model has {model.num_labels} classes"
@@ -122,6 +135,8 @@ class SavedClassifier:
             config["task"],
             config.get("elastic"),
             model_dir,
+            runtime,
+            config.get("quantization"),
         )
 
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
@@ -188,10 +203,12 @@ class SavedRecommender:
     elastic: Any = None
     model_dir: Path | None = None
     space: Any = None  # the ElasticSpace, once attncoach.elastic.space.saved_space has read it
+    runtime: str = "torch"  # "torch", or "onnx": ``model`` is then an OnnxModel
+    quantization: str | None = None  # "int8" for an int8 model
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu") -> SavedRecommender:
-        """Load weights, config, items and user histories; any damaged file is a clear error."""
+    def load(cls, model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> SavedRecommender:
+        """Load weights (or the ONNX graph), config, items and user histories; any damaged file is a clear error."""
         model_dir = Path(model_dir)
         config = read_model_config(model_dir, "next_item")
         items = _read_json(model_dir / "items.json")
@@ -203,12 +220,23 @@ class SavedRecommender:
         except (KeyError, TypeError, ValueError):
             raise AttncoachError(f"{model_dir / 'users.json'} must hold 'users' and their 'histories'") from None
         dev = _device(device)
-        model = _load_model(model_dir, config, NextItemModel, dev)
+        model = _load_model(model_dir, config, NextItemModel, dev, runtime)
         if model.num_items != len(items):
             raise AttncoachError(
                 f"{model_dir / 'items.json'} lists {len(items)} items; the model has {model.num_items}"
             )
-        return cls(model, items, users, int(config["max_length"]), dev, "next_item", config.get("elastic"), model_dir)
+        return cls(
+            model,
+            items,
+            users,
+            int(config["max_length"]),
+            dev,
+            "next_item",
+            config.get("elastic"),
+            model_dir,
+            runtime=runtime,
+            quantization=config.get("quantization"),
+        )
 
     def history_of(self, user: str) -> list[str]:
         """A known user's item ids, oldest first."""
@@ -299,9 +327,7 @@ class SavedRecommender:
             tail = row[-width:]
             ids[i, : len(tail)] = torch.as_tensor(tail)
         ids = ids.to(self.device)
-        mask = ids != 0
-        hidden = self.model(ids, mask)
-        scores = self.model.scores(hidden[torch.arange(len(rows), device=self.device), mask.sum(dim=1) - 1]).float()
+        scores = self.model.next_item_scores(ids, ids != 0).float()  # (B, V + 1)
         if scores.isnan().any() or scores.isposinf().any():  # -inf marks what cannot be recommended (padding)
             raise AttncoachError(
                 "the model's scores are not finite (NaN or infinite); its weights are damaged or its training diverged"
@@ -384,13 +410,30 @@ def _check_batch_size(batch_size: Any) -> None:
         raise AttncoachError(f"batch_size must be a positive integer, not {_shown(batch_size)}")
 
 
-def load_model(model_dir: str | Path, device: str = "cpu") -> SavedClassifier | SavedRecommender:
-    """The predictor of any model directory, by the task in its ``model_config.json``."""
+def load_model(
+    model_dir: str | Path, device: str = "cpu", runtime: str = "torch"
+) -> SavedClassifier | SavedRecommender:
+    """The predictor of any model directory, by the task in its ``model_config.json``.
+
+    Args:
+        model_dir: A model directory.
+        device: Where the torch model runs (``cpu``, ``cuda``...).
+        runtime: ``torch`` (the weights, float32 or int8) or ``onnx`` (its ``model.onnx`` in
+            ONNX Runtime, on the CPU; needs ``pip install 'attncoach[onnx]'``).
+    """
+    check_runtime(runtime)
     config = read_model_config(Path(model_dir))
     loader = {"text_classification": SavedClassifier, "next_item": SavedRecommender}.get(config["task"])
     if loader is None:
         raise AttncoachError(f"{model_dir} holds a {config['task']!r} model, which this attncoach cannot load")
-    return loader.load(model_dir, device=device)
+    return loader.load(model_dir, device=device, runtime=runtime)
+
+
+def check_runtime(runtime: Any) -> str:
+    """``runtime`` if it names one of :data:`RUNTIMES`, else one clear line."""
+    if runtime not in RUNTIMES:
+        raise AttncoachError(f"unknown runtime {_shown(runtime)}: choose {' or '.join(RUNTIMES)}")
+    return runtime
 
 
 def read_model_config(model_dir: Path, task: str | None = None) -> dict[str, Any]:
@@ -414,14 +457,25 @@ def read_model_config(model_dir: Path, task: str | None = None) -> dict[str, Any
         raise AttncoachError(f"{model_dir} holds a {config['task']} model, not a {task} one")
     if "max_length" not in config or "model" not in config:
         raise AttncoachError(f"{path} is invalid (it needs 'model' and 'max_length')")
+    quantization = config.get("quantization")
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise AttncoachError(f"{path} names an unknown quantization {quantization!r} (this attncoach reads int8)")
+    if config.get("onnx") is not None and not isinstance(config["onnx"], dict):
+        raise AttncoachError(f"{path} is invalid ('onnx' must be an object)")
     return config
 
 
-def _load_model(model_dir: Path, config: dict[str, Any], cls: type, device: torch.device) -> Any:
+def _load_model(
+    model_dir: Path, config: dict[str, Any], cls: type, device: torch.device, runtime: str = "torch"
+) -> Any:
+    if check_runtime(runtime) == "onnx":
+        return _load_onnx(model_dir, config, device)
     try:
         model = cls.from_config_dict(config["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise AttncoachError(f"{model_dir / 'model_config.json'} is invalid ({exc})") from None
+    if config.get("quantization") == INT8:
+        model = int8_skeleton(model)
     weights = load_weights(model_dir / "model.safetensors")
     try:
         model.load_state_dict(weights)
@@ -431,15 +485,33 @@ def _load_model(model_dir: Path, config: dict[str, Any], cls: type, device: torc
     return model.to(device).eval()
 
 
+def _load_onnx(model_dir: Path, config: dict[str, Any], device: torch.device) -> OnnxModel:
+    """The ONNX graph of a model directory in an ONNX Runtime session (CPU only)."""
+    if device.type != "cpu":
+        raise AttncoachError(f"the onnx runtime runs on the CPU, not on {device}")
+    path = model_dir / ONNX_FILE
+    if config.get("onnx") is None or not path.is_file():
+        raise AttncoachError(
+            f"{model_dir} has no ONNX graph ({ONNX_FILE}): export one with attncoach export {model_dir} --onnx --out DIR"
+        )
+    return OnnxModel(path, config["task"])
+
+
 def model_config(
     model: torch.nn.Module, max_length: int, task: str = "text_classification", **extra: Any
 ) -> dict[str, Any]:
-    """The content of ``model_config.json`` for ``model`` (``extra``: ``elastic``, ``exported_from``)."""
+    """The content of ``model_config.json`` for ``model``.
+
+    ``extra``: ``elastic``, ``exported_from``, ``quantization`` (``"int8"``: the version is then 4),
+    ``onnx`` (the record :func:`attncoach.models.onnx_graph.export_onnx` returns); None values are left out.
+    """
     from attncoach import __version__
 
+    if extra.get("quantization") not in (None, *QUANTIZATIONS):
+        raise ValueError(f"unknown quantization {extra['quantization']!r}")
     return {
         "format": MODEL_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if extra.get("quantization") else _PLAIN_VERSION,
         "attncoach_version": __version__,
         "task": task,
         "model": model.config_dict(),

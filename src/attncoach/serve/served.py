@@ -81,8 +81,9 @@ def load_served(
     """The served model of a run or model directory, its members measured.
 
     Args:
-        path: a run directory or a model directory.
-        runtime: ``"torch"``; ``"onnx"`` needs an exported family (``attncoach export --onnx``).
+        path: a run directory, a model directory, or a family directory (``family.json``, written by
+            ``attncoach export --family``: its members are served in the runtimes they were exported for).
+        runtime: ``"torch"``, or ``"onnx"`` for a family exported with ``--onnx``.
         batch_sizes: the batch sizes each member's latency is measured at (1 is always added).
         repeats: timed passes per measured latency.
 
@@ -94,9 +95,18 @@ def load_served(
 
     if runtime not in RUNTIMES:
         raise AttncoachError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if (Path(path) / "family.json").is_file():  # exported members, each in the runtime it was exported for
+        from attncoach.serve.family import load_family
+
+        family = load_family(path)
+        runtimes = {member.runtime for member in family.members}
+        if runtime == "onnx" and runtimes != {"onnx"}:
+            raise AttncoachError(f"--runtime onnx: the family {path} holds {', '.join(sorted(runtimes))} members")
+        return family
     if runtime == "onnx":
         raise AttncoachError(
-            "onnx runtime: export the model with attncoach export --onnx first, then serve the exported directory"
+            "--runtime onnx serves an exported ONNX family: attncoach export RUN --family --onnx --out DIR, "
+            "then attncoach serve DIR"
         )
     model_dir = resolve_model_dir(path)
     predictor = load_model(model_dir)
@@ -147,7 +157,7 @@ class TorchServed:
         if sizes[0] < 1:
             raise AttncoachError(f"measured batch sizes must be at least 1, got {list(batch_sizes)}")
         model = predictor.model
-        ids = _timing_sequences(model, predictor.max_length, 2 * sizes[-1])
+        ids = timing_sequences(model.encoder.config, predictor.max_length, 2 * sizes[-1])
         log.info(
             "measuring %d member(s) at batch %s: forward passes over %d-token sequences, %d torch thread(s)",
             len(subnets),
@@ -270,14 +280,14 @@ def member_name(width: float, depth: float, ffn_width: float | None = None) -> s
     return "-".join(parts) or "full"
 
 
-def _timing_sequences(model: Any, length: int, count: int) -> list[list[int]]:
-    """``count`` sequences of ``length`` token (or item) ids, seeded: the inputs latency is measured on.
+def timing_sequences(config: Any, length: int, count: int) -> list[list[int]]:
+    """``count`` sequences of ``length`` token (or item) ids of an encoder ``config``, seeded: the inputs
+    latency is measured on (at most ``config.max_position`` long).
 
     Which ids they are does not change the time of a forward pass; their length does.
     """
     import numpy as np
 
-    config = model.encoder.config
     length = max(1, min(int(length), config.max_position))
     rng = np.random.default_rng(0)
     high = config.vocab_size
