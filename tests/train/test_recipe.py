@@ -94,3 +94,12 @@ def test_the_coach_sees_no_metric_of_a_diverged_evaluation(tiny_csv, tmp_path):
     log = tmp_path / "run" / "coach.jsonl"
     decisions = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     assert not any(d["policy"] == "plateau" for d in decisions), "the NaN evaluations are not a plateau"
+
+
+def test_a_supernet_with_a_nan_val_loss_keeps_training_and_its_best_model(tiny_csv, tmp_path):
+    recipe = _recipe(tiny_csv, tmp_path, "elastic.enabled=true", "elastic.widths=[0.5,1.0]", "elastic.depths=[1.0]")
+    _diverging_after(recipe, 20)
+    recipe.train()  # the progress note of a NaN evaluation names the smallest sub-net's score too
+    recipe.close()
+    assert recipe.state.best_step == 10
+    assert recipe.state.history[-1]["val_macro_f1_smallest"] is None

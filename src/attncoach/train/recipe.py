@@ -649,7 +649,7 @@ class Recipe:
             s.evals_since_best += 1
         s.history.append(entry)
         self.log_scalars(s.step, "val", {k: metrics[k] for k in ("loss", *self._tracked) if k in metrics})
-        smallest_note = f" smallest {entry[f'val_{primary}_smallest']:.4f}" if self.supernet is not None else ""
+        smallest_note = f" smallest {smallest[primary]:.4f}" if self.supernet is not None else ""
         shown = " ".join(f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.4f}" for k in self._tracked if k in metrics)
         bar.note(
             f"step {s.step}: val {shown}{smallest_note} loss {metrics['loss']:.4f}{'  (best)' if improved else ''}",
