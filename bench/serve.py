@@ -1038,6 +1038,7 @@ def main() -> None:
                     shutil.rmtree(runs[name])
                 training = train_run(name, runs[name], args.seed, args.quick, args.minilm_epochs)
             result["models"][name] = {"training": {**training, **run_record(runs[name])}}
+            measured_under[f"{name}_run"] = training.get("command", f"given: {runs[name]}")
         phases = {"training": time.perf_counter() - started}
         for name, run in runs.items():
             say(f"{name}: exporting the forms of {run}")
