@@ -46,6 +46,7 @@ bench: install
 	$(PY) bench/defaults.py                        # a data-only MiniLM config vs the tuned ones
 	$(MAKE) recbole-venv
 	$(PY) bench/next_item.py --recbole-python $(RECBOLE_VENV)/bin/python
+	$(PY) bench/serve.py                           # int8 / ONNX forms, attncoach serve vs the pipeline, schemathesis
 
 # RecBole's own SASRec for bench/next_item.py, in a venv of its own (the project's venv keeps recbole
 # installed --no-deps, as a data source). recbole 1.2.1 imports ray 2.6.3, which needs pkg_resources

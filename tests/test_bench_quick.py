@@ -46,6 +46,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             "curriculum",
             {"summary", "runs", "budget", "conditions"},
         ),
+        (["serve.py"], "serve", {"models", "server", "fuzzing", "goals", "conditions"}),
     ],
 )
 def test_benchmark_script_runs(command, result_name, keys):
