@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attncoach.config import load_config  # noqa: E402
+from attncoach.errors import AttncoachError  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
 from attncoach.train.recipe import Recipe  # noqa: E402
 from conditions import conditions, save, summary  # noqa: E402
@@ -76,7 +77,12 @@ class InjectedRecipe(Recipe):
 def train(out: Path, overrides: list[str], fault: str | None = None) -> dict[str, Any]:
     cfg = load_config(CONFIG, [*overrides, f"output_dir={out}", "log.tensorboard=false"])
     start = time.perf_counter()
-    metrics = InjectedRecipe(cfg, RunDir(out), fault).run()
+    try:
+        metrics = InjectedRecipe(cfg, RunDir(out), fault).run()
+    except AttncoachError as exc:  # no evaluation had a finite val loss: the run kept no model
+        if "training diverged" not in str(exc):
+            raise
+        return {"test_macro_f1": None, "diverged": str(exc), "wall_seconds": time.perf_counter() - start}
     loop = metrics["train_seconds"] - metrics["eval_seconds"] - metrics["checkpoint_seconds"]
     coach = metrics.get("coach") or {}
     return {
@@ -127,10 +133,8 @@ def injection(work: Path, epochs: str, seeds: tuple[int, ...]) -> dict[str, Any]
                 work / f"{name}-{seed}", [*base, f"train.seed={seed}", f"coach.enabled={str(coached).lower()}"], fault
             )
             runs.setdefault(name, {})[seed] = result
-            print(
-                f"{name} seed {seed}: test macro-F1 {result['test_macro_f1']:.4f}, decisions {result['decisions']}",
-                flush=True,
-            )
+            shown = "diverged, no model kept" if result["test_macro_f1"] is None else f"{result['test_macro_f1']:.4f}"
+            print(f"{name} seed {seed}: test macro-F1 {shown}, decisions {result.get('decisions')}", flush=True)
     out: dict[str, Any] = {"runs": runs}
     clean = statistics.median(runs["clean"][s]["test_macro_f1"] for s in seeds)
     out["clean_median"] = clean
