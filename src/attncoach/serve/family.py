@@ -51,7 +51,7 @@ from attncoach.models.onnx_graph import ONNX_FILE, require_onnx
 from attncoach.models.quantized import INT8
 from attncoach.models.saved import load_model, read_model_config
 from attncoach.serve.parity import parity
-from attncoach.serve.served import MemberInfo, member_name, timing_sequences
+from attncoach.serve.served import MemberInfo, member_name, members_json, timing_sequences
 
 log = logging.getLogger("attncoach")
 
@@ -271,15 +271,7 @@ class FamilyModel:
         return {
             **about,
             "max_length": first.max_length,
-            "members": [
-                {
-                    "name": m.name,
-                    "parameters": m.parameters,
-                    "runtime": m.runtime,
-                    "latency_ms": {str(b): ms for b, ms in m.latency_ms.items()},
-                }
-                for m in self.members
-            ],
+            "members": members_json(self.members),
             "default_member": self.members[0].name,
             "measured": {**self.manifest.get("measured", {}), "threads": self.manifest.get("threads")},
             "attncoach_version": _version(),

@@ -199,15 +199,7 @@ class TorchServed:
         return {
             **about,
             "max_length": self.predictor.max_length,
-            "members": [
-                {
-                    "name": m.name,
-                    "parameters": m.parameters,
-                    "runtime": m.runtime,
-                    "latency_ms": {str(b): ms for b, ms in m.latency_ms.items()},
-                }
-                for m in self.members
-            ],
+            "members": members_json(self.members),
             "default_member": self.members[0].name,
             "measured": self._measured_at,
             "elastic": None if space is None else space.to_dict(),
@@ -265,6 +257,19 @@ def member_subnets(predictor: Any) -> dict[str, Any]:
         ffn = None if genome.ffn_widths is None else genome.ffn_widths[0]
         by_subnet.setdefault(subnet, member_name(width, genome.depth, ffn))
     return {name: subnet for subnet, name in by_subnet.items()}
+
+
+def members_json(members: Sequence[MemberInfo]) -> list[dict[str, Any]]:
+    """The members as ``GET /v1/model`` lists them (latency keys as strings, as JSON has them)."""
+    return [
+        {
+            "name": m.name,
+            "parameters": m.parameters,
+            "runtime": m.runtime,
+            "latency_ms": {str(b): ms for b, ms in m.latency_ms.items()},
+        }
+        for m in members
+    ]
 
 
 def member_name(width: float, depth: float, ffn_width: float | None = None) -> str:
