@@ -172,8 +172,8 @@ class OnnxModel(nn.Module):
     Called with ``(input_ids, attention_mask)`` it returns the graph's output as a float32
     CPU tensor (logits, or next-item scores; :meth:`next_item_scores` is the same call). It
     is an ``nn.Module`` only so that code written for torch models (``eval()``, ``training``,
-    the device of its first parameter) runs it too; its one parameter is an empty placeholder
-    on the CPU, where the session runs.
+    the device of its first parameter) runs it too; its one parameter, ``device_anchor``, is an
+    empty tensor on the CPU, where the session runs, so that the device lookup says so.
 
     Args:
         path: The ``model.onnx`` file.
@@ -204,7 +204,7 @@ class OnnxModel(nn.Module):
         if self.input_names != list(INPUTS):
             raise AttncoachError(f"{path} takes the inputs {self.input_names}, not {list(INPUTS)}")
         self.output_width = self.session.get_outputs()[0].shape[-1]  # num_labels or num_items + 1 (an int)
-        self.placeholder = nn.Parameter(torch.empty(0), requires_grad=False)
+        self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)  # the session runs on the CPU
         self.eval()
 
     @torch.inference_mode()
