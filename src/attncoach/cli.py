@@ -1006,7 +1006,14 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     sv.add_argument(
         "--api-key-env", metavar="VAR", help="require the API key held by this environment variable on /v1/*"
     )
-    sv.add_argument("--workers", type=int, default=1, help="server processes (only 1: one process batches requests)")
+    sv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port, each with its own model and micro-batcher (default: 1); "
+        "/metrics sums them all",
+    )
     sv.add_argument(
         "--max-batch",
         type=int,
@@ -1049,7 +1056,12 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"bytes per request body (default: {defaults.max_body_bytes})",
     )
-    sv.add_argument("--threads", type=int, help="torch threads for inference (default: torch's default)")
+    sv.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for inference, per worker (default: torch's default with one worker; "
+        "with --workers N, the cores shared out: cores // N, at least 1)",
+    )
     sv.set_defaults(func=cmd_serve)
 
 
@@ -1057,11 +1069,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attncoach.serve.settings import ServeSettings
 
     _require_serve_extra()
-    if args.workers != 1:
-        raise AttncoachError(
-            f"--workers {args.workers}: attncoach serve runs one process, whose micro-batcher shares the model "
-            "between concurrent requests; run several servers behind a load balancer to use more"
-        )
+    if args.workers < 1:
+        raise AttncoachError(f"--workers must be at least 1, not {args.workers}")
     settings = ServeSettings(
         host=args.host,
         port=args.port,
@@ -1077,6 +1086,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attncoach.serve.server import check_address, run_server
 
     check_address(settings.host, settings.port)  # before the model loads: a busy port is one quick line
+    if args.workers > 1:
+        return _serve_with_workers(args, settings)
     _set_threads(args.threads)
     served = load_served(args.path, args.runtime, batch_sizes=(1, settings.max_batch))
     log.info(
@@ -1090,6 +1101,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         " (API key required)" if settings.api_key else "",
     )
     run_server(served, settings, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _serve_with_workers(args: argparse.Namespace, settings: Any) -> int:
+    """``serve --workers N``: the model is checked here, before any worker starts; each worker loads its own."""
+    from attncoach.serve.app import TASKS
+    from attncoach.serve.served import served_task
+    from attncoach.serve.workers import WorkerPlan, plan_settings, run_workers, worker_threads
+
+    threads = worker_threads(args.workers) if args.threads is None else args.threads
+    if threads < 1:
+        raise AttncoachError(f"--threads must be at least 1, got {threads}")
+    task = served_task(args.path, args.runtime)
+    if task not in TASKS:
+        raise AttncoachError(f"attncoach serve answers {' and '.join(TASKS)} models, not {task}")
+    plan = WorkerPlan(
+        str(Path(args.path).resolve()),
+        args.runtime,
+        plan_settings(settings),
+        args.api_key_env,
+        threads,
+        quiet=args.quiet,
+    )
+    log.info(
+        "serving %s (%s) on http://%s:%d with %d workers, %d torch thread(s) each%s",
+        args.path,
+        task,
+        settings.host,
+        settings.port,
+        args.workers,
+        threads,
+        " (API key required)" if settings.api_key else "",
+    )
+    run_workers(plan, args.workers)
     return 0
 
 
