@@ -2,7 +2,7 @@
 
     attncoach train [--config FILE] [section.key=value ...]
     attncoach train --resume RUN_DIR
-    attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--json]
+    attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--model MODEL_DIR] [--runtime torch|onnx] [--json]
     attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl [--overwrite]] [--no-text]
                       [--batch-size N] [--runtime torch|onnx]
     attncoach export RUN_OR_MODEL_DIR [--width W [--depth D] | --subnet FILE.json] [--quantize int8] [--onnx] --out DIR
@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--encoding", help="encoding of --data (default: the run's, else utf-8)")
     ev.add_argument("--format", help="format of --data: csv, tsv or jsonl (default: from its suffix)")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.add_argument(
+        "--model",
+        metavar="MODEL_DIR",
+        help="evaluate this model directory instead of the run's own model, on the run's test split "
+        "(e.g. an export: attncoach export RUN --onnx --out DIR)",
+    )
+    _add_runtime_option(ev)
     _add_subnet_options(ev)
     ev.set_defaults(func=cmd_eval)
 
@@ -116,9 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
     pr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
     pr.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: 256)")
-    pr.add_argument(
-        "--runtime", default="torch", help="torch (default), or onnx: the model's model.onnx in ONNX Runtime"
-    )
+    _add_runtime_option(pr)
     _add_subnet_options(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -129,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     whom.add_argument("--history", nargs="+", metavar='"I1 I2 ..."', help="item histories, oldest item first")
     rc.add_argument("-k", type=int, default=10, help="items per user or history (default: 10)")
     rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    _add_runtime_option(rc)
     _add_subnet_options(rc)
     rc.set_defaults(func=cmd_recommend)
 
@@ -227,6 +233,27 @@ def _apply_subnet(clf: Any, args: argparse.Namespace) -> str | None:
     description = f"sub-net {subnet} ({active:,} of {total:,} encoder parameters)"
     log.info(description)
     return str(subnet)
+
+
+def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        help="torch (default), or onnx: the model's model.onnx in ONNX Runtime (written by attncoach export --onnx)",
+    )
+
+
+def _load_in_runtime(model_dir: Path, runtime: str, then: str) -> Any:
+    """The model of ``model_dir`` in ``runtime``; an ONNX runtime without an ONNX graph says how to export
+    one and ``then`` what to run with it."""
+    from attncoach.models.saved import ONNX_FILE, check_runtime, load_model
+
+    if check_runtime(runtime) == "onnx" and not (model_dir / ONNX_FILE).is_file():
+        raise AttncoachError(
+            f"--runtime onnx: {model_dir} has no ONNX graph ({ONNX_FILE}); export one with "
+            f"attncoach export {model_dir} --onnx --out DIR, then {then}"
+        )
+    return load_model(model_dir, runtime=runtime)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -364,15 +391,18 @@ def _run_data(run: Any, model_dir: Path, predictor: Any) -> tuple[Any, Any, Any]
 def cmd_eval(args: argparse.Namespace) -> int:
     from attncoach.data.prepare import encode_examples
     from attncoach.data.sources import read_examples
-    from attncoach.models.saved import load_model
     from attncoach.rundir import RunDir, resolve_model_dir
     from attncoach.tasks.text_classification import evaluate_ids
     from attncoach.train.settings import load_run_config as load_config
 
     model_dir = resolve_model_dir(args.path)
-    clf = load_model(model_dir)
-    subnet = _apply_subnet(clf, args)
     run = RunDir(model_dir.parent)
+    if args.model is not None:  # another model (an export) on this run's data
+        if not run.is_run():
+            raise AttncoachError(f"--model evaluates a model on a run's test split; {args.path} is not a run")
+        model_dir = resolve_model_dir(args.model)
+    clf = _load_in_runtime(model_dir, args.runtime, f"attncoach eval {run.path} --model DIR --runtime onnx")
+    subnet = _apply_subnet(clf, args)
     if args.data:
         if clf.task != "text_classification":
             raise AttncoachError(f"--data scores a labelled text file; {model_dir} holds a {clf.task} model")
@@ -387,7 +417,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
     else:
         if not run.is_run():
-            raise AttncoachError(f"{model_dir} is a bare model directory: give --data FILE to evaluate it")
+            raise AttncoachError(
+                f"{model_dir} is a bare model directory: give --data FILE to evaluate it, "
+                "or evaluate it on its run's test split with attncoach eval RUN --model DIR"
+            )
         _, task, data = _run_data(run, model_dir, clf)
         metrics = task.evaluate(clf.model, data.splits["test"], data)
         source = f"test split of {run.path}"
@@ -535,10 +568,9 @@ def _checked_output(given: str | None, flag: str, overwrite: bool, inputs: Seque
 
 # ---------------------------------------------------------------- recommend
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
-    rec = load_model(resolve_model_dir(args.path))
+    rec = _load_in_runtime(resolve_model_dir(args.path), args.runtime, "attncoach recommend DIR --runtime onnx")
     if rec.task != "next_item":
         raise AttncoachError(f"recommend needs a next_item model; this is a {rec.task} model (use attncoach predict)")
     _apply_subnet(rec, args)
@@ -1006,7 +1038,14 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     sv.add_argument(
         "--api-key-env", metavar="VAR", help="require the API key held by this environment variable on /v1/*"
     )
-    sv.add_argument("--workers", type=int, default=1, help="server processes (only 1: one process batches requests)")
+    sv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port, each with its own model and micro-batcher (default: 1); "
+        "/metrics sums them all",
+    )
     sv.add_argument(
         "--max-batch",
         type=int,
@@ -1049,7 +1088,12 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"bytes per request body (default: {defaults.max_body_bytes})",
     )
-    sv.add_argument("--threads", type=int, help="torch threads for inference (default: torch's default)")
+    sv.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for inference, per worker (default: torch's default with one worker; "
+        "with --workers N, the cores shared out: cores // N, at least 1)",
+    )
     sv.set_defaults(func=cmd_serve)
 
 
@@ -1057,11 +1101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attncoach.serve.settings import ServeSettings
 
     _require_serve_extra()
-    if args.workers != 1:
-        raise AttncoachError(
-            f"--workers {args.workers}: attncoach serve runs one process, whose micro-batcher shares the model "
-            "between concurrent requests; run several servers behind a load balancer to use more"
-        )
+    if args.workers < 1:
+        raise AttncoachError(f"--workers must be at least 1, not {args.workers}")
     settings = ServeSettings(
         host=args.host,
         port=args.port,
@@ -1077,6 +1118,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attncoach.serve.server import check_address, run_server
 
     check_address(settings.host, settings.port)  # before the model loads: a busy port is one quick line
+    if args.workers > 1:
+        return _serve_with_workers(args, settings)
     _set_threads(args.threads)
     served = load_served(args.path, args.runtime, batch_sizes=(1, settings.max_batch))
     log.info(
@@ -1090,6 +1133,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         " (API key required)" if settings.api_key else "",
     )
     run_server(served, settings, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _serve_with_workers(args: argparse.Namespace, settings: Any) -> int:
+    """``serve --workers N``: the model is checked here, before any worker starts; each worker loads its own."""
+    from attncoach.serve.app import TASKS
+    from attncoach.serve.served import served_task
+    from attncoach.serve.workers import WorkerPlan, plan_settings, run_workers, worker_threads
+
+    threads = worker_threads(args.workers) if args.threads is None else args.threads
+    if threads < 1:
+        raise AttncoachError(f"--threads must be at least 1, got {threads}")
+    task = served_task(args.path, args.runtime)
+    if task not in TASKS:
+        raise AttncoachError(f"attncoach serve answers {' and '.join(TASKS)} models, not {task}")
+    plan = WorkerPlan(
+        str(Path(args.path).resolve()),
+        args.runtime,
+        plan_settings(settings),
+        args.api_key_env,
+        threads,
+        quiet=args.quiet,
+    )
+    log.info(
+        "serving %s (%s) on http://%s:%d with %d workers, %d torch thread(s) each%s",
+        args.path,
+        task,
+        settings.host,
+        settings.port,
+        args.workers,
+        threads,
+        " (API key required)" if settings.api_key else "",
+    )
+    run_workers(plan, args.workers)
     return 0
 
 

@@ -23,9 +23,9 @@ from liveserver import free_port, metric  # noqa: E402
 KEY_VAR = "ATTNCOACH_TEST_SERVE_KEY"
 
 
-def _start(run: Path, port: int, *extra: str) -> subprocess.Popen:
+def _start(run: Path, port: int, *extra: str, tmp: Path | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "attncoach", "serve", str(run), "--port", str(port), "--threads", "1", *extra]
-    env = {**os.environ, KEY_VAR: "k-123"}
+    env = {**os.environ, KEY_VAR: "k-123", **({"TMPDIR": str(tmp)} if tmp else {})}
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -73,10 +73,74 @@ def test_serve_finishes_the_request_in_flight_and_exits_0(run, stop_signal):
             proc.wait()
 
 
+def _ready_workers(proc: subprocess.Popen, url: str, workers: int) -> tuple[set[int], int]:
+    """The process ids of the ready workers, once ``workers`` of them answered /readyz (each on a new
+    connection), and how many /readyz answers that took."""
+    seen: set[int] = set()
+    answers = 0
+    deadline = time.monotonic() + 120
+    while len(seen) < workers:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"only workers {seen} became ready"
+        try:
+            response = httpx.get(url + "/readyz", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.1)
+            continue
+        answers += 1
+        if response.status_code == 200:
+            seen.add(response.json()["worker"])
+        else:
+            time.sleep(0.05)
+    return seen, answers
+
+
+def test_serve_with_two_workers_shares_the_port_sums_metrics_and_stops_on_sigterm(run, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = _start(run, port, "--workers", "2", tmp=tmp)
+    try:
+        pids, readyz_answers = _ready_workers(proc, url, 2)
+
+        def metric_dirs() -> list[Path]:
+            return [p for p in tmp.iterdir() if p.name.startswith("attncoach-metrics-")]
+
+        assert len(metric_dirs()) == 1  # the workers' metric files, in a directory of this server's
+        sent = 24
+        with ThreadPoolExecutor(4) as pool:  # a new connection per request: the workers share them out
+            responses = list(
+                pool.map(lambda i: httpx.post(url + "/v1/predict", json={"texts": [f"love {i}"]}), range(sent))
+            )
+        assert [r.status_code for r in responses] == [200] * sent
+        text = httpx.get(url + "/metrics").text
+        # counters are summed over both workers: every request counts once, whichever worker answered it
+        assert metric(text, "attncoach_requests_total", route="/v1/predict", status="200") == sent
+        assert metric(text, "attncoach_request_seconds_count", route="/v1/predict") == sent
+        readyz = metric(text, "attncoach_requests_total", route="/readyz", status="200")
+        readyz += metric(text, "attncoach_requests_total", route="/readyz", status="503")
+        assert readyz == readyz_answers  # answered by both workers (two process ids seen)
+        assert metric(text, "attncoach_member_requests_total", member="full") == sent
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert err.count("stopped: every accepted request was answered") == 2 and "Traceback" not in err, err
+        assert metric_dirs() == []  # removed
+        for pid in pids:  # every worker is gone
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_serve_refuses_bad_setups_with_one_line(run, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(KEY_VAR, raising=False)
     serve = ["serve", str(run), "--port", str(free_port())]
-    refused(capsys, [*serve, "--workers", "2"], "--workers 2", "run several servers behind a load balancer")
+    refused(capsys, [*serve, "--workers", "0"], "--workers must be at least 1, not 0", one_line=True)
+    refused(capsys, [*serve, "--workers", "2", "--threads", "0"], "--threads must be at least 1")
     refused(capsys, [*serve, "--api-key-env", KEY_VAR], f"the environment variable {KEY_VAR} is not set or empty")
     refused(capsys, [*serve, "--max-batch", "0"], "--max-batch must be an integer of at least 1")
     refused(capsys, [*serve, "--max-wait-ms", "-1"], "--max-wait-ms must be a number of at least 0")
@@ -88,6 +152,9 @@ def test_serve_refuses_bad_setups_with_one_line(run, tmp_path, capsys, monkeypat
     for name in ("model.safetensors", "tokenizer.json", "labels.json"):
         (damaged / name).write_text("")
     refused(capsys, ["serve", str(damaged), "--port", str(free_port())], "model_config.json is not valid JSON")
+    # with workers, the parent loads the model first: the same line, before any worker starts
+    workers = ["serve", str(damaged), "--port", str(free_port()), "--workers", "2"]
+    refused(capsys, workers, "model_config.json is not valid JSON")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -67,6 +67,23 @@ def test_onnx_export_predicts_the_same_with_onnx_runtime(run, tmp_path, capsys):
 
 
 @onnx
+def test_eval_of_an_onnx_export_on_the_runs_test_split_matches_torch(run, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    _export(capsys, str(run), "--onnx", "--out", str(out))
+    metrics = {}
+    for runtime, model in (("torch", []), ("onnx", ["--model", str(out)])):
+        assert main(["eval", str(run), *model, "--runtime", runtime, "--json"]) == 0
+        metrics[runtime] = json.loads(capsys.readouterr().out)
+    assert metrics["onnx"]["n"] == metrics["torch"]["n"] > 0
+    for name in ("accuracy", "macro_f1", "loss"):
+        assert metrics["onnx"][name] == pytest.approx(metrics["torch"][name], abs=1e-5), name
+    refused(
+        capsys, ["eval", str(run), "--runtime", "onnx"], "has no ONNX graph", f"attncoach export {run / 'model'} --onnx"
+    )
+    refused(capsys, ["eval", str(out), "--model", str(out)], "--model evaluates a model on a run's test split")
+
+
+@onnx
 def test_next_item_exports_in_int8_and_onnx_with_top_k_parity(tmp_path, capsys):
     inter = make_interactions(tmp_path / "inter.tsv")
     assert main(["train", "--quiet", *tiny_next_item_overrides(inter, tmp_path / "run", 80)]) == 0
@@ -83,6 +100,20 @@ def test_next_item_exports_in_int8_and_onnx_with_top_k_parity(tmp_path, capsys):
     for runtime in ("torch", "onnx"):
         rec = attncoach.load(out, runtime=runtime)
         assert len(rec.recommend(user="u0", k=5)) == 5 and rec.quantization == "int8"
+    # float32 in ONNX Runtime recommends what torch does
+    graph = tmp_path / "rec-onnx"
+    _export(capsys, str(tmp_path / "run"), "--onnx", "--out", str(graph))
+    answers = {}
+    for runtime, where in (("torch", tmp_path / "run"), ("onnx", graph)):
+        assert main(["recommend", str(where), "--runtime", runtime, "--user", "u0", "u1", "-k", "5"]) == 0
+        answers[runtime] = [
+            [i["item"] for i in json.loads(line)["items"]] for line in capsys.readouterr().out.splitlines()
+        ]
+    assert answers["onnx"] == answers["torch"] and len(answers["torch"]) == 2
+    line = refused(
+        capsys, ["recommend", str(tmp_path / "run"), "--runtime", "onnx", "--user", "u0"], "has no ONNX graph"
+    )
+    assert "attncoach export" in line and "--onnx" in line
 
 
 def test_a_family_holds_measured_members_with_parity(run, tmp_path, capsys):

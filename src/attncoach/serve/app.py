@@ -5,7 +5,7 @@
 | ``POST /v1/predict`` | ``{"texts": [...]}`` -> labels and probabilities; ``{"users": [...]}`` or ``{"histories": [[...]]}`` (+ ``"k"``) -> top-k items; ``"budget_ms"`` or ``"subnet"`` choose the sub-net |
 | ``GET /v1/model`` | task, labels or items, members with their measured latencies, versions, limits |
 | ``GET /healthz`` | 200 while the process answers |
-| ``GET /readyz`` | 200 once the model is loaded and warm, 503 before and while shutting down |
+| ``GET /readyz`` | 200 once the model is loaded and warm, 503 before and while shutting down; ``worker``: the answering process |
 | ``GET /metrics`` | Prometheus metrics (:mod:`attncoach.serve.metrics`) |
 | ``GET /openapi.json`` | the schema (:mod:`attncoach.serve.schemas`) |
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -74,8 +75,8 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> An
         max_wait_ms=settings.max_wait_ms,
         queue_size=settings.queue,
         on_batch=metrics.batch_rows.observe,
+        on_depth=metrics.queue_depth.set,  # a value, not a function: several workers' values are summed from files
     )
-    metrics.queue_depth.set_function(lambda: batcher.depth)
     status = {"ready": False, "reason": "loading"}
 
     @contextlib.asynccontextmanager
@@ -87,6 +88,7 @@ def create_app(served: ServedModel, settings: ServeSettings | None = None) -> An
         yield
         status.update(ready=False, reason="shutting down")
         await batcher.stop()
+        metrics.close()
         log.info("stopped: every accepted request was answered")
 
     app = FastAPI(
@@ -158,7 +160,8 @@ def _add_routes(
 
     @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}}, summary="Ready to predict")
     async def readyz() -> Any:
-        return JSONResponse(dict(status), status_code=200 if status["ready"] else 503)
+        body = {**status, "worker": os.getpid()}
+        return JSONResponse(body, status_code=200 if status["ready"] else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Any:

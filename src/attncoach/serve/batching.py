@@ -54,6 +54,7 @@ class MicroBatcher:
         max_wait_ms: how long the first job of a batch waits for others (0: take only what is queued).
         queue_size: jobs that may wait; one more is refused with :class:`QueueFull`.
         on_batch: called in the inference thread with the rows of each batch (e.g. for metrics).
+        on_depth: called in the event loop with the queue's depth each time it changes.
     """
 
     def __init__(
@@ -63,12 +64,14 @@ class MicroBatcher:
         max_wait_ms: float = 5.0,
         queue_size: int = 256,
         on_batch: Callable[[int], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
         self.queue_size = queue_size
         self.on_batch = on_batch
+        self.on_depth = on_depth
         self.batches = 0  # batches run so far
         self._queue: collections.deque[_Job] = collections.deque()
         self._arrived: asyncio.Event | None = None
@@ -101,6 +104,7 @@ class MicroBatcher:
             raise QueueFull(f"the queue is full ({self.queue_size} requests waiting)")
         job = _Job(payload, rows, asyncio.get_running_loop().create_future())
         self._queue.append(job)
+        self._depth_changed()
         self._arrived.set()
         result = await job.future
         if isinstance(result, BaseException):
@@ -138,6 +142,10 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_result(result)
 
+    def _depth_changed(self) -> None:
+        if self.on_depth is not None:
+            self.on_depth(len(self._queue))
+
     def _run(self, payloads: list[Any], rows: int) -> Sequence[Any]:
         if self.on_batch is not None:
             self.on_batch(rows)
@@ -172,4 +180,5 @@ class MicroBatcher:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except asyncio.TimeoutError:
                 break
+        self._depth_changed()
         return jobs

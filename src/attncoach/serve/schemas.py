@@ -105,6 +105,7 @@ class Readiness(BaseModel):
 
     ready: bool
     reason: str | None = None
+    worker: int | None = None  # the process id of the worker that answered (attncoach serve --workers N)
 
 
 class ModelDescription(BaseModel):

@@ -90,7 +90,29 @@ def load_served(
     Raises:
         AttncoachError: an unknown runtime, or a path that holds no complete, readable model.
     """
-    from attncoach.models.saved import load_model, read_model_config
+    from attncoach.models.saved import read_model_config
+
+    opened = _open(path, runtime)
+    if not isinstance(opened, tuple):
+        return opened
+    predictor, model_dir = opened
+    version = read_model_config(model_dir).get("format_version", 1)
+    return TorchServed.measured(predictor, model_dir, version, batch_sizes, repeats)
+
+
+def served_task(path: str | Path, runtime: str = "torch") -> str:
+    """The task of what :func:`load_served` would serve, loading it without measuring (a quick check).
+
+    Raises:
+        AttncoachError: as :func:`load_served`.
+    """
+    opened = _open(path, runtime)
+    return opened[0].task if isinstance(opened, tuple) else opened.task
+
+
+def _open(path: str | Path, runtime: str) -> Any:
+    """A loaded family, or a loaded torch predictor with its model directory (see :func:`load_served`)."""
+    from attncoach.models.saved import load_model
     from attncoach.rundir import resolve_model_dir
 
     if runtime not in RUNTIMES:
@@ -109,9 +131,7 @@ def load_served(
             "then attncoach serve DIR"
         )
     model_dir = resolve_model_dir(path)
-    predictor = load_model(model_dir)
-    version = read_model_config(model_dir).get("format_version", 1)
-    return TorchServed.measured(predictor, model_dir, version, batch_sizes, repeats)
+    return load_model(model_dir), model_dir
 
 
 class TorchServed:
