@@ -750,6 +750,10 @@ def server_load(
             "--max-length", str(hf["max_length"]),
         ],
     }  # fmt: skip
+    if int(threads) >= 2:  # the same cores shared out among worker processes: T // 2 threads each
+        sides["attncoach_workers2"] = attncoach_command(
+            "serve", str(run), "--workers", "2", "--threads", str(int(threads) // 2), "--quiet"
+        )
     per_rep = -(-args.requests // args.repeats)  # every side gets at least --requests in all
     warm = warm_up_requests(args)
     results: dict[str, Any] = {}
@@ -1090,7 +1094,8 @@ def main() -> None:
             "connection per client, each client sending its next request when the last is answered "
             "(closed loop), in the benchmark's own process (client CPU share recorded per run)",
             "attncoach": "attncoach serve RUN --threads T (default settings: --max-batch 32 --max-wait-ms 5), "
-            "and the same with --max-batch 1; no budget_ms: the full model answers",
+            "and the same with --max-batch 1; where T >= 2 also --workers 2 --threads T//2 (two processes, "
+            "each with its own model and micro-batcher, sharing the port); no budget_ms: the full model answers",
             "baseline": "transformers.pipeline('text-classification') over the same fine-tuned weights mapped "
             "back to a Hugging Face BERT with attncoach's mean-pooling head, called with top_k=None (every "
             "label's probability, as attncoach answers), truncation=True, max_length as the model's; in a plain "
@@ -1146,7 +1151,9 @@ def show_forms(name: str, rows: dict[str, Any], ratios: dict[str, Any]) -> None:
 
 def show_server(result: dict[str, Any]) -> None:
     for threads, sides in result["server"]["by_threads"].items():
-        for side in ("attncoach_batching", "attncoach_no_batching", "hf_pipeline_fastapi"):
+        for side in ("attncoach_batching", "attncoach_no_batching", "attncoach_workers2", "hf_pipeline_fastapi"):
+            if side not in sides:
+                continue
             s = sides[side]
             print(f"threads {threads} {side}: {s['requests_per_s']['median']:.0f} requests/s ({s['requests_per_s']['min']:.0f}-"
                   f"{s['requests_per_s']['max']:.0f}), p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, "
