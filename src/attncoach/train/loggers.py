@@ -121,7 +121,8 @@ class TensorBoardLogger(Logger):
     def log_summary(self, params: dict[str, Param], metrics: dict[str, float]) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        for summary in hparams(params, {f"final/{k}": v for k, v in metrics.items()}):  # experiment, session start/end
+        shown = {k: str(v) if isinstance(v, bool) else v for k, v in params.items()}  # else TensorBoard shows 0/1
+        for summary in hparams(shown, {f"final/{k}": v for k, v in metrics.items()}):  # experiment, session start/end
             self.writer.file_writer.add_summary(summary)
         for tag, value in metrics.items():  # the HParams tab reads the metrics from these scalars
             self.writer.add_scalar(f"final/{tag}", value, 0)
@@ -171,6 +172,8 @@ class WandbLogger(Logger):
 
     def close(self) -> None:
         self.handle.finish()
+        if self.wandb.run is None:  # no other W&B run in this process: wait until the run file is written
+            self.wandb.teardown()  # finish() returns before wandb-core has flushed the .wandb file
 
 
 @register_logger("mlflow", extra="mlflow", module="mlflow")
@@ -348,7 +351,7 @@ def flat_params(cfg: RunConfig) -> dict[str, Param]:
 
     Example:
         >>> flat_params(RunConfig())["train.batch_size"], flat_params(RunConfig())["train.betas"]
-        (32, '[0.9, 0.999]')
+        (32, '[0.9, 0.98]')
     """
     out: dict[str, Param] = {}
 
