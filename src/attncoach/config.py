@@ -176,9 +176,12 @@ class CurriculumConfig:
 
 @dataclass
 class LogConfig:
-    """What the run reports and where."""
+    """What the run reports and where (the trackers: attncoach.train.loggers)."""
 
-    tensorboard: bool = True
+    backends: Optional[list[str]] = None  # trackers: tensorboard, wandb, mlflow; None = [tensorboard]
+    tensorboard: bool = True  # false turns TensorBoard off (the key before log.backends)
+    project: str = "attncoach"  # the W&B project and the MLflow experiment
+    mlflow_uri: Optional[str] = None  # an MLflow tracking URI; None = the file store RUN/mlruns
     every: int = 20  # steps between training-loss log points
 
 
@@ -537,6 +540,7 @@ def validate(cfg: RunConfig) -> None:
     check_key(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
     check_key(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
     check_key(cfg.log.every >= 1, "log.every", "must be at least 1")
+    check_key(bool(cfg.log.project.strip()), "log.project", "must name a project (e.g. attncoach)")
     check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
     # choices of the registries (tasks, policies, schedulers...) are checked a floor above:
     # attncoach.train.settings.check_registries, which every entry point calls

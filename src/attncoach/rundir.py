@@ -7,6 +7,8 @@ RUN/
   model/           model.safetensors, model_config.json and the task's files (TASK_FILES)
   metrics.json     written when the run finishes
   tb/              TensorBoard event files
+  wandb/, mlruns/  the W&B offline run and the MLflow file store, when log.backends names them
+  loggers.json     the trackers' own ids of this run (W&B, MLflow), for a resume
   checkpoints/     resumable state (see attncoach.train.checkpoint)
   examples.jsonl   the per-example learning record (see attncoach.curriculum.record)
   difficulty.json  difficulty scores and the examples kept by pruning, when the curriculum uses them

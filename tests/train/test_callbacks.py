@@ -6,7 +6,7 @@ import json
 
 from attncoach.rundir import RunDir
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
-from attncoach.train.loggers import TensorBoardLogger
+from attncoach.train.loggers import LoggerCallback, TensorBoardLogger
 from attncoach.train.recipe import Recipe
 from attncoach.train.settings import load_run_config
 from tinydata import tiny_overrides
@@ -21,7 +21,8 @@ def _recipe(tiny_csv, tmp_path, *extra: str) -> Recipe:
 
 def test_a_plain_run_has_the_curriculum_only_and_an_uncoached_protocol(tiny_csv, tmp_path):
     recipe = _recipe(tiny_csv, tmp_path)
-    assert [type(cb) for cb in recipe.callbacks] == [CurriculumCallback, TensorBoardLogger]
+    assert [type(cb) for cb in recipe.callbacks] == [CurriculumCallback, LoggerCallback]
+    assert [type(b) for b in recipe.loggers.backends] == [TensorBoardLogger]
     assert isinstance(recipe.coach, Uncoached)
     coach = recipe.coach
     assert coach.knobs.accumulation == 1 and coach.knobs.lr_scale == 1.0 and not coach.probing
@@ -36,7 +37,7 @@ def test_every_pillar_plugs_in_and_its_state_reaches_the_checkpoint(tiny_csv, tm
         ElasticCallback,
         CurriculumCallback,
         CoachCallback,
-        TensorBoardLogger,
+        LoggerCallback,
     ]
     recipe.train()
     metrics = recipe.finish()
@@ -87,22 +88,27 @@ def test_the_loggers_are_callbacks_that_see_every_group_and_are_closed(tiny_csv,
         def on_log(self, recipe, step, group, values):
             self.groups.setdefault(group, set()).update(values)
 
+        def on_finish(self, recipe, metrics):
+            self.finished = metrics
+
         def close(self):
             self.closed = True
 
     recipe = _recipe(tiny_csv, tmp_path, "coach.enabled=true", "log.tensorboard=true", "log.every=1")
-    assert isinstance(recipe.callbacks[-1], TensorBoardLogger)  # a logger comes last: it sees what the others log
+    assert recipe.callbacks[-1] is recipe.loggers  # the loggers come last: they see what the others log
     recording = Recording()
     recipe.callbacks.append(recording)
     recipe.train()
-    recipe.finish()
+    metrics = recipe.finish()
     recipe.close()
-    assert recording.closed
-    assert {"loss", "lr", "lr_scale", "update_ratio"} <= recording.groups["train"] and "loss" in recording.groups["val"]
+    assert recording.closed and recording.finished == metrics
+    assert {"loss", "lr", "lr_scale", "accumulation", "dropout", "weight_decay", "update_ratio"} <= recording.groups[
+        "train"
+    ] and "loss" in recording.groups["val"]
     assert "macro_f1" in recording.groups["test"] and "lr_scale" in recording.groups["coach"]  # the LR probe's choice
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))  # TensorBoard wrote its file
 
 
 def test_a_run_without_tensorboard_has_no_logger(tiny_csv, tmp_path):
     recipe = _recipe(tiny_csv, tmp_path, "log.tensorboard=false")
-    assert not any(isinstance(cb, TensorBoardLogger) for cb in recipe.callbacks)
+    assert recipe.loggers is None and not any(isinstance(cb, LoggerCallback) for cb in recipe.callbacks)

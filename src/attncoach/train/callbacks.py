@@ -14,7 +14,8 @@ order, and knows none of them by name:
 - ``finish``: its section ``key`` of ``metrics.json`` (or None);
 - ``on_log``: the run's scalars of one group (``train``, ``val``, ``test``, ``coach``) at a
   step, which any callback may add to with ``recipe.log_scalars`` (the loggers of
-  ``train/loggers.py`` write them), and ``close`` once the run ends, even when it fails.
+  ``train/loggers.py`` write them); ``on_finish`` once ``metrics.json`` is written, and
+  ``close`` once the run ends, even when it fails.
 
 The optimiser-step protocol of the coach (gradient accumulation, the LR scale, skipping a
 step, rollbacks) is a strategy, not a callback: the recipe asks ``recipe.coach``, which is a
@@ -81,6 +82,9 @@ class Callback:
     def on_log(self, recipe: Any, step: int, group: str, values: dict[str, float]) -> None:
         """Scalars of ``group`` (train, val, test, coach) at ``step``."""
 
+    def on_finish(self, recipe: Any, metrics: dict[str, Any]) -> None:
+        """The run has finished and written ``metrics.json`` (its content is ``metrics``)."""
+
     def close(self) -> None:
         """The run has ended (finished, stopped or failed): release files and writers."""
 
@@ -136,7 +140,7 @@ class CoachCallback(Callback):
         extra = {
             "noise_scale": session.tracker.noise_scale(),
             "update_ratio": session.update_ratio,
-            "lr_scale": session.knobs.lr_scale,
+            **session.knobs.to_dict(),  # every coached knob: lr_scale, accumulation, dropout, weight_decay
             "batch": recipe.cfg.train.batch_size * session.knobs.accumulation,
         }
         return {k: v for k, v in extra.items() if v is not None}

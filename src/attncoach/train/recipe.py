@@ -36,7 +36,7 @@ from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
-from attncoach.train.loggers import make_loggers
+from attncoach.train.loggers import check_installed, make_loggers
 from attncoach.train.optim import freeze_lower_layers, make_optimizer
 from attncoach.train.probe_steps import ProbeTrainer
 from attncoach.train.schedule import lr_factor
@@ -104,6 +104,7 @@ class Recipe:
     def setup(self) -> None:
         """Data, tokenizer, model, optimizer; restore the latest checkpoint when resuming."""
         t = self.cfg.train
+        check_installed(self.cfg.log)  # a tracker's missing library is refused before anything is written
         if not self.resume:
             absolute_paths(self.cfg)  # the saved config.yaml then works from any directory
         torch.manual_seed(t.seed)
@@ -154,7 +155,10 @@ class Recipe:
             self._restore()
         else:
             self._save_run_files()
-        self.callbacks += make_loggers(self.cfg.log, self.run_dir.tb)  # last: they see what the others log
+        # only the main process logs; the loggers come last: they see what the others log
+        self.loggers = make_loggers(self.cfg.log, self.run_dir, is_main=True)
+        if self.loggers is not None:
+            self.callbacks.append(self.loggers)
         if session is not None:
             session.coach.on_scalars = self.log_scalars
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -748,6 +752,8 @@ class Recipe:
         }
         atomic_write_json(self.run_dir.metrics, metrics)
         self.log_scalars(s.step, "test", {k: results["test"][k] for k in self._tracked if k in results["test"]})
+        for callback in self.callbacks:
+            callback.on_finish(self, metrics)
         return metrics
 
 

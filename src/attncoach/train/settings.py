@@ -105,6 +105,13 @@ def check_registries(cfg: RunConfig) -> None:
     _check_elastic(cfg)
     _check_coach(cfg)
     _check_curriculum(cfg)
+    _check_log(cfg)
+
+
+def _check_log(cfg: RunConfig) -> None:
+    from attncoach.train.loggers import check_backends
+
+    check_backends(cfg.log)  # unknown names; a missing library is refused when training starts
 
 
 def _check_task_keys(cfg: RunConfig) -> None:
