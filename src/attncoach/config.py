@@ -180,6 +180,7 @@ class LogConfig:
 
     tensorboard: bool = True
     every: int = 20  # steps between training-loss log points
+    report: bool = True  # write report.html (attncoach.report) when the run ends
 
 
 @dataclass
