@@ -165,7 +165,8 @@ class CurriculumCallback(Callback):
         self.scheduler, self.record = scheduler, record
 
     def on_round_start(self, recipe: Any, round: int) -> None:
-        self._log_progress(recipe)
+        if recipe.state.batch_in_epoch == 0:  # not a run resumed inside the round: it logged this already
+            self._log_progress(recipe)
 
     def _log_progress(self, recipe: Any) -> None:
         """The scheduler's progress (Leitner box sizes, competence) as the ``curriculum`` scalars."""
