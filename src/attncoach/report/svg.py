@@ -67,7 +67,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
     Example:
         >>> nice_ticks(0, 0.93)
-        [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+        [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     """
     if hi <= lo:
         hi = lo + 1
@@ -75,7 +75,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.floor(lo / step) * step
-    return [first + i * step for i in range(int(math.ceil((hi - first) / step - 1e-9)) + 1)]
+    return [round(first + i * step, 12) for i in range(int(math.ceil((hi - first) / step - 1e-9)) + 1)]
 
 
 def _finite(value: float | None) -> bool:
