@@ -146,11 +146,11 @@ class Chromium:
 
 
 # Every chart of the page: its id, its size on screen, and how many of its data shapes (lines,
-# points, cells, marks; not the grid or the axes) have a non-empty box (a flat line has a width).
+# points, cells, marks, bars; not the grid or the axes) have a non-empty box (a flat line has a width).
 CHARTS_JS = """
 JSON.stringify(Array.from(document.querySelectorAll('svg.chart')).map(svg => {
   const box = svg.getBoundingClientRect();
-  const shapes = Array.from(svg.querySelectorAll('path.series, path.front, circle, rect.cell, rect.mark')).filter(el => {
+  const shapes = Array.from(svg.querySelectorAll('path.series, path.front, circle, rect.cell, rect.mark, rect.bar')).filter(el => {
     const b = el.getBBox();
     return b.width > 0 || b.height > 0;
   });

@@ -122,7 +122,10 @@ def test_the_report_renders_in_headless_chromium(runs, tmp_path):
     shutil.copy(runs["items"] / "report.html", tmp_path / "items.html")
     browser = Chromium(find_chromium())
     try:
-        for page, expected in ((runs["text"] / "report.html", CHARTS), (tmp_path / "items.html", ("r0-loss",))):
+        for page, expected in (
+            (runs["text"] / "report.html", CHARTS),
+            (tmp_path / "items.html", ("r0-loss", "r0-test-metrics")),
+        ):
             session, _ = browser.load(page)
             charts = json.loads(browser.evaluate(CHARTS_JS, session))
             ids = {c["id"] for c in charts}

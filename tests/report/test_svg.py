@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from attncoach.report.svg import Point, Series, event_strip, heatmap, line_chart, nice_ticks, scatter_chart
+from attncoach.report.svg import Point, Series, bar_chart, event_strip, heatmap, line_chart, nice_ticks, scatter_chart
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -85,3 +85,14 @@ def test_nice_ticks_cover_the_range_with_round_steps():
     assert nice_ticks(0, 0.93)[0] == 0 and nice_ticks(0, 0.93)[-1] >= 0.93
     ticks = nice_ticks(13, 487)
     assert ticks[0] <= 13 and ticks[-1] >= 487 and len({round(b - a, 9) for a, b in zip(ticks, ticks[1:])}) == 1
+
+
+def test_bar_chart_bars_rise_from_zero_in_proportion():
+    root = _parse(bar_chart("m", ["hr@10", "ndcg@10"], [("val", [0.8, 0.4]), ("test", [0.6, None])], title="ranking"))
+    bars = [r for r in root.iter(f"{NS}rect") if r.get("class") == "bar"]
+    assert len(bars) == 3  # the missing test ndcg@10 has no bar
+    heights = [float(b.get("height")) for b in bars]
+    assert heights[0] / heights[1] == pytest.approx(0.8 / 0.6, rel=1e-2)  # val hr@10, test hr@10
+    assert heights[2] / heights[0] == pytest.approx(0.5, rel=1e-2)
+    bottoms = {round(float(b.get("y")) + float(b.get("height")), 1) for b in bars}
+    assert len(bottoms) == 1  # one baseline: 0

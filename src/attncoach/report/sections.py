@@ -15,7 +15,7 @@ import yaml
 
 from attncoach.curriculum.record import rank, summary
 from attncoach.report.runfiles import RunFiles
-from attncoach.report.svg import Point, Series, event_strip, heatmap, line_chart, scatter_chart
+from attncoach.report.svg import Point, Series, bar_chart, event_strip, heatmap, line_chart, scatter_chart
 
 _TRAIN_KNOBS = ("lr", "lr_scale", "batch")  # knobs logged with the training loss (train group)
 _NOT_KNOBS = ("rollback", "stop")  # coach decisions whose value is a step, not a knob's value
@@ -252,17 +252,11 @@ def evaluation_section(files: RunFiles, prefix: str) -> str:
     val = (files.metrics or {}).get("val") or {}
     rows = [(k, val.get(k), v) for k, v in numbers]
     body = table(("metric", "val", "test"), rows, "metrics")
-    ranks = [(k, v) for k, v in numbers if k != "loss" and k != "n" and 0 <= v <= 1]
+    ranks = [k for k, v in numbers if k not in ("loss", "n") and 0 <= v <= 1]
     if ranks:
-        points = [Point(float(i), float(v), k, True) for i, (k, v) in enumerate(ranks)]
+        series = [("val", [val.get(k) for k in ranks]), ("test", [test.get(k) for k in ranks])]
         body += _chart(
-            scatter_chart,
-            f"{prefix}-test-metrics",
-            points,
-            title="test ranking metrics",
-            x_label="metric (hover for its name)",
-            y_label="value",
-            connect_highlighted=False,
+            bar_chart, f"{prefix}-test-metrics", ranks, series, title="ranking metrics", width=max(640, 90 * len(ranks))
         )
     return section(f"{prefix}-evaluation", "Test evaluation", body)
 

@@ -250,6 +250,56 @@ def scatter_chart(
     return "\n".join([*out, "</svg>"])
 
 
+def bar_chart(
+    chart_id: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    title: str,
+    y_label: str = "",
+    width: int = 640,
+    height: int = 250,
+) -> str:
+    """Grouped bars from 0: one group per category, one bar (colour) per ``(name, values)`` series.
+
+    Raises:
+        ValueError: no finite value.
+    """
+    values = [v for _, vs in series for v in vs if _finite(v)]
+    if not values:
+        raise ValueError(f"chart {chart_id}: no finite value to draw")
+    ticks = nice_ticks(min(0.0, min(values)), max(0.0, max(values)) or 1.0)
+    frame = _Frame(width, height, (0, len(categories)), (ticks[0], ticks[-1]))
+    out = _open(chart_id, width, height, title)
+    top, right, bottom, left = frame.margin
+    for tick in ticks:
+        y = frame.y(tick)
+        out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text class="tick" x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_label(tick)}</text>')
+    slot = (frame.x(1) - frame.x(0)) * 0.8 / max(1, len(series))
+    for i, name in enumerate(categories):
+        x0 = frame.x(i) + (frame.x(1) - frame.x(0)) * 0.1
+        out.append(
+            f'<text class="tick" x="{frame.x(i + 0.5):.1f}" y="{height - bottom + 14}" '
+            f'text-anchor="middle">{escape(name)}</text>'
+        )
+        for j, (series_name, vs) in enumerate(series):
+            value = vs[i] if i < len(vs) else None
+            if not _finite(value):
+                continue
+            y, base = frame.y(max(value, 0.0)), frame.y(min(value, 0.0))
+            out.append(
+                f'<rect class="bar" x="{x0 + j * slot:.1f}" y="{y:.1f}" width="{slot * 0.92:.1f}" '
+                f'height="{max(base - y, 0.5):.1f}" fill="{PALETTE[j % len(PALETTE)]}">'
+                f"<title>{escape(series_name)} {escape(name)}: {_label(value)}</title></rect>"
+            )
+    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{frame.y(0):.1f}" y2="{frame.y(0):.1f}"/>')
+    if y_label:
+        out.append(f'<text class="label" x="4" y="{top - 8}">{escape(y_label)}</text>')
+    out += _legend([name for name, _ in series], width)
+    return "\n".join([*out, "</svg>"])
+
+
 def heatmap(
     chart_id: str,
     matrix: Sequence[Sequence[float]],
