@@ -71,6 +71,16 @@ def test_report_of_a_partial_run_says_what_is_missing(runs, tmp_path, capsys):
     assert after.pop("report.html") and after == before  # nothing but the report was written
 
 
+def test_report_of_a_run_from_before_scalars_jsonl_draws_its_evaluations(runs, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(runs["text"], old)
+    (old / "scalars.jsonl").unlink()
+    assert main(["report", str(old)]) == 0
+    html = (old / "report.html").read_text()
+    assert "scalars.jsonl: no logged scalars" in html
+    assert '<svg class="chart" id="r0-loss"' in html and '<svg class="chart" id="r0-val-metrics"' in html
+
+
 def test_report_refuses_what_is_not_a_run_with_one_line(runs, tmp_path, capsys):
     refused(capsys, ["report", str(runs["data"])], "is not an attncoach run directory", one_line=True)
     refused(capsys, ["report", str(tmp_path / "nowhere")], "run directory not found")
