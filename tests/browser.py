@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -87,8 +88,10 @@ class Chromium:
             self.events.append(self._receive())
         raise TimeoutError(f"no {method} within {timeout} s")
 
-    def _receive(self) -> dict[str, Any]:
+    def _receive(self, timeout: float = 60.0) -> dict[str, Any]:
         while b"\0" not in self._buffer:
+            if not select.select([self._replies], [], [], timeout)[0]:
+                raise TimeoutError(f"chromium said nothing for {timeout} s")
             chunk = os.read(self._replies, 1 << 16)
             if not chunk:
                 raise RuntimeError("chromium closed the protocol pipe")
