@@ -115,7 +115,7 @@ def curves_section(files: RunFiles, prefix: str) -> str:
     loss, metrics = _loss_series(files), _metric_series(files)
     body = _chart(line_chart, f"{prefix}-loss", loss, title="loss", y_label="loss")
     body += _chart(line_chart, f"{prefix}-val-metrics", metrics, title="val metrics", y_label="")
-    return section(f"{prefix}-curves", "Learning curves", body)
+    return section(f"{prefix}-curves", "Learning curves", f'<div class="grid">{body}</div>')
 
 
 def _loss_series(files: RunFiles) -> list[Series]:

@@ -165,7 +165,7 @@ def line_chart(
     title: str,
     x_label: str = "step",
     y_label: str = "",
-    width: int = 640,
+    width: int = 560,
     height: int = 250,
     events: Sequence[float] = (),
 ) -> str:
@@ -324,7 +324,7 @@ def heatmap(
     top_value = max_value or max((v for r in matrix for v in r if _finite(v)), default=1.0) or 1.0
     left = label_width or min(160, 12 + 6 * max(len(r) for r in rows))
     top = 28 + min(90, 6 * max(len(c) for c in cols))
-    width = max(left + cell * len(cols) + 8, 16 + 7 * len(title))  # room for the title
+    width = max(left + cell * len(cols) + 8, 24 + 8 * len(title))  # room for the title
     height = top + cell * len(rows) + 6
     out = _open(chart_id, width, height, title)
     for j, name in enumerate(cols):
