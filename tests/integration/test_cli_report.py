@@ -81,6 +81,17 @@ def test_report_of_a_run_from_before_scalars_jsonl_draws_its_evaluations(runs, t
     assert '<svg class="chart" id="r0-loss"' in html and '<svg class="chart" id="r0-val-metrics"' in html
 
 
+def test_measured_sub_nets_are_charted_with_their_pareto_front(runs, tmp_path, capsys):
+    run = tmp_path / "measured"
+    shutil.copytree(runs["text"], run)
+    assert main(["subnets", str(run), "--out", str(run / "subnets.json"), "--batch-sizes", "1"]) == 0
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    rows = json.loads((run / "subnets.json").read_text())["rows"]
+    assert "vs latency_ms_b1 (Pareto front joined)" in html
+    assert html.count('class="point"') == len(rows) == 8 and 'class="front"' in html
+
+
 def test_report_refuses_what_is_not_a_run_with_one_line(runs, tmp_path, capsys):
     refused(capsys, ["report", str(runs["data"])], "is not an attncoach run directory", one_line=True)
     refused(capsys, ["report", str(tmp_path / "nowhere")], "run directory not found")

@@ -55,7 +55,7 @@ def test_heatmap_has_one_cell_per_value_shaded_by_value():
     root = _parse(heatmap("cm", [[8, 0], [2, 6]], ["neg", "pos"], ["neg", "pos"], title="confusion", show_values=True))
     cells = [r for r in root.iter(f"{NS}rect") if r.get("class") == "cell"]
     assert len(cells) == 4
-    darkest = min(cells, key=lambda r: int(re.match(r"rgb\((\d+)", r.get("fill")).group(1)))
+    darkest = min(cells, key=lambda r: int(r.get("fill")[1:3], 16))
     assert "neg → neg: 8" in darkest.find(f"{NS}title").text
     assert [t.text for t in root.iter(f"{NS}text") if t.get("class") == "value"] == ["8", "0", "2", "6"]
     with pytest.raises(ValueError):

@@ -53,6 +53,7 @@ def attention_grid(prefix: str, tokens: Sequence[str], chosen: list[tuple[int, i
             list(tokens),
             title=f"layer {layer} head {head}",
             cell=cell,  # shaded up to the head's own largest weight: a near-uniform head still shows its pattern
+            name_cells=False,  # the axes name the tokens
         )
         rows.setdefault(layer, []).append(chart)
     return "\n".join(f'<div class="heads">{"".join(charts)}</div>' for charts in rows.values())

@@ -311,8 +311,12 @@ def heatmap(
     show_values: bool = False,
     max_value: float | None = None,
     label_width: int | None = None,
+    name_cells: bool = True,
 ) -> str:
     """A matrix as shaded cells (white = 0, dark blue = ``max_value``), rows and columns labelled.
+
+    Each cell's hover text is ``row → column: value``, or only the value without ``name_cells``
+    (a big matrix then weighs half as much).
 
     Raises:
         ValueError: an empty matrix, or labels that do not fit its shape.
@@ -338,11 +342,12 @@ def heatmap(
             f'<text class="tick" x="{left - 4}" y="{y + cell * 0.7:.1f}" text-anchor="end">{escape(name[:24])}</text>'
         )
         for j, value in enumerate(values):
+            hover = f"{escape(name)} → {escape(cols[j])}: " if name_cells else ""
             share = min(1.0, max(0.0, value / top_value)) if _finite(value) else 0.0
-            shade = f"rgb({int(255 - 224 * share)},{int(255 - 136 * share)},{int(255 - 75 * share)})"
+            shade = f"#{int(255 - 224 * share):02x}{int(255 - 136 * share):02x}{int(255 - 75 * share):02x}"
             out.append(
                 f'<rect class="cell" x="{left + j * cell}" y="{y}" width="{cell}" height="{cell}" fill="{shade}">'
-                f"<title>{escape(name)} → {escape(cols[j])}: {_label(value) if _finite(value) else 'n/a'}</title></rect>"
+                f"<title>{hover}{_label(value) if _finite(value) else 'n/a'}</title></rect>"
             )
             if show_values and _finite(value):
                 ink = "white" if share > 0.6 else "#222"
