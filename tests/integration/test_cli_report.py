@@ -50,6 +50,7 @@ def test_train_writes_the_report_and_the_scalar_history(runs):
         assert f'<section id="r0-{name}">' in html, name
     for chart in CHARTS:
         assert f'id="{chart}"' in html, chart
+    assert "loss (dashed: the coach rolled back)" in html and 'class="event"' in html  # the LR probe's rollback
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     groups = {e["group"] for e in read_scalars(runs["text"] / "scalars.jsonl")}
     assert {"train", "val", "test", "coach", "curriculum"} <= groups

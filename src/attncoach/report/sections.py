@@ -113,7 +113,13 @@ def _last_step(files: RunFiles) -> int | None:
 # ---------------------------------------------------------------- learning curves
 def curves_section(files: RunFiles, prefix: str) -> str:
     loss, metrics = _loss_series(files), _metric_series(files)
-    body = _chart(line_chart, f"{prefix}-loss", loss, title="loss", y_label="loss")
+    rollbacks = [
+        float(d["step"])
+        for d in files.decisions
+        if d.get("knob") == "rollback" and isinstance(d.get("step"), (int, float))
+    ]
+    title = "loss (dashed: the coach rolled back)" if rollbacks else "loss"
+    body = _chart(line_chart, f"{prefix}-loss", loss, title=title, y_label="loss", events=rollbacks)
     body += _chart(line_chart, f"{prefix}-val-metrics", metrics, title="val metrics", y_label="")
     return section(f"{prefix}-curves", "Learning curves", f'<div class="grid">{body}</div>')
 
