@@ -11,6 +11,8 @@
     attncoach search RUN [--max-latency-ms MS [--batch B]] [--max-params N] [--out FILE.json [--overwrite]] [--seed S]
     attncoach examples RUN [--hardest N | --suspect N | --unforgettable N] [--json]
     attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
+    attncoach report RUN [RUN ...] [--out FILE.html]
+    attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
 
 Options and positional arguments may come in any order. Problems with the user's input end
 with one line on stderr and exit status 2, a bug with exit status 1; ``--debug`` adds the
@@ -179,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
     ex.set_defaults(func=cmd_examples)
     _add_serve(sub, common)
+    _add_report_and_attention(sub, common)
     return parser
 
 
@@ -1190,3 +1193,53 @@ def _api_key(variable: str | None) -> str | None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------- report and attention
+def _add_report_and_attention(sub: Any, common: argparse.ArgumentParser) -> None:
+    rp = sub.add_parser("report", parents=[common], help="one self-contained HTML report of one or several runs")
+    rp.add_argument("paths", nargs="+", metavar="RUN")
+    rp.add_argument("--out", metavar="FILE.html", help="where to write it (default: RUN/report.html for one run)")
+    rp.set_defaults(func=cmd_report)
+
+    at = sub.add_parser(
+        "attention", parents=[common], help="per-layer, per-head attention maps of a model on one text or history"
+    )
+    at.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    at.add_argument("text", help="the text (a next-item model: item ids separated by spaces, oldest first)")
+    at.add_argument(
+        "--out", metavar="FILE", default="attention.html", help="FILE.html (SVG) or FILE.png (default: attention.html)"
+    )
+    at.add_argument("--layer", type=int, metavar="L", help="only this layer (0-based; default: all)")
+    at.add_argument("--head", type=int, metavar="H", help="only this head of each layer shown (0-based; default: all)")
+    _add_subnet_options(at)
+    at.set_defaults(func=cmd_attention)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from attncoach.report.page import write_report
+
+    path = write_report(args.paths, Path(args.out) if args.out else None)
+    print(path)
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from attncoach.models.saved import load_model
+    from attncoach.report.attention import FORMATS, pick, write_attention
+    from attncoach.rundir import resolve_model_dir
+
+    out = Path(args.out)
+    if out.suffix.lower() not in FORMATS:
+        raise AttncoachError(f"--out {out} must end in .html or .png")
+    if out.is_dir() or not out.parent.is_dir():
+        raise AttncoachError(f"--out {out} must be a file in an existing folder")
+    model_dir = resolve_model_dir(args.path)
+    predictor = load_model(model_dir)
+    subnet = _apply_subnet(predictor, args)
+    tokens, maps = predictor.attention(args.text)
+    chosen = pick(maps, args.layer, args.head)
+    source = f"{model_dir}" + (f", sub-net {subnet}" if subnet else "")
+    write_attention(out, args.text, tokens, chosen, source)
+    print(out)
+    return 0

@@ -183,6 +183,7 @@ class LogConfig:
     project: str = "attncoach"  # the W&B project and the MLflow experiment
     mlflow_uri: Optional[str] = None  # an MLflow tracking URI; None = the file store RUN/mlruns
     every: int = 20  # steps between training-loss log points
+    report: bool = True  # write report.html (attncoach.report) when the run ends
 
 
 @dataclass

@@ -7,11 +7,15 @@ RUN/
   model/           model.safetensors, model_config.json and the task's files (TASK_FILES)
   metrics.json     written when the run finishes
   tb/              TensorBoard event files
+  scalars.jsonl    every logged scalar, one {"step", "group", "values"} per line (attncoach.train.history)
+  coach.jsonl      the coach's decisions with their reasons, when the coach is on
   wandb/, mlruns/  the W&B offline run and the MLflow file store, when log.backends names them
   loggers.json     the trackers' own ids of this run (W&B, MLflow), for a resume
   checkpoints/     resumable state (see attncoach.train.checkpoint)
   examples.jsonl   the per-example learning record (see attncoach.curriculum.record)
   difficulty.json  difficulty scores and the examples kept by pruning, when the curriculum uses them
+  report.html      the one-file report (attncoach.report), written when the run ends (log.report)
+  subnets.json     optional: `attncoach subnets RUN --out RUN/subnets.json` (the report charts it)
 ```
 """
 
@@ -40,6 +44,10 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     examples = property(lambda self: self.path / "examples.jsonl")
     sources = property(lambda self: self.path / "sources.json")
+    scalars = property(lambda self: self.path / "scalars.jsonl")
+    coach_log = property(lambda self: self.path / "coach.jsonl")
+    report = property(lambda self: self.path / "report.html")
+    subnets = property(lambda self: self.path / "subnets.json")
 
     def is_run(self) -> bool:
         """Whether the directory holds an attncoach run (it has a config.yaml)."""

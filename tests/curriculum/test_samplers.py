@@ -196,3 +196,14 @@ def test_leitner_rounds_keep_the_class_proportions_of_the_data():
     assert set(kept) <= set(wrong_mostly_class_0)
     assert counts[1] == 10 and counts[0] == 13, "class 0 capped at its share of a round sized >= half the due"
     assert in_proportion(np.arange(10), labels, np.random.default_rng(0)).tolist() == list(range(10))
+
+
+def test_progress_is_the_box_sizes_the_competence_or_nothing():
+    leitner = _make("leitner", boxes=3)
+    assert leitner.progress() == {"box_0": N, "box_1": 0, "box_2": 0}
+    _drive(leitner, 1)
+    easy = int(np.count_nonzero(SCORES < 0.6))
+    assert leitner.progress() == {"box_0": N - easy, "box_1": easy, "box_2": 0}
+    comp = _make("competence", start=0.2, horizon_examples=600)
+    assert comp.progress() == {"competence": pytest.approx(0.2)}
+    assert _make("uniform").progress() == {}

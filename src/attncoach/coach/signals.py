@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from attncoach.models.attention_maps import attention_maps
 
 
 @dataclass
@@ -197,34 +198,12 @@ def grad_sq_norm(params: Iterable[torch.nn.Parameter]) -> float:
 def attention_entropy(model: torch.nn.Module, input_ids: Tensor, mask: Tensor) -> list[float]:
     """Mean entropy (nats) of the attention distributions of each active layer on one batch.
 
-    Recomputes each layer's attention probabilities from the input it receives (forward
-    hooks), averaged over heads and real query tokens; low entropy = peaked attention.
+    From :func:`attncoach.models.attention_maps.attention_maps`, averaged over heads and real
+    query tokens; low entropy = peaked attention.
     """
-    layers = model.encoder.layers
-    captured: dict[int, Tensor] = {}
-    hooks = [
-        layer.attn.register_forward_hook(lambda mod, args, out, i=i: captured.__setitem__(i, args[0]))
-        for i, layer in enumerate(layers)
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        model(input_ids, mask)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
     real = mask.to(torch.bool)
     out = []
-    for index in sorted(captured):
-        attn = layers[index].attn
-        q, k, _ = (attn._split_heads(t) for t in attn._project_qkv(captured[index]))  # (B, h, T, Dh)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim)  # (B, h, T, T)
-        scores = scores.masked_fill(~real[:, None, None, :], float("-inf"))
-        if getattr(model, "causal", False):  # a causal model's queries never see later positions
-            later = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).triu(1)
-            scores = scores.masked_fill(later, float("-inf"))
-        probs = F.softmax(scores, dim=-1)
+    for probs in attention_maps(model, input_ids, mask):  # (B, h, T, T) per layer
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (B, h, T)
         weights = real[:, None, :].expand_as(entropy).float()
         out.append(float((entropy * weights).sum() / weights.sum().clamp_min(1)))

@@ -182,6 +182,11 @@ class CurriculumScheduler(ABC):
         s = self.settings
         return PACINGS[s.pacing](self.seen / s.horizon, start=s.start, steps=s.pacing_steps)
 
+    def progress(self) -> dict[str, float]:
+        """Scalars that show where the curriculum stands (logged as the ``curriculum`` group): the
+        competence of a paced scheduler; none for the others unless they add their own."""
+        return {"competence": self.competence()} if self.paced else {}
+
 
 @register_scheduler("uniform")
 class UniformScheduler(CurriculumScheduler):
@@ -363,6 +368,11 @@ class LeitnerScheduler(CurriculumScheduler):
         super().update(indices, losses, correct)
         top = self.settings.boxes - 1
         self.boxes[indices] = np.where(correct, np.minimum(self.boxes[indices] + 1, top), 0)
+
+    def progress(self) -> dict[str, float]:
+        """How many examples each Leitner box holds (``box_0`` = the ones last answered wrong or never seen)."""
+        counts = np.bincount(self.boxes, minlength=self.settings.boxes)
+        return {f"box_{box}": float(count) for box, count in enumerate(counts)}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "boxes": self.boxes.tolist()}

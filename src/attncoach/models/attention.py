@@ -121,6 +121,32 @@ class MultiHeadSelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(batch, length, -1)  # (B, T, h * Dh)
         return self._project_out(context)
 
+    @torch.no_grad()
+    def attention_probs(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """The softmax attention weights that :meth:`forward` applies to the same inputs (before dropout).
+
+        Computed apart from :meth:`forward`, which lets SDPA fuse them away; for looking at, not training.
+
+        Returns:
+            ``(B, h, T, T)`` for the ``h`` active heads; row ``t`` is query ``t``'s distribution over
+            the keys (0 on padding, and on later positions when ``causal``).
+
+        Example:
+            >>> attn = MultiHeadSelfAttention(dim=8, heads=2)
+            >>> p = attn.attention_probs(torch.randn(1, 3, 8), torch.tensor([[True, True, False]]))
+            >>> p.shape, bool(torch.allclose(p.sum(-1), torch.ones(1, 2, 3))), float(p[..., 2].abs().max())
+            (torch.Size([1, 2, 3, 3]), True, 0.0)
+        """
+        q, k, _ = (self._split_heads(t) for t in self._project_qkv(x))  # each (B, h, T, Dh)
+        scores = (q @ k.transpose(-1, -2)).float() / self.head_dim**0.5  # (B, h, T, T)
+        length = x.shape[1]
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask.to(torch.bool)[:, None, None, :], float("-inf"))
+        if causal:
+            later = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)  # (T, T)
+            scores = scores.masked_fill(later, float("-inf"))
+        return F.softmax(scores, dim=-1).nan_to_num(0.0)  # a query with no key to see: all zeros
+
     def num_active_parameters(self) -> int:
         """Number of parameters used by the currently active heads."""
         width = self.active_heads * self.head_dim

@@ -38,8 +38,9 @@ import torch
 
 from attncoach.atomicfile import atomic_write_json
 from attncoach.data.batching import collate
-from attncoach.data.tokenizer import encode_texts, load_tokenizer
+from attncoach.data.tokenizer import closing_special_count, encode_texts, load_tokenizer, truncate_ids
 from attncoach.errors import AttncoachError
+from attncoach.models.attention_maps import attention_maps
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.next_item import NextItemModel
 from attncoach.models.onnx_graph import ONNX_FILE, OnnxModel
@@ -159,6 +160,26 @@ class SavedClassifier:
                 f"(the first: text {bad[0] + 1}); its weights are damaged or its training diverged"
             )
         return probs
+
+    def attention(self, text: str) -> tuple[list[str], list[np.ndarray]]:
+        """The tokens of ``text`` as the model reads them, and each active layer's attention over them.
+
+        Returns:
+            ``(tokens, maps)``: ``maps[l]`` is ``(heads, T, T)``, row ``q`` the distribution of
+            token ``q``'s attention over the ``T`` tokens (see
+            :func:`attncoach.models.attention_maps.attention_maps`).
+
+        Raises:
+            AttncoachError: ``text`` is not one string, or the model runs in ONNX Runtime.
+        """
+        if not isinstance(text, str):
+            raise AttncoachError(f"attention reads one text (a string), not {_shown(text)}")
+        _require_torch(self.runtime)
+        encoding = self.tokenizer.encode(text)
+        keep = truncate_ids(list(range(len(encoding.ids))), self.max_length, closing_special_count(self.tokenizer))
+        ids = torch.tensor([[encoding.ids[i] for i in keep]], device=self.device)
+        maps = attention_maps(self.model, ids, torch.ones_like(ids, dtype=torch.bool))
+        return [encoding.tokens[i] for i in keep], [m[0].float().cpu().numpy() for m in maps]
 
     def predict(self, texts: str | Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
         """One ``{"label", "probabilities": {label: p}}`` per text, in input order.
@@ -295,6 +316,19 @@ class SavedRecommender:
             self.model.train(was_training)
         return out
 
+    def attention(self, history: str | Sequence[str]) -> tuple[list[str], list[np.ndarray]]:
+        """The items of ``history`` the model reads (its known ones, the last ``max_length``), and each
+        active layer's causal attention over them: ``maps[l]`` is ``(heads, T, T)``.
+
+        Raises:
+            AttncoachError: no item of the history is known, or the model runs in ONNX Runtime.
+        """
+        _require_torch(self.runtime)
+        row = self._encode_history(history)[-self.max_length :]
+        ids = torch.as_tensor(row, device=self.device)[None]  # (1, T)
+        maps = attention_maps(self.model, ids, torch.ones_like(ids, dtype=torch.bool))
+        return [self.items[i - 1] for i in row.tolist()], [m[0].float().cpu().numpy() for m in maps]
+
     @functools.cached_property
     def _item_index(self) -> dict[str, int]:
         """Item id -> item index (1-based), built once."""
@@ -403,6 +437,11 @@ def _device(name: Any) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AttncoachError("device cuda was asked for but no CUDA device is available")
     return device
+
+
+def _require_torch(runtime: str) -> None:
+    if runtime != "torch":
+        raise AttncoachError("attention maps need the torch model: load it with runtime torch, not onnx")
 
 
 def _check_batch_size(batch_size: Any) -> None:

@@ -12,9 +12,10 @@ order, and knows none of them by name:
 - ``state_dict`` / ``load_state_dict``: the callback's entry ``key`` in every checkpoint's
   ``state.json``, so a resumed run continues exactly;
 - ``finish``: its section ``key`` of ``metrics.json`` (or None);
-- ``on_log``: the run's scalars of one group (``train``, ``val``, ``test``, ``coach``) at a
-  step, which any callback may add to with ``recipe.log_scalars`` (the loggers of
-  ``train/loggers.py`` write them); ``on_finish`` once ``metrics.json`` is written, and
+- ``on_log``: the run's scalars of one group (``train``, ``val``, ``test``, ``coach``,
+  ``curriculum``) at a step, which any callback may add to with ``recipe.log_scalars`` (the
+  loggers of ``train/loggers.py`` and the history of ``train/history.py`` write them);
+  ``on_finish`` once ``metrics.json`` is written, and
   ``close`` once the run ends, even when it fails.
 
 The optimiser-step protocol of the coach (gradient accumulation, the LR scale, skipping a
@@ -167,6 +168,16 @@ class CurriculumCallback(Callback):
     def __init__(self, scheduler: Any, record: Any) -> None:
         self.scheduler, self.record = scheduler, record
 
+    def on_round_start(self, recipe: Any, round: int) -> None:
+        if recipe.state.batch_in_epoch == 0:  # not a run resumed inside the round: it logged this already
+            self._log_progress(recipe)
+
+    def _log_progress(self, recipe: Any) -> None:
+        """The scheduler's progress (Leitner box sizes, competence) as the ``curriculum`` scalars."""
+        progress = self.scheduler.progress()
+        if progress:
+            recipe.log_scalars(recipe.state.step, "curriculum", progress)
+
     def on_batch_end(self, recipe: Any, index: list[int], out: StepOut | None) -> None:
         if out is None:
             return
@@ -199,6 +210,7 @@ class CurriculumCallback(Callback):
 
     def finish(self, recipe: Any) -> dict[str, Any]:
         """Write examples.jsonl; the scheduler's and the record's summary."""
+        self._log_progress(recipe)
         c = recipe.cfg.curriculum
         train = recipe.data.splits["train"]
         out: dict[str, Any] = {

@@ -32,10 +32,12 @@ from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_
 from attncoach.errors import AttncoachError
 from attncoach.models.saved import autocast_for, model_config, write_model_config
 from attncoach.progress import TrainingProgress
+from attncoach.report import write_report
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
+from attncoach.train.history import ScalarHistory
 from attncoach.train.loggers import check_installed, make_loggers
 from attncoach.train.optim import freeze_lower_layers, make_optimizer
 from attncoach.train.probe_steps import ProbeTrainer
@@ -147,6 +149,7 @@ class Recipe:
             *([ElasticCallback(self.supernet, self.space)] if self.supernet is not None else []),
             CurriculumCallback(self.scheduler, self.record),
             *([CoachCallback(session)] if session is not None else []),
+            ScalarHistory(self.run_dir.scalars),  # scalars.jsonl: every logged scalar, for the report
         ]
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
@@ -381,7 +384,7 @@ class Recipe:
             self.model,
             self.optimizer,
             self.cfg.train.weight_decay,
-            self.run_dir.path / "coach.jsonl",
+            self.run_dir.coach_log,
             elastic=self.supernet is not None,
             total_steps=self.total_steps,
             chance_loss=self.data.chance_loss,
@@ -754,7 +757,22 @@ class Recipe:
         self.log_scalars(s.step, "test", {k: results["test"][k] for k in self._tracked if k in results["test"]})
         for callback in self.callbacks:
             callback.on_finish(self, metrics)
+        if self.cfg.log.report:
+            self._write_report()
         return metrics
+
+    def _write_report(self) -> None:
+        """report.html of the finished run; the run's own files are complete, so a failure only warns."""
+        tick = time.perf_counter()
+        samples = getattr(self.data.splits["test"], "texts", None)  # attention maps on test texts (none: histories)
+        try:
+            path = write_report([self.run_dir.path], samples=samples)
+        except Exception as exc:  # the run has finished: `attncoach report RUN` can try again
+            log.warning(
+                "report.html not written (%s: %s); try attncoach report %s", type(exc).__name__, exc, self.run_dir.path
+            )
+            return
+        log.info("report: %s (%.1f s)", path, time.perf_counter() - tick)
 
 
 def _fractions(values: tuple[float, ...]) -> str:
