@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,16 +81,31 @@ def write_attention(
 
 def _write_png(out: Path, tokens: Sequence[str], chosen: list[tuple[int, int, np.ndarray]]) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        figure = attention_figure(tokens, chosen)
     except ImportError:
         raise AttncoachError("a PNG needs matplotlib: pip install 'attncoach[report]' (or write .html)") from None
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    try:
+        figure.savefig(tmp, dpi=110)
+        tmp.replace(out)  # readers see the old file or the new one
+        fsync_dir(out.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def attention_figure(tokens: Sequence[str], chosen: list[tuple[int, int, np.ndarray]]) -> Any:
+    """A matplotlib Figure: one row of heatmaps per layer, one per head (queries down, keys across).
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    import matplotlib.figure
+
     layers = sorted({layer for layer, _, _ in chosen})
     heads = max(sum(1 for layer_, _, _ in chosen if layer_ == layer) for layer in layers)
     size = 0.25 * len(tokens) + 1.5
-    fig, axes = plt.subplots(len(layers), heads, figsize=(size * heads, size * len(layers)), squeeze=False)
+    figure = matplotlib.figure.Figure(figsize=(size * heads, size * len(layers)))
+    axes = figure.subplots(len(layers), heads, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     column = dict.fromkeys(layers, 0)
@@ -101,12 +117,5 @@ def _write_png(out: Path, tokens: Sequence[str], chosen: list[tuple[int, int, np
         ax.set_title(f"layer {layer} head {head}", fontsize=9)
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
         ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(out)  # readers see the old file or the new one
-        fsync_dir(out.parent)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    figure.tight_layout()
+    return figure

@@ -417,13 +417,13 @@ def attention_section(files: RunFiles, prefix: str, samples: Sequence[str] | Non
     if not chosen:
         return section(f"{prefix}-attention", title, note("no input to show attention on"))
     body = note(f"rows: the token attending (query); columns: the token attended to (key); {source}")
-    for number, (tokens, maps) in enumerate(_short_maps(predictor, chosen, count)):
+    for number, (tokens, maps) in enumerate(short_maps(predictor, chosen, count)):
         body += f'<p class="text">{escape(" ".join(tokens))}</p>'
         body += attention_grid(f"{prefix}-attention-{number}", tokens, pick(maps, None, None))
     return section(f"{prefix}-attention", title, body)
 
 
-def _short_maps(predictor: Any, inputs: Sequence[str], count: int, most: int = 16) -> list[tuple[list[str], Any]]:
+def short_maps(predictor: Any, inputs: Sequence[str], count: int, most: int = 16) -> list[tuple[list[str], Any]]:
     """The maps of the first ``count`` inputs of at most ``most`` tokens (a bigger heatmap is unreadable
     and heavy), else of the shortest ones."""
     from attncoach.errors import AttncoachError
@@ -444,19 +444,19 @@ def _attention_inputs(
     files: RunFiles, predictor: Any, samples: Sequence[str] | None, count: int
 ) -> tuple[list[str], str]:
     if samples:
-        return _short([s for s in samples if isinstance(s, str)], 20), "test examples"
+        return short_texts([s for s in samples if isinstance(s, str)], 20), "test examples"
     if files.task == "next_item":
         users = list(predictor.users)[:count]
         histories = [" ".join(predictor.history_of(u)[-12:]) for u in users]
         return histories, "the last 12 items of the first users' histories"
     texts = _test_texts(files)
     if texts:
-        return _short(texts, 20), "test examples"
+        return short_texts(texts, 20), "test examples"
     training = [str(r.get("text")) for r in files.examples or [] if r.get("text")]
-    return _short(training, 20), "training examples (the test split could not be rebuilt)"
+    return short_texts(training, 20), "training examples (the test split could not be rebuilt)"
 
 
-def _short(texts: Sequence[str], count: int) -> list[str]:
+def short_texts(texts: Sequence[str], count: int) -> list[str]:
     """The first ``count`` texts of 4 to 14 words, else the first ones: candidates for attention maps."""
     fitting = [t for t in texts if 4 <= len(t.split()) <= 14]
     return (fitting or list(texts))[:count]

@@ -1,11 +1,11 @@
-"""The figures a run sends to its trackers at the end: the test confusion matrix and the sub-net front.
+"""The figures a run sends to its trackers at the end: the test confusion matrix, the sub-net front
+and attention heatmaps per head for a few test examples.
 
 They are drawn with matplotlib (the ``figures`` extra, ``pip install 'attncoach[figures]'``)
 and handed to the loggers as RGB arrays, so a tracker backend needs no plotting library.
 Without matplotlib the run logs no figures and says so once.
 
-:func:`run_figures` is where an end-of-run figure is added (attention heatmaps of chosen
-examples belong here); anything else can send one through the recipe's
+:func:`run_figures` is where an end-of-run figure is added; anything else can send one through the recipe's
 ``loggers.log_figure(tag, figure, step)``.
 
 Example:
@@ -30,7 +30,8 @@ _INSTALL = "pip install 'attncoach[figures]'"
 def run_figures(recipe: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     """The end-of-run figures by tag: ``figures/confusion_test`` (a classification task) and
     ``figures/subnets`` (an elastic run: its full model and smallest sub-net on test)."""
-    wanted = "confusion" in metrics.get("test", {}) or "elastic" in metrics
+    texts = getattr(recipe.data.splits.get("test"), "texts", None) if recipe is not None else None
+    wanted = "confusion" in metrics.get("test", {}) or "elastic" in metrics or bool(texts)
     if not wanted:
         return {}
     if importlib.util.find_spec("matplotlib") is None:
@@ -43,7 +44,29 @@ def run_figures(recipe: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     if "elastic" in metrics:
         primary = metrics.get("primary", "macro_f1")
         figures["figures/subnets"] = subnet_figure(subnet_points(metrics, primary), f"test {primary}")
+    if texts:
+        figures.update(attention_figures(recipe.run_dir.model, texts))
     return figures
+
+
+def attention_figures(model_dir: Any, texts: list[str], count: int = 2) -> dict[str, Any]:
+    """``figures/attention_<n>``: every layer's and head's attention of the saved model on the first
+    ``count`` short texts (the report's choice of examples, :func:`attncoach.report.sections.short_texts`)."""
+    from attncoach.errors import AttncoachError
+    from attncoach.models.saved import load_model
+    from attncoach.report.attention import attention_figure, pick
+    from attncoach.report.sections import short_maps, short_texts
+
+    try:
+        predictor = load_model(model_dir)
+    except AttncoachError as exc:  # the run's own model: only a damaged disk gets here
+        log.warning("the trackers get no attention maps: %s", exc)
+        return {}
+    maps = short_maps(predictor, short_texts(texts, 20), count)
+    return {
+        f"figures/attention_{n}": attention_figure(tokens, pick(per_layer, None, None))
+        for n, (tokens, per_layer) in enumerate(maps)
+    }
 
 
 def subnet_points(metrics: dict[str, Any], primary: str) -> list[dict[str, Any]]:
