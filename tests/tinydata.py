@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def make_corpus(n: int = 240, seed: int = 0) -> list[tuple[str, str]]:
         rng.shuffle(words)
         rows.append((" ".join(words) + f" #{i}", label))
     return rows
+
+
+def write_corpus(path: Path, n: int = 240) -> Path:
+    """:func:`make_corpus` written to ``path`` as a CSV with columns text,label."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "label"), *make_corpus(n)])
+    return path
 
 
 def tiny_overrides(data: Path, out: Path, steps: int = 60) -> list[str]:

@@ -3,7 +3,6 @@ and each library reads back the numbers of metrics.json."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
@@ -13,7 +12,7 @@ import pytest
 from attncoach.cli import main
 from attncoach.rundir import RunDir
 from clicheck import refused
-from tinydata import make_corpus, rewind_to_first_checkpoint, tiny_overrides
+from tinydata import rewind_to_first_checkpoint, tiny_overrides, write_corpus
 from trackers import READERS
 
 BACKENDS = "log.backends=[tensorboard,wandb,mlflow]"
@@ -23,9 +22,7 @@ BACKENDS = "log.backends=[tensorboard,wandb,mlflow]"
 def tracked(tmp_path_factory) -> tuple[RunDir, dict]:
     """A finished tiny coached, elastic run with all three trackers (one run for the whole module)."""
     root = tmp_path_factory.mktemp("tracked")
-    data = root / "tiny.csv"
-    with open(data, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("text", "label"), *make_corpus()])
+    data = write_corpus(root / "tiny.csv")
     out = root / "run"
     args = [*tiny_overrides(data, out, 20), BACKENDS, "coach.enabled=true", "elastic.enabled=true"]
     assert main(["train", "--quiet", *args, "model.layers=2", "train.checkpoint_every=10"]) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -14,11 +13,11 @@ from attncoach.report.runfiles import read_scalars
 from browser import CHARTS_JS, Chromium, find_chromium
 from clicheck import digest, refused
 from tinydata import (
-    make_corpus,
     make_interactions,
     rewind_to_first_checkpoint,
     tiny_next_item_overrides,
     tiny_overrides,
+    write_corpus,
 )
 
 # the sections every report of a finished run has, and the charts of the coached, elastic, Leitner run below
@@ -31,9 +30,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """Two finished tiny runs shared by this module: a text classifier (coach, sub-nets, Leitner boxes) and a
     next-item model."""
     root = tmp_path_factory.mktemp("report")
-    data = root / "tiny.csv"
-    with open(data, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("text", "label"), *make_corpus()])
+    data = write_corpus(root / "tiny.csv")
     text = root / "text"
     args = [a for a in tiny_overrides(data, text, 40) if a not in ("coach.enabled=false", "model.layers=1")]
     extra = ["model.layers=2", "elastic.enabled=true", "curriculum.scheduler=leitner"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -12,16 +11,14 @@ import pytest
 
 from attncoach.cli import main
 from attncoach.elastic.space import ElasticSpace
-from tinydata import make_corpus, tiny_overrides
+from tinydata import tiny_overrides, write_corpus
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A tiny 4-layer run, trained once for the module (the commands below only read it)."""
     folder = tmp_path_factory.mktemp("search")
-    data = folder / "tiny.csv"
-    with open(data, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("text", "label"), *make_corpus()])
+    data = write_corpus(folder / "tiny.csv")
     out = folder / "run"
     args = [a for a in tiny_overrides(data, out, 30) if not a.startswith(("model.layers", "model.ffn_dim"))]
     assert main(["train", "--quiet", *args, "model.layers=4", "model.ffn_dim=32"]) == 0

@@ -12,18 +12,15 @@ from attncoach.cli import main
 from attncoach.errors import AttncoachError
 from attncoach.serve.family import FAMILY_FILE, FamilyModel, load_family, member_name
 from attncoach.serve.served import load_served
-from tinydata import make_corpus, make_interactions, tiny_next_item_overrides, tiny_overrides
+from tinydata import make_interactions, tiny_next_item_overrides, tiny_overrides, write_corpus
 
 
 @pytest.fixture(scope="module")
 def families(tmp_path_factory) -> dict[str, Path]:
     """An int8 text-classification family and a float32 next-item family of tiny runs."""
-    import csv
 
     root = tmp_path_factory.mktemp("families")
-    corpus = root / "tiny.csv"
-    with open(corpus, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("text", "label"), *make_corpus()])
+    corpus = write_corpus(root / "tiny.csv")
     assert main(["train", "--quiet", *tiny_overrides(corpus, root / "clf", 20), "model.layers=2"]) == 0
     inter = make_interactions(root / "inter.tsv")
     assert main(["train", "--quiet", *tiny_next_item_overrides(inter, root / "rec", 40)]) == 0

@@ -7,7 +7,6 @@ concurrent requests and the graceful shutdown deterministic.
 
 from __future__ import annotations
 
-import csv
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from attncoach.serve.budget import choose_member  # noqa: E402
 from attncoach.serve.served import MemberInfo, load_served  # noqa: E402
 from attncoach.serve.settings import ServeSettings  # noqa: E402
 from liveserver import LiveServer, metric  # noqa: E402
-from tinydata import make_corpus, make_interactions, tiny_next_item_overrides, tiny_overrides  # noqa: E402
+from tinydata import make_interactions, tiny_next_item_overrides, tiny_overrides, write_corpus  # noqa: E402
 
 KEY = "s3cret-key"
 LIMITS = ServeSettings(api_key=KEY, max_texts=4, max_text_chars=60, max_body_bytes=2000, max_batch=8)
@@ -34,9 +33,7 @@ LIMITS = ServeSettings(api_key=KEY, max_texts=4, max_text_chars=60, max_body_byt
 @pytest.fixture(scope="module")
 def elastic_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("elastic")
-    data = folder / "tiny.csv"
-    with open(data, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("text", "label"), *make_corpus()])
+    data = write_corpus(folder / "tiny.csv")
     out = folder / "run"
     keep = [a for a in tiny_overrides(data, out, 40) if not a.startswith(("model.layers", "model.heads"))]
     extra = ["model.layers=2", "model.heads=4", "elastic.enabled=true", "elastic.widths=[0.25, 0.5, 1.0]"]
