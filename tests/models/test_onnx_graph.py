@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -24,14 +26,19 @@ def _inputs(vocab: int, batch: int, length: int) -> tuple[torch.Tensor, torch.Te
     return ids, (ids != 0).long()
 
 
+def _exported(folder: Path, vocab: int, build, task: str):
+    """A seeded tiny model of ``task`` (``build(config)``), its ONNX graph under ``folder``, the record."""
+    torch.manual_seed(0)
+    config = EncoderConfig(vocab_size=vocab, dim=16, layers=2, heads=2, ffn_dim=32, max_position=16)
+    model = build(config).eval()
+    path = folder / "model.onnx"
+    return model, path, export_onnx(model, task, path)
+
+
 @pytest.fixture(scope="module")
 def classifier_graph(tmp_path_factory):
-    torch.manual_seed(0)
-    config = EncoderConfig(vocab_size=60, dim=16, layers=2, heads=2, ffn_dim=32, max_position=16)
-    model = TextClassifier(config, num_labels=3).eval()
-    path = tmp_path_factory.mktemp("clf") / "model.onnx"
-    record = export_onnx(model, "text_classification", path)
-    return model, path, record
+    build = lambda config: TextClassifier(config, num_labels=3)
+    return _exported(tmp_path_factory.mktemp("clf"), 60, build, "text_classification")
 
 
 def test_classifier_graph_matches_torch_at_any_batch_and_length(classifier_graph):
@@ -57,12 +64,8 @@ def test_classifier_graph_matches_torch_at_any_batch_and_length(classifier_graph
 
 @pytest.fixture(scope="module")
 def next_item_graph(tmp_path_factory):
-    torch.manual_seed(0)
-    config = EncoderConfig(vocab_size=31, dim=16, layers=2, heads=2, ffn_dim=32, max_position=16)
-    model = NextItemModel(config, num_items=30).eval()
-    path = tmp_path_factory.mktemp("rec") / "model.onnx"
-    record = export_onnx(model, "next_item", path)
-    return model, path, record
+    build = lambda config: NextItemModel(config, num_items=30)
+    return _exported(tmp_path_factory.mktemp("rec"), 31, build, "next_item")
 
 
 def test_next_item_graph_matches_torch_scores(next_item_graph):
