@@ -63,6 +63,7 @@ class DataConfig:
     min_interactions: int = 3  # users with fewer are dropped (leave-one-out needs 3)
     negatives: int = 100  # sampled negatives of the sampled protocol (0 = full ranking only)
     window_stride: Optional[int] = None  # items between the ends of a history's training windows; None = max_length
+    group_column: Optional[str] = None  # a column naming each example's group (source, domain): per-group metrics
 
 
 @dataclass
@@ -118,6 +119,8 @@ class TrainConfig:
     threads: Optional[int] = None  # torch intra-op threads; None = torch's default
     bucket_size: int = 64  # batches per length bucket window (1 = sort-free shuffling)
     eval_batch_size: int = 256
+    max_nonfinite_steps: int = 10  # updates in a row skipped for a NaN/inf loss or gradient before the run stops
+    calibrate: bool = True  # fit a softmax temperature on val at the end (classification): predict and serve use it
     target: Optional[TargetConfig] = None  # e.g. {metric: macro_f1, value: 0.8}: stop when val reaches it
 
 
@@ -175,6 +178,30 @@ class CurriculumConfig:
 
 
 @dataclass
+class RobustConfig:
+    """Adversarial training in embedding space (attncoach.robust.adversarial); always added to the clean loss."""
+
+    method: str = "none"  # none | fgm | pgd | freelb
+    epsilon: float = 1.0  # L2 radius of each example's perturbation of its input embeddings
+    steps: int = 2  # ascent steps of pgd and freelb (fgm takes one)
+    step_size: Optional[float] = None  # the L2 length of each ascent step; None = epsilon / steps (fgm: epsilon)
+    start_step: Optional[int] = None  # the first step trained adversarially; None = after the LR warmup
+    weight: float = 1.0  # the adversarial loss's weight beside the clean loss (weight 1)
+
+
+@dataclass
+class AugmentConfig:
+    """Training texts perturbed on the fly (attncoach.robust.augment), deterministic under train.seed."""
+
+    p: float = 0.0  # probability that a drawn training text is perturbed (0 = off)
+    char_noise: float = 0.0  # fraction of its words given one character edit
+    char_ops: list[str] = field(default_factory=lambda: ["swap", "insert", "delete", "keyboard"])
+    word_dropout: float = 0.0  # fraction of its words deleted
+    word_swap: float = 0.0  # fraction of its words swapped with a neighbour
+    eda: float = 0.0  # EDA's alpha: one of random insertion, swap or deletion on this fraction of words
+
+
+@dataclass
 class LogConfig:
     """What the run reports and where (the trackers: attncoach.train.loggers)."""
 
@@ -198,6 +225,8 @@ class RunConfig:
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     coach: CoachConfig = field(default_factory=CoachConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -466,6 +495,7 @@ _CHOICES = {
     ("elastic", "distill"): ("none", "logits", "hidden"),
     ("elastic", "rewire"): ("auto", True, False),
     ("curriculum", "keep"): ("hardest", "easiest"),
+    ("robust", "method"): ("none", "fgm", "pgd", "freelb"),
 }
 
 
@@ -540,11 +570,44 @@ def validate(cfg: RunConfig) -> None:
     check_key(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
     check_key(t.threads is None or t.threads >= 1, "train.threads", "must be at least 1")
     check_key(t.bucket_size >= 1, "train.bucket_size", "must be at least 1")
+    check_key(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be at least 1")
+    _validate_robust(cfg.robust, cfg.augment)
     check_key(cfg.log.every >= 1, "log.every", "must be at least 1")
     check_key(bool(cfg.log.project.strip()), "log.project", "must name a project (e.g. attncoach)")
     check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
     # choices of the registries (tasks, policies, schedulers...) are checked a floor above:
     # attncoach.train.settings.check_registries, which every entry point calls
+
+
+CHAR_OPS = ("swap", "insert", "delete", "keyboard")
+
+
+def _validate_robust(r: RobustConfig, a: AugmentConfig) -> None:
+    check_key(r.epsilon > 0, "robust.epsilon", "must be positive (the radius of the perturbation)")
+    check_key(r.steps >= 1, "robust.steps", "must be at least 1")
+    check_key(
+        r.step_size is None or r.step_size > 0, "robust.step_size", "must be positive (or null for epsilon / steps)"
+    )
+    check_key(
+        r.start_step is None or r.start_step >= 0,
+        "robust.start_step",
+        "must be 0 or more (or null for after the warmup)",
+    )
+    check_key(r.weight > 0, "robust.weight", "must be positive")
+    for key in ("p", "char_noise", "word_dropout", "word_swap", "eda"):
+        check_key(0 <= getattr(a, key) <= 1, f"augment.{key}", "must be in [0, 1]")
+    unknown = [op for op in a.char_ops if op not in CHAR_OPS]
+    check_key(
+        not unknown and bool(a.char_ops),
+        "augment.char_ops",
+        f"must list some of {', '.join(CHAR_OPS)}, got {a.char_ops!r}",
+    )
+    rates = (a.char_noise, a.word_dropout, a.word_swap, a.eda)
+    check_key(
+        a.p == 0 or any(rates),
+        "augment.p",
+        "turns augmentation on: set a rate too (augment.char_noise, word_dropout, word_swap or eda)",
+    )
 
 
 def check_key(ok: bool, key: str, message: str) -> None:

@@ -65,3 +65,29 @@ def classification_metrics(
     if loss is not None:
         out["loss"] = float(loss)
     return out
+
+
+def expected_calibration_error(probs: Any, gold: Sequence[int], bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence, in ``bins`` equal-width bins over (0, 1].
+
+    The weighted mean, over bins, of |accuracy - mean confidence| of the examples whose top
+    probability falls in the bin (Guo et al. 2017 use 15 bins).
+
+    Example:
+        >>> round(expected_calibration_error(np.array([[0.9, 0.1], [0.6, 0.4]]), [0, 1]), 3)
+        0.35
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    gold = np.asarray(gold)
+    if len(gold) == 0:
+        return 0.0
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == gold).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)  # (lo, hi]
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(error)

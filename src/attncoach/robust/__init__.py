@@ -1,0 +1,1 @@
+"""Robustness: perturbed texts, adversarial training in embedding space, augmentation on the fly."""
