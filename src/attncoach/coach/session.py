@@ -169,8 +169,7 @@ class CoachSession:
             return "skip"
         if any(d.knob == "stop" for d in decisions):
             return "stop"
-        if nonfinite:  # no guard: never apply a non-finite gradient
-            log.warning("step %d: non-finite loss or gradient; the update is skipped", step)
+        if nonfinite:  # no guard: never apply a non-finite gradient (the recipe skips and counts the update)
             self.tracker.forget_update()
             return "skip"
         return "step"

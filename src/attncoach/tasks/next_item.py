@@ -158,6 +158,7 @@ class NextItemTask(Task):
     primary = "ndcg@10"
     tracked = ("ndcg@10", "hr@10")
     corpus = DEFAULT_CORPUS
+    embedded_inputs = True  # token (item) ids through an embedding table: robust.method perturbs it
     keys = frozenset(
         {
             "data.user_column",

@@ -38,6 +38,7 @@ class TextClassificationTask(Task):
     primary = "macro_f1"
     tracked = ("macro_f1", "accuracy")
     corpus = "tweets-sentiment"
+    embedded_inputs = True  # token (item) ids through an embedding table: robust.method perturbs it
     keys = frozenset(
         {
             "data.text_column",

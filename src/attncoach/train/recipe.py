@@ -9,6 +9,7 @@ killed at any moment and resumed ends with the same metrics as one never interru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -33,6 +34,7 @@ from attncoach.errors import AttncoachError
 from attncoach.models.saved import autocast_for, model_config, write_model_config
 from attncoach.progress import TrainingProgress
 from attncoach.report import write_report
+from attncoach.robust.adversarial import make_adversary
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
@@ -69,6 +71,8 @@ class TrainerState:
     evals_since_best: int = 0
     stopped_early: bool = False
     stop_reason: str | None = None  # why training ended before its last step
+    nonfinite_steps: int = 0  # updates skipped for a NaN or infinite loss or gradient
+    nonfinite_streak: int = 0  # of them, in a row up to now
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -139,6 +143,7 @@ class Recipe:
         self.micro, self.micro_losses = 0, []  # micro-batches accumulated towards the next optimizer step
         self.batch_out: StepOut | None = None  # the last micro-batch's outcomes (curriculum, record)
         self.current_lr = 0.0
+        self.adv_loss: float | None = None  # the last adversarial loss (robust.method)
         self.steps_per_epoch = len(self.sampler)
         self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * self.steps_per_epoch))
         self.freeze_step = math.ceil(t.freeze_after * self.total_steps) if t.freeze_after > 0 else None
@@ -152,6 +157,18 @@ class Recipe:
             ScalarHistory(self.run_dir.scalars),  # scalars.jsonl: every logged scalar, for the report
         ]
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
+        self.adversary = make_adversary(self.cfg.robust, self.warmup_steps)
+        if self.adversary is not None:
+            self.adversary.attach(self.model)
+            log.info(
+                "adversarial training: %s, epsilon %g, %d step(s) of %g, from step %d, weight %g",
+                self.adversary.method,
+                self.adversary.epsilon,
+                self.adversary.steps,
+                self.adversary.step_size,
+                self.adversary.start_step,
+                self.adversary.weight,
+            )
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
         self.checkpoint_every = t.checkpoint_every or self.eval_every
         if self.resume:
@@ -551,8 +568,25 @@ class Recipe:
         return loss, self._update(batch["input_ids"].shape[0] * self.micro)
 
     def _forward_backward(self, batch: dict[str, torch.Tensor], scale: float) -> float:
-        """Forward and backward of one micro-batch, its loss scaled by ``scale``; returns the loss."""
+        """Forward and backward of one micro-batch, its loss scaled by ``scale``; returns the clean loss.
+
+        With ``robust.method`` set (and past its start step) the adversary's perturbed passes
+        follow the clean one, their gradients added to the clean gradients.
+        """
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        adversary = self.adversary if self.adversary is not None and self.adversary.active(self.state.step) else None
+        with adversary.watch() if adversary is not None else contextlib.nullcontext():
+            loss = self._clean_pass(batch, scale)
+        if adversary is not None:  # the full model (a supernet step leaves it active) against a perturbed input
+            self.adv_loss = adversary.attack(self._loss_of, batch, scale)
+        return loss
+
+    def _loss_of(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's mean loss of ``batch`` through the model as it is: the one place a step's loss is computed."""
+        with autocast_for(self.device, self.bf16):
+            return self.task.step(self.model, batch).loss
+
+    def _clean_pass(self, batch: dict[str, torch.Tensor], scale: float) -> float:
         autocast = lambda: autocast_for(self.device, self.bf16)  # noqa: E731
         if self.supernet is not None:
             losses = self.supernet.accumulate(self.model, batch, self.state.step, autocast, scale=scale)
@@ -591,11 +625,16 @@ class Recipe:
         clip = t.grad_clip if t.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         scheduled = lr_factor(s.step, self.total_steps, self.warmup_steps, t.schedule)
+        probing = self.coach.probing  # a probe ends in a rollback: its blow-up is no fault of the run
         action = self.coach.before_update(s.step + 1, s.examples_seen, loss, grad_norm, examples, scheduled)
-        if action == "skip":
-            return grad_norm
         if action == "stop":
             self._stop(self.coach.coach.stop_reason or "stopped by the coach")
+            return grad_norm
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # coach or not: never into the weights
+            self._skip_nonfinite(loss, counted=not probing)
+            return grad_norm
+        s.nonfinite_streak = 0
+        if action == "skip":
             return grad_norm
         factor = scheduled * self.coach.knobs.lr_scale
         for group in self.optimizer.param_groups:
@@ -605,8 +644,32 @@ class Recipe:
             self.optimizer.step()
         return grad_norm
 
+    def _skip_nonfinite(self, loss: float, counted: bool) -> None:
+        """A NaN or infinite loss or gradient: the update is dropped and counted; too many in a row end the run."""
+        s, limit = self.state, self.cfg.train.max_nonfinite_steps
+        self.optimizer.zero_grad(set_to_none=True)
+        if not counted:
+            return
+        s.nonfinite_steps += 1
+        s.nonfinite_streak += 1
+        what = "loss" if not math.isfinite(loss) else "gradient"
+        log.warning(
+            "step %d: non-finite %s (NaN or inf); the update is skipped (%d so far)",
+            s.step + 1,
+            what,
+            s.nonfinite_steps,
+        )
+        if s.nonfinite_streak >= limit:
+            raise AttncoachError(
+                f"training stopped at step {s.step + 1}: {s.nonfinite_streak} updates in a row had a NaN or infinite "
+                f"loss or gradient ({s.nonfinite_steps} in all), so none reached the weights; lower train.lr, look for "
+                f"broken examples in the data, or raise train.max_nonfinite_steps ({limit})"
+            )
+
     def _train_scalars(self, loss: float, grad_norm: float | None) -> dict[str, float]:
         scalars = {"loss": loss, "lr": self.current_lr}
+        if self.adv_loss is not None:
+            scalars["adv_loss"] = self.adv_loss
         if grad_norm is not None:
             scalars["grad_norm"] = grad_norm
         for callback in self.callbacks:
@@ -751,6 +814,7 @@ class Recipe:
             "best_step": s.best_step,
             "stopped_early": s.stopped_early,
             "stop_reason": s.stop_reason,
+            "nonfinite_steps": s.nonfinite_steps,
             "history": s.history,
         }
         atomic_write_json(self.run_dir.metrics, metrics)

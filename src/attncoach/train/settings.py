@@ -105,7 +105,19 @@ def check_registries(cfg: RunConfig) -> None:
     _check_elastic(cfg)
     _check_coach(cfg)
     _check_curriculum(cfg)
+    _check_robust(cfg)
     _check_log(cfg)
+
+
+def _check_robust(cfg: RunConfig) -> None:
+    """Adversarial training needs a task whose inputs go through an embedding table."""
+    from attncoach.tasks import TASKS
+
+    if cfg.robust.method != "none" and not TASKS[cfg.task].embedded_inputs:
+        raise AttncoachError(
+            f"config key 'robust.method' {cfg.robust.method} perturbs input embeddings, and task {cfg.task} "
+            "has none: set robust.method: none"
+        )
 
 
 def _check_log(cfg: RunConfig) -> None:
