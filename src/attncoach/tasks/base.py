@@ -95,6 +95,9 @@ class Task(ABC):
         corpus: the built-in corpus of a config that names no data.
         keys: the task-specific config keys this task reads; a key of another task's set left
             at a non-default value is refused (see :func:`task_keys`).
+        class_probabilities: whether :meth:`step`'s ``outputs`` are the logits ``(B, C)`` of a softmax
+            over classes, the gold class being the batch's ``labels``: its probabilities can be
+            calibrated (``train.calibrate``); a ranking task's scores are not.
     """
 
     name: ClassVar[str] = ""
@@ -102,6 +105,7 @@ class Task(ABC):
     tracked: ClassVar[tuple[str, ...]] = ()
     corpus: ClassVar[str] = ""  # the built-in corpus a config with neither data.builtin nor data.path trains on
     keys: ClassVar[frozenset[str]] = frozenset()
+    class_probabilities: ClassVar[bool] = False
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
