@@ -31,7 +31,8 @@ def load(model_or_run_dir: str | os.PathLike, device: str = "cpu", runtime: str 
         The task's predictor: for ``text_classification`` an
         :class:`attncoach.models.saved.SavedClassifier` (``predict(texts) -> [{"label",
         "probabilities"}]``, one result per text; a single string is one text, and its result
-        is a list of one; ``predict_proba``); for ``next_item`` an
+        is a list of one; ``predict_proba``; the probabilities are calibrated by the temperature
+        of the model's ``calibration.json``, see ``temperature``); for ``next_item`` an
         :class:`attncoach.models.saved.SavedRecommender` (``recommend(user=... | history=[...],
         k=10) -> [{"item", "score"}]``, ``recommend_many``).
 

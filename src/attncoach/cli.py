@@ -417,7 +417,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise AttncoachError(_with_eval_flags(str(exc))) from None
         split = encode_examples(examples, clf.tokenizer, clf.labels, clf.max_length, source=args.data)
         source = args.data
-        metrics = evaluate_ids(clf.model, split.ids, split.labels, clf.labels, 256, clf.device)
+        metrics = evaluate_ids(
+            clf.model, split.ids, split.labels, clf.labels, 256, clf.device, temperature=clf.temperature
+        )
     else:
         if not run.is_run():
             raise AttncoachError(
@@ -425,7 +427,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "or evaluate it on its run's test split with attncoach eval RUN --model DIR"
             )
         _, task, data = _run_data(run, model_dir, clf)
-        metrics = task.evaluate(clf.model, data.splits["test"], data)
+        test = data.splits["test"]
+        if clf.task == "text_classification":  # its ECE, raw and with the model's calibration
+            metrics = evaluate_ids(
+                clf.model, test.ids, test.labels, clf.labels, 256, clf.device, temperature=clf.temperature
+            )
+        else:
+            metrics = task.evaluate(clf.model, test, data)
         source = f"test split of {run.path}"
     if subnet is not None:
         metrics["subnet"] = subnet
@@ -478,6 +486,15 @@ def _absent_note(metrics: dict[str, Any]) -> str:
     return f" over {averaged} of {averaged + len(absent)} classes (absent here: {', '.join(map(str, absent))})"
 
 
+def _ece_note(metrics: dict[str, Any]) -> str:
+    """``, ECE 0.0812 (calibrated 0.0231, temperature 1.42)``: the expected calibration error of the probabilities."""
+    if "ece" not in metrics:
+        return ""
+    if "ece_calibrated" not in metrics:
+        return f", ECE {metrics['ece']:.4f} (uncalibrated)"
+    return f", ECE {metrics['ece']:.4f} (calibrated {metrics['ece_calibrated']:.4f}, temperature {metrics['temperature']:g})"
+
+
 def _json_text(data: Any) -> str:
     """Indented JSON with a non-finite number (a diverged sub-net's loss) as null, never ``NaN``."""
     from attncoach.atomicfile import json_safe
@@ -491,7 +508,7 @@ def _print_metrics(metrics: dict[str, Any], source: str) -> None:
 
     table = Table(
         title=f"{source}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
-        f"macro-F1 {metrics['macro_f1']:.4f}{_absent_note(metrics)}"
+        f"macro-F1 {metrics['macro_f1']:.4f}{_absent_note(metrics)}{_ece_note(metrics)}"
     )
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "label" else "right")
@@ -520,6 +537,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if clf.task != "text_classification":
         raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach recommend)")
     _apply_subnet(clf, args)
+    if clf.temperature is not None:
+        log.info("probabilities calibrated: softmax(logits / %g), the temperature fitted on val", clf.temperature)
     count = _write_predictions(clf, stream if stream is not None else list(args.texts), out, args, stream)
     if out is not None:
         log.info("wrote %d predictions to %s", count, out)

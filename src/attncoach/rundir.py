@@ -4,7 +4,7 @@
 RUN/
   config.yaml      resolved configuration
   sources.json     size and SHA-256 of each data source file (see attncoach.data.fingerprint)
-  model/           model.safetensors, model_config.json and the task's files (TASK_FILES)
+  model/           model.safetensors, model_config.json and the task's files (TASK_FILES); calibration.json (train.calibrate)
   metrics.json     written when the run finishes
   tb/              TensorBoard event files
   scalars.jsonl    every logged scalar, one {"step", "group", "values"} per line (attncoach.train.history)

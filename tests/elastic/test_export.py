@@ -325,16 +325,39 @@ def test_an_int8_model_directory_is_not_exported_again(model_dir, tmp_path):
 def test_an_onnx_export_runs_in_onnx_runtime_with_the_torch_model_s_answers(model_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     from attncoach.models.onnx_graph import OnnxModel
-    from attncoach.models.saved import load_model
+    from attncoach.models.saved import load_model, write_calibration
 
+    write_calibration(model_dir, {"method": "temperature", "temperature": 2.0, "fitted_on": "val"})
     summary = export_model_dir(model_dir, SUBNETS["per-layer, middle dropped"], tmp_path / "onnx", onnx=True)
     out = tmp_path / "onnx"
     assert summary.onnx_file_bytes == (out / "model.onnx").stat().st_size
     assert json.loads((out / "model_config.json").read_text())["onnx"]["output"] == "logits"
     graph, torch_model = load_model(out, runtime="onnx"), load_model(out)
     assert isinstance(graph.model, OnnxModel) and graph.runtime == "onnx" and torch_model.runtime == "torch"
+    assert graph.temperature == torch_model.temperature == 2.0  # the graph's probabilities are calibrated too
     texts = ["great flight", "late again", "tuesday", "the meeting was great"]
     assert graph.predict_proba(texts) == pytest.approx(torch_model.predict_proba(texts), abs=1e-5)
+
+
+def test_every_export_keeps_the_source_s_calibration(model_dir, tmp_path):
+    from attncoach.models.saved import load_model, write_calibration
+
+    record = {"method": "temperature", "temperature": 0.5, "fitted_on": "val", "val_nll": [1.0, 0.9]}
+    write_calibration(model_dir, record)
+    source = load_model(model_dir)
+    source.model.set_subnet(SUBNETS["uniform half"])
+    texts = ["great flight", "late again", "tuesday"]
+    for name, options in (("fp32", {}), ("int8", {"quantize": "int8"})):
+        export_model_dir(model_dir, SUBNETS["uniform half"], tmp_path / name, **options)
+        assert json.loads((tmp_path / name / "calibration.json").read_text()) == record
+        exported = load_model(tmp_path / name)
+        assert exported.temperature == 0.5
+        tolerance = 1e-5 if name == "fp32" else 0.03
+        assert exported.predict_proba(texts) == pytest.approx(source.predict_proba(texts), abs=tolerance)
+    (model_dir / "calibration.json").write_text('{"method": "temperature", "temperature": -1}')
+    with pytest.raises(AttncoachError, match="calibration.json is damaged"):
+        export_model_dir(model_dir, SubnetConfig(), tmp_path / "damaged")
+    assert not (tmp_path / "damaged").exists()
 
 
 def test_the_onnx_runtime_needs_a_graph_and_a_known_runtime(model_dir):

@@ -49,6 +49,12 @@ def test_train_eval_predict(tiny_csv, tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["macro_f1"] == pytest.approx(test["macro_f1"])
     assert evaluated["confusion"] == test["confusion"]
+    temperature = json.loads((out / "model/calibration.json").read_text())["temperature"]
+    assert evaluated["temperature"] == temperature and evaluated["ece"] == pytest.approx(test["ece"])
+    assert evaluated["ece_calibrated"] == pytest.approx(metrics["calibration"]["test_ece"][1], abs=1e-5)
+    assert main(["eval", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "ECE" in table and "calibrated" in table and "temperature" in table
 
     assert main(["eval", str(out / "model"), "--data", str(tiny_csv), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 240
@@ -56,8 +62,10 @@ def test_train_eval_predict(tiny_csv, tmp_path, capsys):
     assert (
         main(["predict", str(out), "my flight was love excellent wonderful", "the phone is awful broken terrible"]) == 0
     )
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    captured = capsys.readouterr()
+    lines = [json.loads(x) for x in captured.out.splitlines()]
     assert [x["label"] for x in lines] == ["positive", "negative"]
+    assert f"probabilities calibrated: softmax(logits / {temperature:g})" in captured.err
     for line in lines:
         assert abs(sum(line["probabilities"].values()) - 1) < 1e-4
 

@@ -34,6 +34,7 @@ def test_train_eval_recommend(inter, tmp_path, capsys):
     model = tmp_path / "run" / "model"
     assert {"items.json", "users.json", "model_config.json", "model.safetensors"} <= {p.name for p in model.iterdir()}
     assert json.loads((model / "model_config.json").read_text())["task"] == "next_item"
+    assert "calibration" not in metrics and not (model / "calibration.json").exists()  # a ranking: no probabilities
     assert (tmp_path / "run" / "examples.jsonl").is_file()
     capsys.readouterr()
 

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from attncoach.cli import main
@@ -26,15 +27,19 @@ def test_a_run_trained_with_relative_paths_works_from_another_directory(tiny_csv
     assert saved["data"]["path"] == str(work / "data" / "tiny.csv")
     assert saved["output_dir"] == str(run)
     finished = json.loads((run / "metrics.json").read_text())
+    calibration = (run / "model" / "calibration.json").read_text()
 
     monkeypatch.chdir(elsewhere)
     capsys.readouterr()
     assert main(["eval", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["macro_f1"] == finished["test"]["macro_f1"]
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["macro_f1"] == finished["test"]["macro_f1"]
+    assert evaluated["ece_calibrated"] == pytest.approx(finished["calibration"]["test_ece"][1], abs=1e-5)
     assert main(["subnets", str(run), "--batch-sizes", "1", "--threads", "1"]) == 0
     rewind_to_first_checkpoint(run)
     assert main(["train", "--quiet", "--resume", str(run)]) == 0
     assert without_times(json.loads((run / "metrics.json").read_text())) == without_times(finished)
+    assert (run / "model" / "calibration.json").read_text() == calibration  # refitted the same at the end
     assert list(elsewhere.iterdir()) == [], "nothing is written where the commands ran"
 
 

@@ -10,17 +10,20 @@ import pytest
 import torch
 
 from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
-from attncoach.data.tokenizer import save_tokenizer, train_tokenizer
+from attncoach.data.tokenizer import encode_texts, save_tokenizer, train_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import EncoderConfig
 from attncoach.models.next_item import NextItemModel
 from attncoach.models.saved import (
+    CALIBRATION_FILE,
     FORMAT_VERSION,
     SavedClassifier,
     SavedRecommender,
     load_model,
     model_config,
+    predict_logits,
+    write_calibration,
     write_model_config,
 )
 
@@ -147,6 +150,40 @@ def test_a_model_with_nan_weights_gives_an_error_not_nan_probabilities(classifie
         next(classifier.model.parameters()).fill_(float("nan"))
     with pytest.raises(AttncoachError, match="probabilities are not finite .NaN. for 2 of 2 texts"):
         classifier.predict(["good service", "late again"])
+
+
+def test_a_calibrated_model_divides_its_logits_by_the_temperature(classifier):
+    texts = ["good service thanks", "late flight again", "the meeting is today", "thanks again"]
+    raw = classifier.predict(texts)
+    assert classifier.temperature is None and classifier.calibration is None
+    write_calibration(classifier.model_dir, {"method": "temperature", "temperature": 0.25, "fitted_on": "val"})
+    calibrated = SavedClassifier.load(classifier.model_dir)
+    assert calibrated.temperature == 0.25 and calibrated.calibration["fitted_on"] == "val"
+    ids = encode_texts(calibrated.tokenizer, texts, calibrated.max_length)
+    logits = predict_logits(calibrated.model, ids, 8, calibrated.device)
+    expected = torch.softmax(logits / 0.25, dim=-1).numpy()
+    np.testing.assert_allclose(calibrated.predict_proba(texts), expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(calibrated.predict_proba(texts), torch.softmax(logits, -1).numpy(), atol=1e-3)
+    assert [p["label"] for p in calibrated.predict(texts)] == [p["label"] for p in raw]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[1.5]",
+        '{"method": "temperature"}',
+        '{"method": "temperature", "temperature": 0}',
+        '{"method": "temperature", "temperature": "2"}',
+        '{"method": "temperature", "temperature": true}',
+        '{"method": "platt", "temperature": 1.5}',
+    ],
+)
+def test_a_damaged_calibration_file_is_one_clear_line_at_load(classifier, content):
+    (classifier.model_dir / CALIBRATION_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(AttncoachError) as err:
+        load_model(classifier.model_dir)
+    assert "calibration.json" in str(err.value) and "\n" not in str(err.value)
 
 
 def _recommender() -> SavedRecommender:

@@ -41,6 +41,10 @@ def test_a_classification_family_serves_every_member(families):
         assert set(answer["probabilities"]) == {"negative", "neutral", "positive"}
     about = served.describe()
     assert about["labels"] == ["negative", "neutral", "positive"] and about["model_format_version"] == 4
+    source = json.loads((families["clf"].parent / "clf" / "model" / "calibration.json").read_text())
+    assert about["calibration"] == source  # every member keeps the run's temperature
+    for name in names:
+        assert json.loads((families["clf"] / "members" / name / "calibration.json").read_text()) == source
     assert [m["name"] for m in about["members"]] == names and about["source"] == str(families["clf"])
     assert about["members"][0]["latency_ms"]["1"] == served.members[0].latency_ms[1]
     json.dumps(about)  # JSON-ready

@@ -7,6 +7,7 @@ concurrent requests and the graceful shutdown deterministic.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,25 @@ def test_predict_texts(text_server):
         assert set(prediction["probabilities"]) == {"negative", "neutral", "positive"}
         assert sum(prediction["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert "budget_met" not in body  # no budget asked for
+
+
+def test_probabilities_are_calibrated_by_the_model_s_temperature(text_server, elastic_run):
+    import torch
+
+    from attncoach.data.tokenizer import encode_texts
+    from attncoach.models.saved import load_model, predict_logits
+
+    calibration = json.loads((elastic_run / "model" / "calibration.json").read_text())
+    assert text_server.get("/v1/model").json()["calibration"] == calibration
+    texts = ["love great thanks", "meeting today office"]
+    body = text_server.post("/v1/predict", json={"texts": texts, "subnet": "full"}).json()
+    names = ("negative", "neutral", "positive")
+    served = torch.tensor([[row["probabilities"][name] for name in names] for row in body["predictions"]])
+    clf = load_model(elastic_run / "model")
+    logits = predict_logits(clf.model, encode_texts(clf.tokenizer, texts, clf.max_length), 8, clf.device)
+    calibrated = torch.softmax(logits / calibration["temperature"], -1)
+    torch.testing.assert_close(served, calibrated, atol=1e-5, rtol=0)
+    assert (served - torch.softmax(logits, -1)).abs().max() > 1e-3  # not the raw softmax
 
 
 def test_health_ready_model_and_openapi(text_server):

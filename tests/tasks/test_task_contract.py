@@ -87,6 +87,17 @@ def test_step_gives_the_loss_and_per_example_outcomes(built):
     assert small.outputs.shape == out.outputs.shape
 
 
+def test_a_task_with_class_probabilities_gives_class_logits_and_gold_labels(built):
+    name, cfg, task, data, model = built
+    if not task.class_probabilities:  # a ranking task: train.calibrate leaves it alone
+        return
+    batch = data.splits["val"].batch([0, 1, 2])
+    out = task.step(model, batch)
+    assert out.outputs.shape == (3, len(data.label_names)) and batch["labels"].shape == (3,)
+    gold = torch.nn.functional.cross_entropy(out.outputs.float(), batch["labels"], reduction="none")
+    torch.testing.assert_close(gold, out.losses)  # the outputs are the logits of the gold labels' softmax
+
+
 def test_evaluate_reports_loss_and_the_tracked_metrics(built):
     name, cfg, task, data, model = built
     metrics = task.evaluate(model, data.splits["val"], data, batch_size=7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from attncoach.rundir import RunDir
+from attncoach.train.calibrate import CalibrationCallback
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.history import ScalarHistory
 from attncoach.train.loggers import LoggerCallback, TensorBoardLogger
@@ -22,7 +23,12 @@ def _recipe(tiny_csv, tmp_path, *extra: str) -> Recipe:
 
 def test_a_plain_run_has_the_curriculum_only_and_an_uncoached_protocol(tiny_csv, tmp_path):
     recipe = _recipe(tiny_csv, tmp_path)
-    assert [type(cb) for cb in recipe.callbacks] == [CurriculumCallback, ScalarHistory, LoggerCallback]
+    assert [type(cb) for cb in recipe.callbacks] == [
+        CurriculumCallback,
+        CalibrationCallback,
+        ScalarHistory,
+        LoggerCallback,
+    ]
     assert [type(b) for b in recipe.loggers.backends] == [TensorBoardLogger]
     assert isinstance(recipe.coach, Uncoached)
     coach = recipe.coach
@@ -38,17 +44,19 @@ def test_every_pillar_plugs_in_and_its_state_reaches_the_checkpoint(tiny_csv, tm
         ElasticCallback,
         CurriculumCallback,
         CoachCallback,
+        CalibrationCallback,
         ScalarHistory,
         LoggerCallback,
     ]
     recipe.train()
     metrics = recipe.finish()
     recipe.close()
-    assert {"elastic", "curriculum", "coach"} <= set(metrics)
+    assert {"elastic", "curriculum", "coach", "calibration"} <= set(metrics)
     assert metrics["curriculum"]["record"]["never_seen"] >= 0
     latest = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["latest"]
     state = json.loads((tmp_path / "run" / "checkpoints" / latest / "state.json").read_text())
     assert {"trainer", "config", "curriculum", "coach", "history"} <= set(state) and "elastic" not in state
+    assert "calibration" not in state  # fitted at the end: a resumed run has nothing to restore
 
 
 def test_a_callback_sees_every_learned_batch_and_can_stop_the_run(tiny_csv, tmp_path):

@@ -40,7 +40,7 @@ from attncoach.errors import AttncoachError
 from attncoach.models.encoder import EncoderConfig, SubnetConfig
 from attncoach.models.onnx_graph import ONNX_FILE, export_onnx, require_onnx
 from attncoach.models.quantized import INT8, quantize_int8
-from attncoach.models.saved import QUANTIZATIONS, write_model_config
+from attncoach.models.saved import CALIBRATION_FILE, QUANTIZATIONS, write_model_config
 from attncoach.rundir import TASK_FILES
 
 # How each per-layer tensor keeps the first heads (width w = k * Dh of the inner width I)
@@ -175,7 +175,7 @@ def export_model_dir(
     The new directory holds ``model.safetensors``, ``model_config.json`` (with an
     ``"exported_from"`` record and no elastic space: the result is a plain fixed model),
     and the task's own files (``tokenizer.json`` and ``labels.json``; ``items.json`` and
-    ``users.json``); with ``onnx``, also ``model.onnx``. It is written into a temporary folder
+    ``users.json``), and the source's ``calibration.json`` when it has one; with ``onnx``, also ``model.onnx``. It is written into a temporary folder
     beside ``out_dir`` and renamed into place, so a failure leaves nothing behind.
 
     Args:
@@ -261,6 +261,8 @@ def _write_model_files(
     write_model_config(folder, config)
     for name in TASK_FILES[task]:
         shutil.copyfile(model_dir / name, folder / name)
+    if (model_dir / CALIBRATION_FILE).is_file():  # the source's temperature (fitted on the full model's val logits)
+        shutil.copyfile(model_dir / CALIBRATION_FILE, folder / CALIBRATION_FILE)
 
 
 def write_dir_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:

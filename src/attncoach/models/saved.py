@@ -11,6 +11,9 @@ model/
   items.json           next_item: the item ids; item index i + 1 is items[i] (0 is padding)
   users.json           next_item: {"users": [...], "histories": [[item index, ...], ...]}, every
                        known user's whole history, oldest first
+  calibration.json     optional, text_classification: {"method": "temperature", "temperature": T,
+                       "fitted_on": "val", "val_nll": [before, after], "val_ece": [before, after]};
+                       probabilities are softmax(logits / T) (attncoach.train.calibrate writes it)
 ```
 
 Versions: 1 (``"format": "attncoach.text-classifier"``, no ``task``) and 2 (adds
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +58,7 @@ _PLAIN_VERSION = 3  # what a model without quantization is written as (older att
 _OLD_FORMAT = "attncoach.text-classifier"  # versions 1 and 2
 QUANTIZATIONS = (INT8,)  # the values of "quantization" this version reads
 RUNTIMES = ("torch", "onnx")  # what runs a loaded model: the torch model, or its ONNX graph in ONNX Runtime
+CALIBRATION_FILE = "calibration.json"
 
 
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -112,13 +117,16 @@ class SavedClassifier:
     model_dir: Path | None = None
     runtime: str = "torch"  # "torch", or "onnx": ``model`` is then an OnnxModel
     quantization: str | None = None  # "int8" for an int8 model ("quantization" in model_config.json)
+    calibration: dict[str, Any] | None = None  # calibration.json as written, or None: probabilities uncalibrated
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> SavedClassifier:
-        """Load weights (or the ONNX graph), config, tokenizer and labels; any damaged file is a clear error."""
+        """Load weights (or the ONNX graph), config, tokenizer, labels and calibration; any damaged file
+        is a clear error."""
         model_dir = Path(model_dir)
         config = read_model_config(model_dir, "text_classification")
         labels = read_labels(model_dir / "labels.json")
+        calibration = read_calibration(model_dir)
         dev = _device(device)
         model = _load_model(model_dir, config, TextClassifier, dev, runtime)
         if model.num_labels != len(labels):
@@ -138,10 +146,19 @@ class SavedClassifier:
             model_dir,
             runtime,
             config.get("quantization"),
+            calibration,
         )
+
+    @property
+    def temperature(self) -> float | None:
+        """The temperature that divides the logits before the softmax (calibration.json), or None."""
+        return None if self.calibration is None else float(self.calibration["temperature"])
 
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Class probabilities, shape (number of texts, num_labels); one string is one text.
+
+        They are calibrated, ``softmax(logits / T)``, when the model directory holds ``calibration.json``
+        (:attr:`temperature`); the most probable label is the same either way.
 
         Raises:
             AttncoachError: ``texts`` is neither a string nor a list of strings, or the model's
@@ -152,7 +169,8 @@ class SavedClassifier:
         ids = encode_texts(self.tokenizer, texts, self.max_length)
         if not ids:
             return np.zeros((0, len(self.labels)))
-        probs = torch.softmax(predict_logits(self.model, ids, batch_size, self.device), dim=-1).numpy()
+        logits = predict_logits(self.model, ids, batch_size, self.device)
+        probs = torch.softmax(logits / (self.temperature or 1.0), dim=-1).numpy()
         bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(bad):
             raise AttncoachError(
@@ -574,6 +592,31 @@ def read_labels(path: Path) -> list[str]:
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise AttncoachError(f"{path} must be a non-empty list of label names")
     return labels
+
+
+def read_calibration(model_dir: Path) -> dict[str, Any] | None:
+    """``calibration.json`` of a model directory, checked; None when it has none.
+
+    Raises:
+        AttncoachError: a damaged file (not JSON, another method, a temperature that is not a positive number).
+    """
+    path = Path(model_dir) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    record = _read_json(path)
+    temperature = record.get("temperature") if isinstance(record, dict) else None
+    usable = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not usable or not math.isfinite(temperature) or temperature <= 0 or record.get("method") != "temperature":
+        raise AttncoachError(
+            f'{path} is damaged (it needs "method": "temperature" and a positive "temperature"); '
+            "delete it to use the model uncalibrated"
+        )
+    return record
+
+
+def write_calibration(model_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``calibration.json`` (see the module docstring) into a model directory, atomically."""
+    atomic_write_json(Path(model_dir) / CALIBRATION_FILE, record)
 
 
 def _read_json(path: Path) -> Any:

@@ -260,11 +260,13 @@ class FamilyModel:
         ]
 
     def describe(self) -> dict[str, Any]:
-        """JSON for GET /v1/model: task, labels or item count, members with their latencies, versions, source."""
+        """JSON for GET /v1/model: task, labels and calibration or item count, members with their latencies,
+        versions, source."""
         first = self._predictors[self.members[0].name]
         about: dict[str, Any] = {"task": self.task}
         if self.task == "text_classification":
             about["labels"] = list(first.labels)
+            about["calibration"] = first.calibration  # copied into every member by the export
         else:
             about["items"] = len(first.items)
             about["users"] = len(first.users)

@@ -57,12 +57,13 @@ class ServedModel(Protocol):
     members: list[MemberInfo]  # largest / most accurate first; members[0] is the default
 
     def describe(self) -> dict[str, Any]:
-        """JSON for GET /v1/model: task, labels (classification) or item count (next_item), members
-        (name, parameters, runtime, latency_ms), attncoach version, model format version, source path."""
+        """JSON for GET /v1/model: task, labels and calibration (classification) or item count (next_item),
+        members (name, parameters, runtime, latency_ms), attncoach version, model format version, source path."""
 
     def predict(self, texts: list[str], member: str) -> list[dict[str, Any]]:
         """text_classification: one {"label": str, "probabilities": {label: float}} per text, with
-        the named member. Raises AttncoachError for a task without predict."""
+        the named member (calibrated when the model has a temperature). Raises AttncoachError for a task
+        without predict."""
 
     def recommend(
         self, users: list[str] | None, histories: list[list[str]] | None, k: int, member: str
@@ -213,6 +214,7 @@ class TorchServed:
         about: dict[str, Any] = {"task": self.task}
         if self.task == "text_classification":
             about["labels"] = list(self.predictor.labels)
+            about["calibration"] = self.predictor.calibration  # its temperature divides the logits; None: raw
         else:
             about["items"] = len(self.predictor.items)
             about["users"] = len(self.predictor.users)

@@ -28,7 +28,7 @@ from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.saved import autocast_for, predict_logits, read_labels
 from attncoach.tasks.base import StepOut, Task, TaskData, encoder_config, register_task
-from attncoach.tasks.metrics import classification_metrics
+from attncoach.tasks.metrics import classification_metrics, expected_calibration_error
 
 
 @register_task("text_classification")
@@ -38,7 +38,8 @@ class TextClassificationTask(Task):
     primary = "macro_f1"
     tracked = ("macro_f1", "accuracy")
     corpus = "tweets-sentiment"
-    embedded_inputs = True  # token (item) ids through an embedding table: robust.method perturbs it
+    embedded_inputs = True  # token ids through an embedding table: robust.method perturbs it
+    class_probabilities = True
     keys = frozenset(
         {
             "data.text_column",
@@ -139,12 +140,19 @@ def evaluate_ids(
     batch_size: int,
     device: torch.device,
     bf16: bool = False,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
-    """Classification metrics and mean loss of ``model`` on encoded examples."""
+    """Classification metrics, mean loss and ``ece`` (expected calibration error, 15 bins) of ``model``
+    on encoded examples; with the ``temperature`` of a calibrated model, also ``ece_calibrated``."""
     logits = predict_logits(model, ids, batch_size, device, bf16)
     gold = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     loss = F.cross_entropy(logits, gold).item()
-    return classification_metrics(gold.tolist(), logits.argmax(-1).tolist(), label_names, loss=loss)
+    metrics = classification_metrics(gold.tolist(), logits.argmax(-1).tolist(), label_names, loss=loss)
+    metrics["ece"] = expected_calibration_error(torch.softmax(logits, -1).numpy(), gold.numpy())
+    if temperature is not None:
+        calibrated = torch.softmax(logits / temperature, -1).numpy()
+        metrics.update(temperature=temperature, ece_calibrated=expected_calibration_error(calibrated, gold.numpy()))
+    return metrics
 
 
 def chance_loss(labels: Any, num_labels: int, label_smoothing: float = 0.0) -> float | None:

@@ -37,6 +37,7 @@ from attncoach.report import write_report
 from attncoach.robust.adversarial import make_adversary
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
+from attncoach.train.calibrate import CalibrationCallback
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.history import ScalarHistory
@@ -154,6 +155,7 @@ class Recipe:
             *([ElasticCallback(self.supernet, self.space)] if self.supernet is not None else []),
             CurriculumCallback(self.scheduler, self.record),
             *([CoachCallback(session)] if session is not None else []),
+            *([CalibrationCallback()] if t.calibrate else []),  # model/calibration.json, once the best model is in
             ScalarHistory(self.run_dir.scalars),  # scalars.jsonl: every logged scalar, for the report
         ]
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
