@@ -95,6 +95,8 @@ class Task(ABC):
         corpus: the built-in corpus of a config that names no data.
         keys: the task-specific config keys this task reads; a key of another task's set left
             at a non-default value is refused (see :func:`task_keys`).
+        trains_on_texts: its training examples are raw texts encoded by a tokenizer (``augment:``
+            perturbs and re-encodes them; a task without texts refuses ``augment.p`` > 0).
     """
 
     name: ClassVar[str] = ""
@@ -102,6 +104,7 @@ class Task(ABC):
     tracked: ClassVar[tuple[str, ...]] = ()
     corpus: ClassVar[str] = ""  # the built-in corpus a config with neither data.builtin nor data.path trains on
     keys: ClassVar[frozenset[str]] = frozenset()
+    trains_on_texts: ClassVar[bool] = False
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing

@@ -38,6 +38,7 @@ class TextClassificationTask(Task):
     primary = "macro_f1"
     tracked = ("macro_f1", "accuracy")
     corpus = "tweets-sentiment"
+    trains_on_texts = True
     keys = frozenset(
         {
             "data.text_column",
