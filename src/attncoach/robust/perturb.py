@@ -124,7 +124,7 @@ def random_insertion(text: str, rate: float, rng: np.random.Generator, vocabular
     words = text.split()
     if not words:
         return text
-    pool = list(vocabulary) or words
+    pool = vocabulary if len(vocabulary) else words  # no copy: the training vocabulary is large
     for _ in range(_how_many(rate, len(words))):
         new = pool[int(rng.integers(len(pool)))]
         words.insert(int(rng.integers(len(words) + 1)), new)

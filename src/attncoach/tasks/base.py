@@ -95,14 +95,13 @@ class Task(ABC):
         corpus: the built-in corpus of a config that names no data.
         keys: the task-specific config keys this task reads; a key of another task's set left
             at a non-default value is refused (see :func:`task_keys`).
-<<<<<<< HEAD
         embedded_inputs: the model looks its inputs up in an embedding table
             (``model.encoder.embeddings.word``) that adversarial training (``robust.method``) perturbs.
-=======
         class_probabilities: whether :meth:`step`'s ``outputs`` are the logits ``(B, C)`` of a softmax
             over classes, the gold class being the batch's ``labels``: its probabilities can be
             calibrated (``train.calibrate``); a ranking task's scores are not.
->>>>>>> calib
+        trains_on_texts: its training examples are raw texts encoded by a tokenizer (``augment:``
+            perturbs and re-encodes them; a task without texts refuses ``augment.p`` > 0).
     """
 
     name: ClassVar[str] = ""
@@ -110,11 +109,9 @@ class Task(ABC):
     tracked: ClassVar[tuple[str, ...]] = ()
     corpus: ClassVar[str] = ""  # the built-in corpus a config with neither data.builtin nor data.path trains on
     keys: ClassVar[frozenset[str]] = frozenset()
-<<<<<<< HEAD
     embedded_inputs: ClassVar[bool] = False
-=======
     class_probabilities: ClassVar[bool] = False
->>>>>>> calib
+    trains_on_texts: ClassVar[bool] = False
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing

@@ -40,6 +40,7 @@ class TextClassificationTask(Task):
     corpus = "tweets-sentiment"
     embedded_inputs = True  # token ids through an embedding table: robust.method perturbs it
     class_probabilities = True
+    trains_on_texts = True
     keys = frozenset(
         {
             "data.text_column",

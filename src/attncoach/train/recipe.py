@@ -35,6 +35,7 @@ from attncoach.models.saved import autocast_for, model_config, write_model_confi
 from attncoach.progress import TrainingProgress
 from attncoach.report import write_report
 from attncoach.robust.adversarial import make_adversary
+from attncoach.robust.augment import make_augmenter
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.calibrate import CalibrationCallback
@@ -136,6 +137,7 @@ class Recipe:
         if t.freeze_after == 0:
             self._freeze()
         self.scores = self._score_and_prune()
+        self.augmenter = make_augmenter(self.cfg, self.data)  # None unless augment.p > 0
         train = self.data.splits["train"]
         self.sampler = LengthBucketBatchSampler(train.lengths, t.batch_size, seed=t.seed, bucket_size=t.bucket_size)
         self.store = CheckpointStore(self.run_dir.checkpoints, keep=t.keep_checkpoints)
@@ -504,7 +506,7 @@ class Recipe:
                     callback.on_round_start(self, s.epoch)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
-                    batch = train.batch(index)
+                    batch = train.batch(index) if self.augmenter is None else self.augmenter.batch(train, index, s.step)
                     undone = self.coach.probing  # the LR probe's steps are rolled back: nothing learns from them
                     loss, grad_norm = self.train_step(batch)
                     if not undone:

@@ -106,6 +106,7 @@ def check_registries(cfg: RunConfig) -> None:
     _check_coach(cfg)
     _check_curriculum(cfg)
     _check_robust(cfg)
+    _check_augment(cfg)
     _check_log(cfg)
 
 
@@ -124,6 +125,17 @@ def _check_log(cfg: RunConfig) -> None:
     from attncoach.train.loggers import check_backends
 
     check_backends(cfg.log)  # unknown names; a missing library is refused when training starts
+
+
+def _check_augment(cfg: RunConfig) -> None:
+    """Augmentation perturbs raw training texts: a task whose examples are not texts refuses it."""
+    from attncoach.tasks import TASKS
+
+    check_key(
+        cfg.augment.p == 0 or TASKS[cfg.task].trains_on_texts,
+        "augment.p",
+        f"must be 0 for task {cfg.task}: augmentation perturbs training texts, and its examples are not texts",
+    )
 
 
 def _check_task_keys(cfg: RunConfig) -> None:
