@@ -13,8 +13,8 @@
     attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
     attncoach report RUN [RUN ...] [--out FILE.html]
     attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
-    attncoach robustness RUN [--data FILE] [--seed S] [--attack-examples N] [--query-budget Q] [--json]
-                         [--out FILE.json [--overwrite]]
+    attncoach robustness RUN [--data FILE] [--seed S] [--attack-examples N] [--query-budget Q] [--no-textattack]
+                         [--json] [--out FILE.json [--overwrite]]
 
 Options and positional arguments may come in any order. Problems with the user's input end
 with one line on stderr and exit status 2, a bug with exit status 1; ``--debug`` adds the
@@ -1057,6 +1057,11 @@ def _add_robustness(sub: Any, common: argparse.ArgumentParser) -> None:
     rb.add_argument(
         "--query-budget", type=int, default=50, metavar="Q", help="model queries per attacked example (default: 50)"
     )
+    rb.add_argument(
+        "--no-textattack",
+        action="store_true",
+        help="do not run TextAttack's DeepWordBug recipe even where textattack is installed (it is slow)",
+    )
     rb.add_argument("--json", action="store_true", help="print the report as JSON")
     rb.add_argument("--out", metavar="FILE.json", help="write the report here (default: RUN/robustness.json)")
     _add_overwrite_option(rb, "--out")
@@ -1092,6 +1097,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             attack_examples=args.attack_examples,
             query_budget=args.query_budget,
             temperature=temperature,
+            deepwordbug=not args.no_textattack,
             progress=bar.update,
         )
     report = {"run": str(run.path), "model": str(model_dir), **report}
@@ -1151,8 +1157,9 @@ def _robustness_file(args: argparse.Namespace, run: Any, clf: Any) -> Any:
     data_cfg = _eval_data_config(cfg, args)
     try:
         group = args.group_column
-        if group is None and cfg.data.group_column in column_names(Path(args.data), args.format, data_cfg.encoding):
-            group = cfg.data.group_column
+        run_group = cfg.data.group_column
+        if group is None and run_group and run_group in column_names(Path(args.data), args.format, data_cfg.encoding):
+            group = run_group
         examples = read_examples(dataclasses.replace(data_cfg, group_column=group))
         check_labels(examples, clf.labels, args.data)
     except AttncoachError as exc:
@@ -1162,7 +1169,7 @@ def _robustness_file(args: argparse.Namespace, run: Any, clf: Any) -> Any:
         [e.text for e in examples],
         np.array([class_id[e.label] for e in examples], dtype=np.int64),
         clf.labels,
-        args.data,
+        f"file {args.data}",
         [e.group or "" for e in examples] if group else [],
         group,
     )

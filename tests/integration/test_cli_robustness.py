@@ -108,12 +108,13 @@ def test_calibrated_ece_when_the_model_has_a_temperature(grouped_run, tmp_path, 
 def test_data_file_with_and_without_its_group_column(grouped_run, tmp_path, capsys):
     grouped = write_grouped(tmp_path / "other.csv", 30)
     report = robustness(capsys, str(grouped_run), "--data", str(grouped), "--attack-examples", "2")
-    assert report["source"] == str(grouped) and report["examples"] == 30
+    assert report["source"] == f"file {grouped}" and report["examples"] == 30
     assert report["groups"]["column"] == "source" and {r["n"] for r in report["groups"]["rows"]} == {10, 20}
     plain = tmp_path / "plain.csv"
     with open(plain, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([("text", "label"), *make_corpus(30)])
-    assert robustness(capsys, str(grouped_run), "--data", str(plain), "--attack-examples", "0")["groups"] is None
+    report = robustness(capsys, str(grouped_run), "--data", str(plain), "--attack-examples", "3", "--no-textattack")
+    assert report["groups"] is None and [row["name"] for row in report["attacks"]] == ["greedy_word_importance"]
     renamed = write_grouped(tmp_path / "renamed.csv", 30, column="domain")
     report = robustness(capsys, str(grouped_run), "--data", str(renamed), "--group-column", "domain", *FAST)
     assert report["groups"]["column"] == "domain"

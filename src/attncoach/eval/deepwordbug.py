@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,14 +37,18 @@ def deepwordbug_row(
     except Exception as exc:  # an optional third-party library that cannot start offline: reported, not raised
         missing = isinstance(exc, ModuleNotFoundError) and exc.name == "textattack"
         row["reason"] = "textattack not installed" if missing else f"textattack cannot run here: {_line(exc)}"
+        if isinstance(exc, LookupError):  # NLTK data: nltk.download fetches it from outside PyPI
+            row["reason"] += " (NLTK data that nltk.download fetches)"
         return row
+    start = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the report (--json)
             results = [_result(attack.attack(text, int(label)), text, int(label)) for text, label in zip(texts, gold)]
     except Exception as exc:
         row["reason"] = f"textattack failed: {_line(exc)}"
         return row
-    return {**attack_summary(results, budget), "name": NAME, "description": DESCRIPTION}
+    summary = attack_summary(results, budget)
+    return {**summary, "name": NAME, "description": DESCRIPTION, "seconds": time.perf_counter() - start}
 
 
 def _recipe(probabilities: Probabilities, budget: int) -> Any:
