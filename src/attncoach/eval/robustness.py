@@ -237,7 +237,7 @@ def attack_order(gold: np.ndarray, predicted: np.ndarray, seed: int, count: int)
 
     Example:
         >>> attack_order(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), seed=0, count=2)
-        [3, 1]
+        [0, 1]
     """
     order = np.random.default_rng([seed, zlib.crc32(b"attack order")]).permutation(len(gold))
     return [int(i) for i in order if gold[i] == predicted[i]][:count]
