@@ -13,6 +13,8 @@
     attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
     attncoach report RUN [RUN ...] [--out FILE.html]
     attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
+    attncoach robustness RUN [--data FILE] [--seed S] [--attack-examples N] [--query-budget Q] [--no-textattack]
+                         [--json] [--out FILE.json [--overwrite]]
 
 Options and positional arguments may come in any order. Problems with the user's input end
 with one line on stderr and exit status 2, a bug with exit status 1; ``--debug`` adds the
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
     ex.set_defaults(func=cmd_examples)
+    _add_robustness(sub, common)
     _add_serve(sub, common)
     _add_report_and_attention(sub, common)
     return parser
@@ -469,6 +472,7 @@ _EVAL_FLAGS = {
     "data.label_column": "--label-column",
     "data.encoding": "--encoding",
     "data.format": "--format",
+    "data.group_column": "--group-column",
 }
 
 
@@ -1043,6 +1047,225 @@ def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> 
     if not console.is_terminal:
         console = Console(width=160)
     console.print(table)
+
+
+# ---------------------------------------------------------------- robustness
+def _add_robustness(sub: Any, common: argparse.ArgumentParser) -> None:
+    rb = sub.add_parser(
+        "robustness",
+        parents=[common],
+        help="a classifier under noise and a black-box attack, its calibration, and per-group metrics",
+    )
+    rb.add_argument("path", metavar="RUN")
+    rb.add_argument("--data", metavar="FILE", help="a labelled CSV/TSV/JSONL file (default: the run's test split)")
+    rb.add_argument("--text-column", help="text column of --data (default: the run's)")
+    rb.add_argument("--label-column", help="label column of --data (default: the run's)")
+    rb.add_argument(
+        "--group-column", help="group column of --data (default: the run's data.group_column, when the file has it)"
+    )
+    rb.add_argument("--encoding", help="encoding of --data (default: the run's)")
+    rb.add_argument("--format", help="format of --data: csv, tsv or jsonl (default: from its suffix)")
+    rb.add_argument("--seed", type=int, default=0, help="seed of the perturbations and the attack (default: 0)")
+    rb.add_argument(
+        "--attack-examples",
+        type=int,
+        default=500,
+        metavar="N",
+        help="attack the first N correctly classified examples, in an order drawn from the seed (default: 500; 0: none)",
+    )
+    rb.add_argument(
+        "--query-budget", type=int, default=50, metavar="Q", help="model queries per attacked example (default: 50)"
+    )
+    rb.add_argument(
+        "--no-textattack",
+        action="store_true",
+        help="do not run TextAttack's DeepWordBug recipe even where textattack is installed (it is slow)",
+    )
+    rb.add_argument("--json", action="store_true", help="print the report as JSON")
+    rb.add_argument("--out", metavar="FILE.json", help="write the report here (default: RUN/robustness.json)")
+    _add_overwrite_option(rb, "--out")
+    rb.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from attncoach.atomicfile import atomic_write_json
+    from attncoach.eval.robustness import classifier_logits, robustness_report, saved_temperature
+    from attncoach.models.saved import load_model
+    from attncoach.progress import CountProgress
+    from attncoach.rundir import resolve_model_dir
+
+    if args.attack_examples < 0:
+        raise AttncoachError(f"--attack-examples must be 0 or more, got {args.attack_examples}")
+    if args.query_budget < 2:
+        raise AttncoachError(f"--query-budget must be at least 2 (the text and one edit), got {args.query_budget}")
+    run = _robustness_run(args.path)
+    out = run.robustness
+    if args.out is not None and Path(args.out).resolve() != run.robustness.resolve():
+        out = _checked_output(args.out, "--out", args.overwrite, inputs=[args.data] if args.data else [])
+    model_dir = resolve_model_dir(run.path)
+    clf = load_model(model_dir)
+    if clf.task != "text_classification":
+        raise AttncoachError(f"robustness measures text classifiers; run {run.path} holds a {clf.task} model")
+    data = _robustness_data(args, run, model_dir, clf)
+    temperature = saved_temperature(model_dir)
+    with CountProgress("attack", "examples", enabled=not args.quiet) as bar:
+        report = robustness_report(
+            classifier_logits(clf),
+            data,
+            seed=args.seed,
+            attack_examples=args.attack_examples,
+            query_budget=args.query_budget,
+            temperature=temperature,
+            deepwordbug=not args.no_textattack,
+            progress=bar.update,
+        )
+    report = {"run": str(run.path), "model": str(model_dir), **report}
+    atomic_write_json(out, report)
+    if args.json:
+        print(_json_text(report))
+    else:
+        _print_robustness(report)
+    log.info("wrote the report to %s", out)
+    return 0
+
+
+def _robustness_run(path: str) -> Any:
+    """The run ``path`` names; a model directory or any other folder is refused, saying what to give."""
+    from attncoach.rundir import RunDir
+
+    given = Path(path)
+    if (given / "model_config.json").is_file() and not RunDir(given).is_run():
+        raise AttncoachError(f"{given} is a model directory: give its run directory (robustness reads the run's data)")
+    return RunDir.existing(given)
+
+
+def _robustness_data(args: argparse.Namespace, run: Any, model_dir: Path, clf: Any) -> Any:
+    """The labelled texts to measure on: ``--data FILE``, else the run's test split (with its groups)."""
+    from attncoach.eval.robustness import LabelledTexts
+
+    if args.data is None:
+        if args.group_column:
+            raise AttncoachError(
+                "--group-column names a column of --data; the run's test split keeps data.group_column"
+            )
+        cfg, _, data = _run_data(run, model_dir, clf)
+        test = data.splits["test"]
+        if len(test) == 0:
+            raise AttncoachError(f"run {run.path} has an empty test split: give --data FILE to measure on")
+        group_column = cfg.data.group_column if test.groups else None
+        return LabelledTexts(
+            test.texts, test.labels, clf.labels, f"test split of {run.path}", test.groups, group_column
+        )
+    return _robustness_file(args, run, clf)
+
+
+def _robustness_file(args: argparse.Namespace, run: Any, clf: Any) -> Any:
+    """``--data FILE`` as labelled texts; its groups from --group-column, or from the run's group column
+    when the file has that column."""
+    import dataclasses
+
+    import numpy as np
+
+    from attncoach.data.prepare import check_labels
+    from attncoach.data.readers import column_names
+    from attncoach.data.sources import read_examples
+    from attncoach.eval.robustness import LabelledTexts
+    from attncoach.train.settings import load_run_config as load_config
+
+    cfg = load_config(run.config)
+    data_cfg = _eval_data_config(cfg, args)
+    try:
+        group = args.group_column
+        run_group = cfg.data.group_column
+        if group is None and run_group and run_group in column_names(Path(args.data), args.format, data_cfg.encoding):
+            group = run_group
+        examples = read_examples(dataclasses.replace(data_cfg, group_column=group))
+        check_labels(examples, clf.labels, args.data)
+    except AttncoachError as exc:
+        raise AttncoachError(_with_eval_flags(str(exc))) from None
+    class_id = {name: i for i, name in enumerate(clf.labels)}
+    return LabelledTexts(
+        [e.text for e in examples],
+        np.array([class_id[e.label] for e in examples], dtype=np.int64),
+        clf.labels,
+        f"file {args.data}",
+        [e.group or "" for e in examples] if group else [],
+        group,
+    )
+
+
+def _print_robustness(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    temperature = report["temperature"]
+    print(
+        f"robustness of {report['run']} on the {report['source']}: {report['examples']} examples, seed {report['seed']}"
+    )
+    table = Table()
+    columns = ["condition", "macro-F1", "accuracy", "drop (points)", "ECE"]
+    columns += [] if temperature is None else [f"ECE at T={temperature:.2f}"]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "condition" else "right")
+    for row in report["conditions"]:
+        cells = [row["description"], f"{row['macro_f1']:.4f}", f"{row['accuracy']:.4f}", f"{row['drop_points']:.1f}"]
+        cells += [f"{row['ece']:.4f}"] + ([] if temperature is None else [f"{row['ece_calibrated']:.4f}"])
+        table.add_row(*cells)
+    console.print(table)
+    if temperature is None:
+        print("ECE is of the raw softmax: the model has no calibration.json")
+    _print_attacks(console, report["attacks"])
+    if report["groups"] is not None:
+        _print_groups(console, report["groups"])
+
+
+def _print_attacks(console: Any, attacks: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    if not attacks:
+        print("no attack ran (--attack-examples 0)")
+        return
+    print(f"attacks on correctly classified examples, at most {attacks[0]['query_budget']} queries each:")
+    table = Table()
+    for col in ("attack", "attacked", "success rate", "queries per success", "words edited", "seconds"):
+        table.add_column(col, justify="left" if col == "attack" else "right")
+    for row in attacks:
+        if not row["ran"]:
+            table.add_row(row["description"], "did not run", "", "", "", "")
+            continue
+        per_success, edited = row["mean_queries_per_success"], row["mean_fraction_words_edited"]
+        table.add_row(
+            row["description"],
+            str(row["attacked"]),
+            f"{100 * row['success_rate']:.1f} %",
+            "" if per_success is None else f"{per_success:.1f}",
+            "" if edited is None else f"{100 * edited:.1f} %",
+            f"{row['seconds']:.1f}",
+        )
+    console.print(table)
+    for row in attacks:
+        if not row["ran"]:
+            print(f"{row['description']} did not run: {row['reason']}")
+    print(f"adversarial examples of the {attacks[0]['description']} attack:")
+    for example in attacks[0]["examples"]:
+        print(f"  {example['gold']} -> {example['predicted']}: {example['adversarial']!r}  (was {example['text']!r})")
+
+
+def _print_groups(console: Any, groups: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    print(f"groups ({groups['column']}) on the clean texts:")
+    table = Table()
+    for col in ("group", "examples", "macro-F1", "accuracy"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for row in groups["rows"]:
+        table.add_row(row["group"], str(row["n"]), f"{row['macro_f1']:.4f}", f"{row['accuracy']:.4f}")
+    console.print(table)
+    worst = next(row for row in groups["rows"] if row["group"] == groups["worst"])
+    print(f"worst group: {worst['group']} (macro-F1 {worst['macro_f1']:.4f}, accuracy {worst['accuracy']:.4f})")
 
 
 # ---------------------------------------------------------------- serve

@@ -112,3 +112,49 @@ class StreamProgress:
         """``position`` bytes of the file read, ``done`` items finished."""
         if self._progress is not None:
             self._progress.update(self._task, completed=position, done=done)
+
+
+class CountProgress:
+    """Progress through a count of items known once the work starts (e.g. the examples an attack takes).
+
+    The bar appears at the first :meth:`update`, and only when ``enabled`` and stderr is a
+    terminal; otherwise every call does nothing.
+
+    Args:
+        description: what is being done, e.g. ``attack``.
+        unit: what the count counts, e.g. ``examples``.
+        enabled: draw the bar at all (off with ``--quiet``).
+    """
+
+    def __init__(self, description: str, unit: str, enabled: bool = True):
+        self._progress = None
+        self._started = False
+        if enabled and console().is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(unit),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console(),
+                transient=False,
+            )
+            self._task = self._progress.add_task(description, total=None)
+
+    def __enter__(self) -> CountProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._started:
+            self._progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        """``done`` of ``total`` items finished."""
+        if self._progress is None:
+            return
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        self._progress.update(self._task, completed=done, total=total)

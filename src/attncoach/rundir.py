@@ -16,6 +16,7 @@ RUN/
   difficulty.json  difficulty scores and the examples kept by pruning, when the curriculum uses them
   report.html      the one-file report (attncoach.report), written when the run ends (log.report)
   subnets.json     optional: `attncoach subnets RUN --out RUN/subnets.json` (the report charts it)
+  robustness.json  written by `attncoach robustness RUN` (attncoach.eval.robustness)
 ```
 """
 
@@ -48,6 +49,7 @@ class RunDir:
     coach_log = property(lambda self: self.path / "coach.jsonl")
     report = property(lambda self: self.path / "report.html")
     subnets = property(lambda self: self.path / "subnets.json")
+    robustness = property(lambda self: self.path / "robustness.json")
 
     def is_run(self) -> bool:
         """Whether the directory holds an attncoach run (it has a config.yaml)."""

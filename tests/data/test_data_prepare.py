@@ -147,3 +147,14 @@ def test_enough_data_gives_no_size_warnings(write_file, tweets, caplog):
         data = prepare_data(small_config(path, val_fraction=0.3, test_fraction=0.3), seed=0)
     assert data.stats["warnings"] == [] and not caplog.records
     assert len(data.splits["test"]) == 11
+
+
+def test_groups_follow_their_examples_into_the_splits(write_file, tweets):
+    rows = [f'"{text} {i}",{label},{"news" if i % 2 else "shop"}' for i in range(5) for text, label in tweets]
+    path = write_file("d.csv", "text,label,source\n" + "\n".join(rows) + "\n")
+    data = prepare_data(small_config(path, group_column="source"), seed=0)
+    for split in data.splits.values():
+        assert split.groups == [("news" if int(text.rsplit(" ", 1)[1]) % 2 else "shop") for text in split.texts]
+    test = data.splits["test"]
+    assert test.subset([1, 0]).groups == [test.groups[1], test.groups[0]]
+    assert prepare_data(small_config(path), seed=0).splits["test"].groups == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attncoach.data.readers import Columns, format_of, read_table
+from attncoach.data.readers import Columns, column_names, format_of, read_table
 from attncoach.errors import AttncoachError
 
 COLUMNS = Columns("text", "label")
@@ -273,3 +273,31 @@ def test_a_long_jsonl_line_with_a_syntax_error_does_not_blame_the_encoding(write
     path = write_file("d.jsonl", '{"text": "' + "word " * 100 + '", "label": }\n')
     message = expect_error(path, ["line 1 is not valid JSON"])
     assert "encoding" not in message
+
+
+def test_group_column_is_kept_per_row_in_csv_and_jsonl(write_file):
+    columns = Columns("text", "label", group="source")
+    csv_path = write_file("d.csv", "source,text,label\n news ,a,pos\n,b,neg\nshop,c,pos\n")
+    assert [(r.text, r.group) for r in read_table(csv_path, None, "utf-8", columns)] == [
+        ("a", "news"),
+        ("b", ""),
+        ("c", "shop"),
+    ]
+    jsonl = write_file("d.jsonl", '{"text": "a", "label": 1, "source": 7}\n{"text": "b", "label": 0}\n')
+    assert [r.group for r in read_table(jsonl, None, "utf-8", columns)] == ["7", ""]
+    assert [r.group for r in read_table(jsonl, None, "utf-8", COLUMNS)] == [None, None]
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.jsonl"])
+def test_missing_group_column_names_the_key(write_file, name):
+    content = "text,label\na,pos\n" if name.endswith(".csv") else '{"text": "a", "label": "pos"}\n'
+    path = write_file(name, content)
+    with pytest.raises(AttncoachError, match="has no column 'domain'.*set data.group_column"):
+        read_table(path, None, "utf-8", Columns("text", "label", group="domain"))
+
+
+def test_column_names_of_each_format(write_file):
+    assert column_names(write_file("d.csv", " text ,label,src\na,b,c\n"), None, "utf-8") == ["text", "label", "src"]
+    assert column_names(write_file("d.tsv", "text\tlabel\nx\ty\n"), None, "utf-8") == ["text", "label"]
+    jsonl = write_file("d.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "src": "x"}\n')
+    assert column_names(jsonl, None, "utf-8") == ["text", "label", "src"]

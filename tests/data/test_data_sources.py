@@ -68,3 +68,8 @@ def test_builtin_tweets_corpus_loads():
     assert {e.label for e in kept} == {"negative", "neutral", "positive"}
     assert all(e.text.strip() and e.split is None for e in kept[:100])
     assert kept[0].line == 2
+
+
+def test_group_column_with_a_builtin_corpus_is_refused():
+    with pytest.raises(AttncoachError, match="data.group_column 'source'.*built-in corpus tweets-sentiment.*data.path"):
+        read_rows(DataConfig(group_column="source"))

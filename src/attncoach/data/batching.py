@@ -25,12 +25,14 @@ class EncodedSplit:
         labels: class ids, shape (N,), int64.
         texts: the raw texts.
         lines: the source line of each example (0 when unknown).
+        groups: the group of each example (``data.group_column``), or empty when the data has none.
     """
 
     ids: list[list[int]]
     labels: np.ndarray
     texts: list[str]
     lines: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
@@ -38,6 +40,8 @@ class EncodedSplit:
             self.lines = [0] * len(self.ids)
         if not len(self.ids) == len(self.labels) == len(self.texts) == len(self.lines):
             raise ValueError("ids, labels, texts and lines must have one entry per example")
+        if self.groups and len(self.groups) != len(self.ids):
+            raise ValueError("groups must be empty or have one entry per example")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,7 +55,11 @@ class EncodedSplit:
         """The examples at ``indices``, in that order (e.g. the ones data pruning keeps)."""
         keep = np.asarray(indices, dtype=np.int64)
         return EncodedSplit(
-            [self.ids[i] for i in keep], self.labels[keep], [self.texts[i] for i in keep], [self.lines[i] for i in keep]
+            [self.ids[i] for i in keep],
+            self.labels[keep],
+            [self.texts[i] for i in keep],
+            [self.lines[i] for i in keep],
+            [self.groups[i] for i in keep] if self.groups else [],
         )
 
     def batch(self, indices: Sequence[int], pad_id: int = 0) -> dict[str, torch.Tensor]:

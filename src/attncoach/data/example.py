@@ -16,9 +16,12 @@ class Example:
         split: "train", "val" or "test" when the source names a split, else None.
         line: the 1-based line of the source file where the row starts (the CSV/TSV
             header is line 1).
+        group: the value of the group column (``data.group_column``: a source, a domain),
+            or None when no group column is read.
     """
 
     text: str
     label: str
     split: Optional[str] = None
     line: int = 0
+    group: Optional[str] = None

@@ -191,6 +191,7 @@ def _encoded_split(examples: Sequence[Example], ids: list[list[int]], labels: Se
         labels=np.array([class_id[e.label] for e in examples], dtype=np.int64),
         texts=[e.text for e in examples],
         lines=[e.line for e in examples],
+        groups=[e.group for e in examples] if any(e.group is not None for e in examples) else [],
     )
 
 

@@ -42,11 +42,12 @@ _SPLIT_OF_VALUE = {"train": "train", "val": "val", "validation": "val", "dev": "
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns (CSV/TSV) or keys (JSONL) hold the text, the label and the split."""
+    """Which columns (CSV/TSV) or keys (JSONL) hold the text, the label, the split and the group."""
 
     text: str = "text"
     label: str = "label"
     split: Optional[str] = None
+    group: Optional[str] = None
 
 
 def format_of(
@@ -89,7 +90,7 @@ def read_table(path: Path, fmt: Optional[str], encoding: str, columns: Columns) 
         fmt: "csv", "tsv" or "jsonl" (one object per line, or one JSON array of objects);
             None to guess from the suffix (.json reads as jsonl).
         encoding: the text encoding of the file.
-        columns: the names of the text, label and (optional) split columns.
+        columns: the names of the text, label and (optional) split and group columns.
 
     Returns:
         One example per row, in file order. Labels are stripped; texts are kept as read.
@@ -105,6 +106,22 @@ def read_table(path: Path, fmt: Optional[str], encoding: str, columns: Columns) 
     if not examples:
         raise AttncoachError(f"data file {path} has no rows")
     return examples
+
+
+def column_names(path: Path, fmt: Optional[str], encoding: str) -> list[str]:
+    """The columns of a CSV/TSV file's header, or the keys found in a JSONL file, in first-seen order.
+
+    Raises:
+        AttncoachError: as :func:`read_table`, for a file that cannot be read or parsed.
+    """
+    require_file(path)
+    fmt = format_of(path, fmt)
+    text = read_text(path, encoding)
+    if fmt == "jsonl":
+        return list(dict.fromkeys(key for _, obj in json_objects(text, path) for key in obj))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    header = next(rows_with_lines(reader, path), None)
+    return [] if header is None else [name.strip() for name in header[1]]
 
 
 def read_text(path: Path, encoding: str) -> str:
@@ -198,10 +215,12 @@ def _read_delimited(text: str, path: Path, columns: Columns, delimiter: str) -> 
     text_at = _column_index(names, columns.text, "data.text_column", path)
     label_at = _column_index(names, columns.label, "data.label_column", path)
     split_at = None if columns.split is None else _column_index(names, columns.split, "data.split_column", path)
+    group_at = None if columns.group is None else _column_index(names, columns.group, "data.group_column", path)
     examples = []
     for line, row in rows:
         split = None if split_at is None else split_name(_cell(row, split_at), line, path)
-        examples.append(Example(_cell(row, text_at), _cell(row, label_at).strip(), split, line))
+        group = None if group_at is None else _cell(row, group_at).strip()
+        examples.append(Example(_cell(row, text_at), _cell(row, label_at).strip(), split, line, group))
     return examples
 
 
@@ -249,6 +268,7 @@ def _read_jsonl(text: str, path: Path, columns: Columns) -> list[Example]:
         (columns.text, "data.text_column"),
         (columns.label, "data.label_column"),
         (columns.split, "data.split_column"),
+        (columns.group, "data.group_column"),
     ):
         if name is not None and name not in keys:
             raise _missing_column(path, name, keys, key)
@@ -321,7 +341,8 @@ def _json_example(obj: dict[str, Any], line: int, path: Path, columns: Columns) 
     split = None
     if columns.split is not None:
         split = split_name(_json_scalar(obj.get(columns.split), columns.split, line, path), line, path)
-    return Example(text, label, split, line)
+    group = None if columns.group is None else _json_scalar(obj.get(columns.group), columns.group, line, path).strip()
+    return Example(text, label, split, line, group)
 
 
 def _json_scalar(value: Any, key: str, line: int, path: Path) -> str:

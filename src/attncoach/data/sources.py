@@ -43,14 +43,19 @@ def read_rows(cfg: DataConfig) -> list[Example]:
 
     ``cfg.path`` is read with ``cfg.format``, ``cfg.encoding`` and the configured columns;
     otherwise the built-in corpus ``cfg.builtin`` (default tweets-sentiment) is loaded with
-    its own columns.
+    its own columns (it has no group column: ``data.group_column`` is refused with it).
 
     Raises:
         AttncoachError: any problem with the source (see :func:`read_table`).
     """
     if cfg.path is None:
+        if cfg.group_column is not None:
+            raise AttncoachError(
+                f"data.group_column '{cfg.group_column}' names a column of a data file, and "
+                f"{source_name(cfg)} has none; set data.path to a file with that column"
+            )
         return load_builtin(cfg.builtin or DEFAULT_BUILTIN)
-    columns = Columns(cfg.text_column, cfg.label_column, cfg.split_column)
+    columns = Columns(cfg.text_column, cfg.label_column, cfg.split_column, cfg.group_column)
     return read_table(Path(cfg.path), cfg.format, cfg.encoding, columns)
 
 

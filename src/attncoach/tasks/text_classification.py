@@ -46,6 +46,7 @@ class TextClassificationTask(Task):
             "data.text_column",
             "data.label_column",
             "data.split_column",
+            "data.group_column",
             "data.val_fraction",
             "data.test_fraction",
             "data.normalize",
