@@ -1089,7 +1089,7 @@ def _add_robustness(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     from attncoach.atomicfile import atomic_write_json
-    from attncoach.eval.robustness import classifier_logits, robustness_report, saved_temperature
+    from attncoach.eval.robustness import classifier_logits, robustness_report
     from attncoach.models.saved import load_model
     from attncoach.progress import CountProgress
     from attncoach.rundir import resolve_model_dir
@@ -1107,7 +1107,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if clf.task != "text_classification":
         raise AttncoachError(f"robustness measures text classifiers; run {run.path} holds a {clf.task} model")
     data = _robustness_data(args, run, model_dir, clf)
-    temperature = saved_temperature(model_dir)
+    temperature = clf.temperature  # calibration.json, checked when the model loaded
     with CountProgress("attack", "examples", enabled=not args.quiet) as bar:
         report = robustness_report(
             classifier_logits(clf),

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from attncoach.errors import AttncoachError
 from attncoach.eval.robustness import (
     CONDITIONS,
     LabelledTexts,
@@ -16,7 +15,6 @@ from attncoach.eval.robustness import (
     example_rng,
     group_metrics,
     robustness_report,
-    saved_temperature,
     softmax,
 )
 
@@ -121,13 +119,3 @@ def test_worst_group_ties_go_to_lower_accuracy_then_name():
     assert group_metrics(texts, np.array([0, 1, 0, 1]))["worst"] == "y"
     assert group_metrics(texts, np.array([0, 1, 1, 1]))["worst"] == "y"
     assert group_metrics(texts, np.array([1, 1, 0, 1]))["worst"] == "z"
-
-
-def test_saved_temperature(tmp_path):
-    assert saved_temperature(tmp_path) is None
-    (tmp_path / "calibration.json").write_text(json.dumps({"temperature": 1.5, "ece_before": 0.1}))
-    assert saved_temperature(tmp_path) == 1.5
-    for bad in ("{", '{"t": 1}', '{"temperature": 0}', '{"temperature": "hot"}', '{"temperature": true}', "[1]"):
-        (tmp_path / "calibration.json").write_text(bad)
-        with pytest.raises(AttncoachError, match="calibration.json"):
-            saved_temperature(tmp_path)

@@ -87,22 +87,28 @@ def test_printed_tables(grouped_run, capsys):
         "greedy word importance",
         "TextAttack DeepWordBug recipe",
         "worst group: ",
-        "ECE is of the raw softmax",
+        "ECE at T=",  # a run fits its temperature on val at the end (train.calibrate, on by default)
     ):
         assert text in out, text
 
 
-def test_calibrated_ece_when_the_model_has_a_temperature(grouped_run, tmp_path, capsys):
+def test_calibrated_ece_at_the_models_temperature_and_raw_without_one(grouped_run, tmp_path, capsys):
     calibration = grouped_run / "model" / "calibration.json"
-    calibration.write_text(json.dumps({"temperature": 2.0}))
+    fitted = calibration.read_text()
+    calibration.write_text(json.dumps({"method": "temperature", "temperature": 2.0}))
     try:
         report = robustness(capsys, str(grouped_run), "--attack-examples", "0", "--out", str(tmp_path / "r.json"))
         assert main(["robustness", "--quiet", str(grouped_run), "--attack-examples", "0", "--overwrite"]) == 0
         assert "ECE at T=2.00" in capsys.readouterr().out
-    finally:
         calibration.unlink()
+        raw = robustness(capsys, str(grouped_run), "--attack-examples", "0", "--out", str(tmp_path / "raw.json"))
+        assert main(["robustness", "--quiet", str(grouped_run), "--attack-examples", "0", "--overwrite"]) == 0
+        assert "ECE is of the raw softmax: the model has no calibration.json" in capsys.readouterr().out
+    finally:
+        calibration.write_text(fitted)
     assert report["temperature"] == 2.0 and report["attacks"] == []
     assert all(row["ece_calibrated"] is not None for row in report["conditions"])
+    assert raw["temperature"] is None and all(row["ece_calibrated"] is None for row in raw["conditions"])
 
 
 def test_data_file_with_and_without_its_group_column(grouped_run, tmp_path, capsys):

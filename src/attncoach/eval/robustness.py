@@ -20,21 +20,17 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from attncoach.data.tokenizer import encode_texts
-from attncoach.errors import AttncoachError
 from attncoach.eval.deepwordbug import deepwordbug_row
 from attncoach.models.saved import predict_logits
 from attncoach.robust.attack import attack_summary, greedy_attack
@@ -43,7 +39,6 @@ from attncoach.tasks.metrics import classification_metrics, expected_calibration
 
 log = logging.getLogger("attncoach")
 
-CALIBRATION_FILE = "calibration.json"  # {"temperature": T, ...} in a model directory
 ECE_BINS = 15
 
 
@@ -88,24 +83,6 @@ class LabelledTexts:
 def example_rng(seed: int, stream: str, index: int) -> np.random.Generator:
     """The random generator of example ``index`` under ``stream`` (a condition's name, or "attack")."""
     return np.random.default_rng([seed, zlib.crc32(stream.encode()), index])
-
-
-def saved_temperature(model_dir: Path | None) -> Optional[float]:
-    """The softmax temperature in ``model_dir/calibration.json``, or None when there is no such file.
-
-    Raises:
-        AttncoachError: a file that does not hold a positive, finite ``temperature``.
-    """
-    if model_dir is None or not (Path(model_dir) / CALIBRATION_FILE).is_file():
-        return None
-    path = Path(model_dir) / CALIBRATION_FILE
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))["temperature"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise AttncoachError(f"{path} is damaged: it must be JSON holding a 'temperature'") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise AttncoachError(f"{path}: 'temperature' must be a positive number, not {value!r}")
-    return float(value)
 
 
 def classifier_logits(clf: Any, batch_size: int = 256) -> Callable[[list[str]], np.ndarray]:
@@ -287,7 +264,6 @@ def group_metrics(data: LabelledTexts, predicted: np.ndarray) -> Optional[dict[s
 
 
 __all__ = [
-    "CALIBRATION_FILE",
     "CONDITIONS",
     "Condition",
     "LabelledTexts",
@@ -298,6 +274,5 @@ __all__ = [
     "example_rng",
     "group_metrics",
     "robustness_report",
-    "saved_temperature",
     "softmax",
 ]
