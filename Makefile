@@ -47,6 +47,7 @@ bench: install
 	$(MAKE) recbole-venv
 	$(PY) bench/next_item.py --recbole-python $(RECBOLE_VENV)/bin/python
 	$(PY) bench/serve.py                           # int8 / ONNX forms, attncoach serve vs the pipeline, schemathesis
+	$(PY) bench/robustness.py                      # plain vs robust training: noise, the attack, calibration, cost
 
 # RecBole's own SASRec for bench/next_item.py, in a venv of its own (the project's venv keeps recbole
 # installed --no-deps, as a data source). recbole 1.2.1 imports ray 2.6.3, which needs pkg_resources

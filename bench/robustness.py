@@ -52,7 +52,9 @@ ATTACK = ["--attack-examples", "300", "--query-budget", "50"]
 def attncoach(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "attncoach", *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"attncoach {' '.join(args[:3])} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
+        raise SystemExit(
+            f"attncoach {' '.join(args[:3])} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
+        )
     return proc
 
 
@@ -64,7 +66,7 @@ def train(config: str, out: Path, extra: list[str]) -> tuple[float, dict]:
 
 def robustness(run: Path, seed: int, quick: bool) -> dict:
     attack = ["--attack-examples", "20", "--query-budget", "20"] if quick else ATTACK
-    proc = attncoach("robustness", str(run), "--json", "--seed", str(seed), *attack)
+    proc = attncoach("robustness", str(run), "--quiet", "--json", "--no-textattack", "--seed", str(seed), *attack)
     return json.loads(proc.stdout)
 
 
@@ -72,7 +74,7 @@ def figures(wall: float, metrics: dict, report: dict) -> dict:
     """The row of one trained run: its cost, its clean and noisy scores, the attack, calibration."""
     by_name = {c["name"]: c for c in report["conditions"]}
     clean, noisy = by_name["clean"], by_name["char_noise_20"]
-    attack = report["attacks"]["greedy_word_importance"]
+    attack = next(a for a in report["attacks"] if a["name"] == "greedy_word_importance")
     return {
         "wall_seconds": round(wall, 1),
         "train_seconds": metrics["train_seconds"],
@@ -84,14 +86,14 @@ def figures(wall: float, metrics: dict, report: dict) -> dict:
         "word_dropout_macro_f1": by_name["word_dropout_10"]["macro_f1"],
         "drop_char20_points": round(100 * (clean["macro_f1"] - noisy["macro_f1"]), 2),
         "attack_success_rate": attack["success_rate"],
-        "attack_queries_per_success": attack["queries_per_success"],
+        "attack_queries_per_success": attack["mean_queries_per_success"],
         "attack_examples": attack["attacked"],
-        "ece_clean_raw": clean["ece_raw"],
-        "ece_clean_calibrated": clean.get("ece_calibrated"),
-        "ece_char20_raw": noisy["ece_raw"],
-        "ece_char20_calibrated": noisy.get("ece_calibrated"),
-        "temperature": report.get("temperature"),
-        "attacks_run": report.get("attacks_run"),
+        "ece_clean_raw": clean["ece"],
+        "ece_clean_calibrated": clean["ece_calibrated"],
+        "ece_char20_raw": noisy["ece"],
+        "ece_char20_calibrated": noisy["ece_calibrated"],
+        "temperature": report["temperature"],
+        "attacks_run": {a["name"]: a["ran"] for a in report["attacks"]},
     }
 
 

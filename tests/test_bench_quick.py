@@ -47,6 +47,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
             {"summary", "runs", "budget", "conditions"},
         ),
         (["serve.py"], "serve", {"models", "server", "fuzzing", "goals", "conditions"}),
+        (["robustness.py"], "robustness", {"quality", "cost", "seeds", "conditions"}),
     ],
 )
 def test_benchmark_script_runs(command, result_name, keys):
