@@ -62,3 +62,23 @@ def test_absolute_paths_resolve_against_the_current_directory(tmp_path, monkeypa
         cfg.model.backbone = name
         absolute_paths(cfg)
         assert cfg.model.backbone == name
+
+
+def test_adversarial_training_needs_a_task_with_an_embedding_table(monkeypatch):
+    from attncoach.errors import AttncoachError
+    from attncoach.tasks import TASKS
+    from attncoach.train.settings import check_registries
+
+    class NoTable(TASKS["text_classification"]):  # inputs that go through no embedding table
+        embedded_inputs = False
+
+    monkeypatch.setitem(TASKS, "no_table", NoTable)
+    cfg = RunConfig(task="no_table")
+    check_registries(cfg)  # robust.method none: nothing to refuse
+    cfg.robust.method = "fgm"
+    with pytest.raises(
+        AttncoachError, match="'robust.method' fgm perturbs input embeddings, and task no_table has none"
+    ):
+        check_registries(cfg)
+    for name in ("text_classification", "next_item"):
+        check_registries(RunConfig(task=name, robust=cfg.robust))
