@@ -3,7 +3,7 @@
 Every function takes the random generator it draws from, so a perturbation is a pure
 function of ``(text, rate, seed)``: training augmentation and the robustness report are
 reproducible. Words are whitespace-separated tokens; tokens without a letter or digit
-(punctuation, emoji) and placeholders that normalisation writes (``@user``, ``http``) are
+(punctuation, emoji) and the stand-in tokens that normalisation writes (``@user``, ``http``) are
 never edited.
 
 Example:
@@ -41,7 +41,7 @@ KEYBOARD = _keyboard_neighbours()
 
 
 def editable(word: str) -> bool:
-    """Whether ``word`` is a word a perturbation may edit (has a letter or digit, is no placeholder)."""
+    """Whether ``word`` is a word a perturbation may edit (has a letter or digit; not a mention, link or hashtag)."""
     if word.startswith(("@", "http", "#")) or len(word) < 2:
         return False
     return any(ch.isalnum() for ch in word)
