@@ -133,3 +133,61 @@ def kill_once_checkpointed(args: list[str], out: Path, step: int) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+_EN_FR = {
+    "the": "le",
+    "cat": "chat",
+    "dog": "chien",
+    "sees": "voit",
+    "eats": "mange",
+    "bird": "oiseau",
+    "red": "rouge",
+    "small": "petit",
+    "house": "maison",
+    "near": "pres",
+    "big": "grand",
+    "fish": "poisson",
+}
+
+
+def make_parallel(path: Path, pairs: int = 240, seed: int = 0) -> Path:
+    """A learnable parallel TSV (source, target): each English word has one French word, in the same order."""
+    rng = random.Random(seed)
+    words = sorted(_EN_FR)
+    lines = ["source\ttarget"]
+    for _ in range(pairs):
+        sentence = [rng.choice(words) for _ in range(rng.randint(3, 6))]
+        lines.append(" ".join(sentence) + "\t" + " ".join(_EN_FR[w] for w in sentence))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_translation_overrides(data: Path, out: Path, steps: int = 200) -> list[str]:
+    """Overrides for a tiny translation run of a few seconds."""
+    return [
+        "task=translation",
+        f"data.path={data}",
+        f"output_dir={out}",
+        "data.vocab_size=200",
+        "data.min_frequency=1",
+        "data.val_fraction=0.1",
+        "data.test_fraction=0.1",
+        "model.dim=32",
+        "model.heads=2",
+        "model.layers=4",
+        "model.ffn_dim=64",
+        "model.dropout=0.0",
+        "model.attention_dropout=0.0",
+        "model.beam_size=2",
+        "train.batch_size=16",
+        f"train.max_steps={steps}",
+        "train.eval_every=50",
+        "train.lr=3e-3",
+        "train.schedule=constant",  # the word alignment is found late: a decaying LR stalls this tiny run
+        "train.bucket_size=1",
+        "train.early_stopping_patience=null",
+        "train.threads=1",
+        "log.every=10",
+        "coach.enabled=false",
+    ]

@@ -5,6 +5,8 @@
     attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--model MODEL_DIR] [--runtime torch|onnx] [--json]
     attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl [--overwrite]] [--no-text]
                       [--batch-size N] [--runtime torch|onnx]
+    attncoach translate RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE [--overwrite]] [--beam N]
+                        [--length-penalty A] [--batch-size N] [--width W [--depth D] | --subnet FILE.json]
     attncoach export RUN_OR_MODEL_DIR [--width W [--depth D] | --subnet FILE.json] [--quantize int8] [--onnx] --out DIR
     attncoach export RUN_OR_MODEL_DIR --family [--widths W ...] [--depths D ...] [--quantize int8] [--onnx] --out DIR
     attncoach subnets RUN [--out FILE.json [--overwrite]] [--batch-sizes 1 32]
@@ -142,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subnet_options(rc)
     rc.set_defaults(func=cmd_recommend)
 
+    tr = sub.add_parser("translate", parents=[common], help="translate sentences with a translation model")
+    tr.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    tr.add_argument("texts", nargs="*", default=[], help="sentences to translate")
+    tr.add_argument(
+        "--input", metavar="FILE", help="a .txt file (one sentence per line) or CSV/TSV/JSONL with a text column"
+    )
+    tr.add_argument(
+        "--output", metavar="FILE", help="one translation per line (JSON lines with the source for a .jsonl file)"
+    )
+    _add_overwrite_option(tr, "--output")
+    tr.add_argument("--text-column", default="text", help="text column of a CSV/TSV/JSONL --input (default: text)")
+    tr.add_argument("--encoding", default="utf-8", help="encoding of --input (default: utf-8)")
+    tr.add_argument("--beam", type=int, help="beam size, 1 = greedy (default: the model's, from its training config)")
+    tr.add_argument("--length-penalty", type=float, help="alpha of the beam's length penalty (default: the model's)")
+    tr.add_argument("--batch-size", type=int, default=32, help="sentences translated together (default: 32)")
+    _add_subnet_options(tr)
+    tr.set_defaults(func=cmd_translate)
     ex = sub.add_parser(
         "export", parents=[common], help="save a model or a sub-net standalone: smaller, int8, ONNX, or a family"
     )
@@ -539,7 +558,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     stream = TextStream(Path(args.input), args.encoding, args.text_column) if args.input else None
     clf = load_model(resolve_model_dir(args.path), runtime=args.runtime)
     if clf.task != "text_classification":
-        raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach recommend)")
+        other = {"next_item": "recommend", "translation": "translate"}.get(clf.task, "eval")
+        raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach {other})")
     _apply_subnet(clf, args)
     if clf.temperature is not None:
         log.info("probabilities calibrated: softmax(logits / %g), the temperature fitted on val", clf.temperature)
@@ -610,6 +630,54 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         results = rec.recommend_many(histories=histories, k=args.k, exclude_seen=exclude)
         for history, items in zip(histories, results):
             print(json.dumps({"history": history, "items": items}, ensure_ascii=False))
+    return 0
+
+
+# ---------------------------------------------------------------- translate
+def cmd_translate(args: argparse.Namespace) -> int:
+    from attncoach.atomicfile import atomic_text_writer
+    from attncoach.data.stream import TextStream, batched
+    from attncoach.models.saved import load_model
+    from attncoach.progress import StreamProgress
+    from attncoach.rundir import resolve_model_dir
+
+    if bool(args.texts) == bool(args.input):
+        raise AttncoachError("give either sentences to translate or --input FILE (not both, not neither)")
+    if args.beam is not None and args.beam < 1:
+        raise AttncoachError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
+    if args.length_penalty is not None and not args.length_penalty >= 0:
+        raise AttncoachError(f"--length-penalty must be non-negative, got {args.length_penalty}")
+    if args.batch_size < 1:
+        raise AttncoachError(f"--batch-size must be at least 1, got {args.batch_size}")
+    out = _checked_output(args.output, "--output", args.overwrite, inputs=[args.input] if args.input else [])
+    stream = TextStream(Path(args.input), args.encoding, args.text_column) if args.input else None
+    model = load_model(resolve_model_dir(args.path))
+    if model.task != "translation":
+        raise AttncoachError(f"translate needs a translation model; this is a {model.task} model")
+    _apply_subnet(model, args)
+    as_json = out is not None and out.suffix == ".jsonl"
+    count = 0
+    with contextlib.ExitStack() as stack:
+        sink = sys.stdout if out is None else stack.enter_context(atomic_text_writer(out))
+        progress = None
+        if stream is not None:
+            progress = stack.enter_context(
+                StreamProgress(stream.size, "translate", "sentences", enabled=not args.quiet)
+            )
+        for chunk in batched(stream if stream is not None else list(args.texts), args.batch_size * _CHUNK_BATCHES):
+            done = model.translate(chunk, args.beam, args.length_penalty, args.batch_size)
+            if as_json:
+                rows = (json.dumps({"text": a, "translation": b}, ensure_ascii=False) for a, b in zip(chunk, done))
+            else:
+                rows = (" ".join(b.splitlines()) for b in done)
+            sink.write("".join(row + "\n" for row in rows))
+            count += len(chunk)
+            if progress is not None:
+                progress.update(stream.position, count)
+        if count == 0:
+            raise AttncoachError(f"input file {args.input} has no sentences")
+    if out is not None:
+        log.info("wrote %d translations to %s", count, out)
     return 0
 
 

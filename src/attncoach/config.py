@@ -64,6 +64,12 @@ class DataConfig:
     negatives: int = 100  # sampled negatives of the sampled protocol (0 = full ranking only)
     window_stride: Optional[int] = None  # items between the ends of a history's training windows; None = max_length
     group_column: Optional[str] = None  # a column naming each example's group (source, domain): per-group metrics
+    # task translation: sentence pairs (a TSV or JSONL file, or the built-in bible-en-fr)
+    source_column: str = "source"
+    target_column: str = "target"
+    subword: str = "bpe"  # bpe | unigram: the subword vocabularies trained on the training pairs
+    shared_vocabulary: bool = True  # one vocabulary (and embedding table) for both languages
+    val_translations: Optional[int] = 500  # val pairs translated at each evaluation for val BLEU; None = all
 
 
 @dataclass
@@ -81,6 +87,10 @@ class ModelConfig:
     norm_first: bool = True
     pooling: str = "mean"  # cls | mean | max
     head_dropout: float = 0.1
+    # task translation: model.layers counts the encoder's and the decoder's layers together
+    encoder_layers: Optional[int] = None  # how many of model.layers encode the source; None = half
+    beam_size: int = 4  # beam search width of translate and of the test scores (1 = greedy)
+    length_penalty: float = 0.6  # alpha of the beam search's length penalty ((5 + n) / 6) ** alpha
 
 
 @dataclass
@@ -96,7 +106,7 @@ class TrainConfig:
     """The optimisation recipe."""
 
     seed: int = 0
-    epochs: Optional[float] = None  # None = the task's default: text_classification 4, next_item 40
+    epochs: Optional[float] = None  # None = the task's default: text_classification 4, next_item 40, translation 10
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 32
     lr: Optional[float] = None  # None = per backbone: 1e-3 from scratch, 1e-4 for a pretrained one
@@ -289,7 +299,7 @@ BACKBONE_DEFAULTS = {
 # needs tens of epochs (Kang & McAuley 2018 train for 200 on MovieLens-1M); a text classifier a few.
 # The tasks themselves are registered a floor above (attncoach.tasks); a task without an entry
 # gets text_classification's defaults.
-TASK_DEFAULTS = {"text_classification": {"epochs": 4.0}, "next_item": {"epochs": 40.0}}
+TASK_DEFAULTS = {"text_classification": {"epochs": 4.0}, "next_item": {"epochs": 40.0}, "translation": {"epochs": 10.0}}
 
 
 def resolve_defaults(cfg: RunConfig) -> list[str]:
@@ -487,6 +497,7 @@ def _type_name(value: Any) -> str:
 _CHOICES = {
     ("data", "tokenizer"): ("wordpiece", "bpe"),
     ("data", "format"): (None, "csv", "tsv", "jsonl"),
+    ("data", "subword"): ("bpe", "unigram"),
     ("model", "pooling"): ("cls", "mean", "max"),
     ("model", "activation"): ("gelu", "relu"),
     ("train", "schedule"): ("linear", "cosine", "constant"),
@@ -518,6 +529,14 @@ def validate(cfg: RunConfig) -> None:
     check_key(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
     check_key(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
     check_key(0 < d.max_length_quantile <= 1, "data.max_length_quantile", "must be in (0, 1]")
+    check_key(d.val_translations is None or d.val_translations >= 1, "data.val_translations", "must be at least 1")
+    check_key(
+        m.encoder_layers is None or 1 <= m.encoder_layers < m.layers,
+        "model.encoder_layers",
+        f"must leave the decoder a layer: in [1, {m.layers - 1}] (model.layers {m.layers} counts both stacks)",
+    )
+    check_key(m.beam_size >= 1, "model.beam_size", "must be at least 1 (1 = greedy decoding)")
+    check_key(m.length_penalty >= 0, "model.length_penalty", "must be non-negative (0 = none)")
     check_key(d.max_length_cap >= 2, "data.max_length_cap", "must be at least 2")
     check_key(d.min_interactions >= 3, "data.min_interactions", "must be at least 3 (leave-one-out needs 3)")
     check_key(d.negatives >= 0, "data.negatives", "must be 0 or more")

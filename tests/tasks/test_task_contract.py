@@ -9,7 +9,14 @@ import torch
 from attncoach.config import RunConfig
 from attncoach.tasks import TASKS, StepOut, Task, task_keys
 from attncoach.train.settings import load_run_config
-from tinydata import make_corpus, make_interactions, tiny_next_item_overrides, tiny_overrides
+from tinydata import (
+    make_corpus,
+    make_interactions,
+    make_parallel,
+    tiny_next_item_overrides,
+    tiny_overrides,
+    tiny_translation_overrides,
+)
 
 
 def _config(name: str, tmp_path) -> RunConfig:
@@ -20,6 +27,9 @@ def _config(name: str, tmp_path) -> RunConfig:
     if name == "next_item":
         path = make_interactions(tmp_path / "inter.tsv")
         return load_run_config(None, tiny_next_item_overrides(path, tmp_path / "run"))
+    if name == "translation":
+        path = make_parallel(tmp_path / "pairs.tsv")
+        return load_run_config(None, tiny_translation_overrides(path, tmp_path / "run"))
     raise AssertionError(f"task {name} has no tiny config in this test: add one")
 
 

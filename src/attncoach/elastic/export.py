@@ -49,6 +49,12 @@ _HEAD_SLICES: dict[str, Callable[[Tensor, int], Tensor]] = {
     "attn.qkv.weight": lambda t, w: t.view(3, -1, t.shape[1])[:, :w].reshape(-1, t.shape[1]),  # (3w, D)
     "attn.qkv.bias": lambda t, w: t.view(3, -1)[:, :w].reshape(-1),  # (3w,)
     "attn.out.weight": lambda t, w: t[:, :w],  # (D, w)
+    # a decoder layer's cross-attention keeps as many heads as its self-attention
+    "cross.q.weight": lambda t, w: t[:w],  # (w, D)
+    "cross.q.bias": lambda t, w: t[:w],  # (w,)
+    "cross.kv.weight": lambda t, w: t.view(2, -1, t.shape[1])[:, :w].reshape(-1, t.shape[1]),  # (2w, D)
+    "cross.kv.bias": lambda t, w: t.view(2, -1)[:, :w].reshape(-1),  # (2w,)
+    "cross.out.weight": lambda t, w: t[:, :w],  # (D, w)
 }
 _NEURON_SLICES: dict[str, Callable[[Tensor, int], Tensor]] = {
     "ffn.fc1.weight": lambda t, n: t[:n],  # (n, D)
@@ -81,7 +87,9 @@ def export_subnet(model: torch.nn.Module, subnet: SubnetConfig) -> torch.nn.Modu
     heads = subnet.heads if subnet.heads is not None else source.heads_per_layer()
     ffn = subnet.ffn if subnet.ffn is not None else source.ffn_per_layer()
     config = _exported_config(source, [heads[i] for i in kept], [ffn[i] for i in kept])
-    exported = type(model).from_config_dict({**model.config_dict(), "encoder": config.to_dict()})
+    rebuild = getattr(model, "sliced_config_dict", None)  # a model whose other keys depend on the kept layers
+    data = rebuild(kept, config) if rebuild is not None else {**model.config_dict(), "encoder": config.to_dict()}
+    exported = type(model).from_config_dict(data)
     new_index = {old: new for new, old in enumerate(kept)}
     state = {}
     for key, tensor in model.state_dict().items():

@@ -121,6 +121,40 @@ class MultiHeadSelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(batch, length, -1)  # (B, T, h * Dh)
         return self._project_out(context)
 
+    def forward_cached(self, x: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One decoding step of causal self-attention: the new position attends to the cached keys and values of
+        every earlier position and to itself (a KV cache: earlier positions are never projected again).
+
+        Args:
+            x: The new position, ``(B, 1, D)``.
+            past: Keys and values of the earlier positions, each ``(B, h, t, Dh)`` for the ``h`` active heads,
+                or ``None`` at the first position.
+
+        Returns:
+            The output ``(B, 1, D)`` and the cache extended by this position, each ``(B, h, t + 1, Dh)``.
+
+        Example:
+            >>> attn = MultiHeadSelfAttention(dim=8, heads=2).eval()
+            >>> x = torch.randn(1, 3, 8)
+            >>> past, steps = None, []
+            >>> for t in range(3):
+            ...     out, past = attn.forward_cached(x[:, t : t + 1], past)
+            ...     steps.append(out)
+            >>> torch.allclose(torch.cat(steps, 1), attn(x, causal=True), atol=1e-6)
+            True
+        """
+        if x.shape[1] != 1:
+            raise ValueError(f"forward_cached takes one new position at a time, got {x.shape[1]}")
+        q, k, v = (self._split_heads(t) for t in self._project_qkv(x))  # each (B, h, 1, Dh)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)  # (B, h, t + 1, Dh)
+            v = torch.cat([past[1], v], dim=2)
+        context = F.scaled_dot_product_attention(q, k, v)  # the one query may see every cached key
+        if not self._gate_is_identity:
+            context = context * self.head_gate[: self.active_heads, None, None]
+        context = context.transpose(1, 2).reshape(x.shape[0], 1, -1)  # (B, 1, h * Dh)
+        return self._project_out(context), (k, v)
+
     @torch.no_grad()
     def attention_probs(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
         """The softmax attention weights that :meth:`forward` applies to the same inputs (before dropout).
@@ -171,6 +205,90 @@ class MultiHeadSelfAttention(nn.Module):
             return self.out(context)
         width = self.active_heads * self.head_dim
         return F.linear(context, self.out.weight[:, :width], self.out.bias)  # (B, T, D)
+
+    def _split_heads(self, t: Tensor) -> Tensor:
+        batch, length, _ = t.shape
+        return t.view(batch, length, -1, self.head_dim).transpose(1, 2)  # (B, h, T, Dh)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, active_heads={self.active_heads}"
+
+
+class CrossAttention(nn.Module):
+    """Attention from decoder positions (queries) to the encoder's outputs (keys and values), with elastic heads.
+
+    Like :class:`MultiHeadSelfAttention`, only the first ``active_heads`` heads run, as views of the weights.
+    The encoder's keys and values are projected once per source (:meth:`memory`) and reused at every
+    decoding step.
+
+    Args:
+        dim: Model width ``D``.
+        heads: Number of heads ``H``.
+        dropout: Dropout on the attention probabilities (training mode only).
+        head_dim: Width of each head; ``None`` = ``dim // heads``.
+
+    Example:
+        >>> cross = CrossAttention(dim=16, heads=4).eval()
+        >>> memory = cross.memory(torch.randn(2, 7, 16))  # keys, values: (B, h, S, Dh)
+        >>> cross(torch.randn(2, 3, 16), memory, torch.ones(2, 7, dtype=torch.bool)).shape
+        torch.Size([2, 3, 16])
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, head_dim: int | None = None) -> None:
+        super().__init__()
+        if head_dim is None and dim % heads != 0:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.dim = dim
+        self.heads = heads
+        self.head_dim = dim // heads if head_dim is None else head_dim
+        self.inner_dim = heads * self.head_dim
+        self.dropout = dropout
+        self.active_heads = heads
+        self.q = nn.Linear(dim, self.inner_dim)
+        self.kv = nn.Linear(dim, 2 * self.inner_dim)  # [k; v] rows, each (I, D)
+        self.out = nn.Linear(self.inner_dim, dim)
+
+    def memory(self, encoded: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of the encoder's outputs ``(B, S, D)`` for the active heads, each ``(B, h, S, Dh)``."""
+        if self.active_heads == self.heads:
+            k, v = self.kv(encoded).chunk(2, dim=-1)  # 2 x (B, S, I)
+        else:
+            width = self.active_heads * self.head_dim
+            weight = self.kv.weight.view(2, self.inner_dim, self.dim)  # (2, I, D)
+            bias = self.kv.bias.view(2, self.inner_dim)
+            k, v = (F.linear(encoded, weight[i, :width], bias[i, :width]) for i in range(2))
+        return self._split_heads(k), self._split_heads(v)
+
+    def forward(self, x: Tensor, memory: tuple[Tensor, Tensor], memory_mask: Tensor | None = None) -> Tensor:
+        """Attends every position of ``x`` ``(B, T, D)`` to the real source positions.
+
+        Args:
+            x: Decoder states ``(B, T, D)``.
+            memory: :meth:`memory` of the encoder's outputs.
+            memory_mask: Optional bool ``(B, S)``, True on real source tokens.
+
+        Returns:
+            ``(B, T, D)``.
+        """
+        batch, length, _ = x.shape
+        width = self.active_heads * self.head_dim
+        if self.active_heads == self.heads:
+            q = self.q(x)
+        else:
+            q = F.linear(x, self.q.weight[:width], self.q.bias[:width])  # (B, T, h * Dh)
+        q = self._split_heads(q)  # (B, h, T, Dh)
+        mask = None if memory_mask is None else memory_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, S)
+        dropout_p = self.dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, memory[0], memory[1], attn_mask=mask, dropout_p=dropout_p)
+        context = context.transpose(1, 2).reshape(batch, length, -1)  # (B, T, h * Dh)
+        if self.active_heads == self.heads:
+            return self.out(context)
+        return F.linear(context, self.out.weight[:, :width], self.out.bias)
+
+    def num_active_parameters(self) -> int:
+        """Number of parameters used by the active heads."""
+        width = self.active_heads * self.head_dim
+        return 3 * width * (self.dim + 1) + self.dim * width + self.dim
 
     def _split_heads(self, t: Tensor) -> Tensor:
         batch, length, _ = t.shape

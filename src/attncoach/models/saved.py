@@ -11,6 +11,9 @@ model/
   items.json           next_item: the item ids; item index i + 1 is items[i] (0 is padding)
   users.json           next_item: {"users": [...], "histories": [[item index, ...], ...]}, every
                        known user's whole history, oldest first
+  source_tokenizer.json, target_tokenizer.json
+                       translation: each side's tokenizer (the same file twice for a shared vocabulary)
+  decoding.json        translation: {"beam", "length_penalty", "shared_vocabulary"}, translate's defaults
   calibration.json     optional, text_classification: {"method": "temperature", "temperature": T,
                        "fitted_on": "val", "val_nll": [before, after], "val_ece": [before, after]};
                        probabilities are softmax(logits / T) (attncoach.train.calibrate writes it)
@@ -22,7 +25,7 @@ Versions: 1 (``"format": "attncoach.text-classifier"``, no ``task``) and 2 (adds
 :mod:`attncoach.models.quantized`, which older versions cannot load). A model that is not
 quantised is still written as version 3, which older versions read (they ignore ``onnx``).
 :func:`load_model` reads any of them and returns the task's predictor:
-:class:`SavedClassifier` or :class:`SavedRecommender`, running the torch model (float32 or
+:class:`SavedClassifier`, :class:`SavedRecommender` or :class:`SavedTranslator`, running the torch model (float32 or
 int8) or, with ``runtime="onnx"``, the ONNX graph in ONNX Runtime.
 """
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +53,10 @@ from attncoach.models.classifier import TextClassifier
 from attncoach.models.next_item import NextItemModel
 from attncoach.models.onnx_graph import ONNX_FILE, OnnxModel
 from attncoach.models.quantized import INT8, int8_skeleton
+from attncoach.models.seq2seq import SourceEncoder, TranslationModel, encode_sources, translate_ids
 from attncoach.weights import load_weights
+
+log = logging.getLogger("attncoach")
 
 MODEL_FORMAT = "attncoach.model"
 # 1: before the task seam (no "task", no "format_version"); 2: + task; 3: any task; 4: + quantization
@@ -438,6 +445,119 @@ def _is_list_like(value: Any) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
 
 
+@dataclass
+class SavedTranslator:
+    """A trained translation model loaded from its model directory.
+
+    Example:
+        >>> tr = SavedTranslator.load("runs/bible/model")       # doctest: +SKIP
+        >>> tr.translate(["In the beginning God created the heavens."])  # doctest: +SKIP
+        ['Au commencement, Dieu créa les cieux.']
+    """
+
+    model: TranslationModel
+    source_tokenizer: Any
+    target_tokenizer: Any
+    max_length: int
+    device: torch.device
+    beam: int = 4  # decoding.json's defaults
+    length_penalty: float = 0.6
+    task: str = "translation"
+    elastic: Any = None
+    model_dir: Path | None = None
+    space: Any = None
+    runtime: str = "torch"
+    quantization: str | None = None
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> SavedTranslator:
+        """Load weights, config, both tokenizers and the decoding defaults; any damaged file is a clear error."""
+        model_dir = Path(model_dir)
+        config = read_model_config(model_dir, "translation")
+        if runtime != "torch":
+            raise AttncoachError("a translation model runs in torch only: ONNX export covers classifiers and next_item")
+        decoding = _read_json(model_dir / "decoding.json")
+        beam, penalty = (decoding.get(k) if isinstance(decoding, dict) else None for k in ("beam", "length_penalty"))
+        if not (isinstance(beam, int) and beam >= 1 and isinstance(penalty, (int, float)) and penalty >= 0):
+            raise AttncoachError(f"{model_dir / 'decoding.json'} needs a beam >= 1 and a length_penalty >= 0")
+        source = load_tokenizer(model_dir / "source_tokenizer.json")
+        target = load_tokenizer(model_dir / "target_tokenizer.json")
+        if source.to_str() == target.to_str():
+            target = source
+        dev = _device(device)
+        model = _load_model(model_dir, config, TranslationModel, dev, runtime)
+        vocab = model.target_vocab_size or model.encoder.config.vocab_size
+        if target.get_vocab_size() != vocab:
+            raise AttncoachError(
+                f"{model_dir / 'target_tokenizer.json'} has {target.get_vocab_size()} tokens; the model has {vocab}"
+            )
+        return cls(
+            model,
+            source,
+            target,
+            int(config["max_length"]),
+            dev,
+            beam,
+            float(penalty),
+            "translation",
+            config.get("elastic"),
+            model_dir,
+            quantization=config.get("quantization"),
+        )
+
+    def translate(
+        self,
+        texts: str | Sequence[str],
+        beam: int | None = None,
+        length_penalty: float | None = None,
+        batch_size: int = 32,
+    ) -> list[str]:
+        """Translations of ``texts`` in input order (one string is one text).
+
+        Args:
+            texts: sentences of the source language.
+            beam: beam size (1 = greedy); ``None`` = the model's default (``decoding.json``).
+            length_penalty: the beam search's length penalty; ``None`` = the model's default.
+            batch_size: sentences translated together.
+
+        Raises:
+            AttncoachError: ``texts`` is not a string or a list of strings, or ``beam`` < 1.
+
+        A source longer than the model's positions is cut to fit, with a warning.
+        """
+        texts = as_texts(texts)
+        _check_batch_size(batch_size)
+        beam = self.beam if beam is None else beam
+        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+            raise AttncoachError(f"beam size must be an integer >= 1, not {_shown(beam)}")
+        penalty = self.length_penalty if length_penalty is None else length_penalty
+        ids, cut = encode_sources(self.source_tokenizer, texts, self.max_length, self.model.eos_id)
+        if cut:
+            log.warning(
+                "%d of %d source text(s) longer than the model's %d positions were cut to fit",
+                cut,
+                len(texts),
+                self.max_length,
+            )
+        return translate_ids(self.model, ids, self.target_tokenizer, batch_size, beam, penalty)
+
+    def attention(self, text: str) -> tuple[list[str], list[np.ndarray]]:
+        """The source tokens of ``text`` (``</s>`` last) and each active encoder layer's self-attention over them
+        (see :meth:`SavedClassifier.attention`).
+
+        Raises:
+            AttncoachError: ``text`` is not one string.
+        """
+        if not isinstance(text, str):
+            raise AttncoachError(f"attention reads one text (a string), not {_shown(text)}")
+        encoding = self.source_tokenizer.encode(text)
+        ids, _ = encode_sources(self.source_tokenizer, [text], self.max_length, self.model.eos_id)
+        source = torch.as_tensor(ids[0][None], device=self.device)
+        maps = attention_maps(SourceEncoder(self.model), source, torch.ones_like(source, dtype=torch.bool))
+        tokens = [*encoding.tokens[: source.shape[1] - 1], "</s>"]
+        return tokens, [m[0].float().cpu().numpy() for m in maps]
+
+
 def _shown(value: Any) -> str:
     """A wrong value in an error: its type and a short repr."""
     if value is None:
@@ -469,7 +589,7 @@ def _check_batch_size(batch_size: Any) -> None:
 
 def load_model(
     model_dir: str | Path, device: str = "cpu", runtime: str = "torch"
-) -> SavedClassifier | SavedRecommender:
+) -> SavedClassifier | SavedRecommender | SavedTranslator:
     """The predictor of any model directory, by the task in its ``model_config.json``.
 
     Args:
@@ -480,7 +600,11 @@ def load_model(
     """
     check_runtime(runtime)
     config = read_model_config(Path(model_dir))
-    loader = {"text_classification": SavedClassifier, "next_item": SavedRecommender}.get(config["task"])
+    loader = {
+        "text_classification": SavedClassifier,
+        "next_item": SavedRecommender,
+        "translation": SavedTranslator,
+    }.get(config["task"])
     if loader is None:
         raise AttncoachError(f"{model_dir} holds a {config['task']!r} model, which this attncoach cannot load")
     return loader.load(model_dir, device=device, runtime=runtime)
