@@ -114,6 +114,31 @@ def test_subnets_and_export(supernet, tmp_path, capsys):
     assert main(["translate", run, "--width", "0.5", sentence]) == 0
     assert capsys.readouterr().out == exported
 
+    assert main(["export", run, "--quantize", "int8", "--out", str(tmp_path / "int8")]) == 0
+    printed = capsys.readouterr().out
+    assert "greedy translations identical" in printed and "bleu" in printed, printed
+    report = json.loads((tmp_path / "int8" / "parity.json").read_text())
+    assert report["metric"] == "bleu" and report["exported"][0]["quantization"] == "int8"
+    assert main(["translate", str(tmp_path / "int8"), sentence]) == 0
+
+
+def test_onnx_and_serving_are_refused_in_one_line(trained, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = str(trained)
+    for argv, message in [
+        (["export", run, "--onnx", "--out", str(tmp_path / "onnx")], "ONNX export knows the tasks"),
+        (["serve", run, "--port", str(port)], "attncoach serve answers text_classification and next_item"),
+    ]:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "onnx").exists()
+
 
 def test_resume_after_kill_gives_the_same_metrics(pairs, tmp_path):
     steps = 120

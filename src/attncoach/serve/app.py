@@ -37,12 +37,12 @@ from attncoach.serve.answer import Answer, Ask, answer_batch
 from attncoach.serve.batching import MicroBatcher, QueueFull, Stopped
 from attncoach.serve.metrics import ServeMetrics
 from attncoach.serve.schemas import ERRORS, Health, ModelDescription, PredictResponse, Readiness, predict_request_model
-from attncoach.serve.served import ServedModel
+from attncoach.serve.served import SERVED_TASKS, ServedModel
 from attncoach.serve.settings import ServeSettings
 
 log = logging.getLogger("attncoach")
 
-TASKS = ("text_classification", "next_item")  # the tasks the server answers
+TASKS = SERVED_TASKS  # the tasks the server answers
 _TOO_LONG = ("too_long", "string_too_long")  # pydantic error types of an input over a limit: 413
 
 

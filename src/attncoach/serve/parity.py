@@ -10,6 +10,10 @@ logits of a classifier, the next-item scores of a recommender. Parity reports
   as ``recommend`` does) the two models have in common;
 - the task's primary metric of each model (macro-F1, NDCG@10), computed the same way for both.
 
+A translation model is compared on its teacher-forced logits of every reference token
+(``max_abs_diff``), on its greedy translations (``translation_agreement``: the share of sentences
+translated identically) and on their BLEU.
+
 Example:
     >>> reference.model.set_subnet(subnet)                                   # doctest: +SKIP
     >>> report = parity(reference, [load_model(out), load_model(out, runtime="onnx")], split)  # doctest: +SKIP
@@ -25,10 +29,12 @@ import numpy as np
 import torch
 
 from attncoach.models.saved import predict_logits
+from attncoach.models.seq2seq import translate_ids
 from attncoach.tasks import TASKS
 from attncoach.tasks.metrics import classification_metrics
 from attncoach.tasks.next_item import K
 from attncoach.tasks.ranking import ranking_metrics, ranks_full
+from attncoach.tasks.translation_metrics import corpus_scores
 
 _BATCH = 256
 
@@ -105,6 +111,8 @@ def parity(reference: Any, exported: Sequence[Any], split: Any, split_name: str 
         agreement and the primary metric (see the module doc).
     """
     task = reference.task
+    if task == "translation":
+        return _translation_parity(reference, exported, split, split_name)
     metric = TASKS[task].primary
     labels = getattr(reference, "labels", None)
     expected = split_outputs(reference, split)
@@ -130,6 +138,58 @@ def parity(reference: Any, exported: Sequence[Any], split: Any, split_name: str 
     return report
 
 
+def _translation_parity(reference: Any, exported: Sequence[Any], split: Any, split_name: str) -> dict[str, Any]:
+    """:func:`parity` of a translation model (see the module doc)."""
+    references = [p.target for p in split.pairs]
+    expected = _teacher_forced_logits(reference, split)
+    ours = _greedy_translations(reference, split)
+    report: dict[str, Any] = {
+        "split": split_name,
+        "examples": len(split),
+        "metric": "bleu",
+        "compared": "logits",
+        "reference": {"runtime": "torch", "quantization": None, "bleu": corpus_scores(ours, references)["bleu"]},
+        "exported": [],
+    }
+    for predictor in exported:
+        theirs = _greedy_translations(predictor, split)
+        report["exported"].append(
+            {
+                "runtime": predictor.runtime,
+                "quantization": predictor.quantization,
+                "max_abs_diff": _max_abs_diff(expected, _teacher_forced_logits(predictor, split)),
+                "translation_agreement": float(np.mean([a == b for a, b in zip(ours, theirs)])),
+                "bleu": corpus_scores(theirs, references)["bleu"],
+            }
+        )
+    return report
+
+
+def _teacher_forced_logits(predictor: Any, split: Any) -> torch.Tensor:
+    """The logits of every real target position of ``split``, in order, ``(tokens, V)`` float32 on the CPU."""
+    out = []
+    model = predictor.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(split), _BATCH):
+                batch = {
+                    k: v.to(predictor.device)
+                    for k, v in split.batch(list(range(start, min(start + _BATCH, len(split))))).items()
+                }
+                mask = batch["target_in"] != 0
+                logits = model(batch["input_ids"], batch["attention_mask"], batch["target_in"], mask)
+                out.append(logits[mask].float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def _greedy_translations(predictor: Any, split: Any) -> list[str]:
+    return translate_ids(predictor.model, split.source_ids, predictor.target_tokenizer, batch_size=64)
+
+
 def parity_lines(report: dict[str, Any]) -> list[str]:
     """The report as lines for people, e.g. ``int8 torch: max |Δ logits| 0.0123, labels agree 99.2 %, ...``."""
     metric = report["metric"]
@@ -140,6 +200,8 @@ def parity_lines(report: dict[str, Any]) -> list[str]:
         kind = f"{entry['quantization'] or 'float32'} {entry['runtime']}"
         if "label_agreement" in entry:
             agreement = f"labels agree {100 * entry['label_agreement']:.1f} %"
+        elif "translation_agreement" in entry:
+            agreement = f"greedy translations identical {100 * entry['translation_agreement']:.1f} %"
         else:
             agreement = f"top-{K} items overlap {100 * entry[f'top{K}_overlap']:.1f} %"
         lines.append(

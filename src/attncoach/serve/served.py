@@ -72,6 +72,9 @@ class ServedModel(Protocol):
         Raises AttncoachError for an unknown user / a history of only unknown items / the wrong task."""
 
 
+SERVED_TASKS = ("text_classification", "next_item")  # the tasks the server answers
+
+
 def load_served(
     path: str | Path,
     runtime: str = "torch",
@@ -132,7 +135,13 @@ def _open(path: str | Path, runtime: str) -> Any:
             "then attncoach serve DIR"
         )
     model_dir = resolve_model_dir(path)
-    return load_model(model_dir), model_dir
+    predictor = load_model(model_dir)
+    if predictor.task not in SERVED_TASKS:  # before any latency is measured
+        raise AttncoachError(
+            f"attncoach serve answers {' and '.join(SERVED_TASKS)} models, not {predictor.task} "
+            "(translate with attncoach translate, or load it in Python with attncoach.load)"
+        )
+    return predictor, model_dir
 
 
 class TorchServed:
