@@ -28,11 +28,22 @@ def trained(pairs, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def supernet(pairs, tmp_path_factory) -> Path:
-    """A short elastic run: sub-nets of both stacks."""
+    """A short elastic run with the coach and the length curriculum: sub-nets of both stacks."""
     out = tmp_path_factory.mktemp("runs") / "elastic"
     elastic = ["elastic.enabled=true", "elastic.widths=[0.5,1.0]", "elastic.depths=[0.5,1.0]"]
-    assert main(["train", "--quiet", *tiny_translation_overrides(pairs, out, 60), *elastic]) == 0
+    pillars = ["coach.enabled=true", "curriculum.scheduler=competence", "curriculum.scorer=length"]
+    assert main(["train", "--quiet", *tiny_translation_overrides(pairs, out, 60), *elastic, *pillars]) == 0
     return out
+
+
+def test_the_coach_and_the_length_curriculum_run_unchanged(supernet):
+    metrics = json.loads((supernet / "metrics.json").read_text())
+    assert metrics["curriculum"]["scheduler"] == "competence"
+    assert {"bleu", "chrf"} <= set(metrics["elastic"]["test_smallest"])
+    decisions = [json.loads(line) for line in (supernet / "coach.jsonl").read_text().splitlines()]
+    assert decisions and all(d["reason"] for d in decisions)
+    difficulty = json.loads((supernet / "difficulty.json").read_text())
+    assert "length" in json.dumps(difficulty)
 
 
 def _copy_bleu(pairs: Path) -> float:
