@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/next_item.py --recbole-python $(RECBOLE_VENV)/bin/python
 	$(PY) bench/serve.py                           # int8 / ONNX forms, attncoach serve vs the pipeline, schemathesis
 	$(PY) bench/robustness.py                      # plain vs robust training: noise, the attack, calibration, cost
+	$(PY) bench/translation.py                     # bible-en-fr: copy, a plain nn.Transformer, attncoach uniform and length curriculum, the KV cache
 
 # RecBole's own SASRec for bench/next_item.py, in a venv of its own (the project's venv keeps recbole
 # installed --no-deps, as a data source). recbole 1.2.1 imports ray 2.6.3, which needs pkg_resources
