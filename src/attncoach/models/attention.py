@@ -16,6 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _head_width(dim: int, heads: int, head_dim: int | None) -> int:
+    """``head_dim``, or ``dim // heads`` (which must divide evenly)."""
+    if head_dim is None and dim % heads != 0:
+        raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+    return dim // heads if head_dim is None else head_dim
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Self-attention over ``heads`` heads of size ``head_dim`` (default ``dim // heads``).
 
@@ -49,14 +56,9 @@ class MultiHeadSelfAttention(nn.Module):
         head_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if head_dim is None and dim % heads != 0:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
-        self.dim = dim
-        self.heads = heads
-        self.head_dim = dim // heads if head_dim is None else head_dim
+        self.dim, self.heads, self.dropout, self.active_heads = dim, heads, dropout, heads
+        self.head_dim = _head_width(dim, heads, head_dim)
         self.inner_dim = heads * self.head_dim
-        self.dropout = dropout
-        self.active_heads = heads
         self.qkv = nn.Linear(dim, 3 * self.inner_dim, bias=bias)  # [q; k; v] rows, each (I, D)
         self.out = nn.Linear(self.inner_dim, dim, bias=bias)
         self.register_buffer("head_gate", torch.ones(heads), persistent=False)
@@ -236,14 +238,9 @@ class CrossAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, head_dim: int | None = None) -> None:
         super().__init__()
-        if head_dim is None and dim % heads != 0:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
-        self.dim = dim
-        self.heads = heads
-        self.head_dim = dim // heads if head_dim is None else head_dim
+        self.dim, self.heads, self.dropout, self.active_heads = dim, heads, dropout, heads
+        self.head_dim = _head_width(dim, heads, head_dim)
         self.inner_dim = heads * self.head_dim
-        self.dropout = dropout
-        self.active_heads = heads
         self.q = nn.Linear(dim, self.inner_dim)
         self.kv = nn.Linear(dim, 2 * self.inner_dim)  # [k; v] rows, each (I, D)
         self.out = nn.Linear(self.inner_dim, dim)

@@ -18,15 +18,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from attncoach.models.encoder import ElasticEncoder, EncoderConfig, SubnetConfig, init_bert_weights
+from attncoach.models.encoder import ElasticEncoder, EncoderConfig, init_bert_weights
 from attncoach.models.heads import ClassificationHead
+from attncoach.models.stack import StackModel, check_config_keys
 
 _CONFIG_KEYS = ("encoder", "num_labels", "pooling", "head_dropout", "head_hidden")
 
 
-class TextClassifier(nn.Module):
+class TextClassifier(StackModel):
     """Sequence classifier over an :class:`ElasticEncoder`.
 
     Args:
@@ -73,15 +74,6 @@ class TextClassifier(nn.Module):
         hidden = self.encoder(input_ids, mask, token_type_ids)  # (B, T, D)
         return self.head(hidden, mask)
 
-    @property
-    def subnet(self) -> SubnetConfig:
-        """The encoder's active sub-network."""
-        return self.encoder.subnet
-
-    def set_subnet(self, subnet: SubnetConfig | None) -> None:
-        """Switches the encoder's sub-network; see :meth:`ElasticEncoder.set_subnet`."""
-        self.encoder.set_subnet(subnet)
-
     def config_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable description from which the model can be rebuilt."""
         return {
@@ -99,13 +91,7 @@ class TextClassifier(nn.Module):
         Raises:
             ValueError: If a key is unknown or ``encoder`` / ``num_labels`` is missing.
         """
-        for key in data:
-            if key not in _CONFIG_KEYS:
-                valid = list(_CONFIG_KEYS)
-                raise ValueError(f"unknown TextClassifier config key {key!r}; valid keys: {valid}")
-        for key in ("encoder", "num_labels"):
-            if key not in data:
-                raise ValueError(f"TextClassifier config needs the key {key!r}")
+        check_config_keys("TextClassifier", data, _CONFIG_KEYS, ("encoder", "num_labels"))
         settings = dict(data)
         encoder_config = EncoderConfig.from_dict(settings.pop("encoder"))
         return cls(encoder_config, **settings)

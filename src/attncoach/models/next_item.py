@@ -37,14 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attncoach.models.encoder import ElasticEncoder, EncoderConfig, SubnetConfig
+from attncoach.models.encoder import ElasticEncoder, EncoderConfig
 from attncoach.models.quantized import Int8Embedding
+from attncoach.models.stack import StackModel, check_config_keys
 
 _CONFIG_KEYS = ("encoder", "num_items")
 PAD_ITEM = 0
 
 
-class NextItemModel(nn.Module):
+class NextItemModel(StackModel):
     """SASRec: a causal :class:`ElasticEncoder` over item histories with tied item scores.
 
     Args:
@@ -138,15 +139,6 @@ class NextItemModel(nn.Module):
             return table.project(hidden)
         return F.linear(hidden, table.weight)
 
-    @property
-    def subnet(self) -> SubnetConfig:
-        """The encoder's active sub-network."""
-        return self.encoder.subnet
-
-    def set_subnet(self, subnet: SubnetConfig | None) -> None:
-        """Switches the encoder's sub-network; see :meth:`ElasticEncoder.set_subnet`."""
-        self.encoder.set_subnet(subnet)
-
     def config_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable description from which the model can be rebuilt."""
         return {"encoder": self.encoder.config.to_dict(), "num_items": self.num_items}
@@ -158,11 +150,5 @@ class NextItemModel(nn.Module):
         Raises:
             ValueError: If a key is unknown or missing, or a value is invalid.
         """
-        for key in data:
-            if key not in _CONFIG_KEYS:
-                valid = list(_CONFIG_KEYS)
-                raise ValueError(f"unknown NextItemModel config key {key!r}; valid keys: {valid}")
-        for key in _CONFIG_KEYS:
-            if key not in data:
-                raise ValueError(f"NextItemModel config needs the key {key!r}")
+        check_config_keys("NextItemModel", data, _CONFIG_KEYS, _CONFIG_KEYS)
         return cls(EncoderConfig.from_dict(data["encoder"]), data["num_items"])

@@ -49,6 +49,7 @@ from attncoach.models.encoder import (
     init_bert_weights,
 )
 from attncoach.models.quantized import Int8Embedding
+from attncoach.models.stack import StackModel, check_config_keys
 
 PAD_ID = 0
 _CONFIG_KEYS = ("encoder", "encoder_layers", "target_vocab_size", "bos_id", "eos_id")
@@ -219,7 +220,7 @@ class _Beams:
         ]
 
 
-class TranslationModel(nn.Module):
+class TranslationModel(StackModel):
     """Encoder-decoder translation on :class:`ElasticEncoderDecoder`; see the module docstring.
 
     Args:
@@ -250,11 +251,6 @@ class TranslationModel(nn.Module):
         self.encoder = ElasticEncoderDecoder(encoder_config, encoder_layers, target_vocab_size)
         self.target_vocab_size = target_vocab_size
         self.bos_id, self.eos_id = bos_id, eos_id
-
-    @property
-    def stack(self) -> ElasticEncoderDecoder:
-        """Both stacks (the pillars reach them as ``encoder``)."""
-        return self.encoder
 
     def forward(
         self, source: Tensor, source_mask: Tensor | None = None, target_in: Tensor | None = None, target_mask=None
@@ -426,15 +422,6 @@ class TranslationModel(nn.Module):
         positions = torch.arange(start, end, device=ids.device)
         return emb.dropout(emb.norm(emb.word(ids) + emb.position(positions)))
 
-    @property
-    def subnet(self) -> SubnetConfig:
-        """The active sub-network of both stacks."""
-        return self.encoder.subnet
-
-    def set_subnet(self, subnet: SubnetConfig | None) -> None:
-        """Switches both stacks' sub-network; see :meth:`ElasticEncoderDecoder.set_subnet`."""
-        self.encoder.set_subnet(subnet)
-
     def config_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description from which the model can be rebuilt."""
         return {
@@ -457,12 +444,7 @@ class TranslationModel(nn.Module):
         Raises:
             ValueError: If a key is unknown or missing, or a value is invalid.
         """
-        for key in data:
-            if key not in _CONFIG_KEYS:
-                raise ValueError(f"unknown TranslationModel config key {key!r}; valid keys: {list(_CONFIG_KEYS)}")
-        for key in _CONFIG_KEYS:
-            if key not in data:
-                raise ValueError(f"TranslationModel config needs the key {key!r}")
+        check_config_keys("TranslationModel", data, _CONFIG_KEYS, _CONFIG_KEYS)
         return cls(
             EncoderConfig.from_dict(data["encoder"]),
             data["encoder_layers"],
