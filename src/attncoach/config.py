@@ -64,6 +64,8 @@ class DataConfig:
     negatives: int = 100  # sampled negatives of the sampled protocol (0 = full ranking only)
     window_stride: Optional[int] = None  # items between the ends of a history's training windows; None = max_length
     group_column: Optional[str] = None  # a column naming each example's group (source, domain): per-group metrics
+    # task image_classification: mnist-5k, digits, or data.path an image folder (one sub-folder per class)
+    max_shift: int = 0  # training images move by up to this many pixels each way (random, seeded); 0 = off
 
 
 @dataclass
@@ -81,6 +83,8 @@ class ModelConfig:
     norm_first: bool = True
     pooling: str = "mean"  # cls | mean | max
     head_dropout: float = 0.1
+    # task image_classification: the ViT's patch embedding
+    patch_size: int = 4  # images are cut into patch_size x patch_size patches (it must divide height and width)
 
 
 @dataclass
@@ -289,7 +293,11 @@ BACKBONE_DEFAULTS = {
 # needs tens of epochs (Kang & McAuley 2018 train for 200 on MovieLens-1M); a text classifier a few.
 # The tasks themselves are registered a floor above (attncoach.tasks); a task without an entry
 # gets text_classification's defaults.
-TASK_DEFAULTS = {"text_classification": {"epochs": 4.0}, "next_item": {"epochs": 40.0}}
+TASK_DEFAULTS = {
+    "text_classification": {"epochs": 4.0},
+    "next_item": {"epochs": 40.0},
+    "image_classification": {"epochs": 15.0},  # a small ViT from scratch sees each image a dozen times or more
+}
 
 
 def resolve_defaults(cfg: RunConfig) -> list[str]:

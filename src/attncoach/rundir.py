@@ -29,7 +29,11 @@ from attncoach.errors import AttncoachError
 
 MODEL_FILES = ("model.safetensors", "model_config.json")  # of every model directory
 # The files of each task's model directory besides MODEL_FILES (attncoach.models.saved writes and reads them).
-TASK_FILES = {"text_classification": ("tokenizer.json", "labels.json"), "next_item": ("items.json", "users.json")}
+TASK_FILES = {
+    "text_classification": ("tokenizer.json", "labels.json"),
+    "next_item": ("items.json", "users.json"),
+    "image_classification": ("labels.json",),
+}
 
 
 class RunDir:
