@@ -9,7 +9,7 @@ import torch
 from attncoach.config import RunConfig
 from attncoach.tasks import TASKS, StepOut, Task, task_keys
 from attncoach.train.settings import load_run_config
-from tinydata import make_corpus, make_interactions, tiny_next_item_overrides, tiny_overrides
+from tinydata import make_corpus, make_interactions, tiny_image_overrides, tiny_next_item_overrides, tiny_overrides
 
 
 def _config(name: str, tmp_path) -> RunConfig:
@@ -20,6 +20,8 @@ def _config(name: str, tmp_path) -> RunConfig:
     if name == "next_item":
         path = make_interactions(tmp_path / "inter.tsv")
         return load_run_config(None, tiny_next_item_overrides(path, tmp_path / "run"))
+    if name == "image_classification":
+        return load_run_config(None, tiny_image_overrides(tmp_path / "run"))
     raise AssertionError(f"task {name} has no tiny config in this test: add one")
 
 
@@ -62,8 +64,10 @@ def test_task_data_fits_the_recipe(built, tmp_path):
     assert len(half) == (len(train) + 1) // 2 and half.texts[1] == train.texts[2]
     for split in data.splits.values():
         batch = split.batch(list(range(min(5, len(split)))))
-        assert batch["input_ids"].shape == batch["attention_mask"].shape
-        assert batch["input_ids"].shape[1] <= data.max_length
+        inputs, mask = batch["input_ids"], batch["attention_mask"]
+        assert inputs.shape[0] == mask.shape[0] and mask.shape[1] <= data.max_length
+        if not inputs.is_floating_point():  # token ids, one per position; images are (B, C, H, W) pixels
+            assert inputs.shape == mask.shape
 
 
 def test_step_gives_the_loss_and_per_example_outcomes(built):
