@@ -149,3 +149,13 @@ def test_a_bad_image_folder_leaves_nothing_behind(tmp_path, capsys):
     out = tmp_path / "run"
     refused(capsys, ["train", "--quiet", *tiny_image_overrides(out, 5, data=folder)], "at least two classes")
     assert not out.exists()
+
+
+def test_a_curriculum_trains_images_and_a_token_scorer_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    curriculum = ["curriculum.scheduler=competence", "curriculum.scorer=loss", "curriculum.probe_epochs=0.2"]
+    metrics = _train(out, 60, *curriculum)
+    assert metrics["examples_scored"] > 0 and json.loads((out / "difficulty.json").read_text())
+    args = [*tiny_image_overrides(tmp_path / "rarity", 5), "curriculum.scheduler=competence"]
+    refused(capsys, ["train", "--quiet", *args], "curriculum.scorer", "rarity reads token ids")
+    assert not (tmp_path / "rarity").exists()
