@@ -48,6 +48,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         ),
         (["serve.py"], "serve", {"models", "server", "fuzzing", "goals", "conditions"}),
         (["robustness.py"], "robustness", {"quality", "cost", "seeds", "conditions"}),
+        (["images.py"], "images", {"corpora", "seeds", "conditions"}),
     ],
 )
 def test_benchmark_script_runs(command, result_name, keys):
