@@ -438,6 +438,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             metrics = evaluate_ids(
                 clf.model, test.ids, test.labels, clf.labels, 256, clf.device, temperature=clf.temperature
             )
+        elif clf.task == "image_classification":  # the same, for images
+            from attncoach.tasks.image_classification import evaluate_images
+
+            metrics = evaluate_images(clf.model, test, clf.labels, temperature=clf.temperature)
         else:
             metrics = task.evaluate(clf.model, test, data)
         source = f"test split of {run.path}"
