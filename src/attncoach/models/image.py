@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attncoach.models.encoder import ElasticEncoder, EncoderConfig, SubnetConfig, init_bert_weights
+from attncoach.models.encoder import ElasticEncoder, EncoderConfig, init_bert_weights
 from attncoach.models.heads import ClassificationHead
+from attncoach.models.stack import StackModel, check_config_keys
 
 _CONFIG_KEYS = ("encoder", "image_size", "channels", "patch_size", "num_labels", "pooling", "head_dropout")
 
@@ -108,7 +109,7 @@ class PatchEmbeddings(nn.Module):
         return (["[CLS]"] if self.cls is not None else []) + names
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(StackModel):
     """A ViT: :class:`PatchEmbeddings` in front of an :class:`ElasticEncoder`, and a classification head.
 
     Args:
@@ -168,15 +169,6 @@ class ImageClassifier(nn.Module):
         hidden = self.encoder(pixels)  # (B, T, D)
         return self.head(hidden)
 
-    @property
-    def subnet(self) -> SubnetConfig:
-        """The encoder's active sub-network."""
-        return self.encoder.subnet
-
-    def set_subnet(self, subnet: SubnetConfig | None) -> None:
-        """Switches the encoder's sub-network; see :meth:`ElasticEncoder.set_subnet`."""
-        self.encoder.set_subnet(subnet)
-
     def config_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description from which the model can be rebuilt."""
         patches = self.patches
@@ -197,11 +189,6 @@ class ImageClassifier(nn.Module):
         Raises:
             ValueError: a key is unknown or missing, or a value is invalid.
         """
-        for key in data:
-            if key not in _CONFIG_KEYS:
-                raise ValueError(f"unknown ImageClassifier config key {key!r}; valid keys: {list(_CONFIG_KEYS)}")
-        for key in _CONFIG_KEYS[:5]:
-            if key not in data:
-                raise ValueError(f"ImageClassifier config needs the key {key!r}")
+        check_config_keys("ImageClassifier", data, _CONFIG_KEYS, _CONFIG_KEYS[:5])
         settings = dict(data)
         return cls(EncoderConfig.from_dict(settings.pop("encoder")), **settings)
