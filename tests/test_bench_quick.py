@@ -49,6 +49,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         (["serve.py"], "serve", {"models", "server", "fuzzing", "goals", "conditions"}),
         (["robustness.py"], "robustness", {"quality", "cost", "seeds", "conditions"}),
         (["translation.py"], "translation", {"runs", "summary", "kv_cache", "goals", "settings", "conditions"}),
+        (["images.py"], "images", {"corpora", "seeds", "conditions"}),
     ],
 )
 def test_benchmark_script_runs(command, result_name, keys):

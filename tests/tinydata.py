@@ -191,3 +191,43 @@ def tiny_translation_overrides(data: Path, out: Path, steps: int = 200) -> list[
         "log.every=10",
         "coach.enabled=false",
     ]
+
+
+def tiny_image_overrides(out: Path, steps: int = 150, data: Path | None = None) -> list[str]:
+    """Overrides for a tiny ViT on the built-in 8x8 digits (or the image folder ``data``): about a second."""
+    return [
+        "task=image_classification",
+        "data.builtin=digits" if data is None else f"data.path={data}",
+        f"output_dir={out}",
+        "model.dim=32",
+        "model.heads=2",
+        "model.layers=2",
+        "model.ffn_dim=64",
+        "model.patch_size=4",
+        "model.dropout=0.0",
+        "model.attention_dropout=0.0",
+        "train.batch_size=32",
+        f"train.max_steps={steps}",
+        "train.eval_every=25",
+        "train.lr=5e-3",
+        "train.early_stopping_patience=null",
+        "train.threads=1",
+        "log.every=5",
+        "coach.enabled=false",
+    ]
+
+
+def write_image_folder(root: Path, classes: int = 2, per_class: int = 6, size: int = 8, mode: str = "L") -> Path:
+    """An image folder (one sub-folder per class) of PNGs: class k is a bright band at row k, plus noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(classes):
+        (root / f"class{k}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, size=(size, size)).astype(np.uint8)
+            pixels[(2 * k) % size] = 255
+            image = Image.fromarray(pixels, mode="L")
+            image.convert(mode).save(root / f"class{k}" / f"{i:03d}.png")
+    return root

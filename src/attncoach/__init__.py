@@ -34,7 +34,9 @@ def load(model_or_run_dir: str | os.PathLike, device: str = "cpu", runtime: str 
         is a list of one; ``predict_proba``; the probabilities are calibrated by the temperature
         of the model's ``calibration.json``, see ``temperature``); for ``next_item`` an
         :class:`attncoach.models.saved.SavedRecommender` (``recommend(user=... | history=[...],
-        k=10) -> [{"item", "score"}]``, ``recommend_many``).
+        k=10) -> [{"item", "score"}]``, ``recommend_many``); for ``image_classification`` an
+        :class:`attncoach.models.saved_image.SavedImageClassifier` (``predict(image files or uint8
+        arrays (C, H, W)) -> [{"label", "probability", "probabilities"}]``).
 
     Raises:
         AttncoachError: the path is not a path, holds no complete model, or a file of it is

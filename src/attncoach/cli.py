@@ -117,11 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subnet_options(ev)
     ev.set_defaults(func=cmd_eval)
 
-    pr = sub.add_parser("predict", parents=[common], help="predict labels for texts")
+    pr = sub.add_parser("predict", parents=[common], help="predict labels for texts (or image files)")
     pr.add_argument("path", metavar="RUN_OR_MODEL_DIR")
-    pr.add_argument("texts", nargs="*", default=[], help="texts to classify")
+    pr.add_argument("texts", nargs="*", default=[], help="texts to classify (an image model: image files)")
     pr.add_argument(
-        "--input", metavar="FILE", help="a .txt file (one text per line) or CSV/TSV/JSONL with a text column"
+        "--input",
+        metavar="FILE",
+        help="a .txt file (one text per line) or CSV/TSV/JSONL with a text column; an image model: a folder "
+        "of images or a .txt file with one image path per line",
     )
     pr.add_argument("--output", metavar="FILE.jsonl", help="write one JSON line per text here (default: stdout)")
     _add_overwrite_option(pr, "--output")
@@ -454,6 +457,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             metrics = evaluate_ids(
                 clf.model, test.ids, test.labels, clf.labels, 256, clf.device, temperature=clf.temperature
             )
+        elif clf.task == "image_classification":  # the same, for images
+            from attncoach.tasks.image_classification import evaluate_images
+
+            metrics = evaluate_images(clf.model, test, clf.labels, temperature=clf.temperature)
         else:
             metrics = task.evaluate(clf.model, test, data)
         source = f"test split of {run.path}"
@@ -546,7 +553,7 @@ _CHUNK_BATCHES = 8  # --input is read this many batches at a time: texts of simi
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from attncoach.data.stream import TextStream
-    from attncoach.models.saved import check_runtime, load_model
+    from attncoach.models.saved import check_runtime, load_model, read_model_config
     from attncoach.rundir import resolve_model_dir
 
     if bool(args.texts) == bool(args.input):
@@ -555,8 +562,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise AttncoachError(f"--batch-size must be at least 1, got {args.batch_size}")
     out = _checked_output(args.output, "--output", args.overwrite, inputs=[args.input] if args.input else [])
+    model_dir = resolve_model_dir(args.path)
+    if read_model_config(model_dir)["task"] == "image_classification":
+        return _predict_images(model_dir, args, out)
     stream = TextStream(Path(args.input), args.encoding, args.text_column) if args.input else None
-    clf = load_model(resolve_model_dir(args.path), runtime=args.runtime)
+    clf = load_model(model_dir, runtime=args.runtime)
     if clf.task != "text_classification":
         other = {"next_item": "recommend", "translation": "translate"}.get(clf.task, "eval")
         raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach {other})")
@@ -567,6 +577,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out is not None:
         log.info("wrote %d predictions to %s", count, out)
     return 0
+
+
+def _predict_images(model_dir: Path, args: argparse.Namespace, out: Path | None) -> int:
+    """``predict`` with an image model: one JSON line per image file, ``{"image", "label", "probability",
+    "probabilities"}``; every image is read and checked before any line is written."""
+    from attncoach.atomicfile import atomic_text_writer
+    from attncoach.data.images import IMAGE_SUFFIXES
+
+    clf = _load_in_runtime(model_dir, args.runtime, "attncoach predict DIR IMAGE --runtime onnx")
+    _apply_subnet(clf, args)
+    paths = [Path(p) for p in args.texts]
+    if args.input:
+        source = Path(args.input)
+        if source.is_dir():  # a folder of images, or an image folder of class sub-folders
+            paths = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths = [Path(line.strip()) for line in _read_lines(source) if line.strip()]
+        if not paths:
+            raise AttncoachError(f"--input {source} names no image (PNG or JPEG)")
+    pixels = clf.read(paths)
+    results = clf.predict(pixels, batch_size=args.batch_size)
+    rows = [res if args.no_text else {"image": str(path), **res} for path, res in zip(paths, results)]
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        with atomic_text_writer(out) as sink:
+            sink.write(text)
+        log.info("wrote %d predictions to %s", len(rows), out)
+    return 0
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise AttncoachError(f"input file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AttncoachError(f"cannot read {path} as a list of image paths ({type(exc).__name__})") from None
 
 
 def _write_predictions(clf: Any, texts: Any, out: Path | None, args: argparse.Namespace, stream: Any) -> int:
@@ -1431,6 +1480,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from attncoach.serve.server import check_address, run_server
 
     check_address(settings.host, settings.port)  # before the model loads: a busy port is one quick line
+    _refuse_image_model(args.path)
     if args.workers > 1:
         return _serve_with_workers(args, settings)
     _set_threads(args.threads)
@@ -1447,6 +1497,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     run_server(served, settings, log_level="warning" if args.quiet else "info")
     return 0
+
+
+def _refuse_image_model(path: str) -> None:
+    """serve answers texts and item histories, not images: an image model is refused before it loads."""
+    from attncoach.models.saved import read_model_config
+    from attncoach.rundir import resolve_model_dir
+
+    try:
+        task = read_model_config(resolve_model_dir(path))["task"]
+    except AttncoachError:  # a family folder, or a damaged model: load_served names what it finds
+        return
+    if task == "image_classification":
+        raise AttncoachError(
+            f"attncoach serve answers texts and item histories; {path} holds an image_classification model, "
+            "which it does not serve: use attncoach predict RUN IMAGE ... instead"
+        )
 
 
 def _serve_with_workers(args: argparse.Namespace, settings: Any) -> int:

@@ -70,6 +70,8 @@ class DataConfig:
     subword: str = "bpe"  # bpe | unigram: the subword vocabularies trained on the training pairs
     shared_vocabulary: bool = True  # one vocabulary (and embedding table) for both languages
     val_translations: Optional[int] = 500  # val pairs translated at each evaluation for val BLEU; None = all
+    # task image_classification: mnist-5k, digits, or data.path an image folder (one sub-folder per class)
+    max_shift: int = 0  # training images move by up to this many pixels each way (random, seeded); 0 = off
 
 
 @dataclass
@@ -91,6 +93,8 @@ class ModelConfig:
     encoder_layers: Optional[int] = None  # how many of model.layers encode the source; None = half
     beam_size: int = 4  # beam search width of translate and of the test scores (1 = greedy)
     length_penalty: float = 0.6  # alpha of the beam search's length penalty ((5 + n) / 6) ** alpha
+    # task image_classification: the ViT's patch embedding
+    patch_size: int = 4  # images are cut into patch_size x patch_size patches (it must divide height and width)
 
 
 @dataclass
@@ -106,7 +110,8 @@ class TrainConfig:
     """The optimisation recipe."""
 
     seed: int = 0
-    epochs: Optional[float] = None  # None = the task's default: text_classification 4, next_item 40, translation 10
+    epochs: Optional[float] = None  # None = the task's default: text_classification 4, next_item 40, translation 10,
+    # image_classification 15
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 32
     lr: Optional[float] = None  # None = per backbone: 1e-3 from scratch, 1e-4 for a pretrained one
@@ -299,7 +304,12 @@ BACKBONE_DEFAULTS = {
 # needs tens of epochs (Kang & McAuley 2018 train for 200 on MovieLens-1M); a text classifier a few.
 # The tasks themselves are registered a floor above (attncoach.tasks); a task without an entry
 # gets text_classification's defaults.
-TASK_DEFAULTS = {"text_classification": {"epochs": 4.0}, "next_item": {"epochs": 40.0}, "translation": {"epochs": 10.0}}
+TASK_DEFAULTS = {
+    "text_classification": {"epochs": 4.0},
+    "next_item": {"epochs": 40.0},
+    "translation": {"epochs": 10.0},
+    "image_classification": {"epochs": 15.0},  # a small ViT from scratch sees each image a dozen times or more
+}
 
 
 def resolve_defaults(cfg: RunConfig) -> list[str]:

@@ -33,6 +33,7 @@ TASK_FILES = {
     "text_classification": ("tokenizer.json", "labels.json"),
     "next_item": ("items.json", "users.json"),
     "translation": ("source_tokenizer.json", "target_tokenizer.json", "decoding.json"),
+    "image_classification": ("labels.json",),
 }
 
 

@@ -115,6 +115,9 @@ def test_subnets_and_export(supernet, tmp_path, capsys):
     table = json.loads((tmp_path / "subnets.json").read_text())
     assert table["metrics"] == ["bleu", "chrf"] and len(table["rows"]) == 4
     assert all(0 <= row["bleu"] <= 100 for row in table["rows"])
+    capsys.readouterr()
+    assert main(["search", run, "--max-params", "1e9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == ["bleu", "chrf"]
 
     out = tmp_path / "half"
     assert main(["export", run, "--width", "0.5", "--out", str(out)]) == 0
@@ -193,8 +196,9 @@ def test_bad_settings_are_refused(pairs, tmp_path, capsys, extra, message):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("source\ttarget\n\tle chat\nthe cat\t\n", "no"),
-        ("", "no"),
+        ("source\ttarget\n\tle chat\nthe cat\t\n", "no usable sentence pairs"),
+        ("", "has no rows"),
+        ("source\tcible\nthe cat\tle chat\n", "no column 'target'"),
     ],
 )
 def test_bad_parallel_files(tmp_path, capsys, content, message):

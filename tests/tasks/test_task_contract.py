@@ -13,6 +13,7 @@ from tinydata import (
     make_corpus,
     make_interactions,
     make_parallel,
+    tiny_image_overrides,
     tiny_next_item_overrides,
     tiny_overrides,
     tiny_translation_overrides,
@@ -30,6 +31,8 @@ def _config(name: str, tmp_path) -> RunConfig:
     if name == "translation":
         path = make_parallel(tmp_path / "pairs.tsv")
         return load_run_config(None, tiny_translation_overrides(path, tmp_path / "run"))
+    if name == "image_classification":
+        return load_run_config(None, tiny_image_overrides(tmp_path / "run"))
     raise AssertionError(f"task {name} has no tiny config in this test: add one")
 
 
@@ -72,8 +75,10 @@ def test_task_data_fits_the_recipe(built, tmp_path):
     assert len(half) == (len(train) + 1) // 2 and half.texts[1] == train.texts[2]
     for split in data.splits.values():
         batch = split.batch(list(range(min(5, len(split)))))
-        assert batch["input_ids"].shape == batch["attention_mask"].shape
-        assert batch["input_ids"].shape[1] <= data.max_length
+        inputs, mask = batch["input_ids"], batch["attention_mask"]
+        assert inputs.shape[0] == mask.shape[0] and mask.shape[1] <= data.max_length
+        if not inputs.is_floating_point():  # token ids, one per position; images are (B, C, H, W) pixels
+            assert inputs.shape == mask.shape
 
 
 def test_step_gives_the_loss_and_per_example_outcomes(built):

@@ -58,10 +58,13 @@ class DifficultyScorer(ABC):
     Attributes:
         name: the registered name.
         needs_model: ``score`` reads the model's logits (computed after a probe run).
+        reads_token_ids: ``fit`` and ``score`` read token ids (a task whose inputs are not tokens,
+            such as images, cannot use it).
     """
 
     name: ClassVar[str] = ""
     needs_model: ClassVar[bool] = False
+    reads_token_ids: ClassVar[bool] = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -95,6 +98,8 @@ class LengthScorer(DifficultyScorer):
 @register_scorer("rarity")
 class RarityScorer(DifficultyScorer):
     """Examples made of rare tokens are harder: mean of -log p(token) over the example."""
+
+    reads_token_ids = True
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)

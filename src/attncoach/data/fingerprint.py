@@ -25,6 +25,7 @@ from pathlib import Path
 from attncoach.atomicfile import atomic_write_json
 from attncoach.config import DataConfig
 from attncoach.data.builtin import BUILTIN_FILES
+from attncoach.data.images import BUILTIN_IMAGE_FILES, image_files
 from attncoach.data.interactions import BUILTIN_INTERACTION_FILES
 from attncoach.errors import AttncoachError
 from attncoach.rundir import RunDir
@@ -66,12 +67,13 @@ def source_files(cfg: DataConfig, corpus: str) -> list[Path]:
         corpus: the task's built-in corpus, used when ``cfg`` names neither a path nor a corpus.
 
     Returns:
-        ``data.path``, or the built-in corpus' files ([] for a corpus that does not list them).
+        ``data.path`` (an image folder: its images), or the built-in corpus' files ([] for a corpus
+        that does not list them).
     """
     if cfg.path is not None:
-        return [Path(cfg.path)]
+        return image_files(Path(cfg.path)) if Path(cfg.path).is_dir() else [Path(cfg.path)]
     name = cfg.builtin or corpus
-    locate = BUILTIN_FILES.get(name) or BUILTIN_INTERACTION_FILES.get(name)
+    locate = BUILTIN_FILES.get(name) or BUILTIN_INTERACTION_FILES.get(name) or BUILTIN_IMAGE_FILES.get(name)
     return locate() if locate is not None else []
 
 

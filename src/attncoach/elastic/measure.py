@@ -84,16 +84,19 @@ class Judge:
         return {k: metrics[k] for k in self.metrics}
 
 
-def latency_batches(ids: Sequence[Sequence[int]], batch_size: int, batches: int = 4) -> list[dict[str, torch.Tensor]]:
+def latency_batches(ids: Sequence[Any], batch_size: int, batches: int = 4) -> list[dict[str, torch.Tensor]]:
     """``batches`` padded batches of ``batch_size`` sequences taken in order from ``ids`` (cycled).
+
+    ``ids`` are encoded sequences, or a split, whose own ``batch(indices)`` makes each batch (images).
 
     Raises:
         ValueError: no sequences, or a batch size below 1.
     """
-    if not ids or batch_size < 1:
+    if not len(ids) or batch_size < 1:
         raise ValueError("latency needs at least one sequence and a batch size of at least 1")
-    chosen = list(itertools.islice(itertools.cycle(ids), batches * batch_size))
-    return [collate(chosen[i : i + batch_size]) for i in range(0, len(chosen), batch_size)]
+    chosen = list(itertools.islice(itertools.cycle(range(len(ids))), batches * batch_size))
+    make = ids.batch if hasattr(ids, "batch") else lambda index: collate([ids[i] for i in index])
+    return [make(chosen[i : i + batch_size]) for i in range(0, len(chosen), batch_size)]
 
 
 def measure_latency(
@@ -108,7 +111,7 @@ def measure_latency(
 
     Args:
         model: a classifier taking ``(input_ids, attention_mask)``; its active sub-net is timed.
-        ids: encoded sequences (e.g. the val split's ``ids``).
+        ids: encoded sequences (e.g. the val split's ``ids``), or the split itself (see :func:`latency_batches`).
         batch_size: sequences per batch.
         repeats: timed passes over the batches.
         warmup: untimed passes first.
@@ -207,7 +210,7 @@ def _measure_one(judge: Judge, candidate: Candidate, batch_sizes: Sequence[int],
         **metrics,
     }
     for size in batch_sizes:
-        row[f"latency_ms_b{size}"] = measure_latency(model, judge.split.ids, size, repeats=repeats)
+        row[f"latency_ms_b{size}"] = measure_latency(model, judge.split, size, repeats=repeats)
     return row
 
 

@@ -385,7 +385,7 @@ class BudgetSearch:
             self.model.set_subnet(candidate.subnet)
             self._names[candidate.subnet] = candidate.name
             self._measured[candidate.subnet] = measure_latency(
-                self.model, self.judge.split.ids, self.budget.batch, repeats=self.repeats
+                self.model, self.judge.split, self.budget.batch, repeats=self.repeats
             )
         return self._measured[candidate.subnet]
 

@@ -374,12 +374,15 @@ class ElasticEncoder(nn.Module):
 
     Args:
         config: Architecture of the full model; each layer has its own heads and FFN width.
+        embeddings: What turns the inputs into ``(B, T, D)``, called as ``embeddings(inputs,
+            token_type_ids)``; None = token :class:`Embeddings` of ``config`` (an image model
+            passes its patch embedding, :class:`attncoach.models.image.PatchEmbeddings`).
     """
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, embeddings: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        self.embeddings = Embeddings(config)
+        self.embeddings = Embeddings(config) if embeddings is None else embeddings
         shapes = zip(config.heads_per_layer(), config.ffn_per_layer())
         self.layers = nn.ModuleList(EncoderLayer(config, h, n) for h, n in shapes)
         # Pre-LN leaves the residual stream unnormalised, so it ends with a LayerNorm.

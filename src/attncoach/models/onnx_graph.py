@@ -5,7 +5,9 @@ dynamic, the sequence up to the model's ``max_position``) and gives, per task:
 
 - ``text_classification``: ``logits`` ``(batch, num_labels)``;
 - ``next_item``: ``scores`` ``(batch, num_items + 1)`` of every item as the next one after each
-  right-padded history (:meth:`NextItemModel.next_item_scores`; column 0, padding, is ``-inf``).
+  right-padded history (:meth:`NextItemModel.next_item_scores`; column 0, padding, is ``-inf``);
+- ``image_classification``: its one input is ``pixels`` (float32 ``(batch, C, H, W)``, 0..1, the
+  batch axis dynamic), its output ``logits`` ``(batch, num_labels)``.
 
 :func:`export_onnx` writes it with PyTorch's ONNX exporter (``torch.export`` based, which needs
 ``onnxscript``), opset :data:`OPSET`, as one self-contained file; ``quantize=True`` then
@@ -38,7 +40,8 @@ from attncoach.errors import AttncoachError
 ONNX_FILE = "model.onnx"
 OPSET = 18
 INPUTS = ("input_ids", "attention_mask")
-OUTPUTS = {"text_classification": "logits", "next_item": "scores"}
+OUTPUTS = {"text_classification": "logits", "next_item": "scores", "image_classification": "logits"}
+IMAGE_INPUTS = ("pixels",)  # image_classification: the images, float32 (batch, C, H, W)
 EXTRA = "pip install 'attncoach[onnx]'"
 
 
@@ -85,6 +88,8 @@ def export_onnx(model: nn.Module, task: str, path: Path, quantize: bool = False)
     require_onnx()
     if task not in OUTPUTS:
         raise AttncoachError(f"ONNX export knows the tasks {', '.join(OUTPUTS)}, not {task!r}")
+    if task == "image_classification":
+        return _export_image_graph(model, path, quantize)
     graph = _InferenceGraph(model, task).float().cpu().eval()
     max_position = model.encoder.config.max_position
     length = min(max_position, 8)
@@ -110,13 +115,42 @@ def export_onnx(model: nn.Module, task: str, path: Path, quantize: bool = False)
     except Exception as exc:  # the exporter raises many kinds; one line says which step failed
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AttncoachError(f"ONNX export failed: {first}") from None
+    return _finish(path, task, INPUTS, quantize)
+
+
+def _export_image_graph(model: nn.Module, path: Path, quantize: bool) -> dict[str, Any]:
+    """An image classifier's graph: ``pixels`` ``(batch, C, H, W)`` -> ``logits``."""
+    patches = model.patches
+    pixels = torch.rand(2, patches.channels, *patches.image_size)
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(
+                model.float().cpu().eval(),
+                (pixels,),
+                str(path),
+                input_names=list(IMAGE_INPUTS),
+                output_names=[OUTPUTS["image_classification"]],
+                dynamic_shapes={"pixels": {0: torch.export.Dim("batch")}},
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many kinds; one line says which step failed
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AttncoachError(f"ONNX export failed: {first}") from None
+    return _finish(path, "image_classification", IMAGE_INPUTS, quantize)
+
+
+def _finish(path: Path, task: str, inputs: tuple[str, ...], quantize: bool) -> dict[str, Any]:
+    """Strip the exporter's notes, quantise when asked; the ``onnx`` record of ``model_config.json``."""
     _strip_metadata(path)
     if quantize:
         _quantize_graph(path)
     return {
         "file": path.name,
         "opset": OPSET,
-        "inputs": list(INPUTS),
+        "inputs": list(inputs),
         "output": OUTPUTS[task],
         "quantization": "int8" if quantize else None,
     }
@@ -201,15 +235,20 @@ class OnnxModel(nn.Module):
         self.task = task
         self.path = Path(path)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        if self.input_names != list(INPUTS):
-            raise AttncoachError(f"{path} takes the inputs {self.input_names}, not {list(INPUTS)}")
+        expected = IMAGE_INPUTS if task == "image_classification" else INPUTS
+        if self.input_names != list(expected):
+            raise AttncoachError(f"{path} takes the inputs {self.input_names}, not {list(expected)}")
         self.output_width = self.session.get_outputs()[0].shape[-1]  # num_labels or num_items + 1 (an int)
         self.device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)  # the session runs on the CPU
         self.eval()
 
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """The graph's output for a batch ``(B, T)``: ``(B, num_labels)`` or ``(B, num_items + 1)``."""
+        """The graph's output for a batch ``(B, T)``: ``(B, num_labels)`` or ``(B, num_items + 1)``; an image
+        graph reads ``input_ids`` as the images ``(B, C, H, W)`` (as the torch image model does)."""
+        if self.input_names == list(IMAGE_INPUTS):
+            (output,) = self.session.run(None, {"pixels": input_ids.detach().cpu().float().numpy()})
+            return torch.from_numpy(output).float()
         if attention_mask is None:
             attention_mask = input_ids != 0
         feed = {
@@ -237,4 +276,4 @@ class OnnxModel(nn.Module):
         return f"path={str(self.path)!r}, task={self.task!r}"
 
 
-__all__ = ["INPUTS", "ONNX_FILE", "OPSET", "OUTPUTS", "OnnxModel", "export_onnx", "require_onnx"]
+__all__ = ["IMAGE_INPUTS", "INPUTS", "ONNX_FILE", "OPSET", "OUTPUTS", "OnnxModel", "export_onnx", "require_onnx"]

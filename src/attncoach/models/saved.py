@@ -7,7 +7,7 @@ model/
                         "elastic"?, "exported_from"?, "quantization"?, "onnx"?}
   model.onnx           optional: the inference graph for ONNX Runtime ("onnx" records it)
   tokenizer.json       text_classification: the tokenizer, its normalizer included
-  labels.json          text_classification: label names in class-id order
+  labels.json          text_classification, image_classification: label names in class-id order
   items.json           next_item: the item ids; item index i + 1 is items[i] (0 is padding)
   users.json           next_item: {"users": [...], "histories": [[item index, ...], ...]}, every
                        known user's whole history, oldest first
@@ -600,6 +600,10 @@ def load_model(
     """
     check_runtime(runtime)
     config = read_model_config(Path(model_dir))
+    if config["task"] == "image_classification":  # its own module, which imports this one
+        from attncoach.models.saved_image import SavedImageClassifier
+
+        return SavedImageClassifier.load(model_dir, device=device, runtime=runtime)
     loader = {
         "text_classification": SavedClassifier,
         "next_item": SavedRecommender,

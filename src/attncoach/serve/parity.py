@@ -56,7 +56,10 @@ def split_outputs(predictor: Any, split: Any) -> torch.Tensor:
             for start in range(0, len(split), _BATCH):
                 batch = split.batch(list(range(start, min(start + _BATCH, len(split)))))
                 ids = batch["input_ids"].to(predictor.device)
-                out.append(predictor.model.next_item_scores(ids, ids != 0).float().cpu())
+                if predictor.task == "next_item":
+                    out.append(predictor.model.next_item_scores(ids, ids != 0).float().cpu())
+                else:  # a classifier of other inputs (images): the model's logits of the batch's inputs
+                    out.append(predictor.model(ids, batch["attention_mask"].to(predictor.device)).float().cpu())
     finally:
         predictor.model.train(was_training)
     return torch.cat(out)
@@ -64,9 +67,9 @@ def split_outputs(predictor: Any, split: Any) -> torch.Tensor:
 
 def _quality(task: str, outputs: torch.Tensor, split: Any, labels: Sequence[str] | None) -> float:
     """The task's primary metric of ``outputs`` on ``split``."""
-    if task == "text_classification":
+    if TASKS[task].class_probabilities:
         metrics = classification_metrics(list(split.labels), outputs.argmax(-1).tolist(), list(labels or []))
-        return float(metrics["macro_f1"])
+        return float(metrics[TASKS[task].primary])
     ranks = ranks_full(outputs, split.targets, split.histories)
     return float(ranking_metrics(ranks, K)[f"ndcg@{K}"])
 
@@ -87,7 +90,7 @@ def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _agreement(task: str, reference: torch.Tensor, outputs: torch.Tensor, split: Any) -> dict[str, float]:
-    if task == "text_classification":
+    if TASKS[task].class_probabilities:
         same = reference.argmax(-1) == outputs.argmax(-1)
         return {"label_agreement": float(same.float().mean())}
     ours, theirs = _top_items(reference, split.histories), _top_items(outputs, split.histories)
@@ -120,7 +123,7 @@ def parity(reference: Any, exported: Sequence[Any], split: Any, split_name: str 
         "split": split_name,
         "examples": len(split),
         "metric": metric,
-        "compared": "logits" if task == "text_classification" else "scores",
+        "compared": "logits" if TASKS[task].class_probabilities else "scores",
         "reference": {"runtime": "torch", "quantization": None, metric: _quality(task, expected, split, labels)},
         "exported": [],
     }

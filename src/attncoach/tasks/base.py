@@ -57,7 +57,8 @@ class TaskData:
     """The data a task built: splits, and what the recipe and the pillars need to know of it.
 
     Every split has ``len()``, ``ids`` (the input sequence of each example), ``lengths``
-    and ``batch(indices) -> dict`` with at least ``input_ids`` and ``attention_mask``; the
+    and ``batch(indices) -> dict`` with at least ``input_ids`` (the model's input: token ids
+    ``(B, T)``, or an image task's pixels ``(B, C, H, W)``) and ``attention_mask`` ``(B, T)``; the
     train split also has ``labels`` (what the learning record calls the gold answer),
     ``texts`` (how it names each example), ``lines`` and ``subset(indices)``.
 

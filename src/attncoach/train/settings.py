@@ -190,6 +190,23 @@ def _check_coach(cfg: RunConfig) -> None:
         build_policies(cfg.coach.policies)  # unknown names, parameters, bounds: refused before training
 
 
+def _check_scorers_fit_the_task(cfg: RunConfig) -> None:
+    """A scorer that reads token ids is refused for a task whose inputs are no token ids (images)."""
+    from attncoach.curriculum.difficulty import SCORERS
+    from attncoach.curriculum.samplers import SCHEDULERS
+    from attncoach.tasks import TASKS
+
+    c = cfg.curriculum
+    used = [("scorer", c.scorer)] if SCHEDULERS[c.scheduler].needs_scores else []
+    used += [("prune_by", c.prune_by)] if c.keep_fraction < 1 else []
+    for key, name in used:
+        check_key(
+            not SCORERS[name].reads_token_ids or TASKS[cfg.task].embedded_inputs,
+            f"curriculum.{key}",
+            f"{name} reads token ids, and the inputs of task {cfg.task} are none: choose loss, el2n, forgetting or random",
+        )
+
+
 def _check_curriculum(cfg: RunConfig) -> None:
     from attncoach.curriculum.difficulty import SCORERS
     from attncoach.curriculum.pacing import PACINGS
@@ -211,6 +228,7 @@ def _check_curriculum(cfg: RunConfig) -> None:
     )
     check_key(c.probe_epochs > 0, "curriculum.probe_epochs", "must be positive")
     check_key(c.probe_passes >= 1, "curriculum.probe_passes", "must be at least 1")
+    _check_scorers_fit_the_task(cfg)
     uses_forgetting = "forgetting" in (c.scorer, c.prune_by)
     check_key(
         c.probe_passes >= 2 or not uses_forgetting,
