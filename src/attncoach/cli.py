@@ -755,6 +755,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise AttncoachError(
             f"{model_dir} is already an {source.quantization} model: export from the float32 model it came from"
         )
+    if args.family and source.task == "image_classification":
+        raise AttncoachError(
+            "--family exports members for attncoach serve, which does not serve image models: "
+            "export each sub-net with --width/--depth instead"
+        )
     converts = bool(args.quantize or args.onnx or args.family)
     split, run, skipped = _parity_split(model_dir, source) if converts else (None, None, None)
     if args.family:

@@ -114,6 +114,8 @@ def test_a_folder_too_small_for_its_splits_is_refused(tmp_path):
 def test_a_patch_size_that_does_not_divide_the_images_is_refused():
     with pytest.raises(AttncoachError, match="'model.patch_size'.*must divide"):
         _build("data.builtin=digits", "model.patch_size=3")
+    with pytest.raises(AttncoachError, match="'data.max_shift' \\(8\\) must be smaller"):
+        _build("data.builtin=digits", "data.max_shift=8")
 
 
 def test_read_image_of_a_missing_file():

@@ -87,6 +87,8 @@ def test_bad_images_are_refused_and_nothing_is_written(elastic_run, tmp_path, ca
     refused(capsys, ["predict", run, "--input", str(tmp_path / "empty")], "input file not found")
     assert not out.exists()
     refused(capsys, ["serve", run, "--port", "0"], "image_classification", "does not serve")
+    refused(capsys, ["export", run, "--family", "--out", str(tmp_path / "family")], "does not serve image models")
+    assert not (tmp_path / "family").exists()
 
 
 def test_resume_after_kill_gives_the_same_metrics(tmp_path):

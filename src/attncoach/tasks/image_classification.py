@@ -153,6 +153,11 @@ class ImageClassificationTask(Task):
         if model_dir is not None and (Path(model_dir) / "labels.json").is_file():
             _check_same_labels(images, Path(model_dir) / "labels.json")
         image_size = images.pixels.shape[2:]
+        if d.max_shift >= min(image_size):
+            raise AttncoachError(
+                f"config key 'data.max_shift' ({d.max_shift}) must be smaller than the images' sides "
+                f"({image_size_text(images.pixels[0])}, {source_of(d)})"
+            )
         try:
             tokens = patch_tokens(image_size, m.patch_size, cls_token=m.pooling == "cls")
         except ValueError as exc:
