@@ -78,7 +78,7 @@ def test_recommend_bad_input(inter, tmp_path, capsys):
     [
         (["data.text_column=body"], "config key 'data.text_column' belongs to task text_classification"),
         (["model.backbone=minilm"], "config key 'model.backbone' belongs to task text_classification"),
-        (["task=ranking"], "config key 'task' must be one of image_classification, next_item, text_classification, translation"),
+        (["task=ranking"], "config key 'task' must be one of image_classification, next_item, text_classification"),
         (["train.target={metric: macro_f1, value: 0.5}"], "must be one of ndcg@10, hr@10 for task next_item"),
     ],
 )
