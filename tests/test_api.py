@@ -58,7 +58,7 @@ def test_train_still_works_after_the_train_package_is_imported(tiny_csv, tmp_pat
     [
         ({"trian": {"lr": 1}}, "unknown config key 'trian'"),
         ({"train": {"lr": "fast"}}, "train.lr"),
-        ({"task": "translation"}, "config key 'task' must be one of"),
+        ({"task": "ranking"}, "config key 'task' must be one of"),
         ({"train": {"lr": float("inf")}}, "config key 'train.lr' must be a finite number, got inf"),
         ({"train": {"weight_decay": float("nan")}}, "config key 'train.weight_decay' must be a finite number"),
         ({"train": {"lrr": 1}}, r"unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"),
