@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 TASKS: dict[str, type[Task]] = {}
@@ -177,3 +179,21 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
         return cls
 
     return add
+
+
+def class_step(logits: Tensor, gold: Tensor, label_smoothing: float, hidden: Tensor, mask: Tensor) -> StepOut:
+    """The :class:`StepOut` of one label per example: the (smoothed) cross-entropy of ``logits`` ``(B, C)``
+    against ``gold`` ``(B,)``, each example's own unsmoothed loss, and whether its top class is the gold one."""
+    loss = F.cross_entropy(logits, gold, label_smoothing=label_smoothing)
+    with torch.no_grad():
+        nll = F.cross_entropy(logits, gold, reduction="none")  # (B,), unsmoothed: the example's own loss
+        predicted = logits.argmax(dim=-1)
+    return StepOut(
+        loss=loss,
+        losses=nll,
+        correct=predicted == gold,
+        outputs=logits,
+        hidden=hidden,
+        mask=mask,
+        predicted=predicted,
+    )

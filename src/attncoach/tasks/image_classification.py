@@ -47,7 +47,7 @@ from attncoach.data.images import (
 from attncoach.errors import AttncoachError
 from attncoach.models.image import ImageClassifier, patch_tokens
 from attncoach.models.saved import autocast_for
-from attncoach.tasks.base import StepOut, Task, TaskData, encoder_config, register_task
+from attncoach.tasks.base import StepOut, Task, TaskData, class_step, encoder_config, register_task
 from attncoach.tasks.metrics import classification_metrics, expected_calibration_error
 from attncoach.tasks.text_classification import chance_loss
 
@@ -215,19 +215,7 @@ class ImageClassificationTask(Task):
         hidden = model.encoder(batch["input_ids"])  # (B, T, D): no padding, so no mask
         logits = model.head(hidden).float()  # (B, C)
         gold = batch["labels"]
-        loss = F.cross_entropy(logits, gold, label_smoothing=self.label_smoothing)
-        with torch.no_grad():
-            nll = F.cross_entropy(logits, gold, reduction="none")
-            predicted = logits.argmax(dim=-1)
-        return StepOut(
-            loss=loss,
-            losses=nll,
-            correct=predicted == gold,
-            outputs=logits,
-            hidden=hidden,
-            mask=mask,
-            predicted=predicted,
-        )
+        return class_step(logits, gold, self.label_smoothing, hidden, mask)
 
     def evaluate(
         self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False

@@ -27,7 +27,7 @@ from attncoach.data.tokenizer import load_tokenizer, save_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.saved import autocast_for, predict_logits, read_labels
-from attncoach.tasks.base import StepOut, Task, TaskData, encoder_config, register_task
+from attncoach.tasks.base import StepOut, Task, TaskData, class_step, encoder_config, register_task
 from attncoach.tasks.metrics import classification_metrics, expected_calibration_error
 
 
@@ -96,19 +96,7 @@ class TextClassificationTask(Task):
         hidden = model.encoder(batch["input_ids"], mask)  # (B, T, D)
         logits = model.head(hidden, mask).float()  # (B, C)
         gold = batch["labels"]
-        loss = F.cross_entropy(logits, gold, label_smoothing=self.label_smoothing)
-        with torch.no_grad():
-            nll = F.cross_entropy(logits, gold, reduction="none")  # (B,), unsmoothed: the example's own loss
-            predicted = logits.argmax(dim=-1)
-        return StepOut(
-            loss=loss,
-            losses=nll,
-            correct=predicted == gold,
-            outputs=logits,
-            hidden=hidden,
-            mask=mask,
-            predicted=predicted,
-        )
+        return class_step(logits, gold, self.label_smoothing, hidden, mask)
 
     def evaluate(
         self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False
