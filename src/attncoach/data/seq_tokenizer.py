@@ -20,10 +20,11 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from attncoach.data.tokenizer import build_normalizer
+from attncoach.data.tokenizer import build_normalizer, load_tokenizer
 from attncoach.errors import AttncoachError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -162,3 +163,14 @@ def require_translation_specials(tok: Tokenizer, what: str = "the tokenizer") ->
         found = tok.token_to_id(token)
         if found != expected:
             raise AttncoachError(f"{what} has {token} at id {found}, not {expected}: it was not made for translation")
+
+
+SOURCE_TOKENIZER = "source_tokenizer.json"  # a translation model directory's two tokenizers
+TARGET_TOKENIZER = "target_tokenizer.json"  # (the same file twice for a shared vocabulary)
+
+
+def load_translation_tokenizers(model_dir: Path) -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers of a translation model directory; one object twice when shared."""
+    source = load_tokenizer(Path(model_dir) / SOURCE_TOKENIZER)
+    target = load_tokenizer(Path(model_dir) / TARGET_TOKENIZER)
+    return (source, source) if source.to_str() == target.to_str() else (source, target)

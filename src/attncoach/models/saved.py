@@ -46,6 +46,7 @@ import torch
 
 from attncoach.atomicfile import atomic_write_json
 from attncoach.data.batching import collate
+from attncoach.data.seq_tokenizer import TARGET_TOKENIZER, load_translation_tokenizers
 from attncoach.data.tokenizer import closing_special_count, encode_texts, load_tokenizer, truncate_ids
 from attncoach.errors import AttncoachError
 from attncoach.models.attention_maps import attention_maps
@@ -480,16 +481,13 @@ class SavedTranslator:
         beam, penalty = (decoding.get(k) if isinstance(decoding, dict) else None for k in ("beam", "length_penalty"))
         if not (isinstance(beam, int) and beam >= 1 and isinstance(penalty, (int, float)) and penalty >= 0):
             raise AttncoachError(f"{model_dir / 'decoding.json'} needs a beam >= 1 and a length_penalty >= 0")
-        source = load_tokenizer(model_dir / "source_tokenizer.json")
-        target = load_tokenizer(model_dir / "target_tokenizer.json")
-        if source.to_str() == target.to_str():
-            target = source
+        source, target = load_translation_tokenizers(model_dir)
         dev = _device(device)
         model = _load_model(model_dir, config, TranslationModel, dev, runtime)
         vocab = model.target_vocab_size or model.encoder.config.vocab_size
         if target.get_vocab_size() != vocab:
             raise AttncoachError(
-                f"{model_dir / 'target_tokenizer.json'} has {target.get_vocab_size()} tokens; the model has {vocab}"
+                f"{model_dir / TARGET_TOKENIZER} has {target.get_vocab_size()} tokens; the model has {vocab}"
             )
         return cls(
             model,

@@ -39,8 +39,16 @@ from torch import Tensor
 
 from attncoach.atomicfile import atomic_write_json
 from attncoach.data.parallel import Pair, load_parallel_builtin, read_parallel, split_pairs
-from attncoach.data.seq_tokenizer import BOS_ID, EOS_ID, PAD_ID, train_translation_tokenizers
-from attncoach.data.tokenizer import auto_max_length, load_tokenizer, save_tokenizer
+from attncoach.data.seq_tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SOURCE_TOKENIZER,
+    TARGET_TOKENIZER,
+    load_translation_tokenizers,
+    train_translation_tokenizers,
+)
+from attncoach.data.tokenizer import auto_max_length, save_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.saved import autocast_for
 from attncoach.models.seq2seq import TranslationModel, batches_by_length, cut_source, pad_ids, translate_ids
@@ -50,8 +58,6 @@ from attncoach.tasks.translation_metrics import corpus_scores
 log = logging.getLogger("attncoach")
 
 DEFAULT_CORPUS = "bible-en-fr"
-SOURCE_TOKENIZER = "source_tokenizer.json"
-TARGET_TOKENIZER = "target_tokenizer.json"
 DECODING_FILE = "decoding.json"
 
 
@@ -181,7 +187,7 @@ class TranslationTask(Task):
         splits = split_pairs(pairs, d.val_fraction, d.test_fraction, cfg.train.seed)
         train = splits["train"]
         if model_dir is not None and (Path(model_dir) / SOURCE_TOKENIZER).is_file():
-            source_tok, target_tok = _load_tokenizers(Path(model_dir))
+            source_tok, target_tok = load_translation_tokenizers(Path(model_dir))
         else:
             source_tok, target_tok = train_translation_tokenizers(
                 [p.source for p in train],
@@ -363,14 +369,6 @@ def _save_files(vocab: Vocabularies, model_dir: Path) -> None:
         Path(model_dir) / DECODING_FILE,
         {"beam": vocab.beam, "length_penalty": vocab.length_penalty, "shared_vocabulary": vocab.shared},
     )
-
-
-def _load_tokenizers(model_dir: Path) -> tuple[Any, Any]:
-    source = load_tokenizer(model_dir / SOURCE_TOKENIZER)
-    target = load_tokenizer(model_dir / TARGET_TOKENIZER)
-    if source.to_str() == target.to_str():
-        target = source  # a shared vocabulary
-    return source, target
 
 
 __all__ = ["ParallelSplit", "TranslationTask", "evaluate_pairs"]
