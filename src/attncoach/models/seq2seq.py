@@ -56,6 +56,20 @@ _CONFIG_KEYS = ("encoder", "encoder_layers", "target_vocab_size", "bos_id", "eos
 Cache = tuple[Tensor, Tensor]
 
 
+def _init_xavier_linear(module: nn.Module) -> None:
+    """Xavier-uniform weights for one ``nn.Linear`` of the layers (Glorot & Bengio, 2010), as the Transformer's
+    reference code and ``torch.nn.Transformer`` initialise them.
+
+    A translation model trains from scratch at a high LR (2e-3 in ``configs/bible-en-fr.yaml``). With BERT's
+    N(0, 0.02) for every matrix, the 128-wide layers start several times smaller than fan-in scaling, and the
+    shipped config reached test BLEU 3.6 where a ``torch.nn.Transformer`` of the same size and budget
+    reached 11.6 (``bench/translation.py``, seed 0); the two compute the same function given the same weights.
+    The embedding tables keep N(0, 0.02): the output scores are tied to them.
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+
+
 class DecoderLayer(nn.Module):
     """Causal self-attention, cross-attention to the source, and FFN, each a residual block (pre- or post-LN).
 
@@ -148,6 +162,7 @@ class ElasticEncoderDecoder(ElasticEncoder):
         if target_vocab_size is not None:
             self.target_embeddings = Embeddings(dataclasses.replace(config, vocab_size=target_vocab_size))
         self.apply(init_bert_weights)
+        self.layers.apply(_init_xavier_linear)
 
     @property
     def target_embedding_module(self) -> Embeddings:
