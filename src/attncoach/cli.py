@@ -15,6 +15,8 @@
     attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
     attncoach report RUN [RUN ...] [--out FILE.html]
     attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
+    attncoach tune [--config FILE] --trials N [--backend optuna] [--out DIR] [--storage URL|memory] [--study NAME]
+                   [--retrain-best [--retrain-seeds S ...]] [section.key=value ...]
     attncoach robustness RUN [--data FILE] [--seed S] [--attack-examples N] [--query-budget Q] [--no-textattack]
                          [--json] [--out FILE.json [--overwrite]]
 
@@ -207,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_robustness(sub, common)
     _add_serve(sub, common)
     _add_report_and_attention(sub, common)
+    _add_tune(sub, common)
     return parser
 
 
@@ -1624,3 +1627,99 @@ def cmd_attention(args: argparse.Namespace) -> int:
     write_attention(out, args.text, tokens, chosen, source)
     print(out)
     return 0
+
+
+# ---------------------------------------------------------------- tune
+def _add_tune(sub: Any, common: argparse.ArgumentParser) -> None:
+    tn = sub.add_parser(
+        "tune",
+        parents=[common],
+        help="search hyperparameters: one coached run per trial, sampled and pruned by Optuna",
+        description="Search the config's tune.space: each trial is a coached run in OUT/trial-NNNN, sampled "
+        "(tune.sampler) and pruned at its evaluations (tune.pruner) by Optuna. Run the same command again to "
+        "resume a killed tune; give two processes the same --storage and --study to share one study.",
+    )
+    tn.add_argument("--config", help="YAML config file whose tune.space lists the searched keys")
+    tn.add_argument("--trials", type=int, required=True, help="finished (complete or pruned) trials to reach")
+    tn.add_argument("--backend", choices=["optuna"], default="optuna", help="the search library (default: optuna)")
+    tn.add_argument("--out", help="the study's directory (default: runs/tune-<config name>)")
+    tn.add_argument(
+        "--storage",
+        help="an SQLAlchemy URL (sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB) or memory "
+        "(default: SQLite in --out, which a rerun resumes)",
+    )
+    tn.add_argument("--study", help="the study's name in the storage (default: the --out directory's name)")
+    tn.add_argument(
+        "--retrain-best", action="store_true", help="then train the best configuration at the config's full length"
+    )
+    tn.add_argument(
+        "--retrain-seeds", type=int, nargs="+", metavar="S", help="seeds of --retrain-best (default: the config's)"
+    )
+    tn.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides for every trial (e.g. train.max_steps=300)",
+    )
+    tn.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from attncoach.tune.study import TuneRequest, tune
+
+    if args.retrain_seeds and not args.retrain_best:
+        raise AttncoachError("--retrain-seeds goes with --retrain-best")
+    out = Path(args.out) if args.out else Path("runs") / f"tune-{Path(args.config).stem if args.config else 'default'}"
+    request = TuneRequest(
+        config=args.config,
+        trials=args.trials,
+        out=out,
+        overrides=list(args.overrides),
+        storage=args.storage,
+        study=args.study,
+        retrain_best=args.retrain_best,
+        retrain_seeds=args.retrain_seeds,
+        quiet=args.quiet,
+    )
+    result = tune(request)
+    _print_trials(result)
+    return 0
+
+
+def _print_trials(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from attncoach.progress import console
+
+    metric = result["metric"].split(" ", 1)[1]
+    table = Table(title=f"study {result['study']}: {result['metric']} (maximised)")
+    for column in ("trial", "state", *result["space"], f"val {metric}", f"test {metric}", "steps", "s", "run"):
+        table.add_column(column, justify="left" if column in ("state", "run") else "right")
+    best = result["best"]["number"] if result["best"] else None
+    for row in result["trials"]:
+        val, test = row[f"val_{metric}"], row[f"test_{metric}"]
+        table.add_row(
+            f"{row['number']}{' *' if row['number'] == best else ''}",
+            row["state"],
+            *(_cell(row["params"].get(key)) for key in result["space"]),
+            "-" if val is None else f"{val:.4f}",
+            "-" if test is None else f"{test:.4f}",
+            "-" if row["steps"] is None else str(row["steps"]),
+            "-" if row["seconds"] is None else f"{row['seconds']:.0f}",
+            row["run_dir"] or "-",
+        )
+    console().print(table)
+    counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items() if n)
+    print(f"{len(result['trials'])} trials ({counts}); {result['examples_seen']:,} training examples in all")
+    if result["best"]:
+        b = result["best"]
+        print(f"best: trial {b['number']}, val {metric} {b['value']:.4f} -> {b['run_dir']} (config: {b['config']})")
+    retrained = result.get("retrained")
+    if retrained:
+        print(f"best configuration retrained: median test {metric} {retrained[f'median_test_{metric}']:.4f}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

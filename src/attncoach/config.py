@@ -229,6 +229,24 @@ class LogConfig:
 
 
 @dataclass
+class TuneConfig:
+    """``attncoach tune``: the search space and how trials are sampled and pruned (attncoach.tune).
+
+    ``attncoach train`` ignores this section; every trial is an ordinary run of the rest of the config.
+    """
+
+    # config key -> range, e.g. {"train.lr": {"log_uniform": [1e-5, 1e-2]}, "model.layers": {"choice": [2, 4]}}
+    space: Optional[dict[str, Any]] = None
+    sampler: str = "tpe"  # tpe | random | cmaes
+    pruner: str = "median"  # median | none: stop a trial whose val metric trails the median of earlier trials
+    startup_trials: int = 8  # random trials before TPE models the space (and before the pruner prunes)
+    warmup_evaluations: int = 1  # evaluations of a trial before the pruner may stop it
+    retries: int = 1  # how many times a failed (crashed or killed) trial is run again
+    trial_steps: Optional[int] = None  # each trial's train.max_steps; None = the config's own length
+    grace_seconds: int = 60  # a database-stored trial silent this long was killed: failed, then retried
+
+
+@dataclass
 class RunConfig:
     """Everything a training run needs; saved as config.yaml in the run directory."""
 
@@ -243,6 +261,7 @@ class RunConfig:
     robust: RobustConfig = field(default_factory=RobustConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def load_config(path: Optional[str | Path], overrides: list[str] | None = None) -> RunConfig:
@@ -517,6 +536,8 @@ _CHOICES = {
     ("elastic", "rewire"): ("auto", True, False),
     ("curriculum", "keep"): ("hardest", "easiest"),
     ("robust", "method"): ("none", "fgm", "pgd", "freelb"),
+    ("tune", "sampler"): ("tpe", "random", "cmaes"),
+    ("tune", "pruner"): ("median", "none"),
 }
 
 
@@ -602,6 +623,13 @@ def validate(cfg: RunConfig) -> None:
     check_key(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "must be at least 1")
     _validate_robust(cfg.robust, cfg.augment)
     check_key(cfg.log.every >= 1, "log.every", "must be at least 1")
+    u = cfg.tune
+    check_key(u.space is None or isinstance(u.space, dict), "tune.space", "must be a mapping of config keys to ranges")
+    check_key(u.startup_trials >= 0, "tune.startup_trials", "must be 0 or more")
+    check_key(u.warmup_evaluations >= 0, "tune.warmup_evaluations", "must be 0 or more")
+    check_key(u.retries >= 0, "tune.retries", "must be 0 or more")
+    check_key(u.grace_seconds >= 2, "tune.grace_seconds", "must be at least 2")
+    check_key(u.trial_steps is None or u.trial_steps >= 1, "tune.trial_steps", "must be at least 1 (or null)")
     check_key(bool(cfg.log.project.strip()), "log.project", "must name a project (e.g. attncoach)")
     check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
     # choices of the registries (tasks, policies, schedulers...) are checked a floor above:

@@ -95,17 +95,27 @@ class Recipe:
         run: the run directory (created by the caller for a new run).
         resume: continue from the run's latest checkpoint instead of starting anew.
         quiet: no progress bar.
+        callbacks: more :class:`Callback` s, called after the recipe's own (e.g. a tuner's pruning, which
+            stops the run from ``after_eval``).
 
     Example:
         >>> recipe = Recipe(cfg, RunDir("runs/demo"))  # doctest: +SKIP
         >>> metrics = recipe.run()                                   # doctest: +SKIP
     """
 
-    def __init__(self, cfg: RunConfig, run: RunDir, resume: bool = False, quiet: bool = False):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run: RunDir,
+        resume: bool = False,
+        quiet: bool = False,
+        callbacks: list[Callback] | None = None,
+    ):
         self.cfg = cfg
         self.run_dir = run
         self.resume = resume
         self.quiet = quiet
+        self.extra_callbacks = list(callbacks or [])
         self.state = TrainerState()
 
     # ------------------------------------------------------------------ setup
@@ -159,6 +169,7 @@ class Recipe:
             *([CoachCallback(session)] if session is not None else []),
             *([CalibrationCallback()] if t.calibrate else []),  # model/calibration.json, once the best model is in
             ScalarHistory(self.run_dir.scalars),  # scalars.jsonl: every logged scalar, for the report
+            *self.extra_callbacks,
         ]
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
         self.adversary = make_adversary(self.cfg.robust, self.warmup_steps)
