@@ -255,17 +255,22 @@ def _storage(optuna: Any, request: TuneRequest, u: Any) -> Any:
         importlib.util.find_spec(m) for m in ("psycopg2", "psycopg", "pg8000")
     ):
         raise AttncoachError(f"storage {redact(url)} needs a PostgreSQL driver: pip install 'attncoach[tune]'")
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=max(1, u.grace_seconds // 6),  # a live trial beats several times per grace period
-            grace_period=u.grace_seconds,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=u.retries),
-        )
-    except Exception as exc:  # SQLAlchemy's errors: a bad URL, a server that does not answer, a wrong password
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AttncoachError(f"cannot open the study storage {redact(url)}: {first[:300]}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=max(1, u.grace_seconds // 6),  # a live trial beats several times per grace period
+                grace_period=u.grace_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=u.retries),
+            )
+        except Exception as exc:  # SQLAlchemy's errors: a bad URL, a server that does not answer, a wrong password
+            if "already exists" in str(exc) and attempt < 4:  # two processes made the new database's tables at once
+                time.sleep(0.5)
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AttncoachError(f"cannot open the study storage {redact(url)}: {first[:300]}") from None
+    raise AssertionError("unreachable")
 
 
 def _open_study(optuna: Any, storage: Any, name: str, base: RunConfig) -> Any:
@@ -374,10 +379,11 @@ class _TrialRunner:
         process was killed (its heartbeat went stale); ``None`` for a new trial."""
         if "resume_of" in trial.user_attrs:
             return trial.user_attrs["resume_of"], trial.user_attrs.get("resume_dir")
-        retried = self.optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+        trials = trial.study.get_trials(deepcopy=False)  # frozen, by number: the retry marks live in system attrs
+        retried = self.optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[trial.number])
         if retried is None:
             return None
-        original = trial.study.get_trials(deepcopy=False)[retried]
+        original = trials[retried]
         return retried, original.user_attrs.get("run_dir")
 
     def _run_dir(self, number: int, earlier: tuple[int, str | None] | None) -> tuple[RunDir, bool]:
