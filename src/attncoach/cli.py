@@ -1687,9 +1687,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_trials(result: dict[str, Any]) -> None:
+    from rich.console import Console
     from rich.table import Table
-
-    from attncoach.progress import console
 
     metric = result["metric"].split(" ", 1)[1]
     table = Table(title=f"study {result['study']}: {result['metric']} (maximised)")
@@ -1708,7 +1707,10 @@ def _print_trials(result: dict[str, Any]) -> None:
             "-" if row["seconds"] is None else f"{row['seconds']:.0f}",
             row["run_dir"] or "-",
         )
-    console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
+        console = Console(width=220)
+    console.print(table)
     counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items() if n)
     print(f"{len(result['trials'])} trials ({counts}); {result['examples_seen']:,} training examples in all")
     if result["best"]:
