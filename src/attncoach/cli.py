@@ -93,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", parents=[common], help="train a model into a run directory")
     train.add_argument("--config", help="YAML config file (optional: defaults plus overrides make a valid run)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
-    train.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="section.key=value",
-        help="config overrides, values parsed as YAML (e.g. train.lr=3e-4 model.layers=4)",
-    )
+    _add_overrides(train, "config overrides, values parsed as YAML (e.g. train.lr=3e-4 model.layers=4)")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a run or model on its test split or a file")
@@ -211,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_and_attention(sub, common)
     _add_tune(sub, common)
     return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The ``section.key=value ...`` positional arguments of ``train`` and ``tune``."""
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help=help_text)
 
 
 def _add_overwrite_option(parser: argparse.ArgumentParser, flag: str) -> None:
@@ -1655,12 +1655,7 @@ def _add_tune(sub: Any, common: argparse.ArgumentParser) -> None:
     tn.add_argument(
         "--retrain-seeds", type=int, nargs="+", metavar="S", help="seeds of --retrain-best (default: the config's)"
     )
-    tn.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="section.key=value",
-        help="config overrides for every trial (e.g. train.max_steps=300)",
-    )
+    _add_overrides(tn, "config overrides for every trial (e.g. train.max_steps=300)")
     tn.set_defaults(func=cmd_tune)
 
 

@@ -113,16 +113,20 @@ def test_two_processes_share_one_study(data, tmp_path):
     assert all((Path(t["run_dir"]) / "metrics.json").is_file() for t in finished)
 
 
+def _wait_for_a_checkpoint(process: subprocess.Popen, run: Path) -> None:
+    """Until the trial's run has written a checkpoint (the process still running)."""
+    deadline = time.monotonic() + 120
+    while not ((run / "checkpoints").is_dir() and list((run / "checkpoints").glob("step-*"))):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+
+
 def test_a_killed_trial_is_retried_from_its_checkpoint_when_the_tune_runs_again(data, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     out = tmp_path / "study"
     extra = ["tune.grace_seconds=2", "train.checkpoint_every=20", "train.eval_every=200"]
     first = _tune_process(data, out, storage, 1, 800, *extra)
-    checkpoints = out / "trial-0000" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (checkpoints.is_dir() and list(checkpoints.glob("step-*"))):
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.2)
+    _wait_for_a_checkpoint(first, out / "trial-0000")
     first.send_signal(signal.SIGKILL)
     first.wait()
     time.sleep(3)  # its heartbeat goes stale
@@ -142,11 +146,7 @@ def test_an_interrupted_tune_resumes_its_trial_from_the_checkpoint(data, tmp_pat
     out = tmp_path / "study"
     extra = ["train.checkpoint_every=20", "train.eval_every=200"]
     first = _tune_process(data, out, storage, 1, 800, *extra)
-    checkpoints = out / "trial-0000" / "checkpoints"
-    deadline = time.monotonic() + 120
-    while not (checkpoints.is_dir() and list(checkpoints.glob("step-*"))):
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.2)
+    _wait_for_a_checkpoint(first, out / "trial-0000")
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 143 and err.strip().splitlines()[-1] == "terminated", err
