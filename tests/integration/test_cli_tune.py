@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -111,6 +112,40 @@ def test_two_processes_share_one_study(data, tmp_path):
     finished = [t for t in trials if t["state"] == "complete"]
     assert len(finished) >= 4 and len({t["run_dir"] for t in finished}) == len(finished)  # no run directory shared
     assert all((Path(t["run_dir"]) / "metrics.json").is_file() for t in finished)
+
+
+def test_two_processes_share_one_study_on_a_postgresql_server(data, tmp_path):
+    pytest.importorskip("psycopg")
+    from pgserver import postgres_server, server_binaries
+
+    if server_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    out = tmp_path / "study"
+    with postgres_server() as url:
+        workers = [_tune_process(data, out, url, 3, 30) for _ in range(2)]
+        for worker in workers:
+            _, err = worker.communicate(timeout=300)
+            assert worker.returncode == 0, err
+        result = json.loads((out / "tune.json").read_text())
+        assert result["storage"] == url  # no password to hide here
+        finished = [t for t in result["trials"] if t["state"] == "complete"]
+        assert len(finished) >= 3 and len({t["run_dir"] for t in finished}) == len(finished)
+        # the study is in the server: a third process finds it finished and runs nothing
+        third = _tune_process(data, out, url, 3, 30)
+        stdout, err = third.communicate(timeout=120)
+        assert third.returncode == 0 and "already holds" in stdout, err
+
+
+def test_a_postgresql_server_that_does_not_answer_is_one_line_with_the_url_but_not_the_password(data, tmp_path, capsys):
+    pytest.importorskip("psycopg")
+    with socket.socket() as sock:  # a loopback port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://tuner:s3cret@127.0.0.1:{port}/studies"
+    out = tmp_path / "study"
+    argv = ["tune", "--quiet", "--trials", "2", "--out", str(out), "--storage", url, *_overrides(data), SPACE]
+    last = refused(capsys, argv, f"cannot open the study storage postgresql://tuner:***@127.0.0.1:{port}/studies")
+    assert "s3cret" not in last and not out.exists()
 
 
 def _wait_for_a_checkpoint(process: subprocess.Popen, run: Path) -> None:

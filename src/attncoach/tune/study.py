@@ -251,10 +251,9 @@ def _storage(optuna: Any, request: TuneRequest, u: Any) -> Any:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 60}  # two processes on one SQLite file wait for each other's writes
-    elif url.startswith(("postgresql", "postgres")) and not any(
-        importlib.util.find_spec(m) for m in ("psycopg2", "psycopg", "pg8000")
-    ):
-        raise AttncoachError(f"storage {redact(url)} needs a PostgreSQL driver: pip install 'attncoach[tune]'")
+    elif url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        # SQLAlchemy 2.1 reads postgresql:// with psycopg 3 (postgresql+psycopg2:// names the older driver)
+        raise AttncoachError(f"storage {redact(url)} needs the psycopg driver: pip install 'attncoach[tune]'")
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(
