@@ -248,6 +248,16 @@ def test_bad_input_is_one_line_and_leaves_no_study(data, tmp_path, capsys, extra
     assert not out.exists()
 
 
+def test_without_optuna_tune_says_what_to_install(data, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    argv = ["tune", "--quiet", "--trials", "2", "--out", str(tmp_path / "s"), *_overrides(data), SPACE]
+    refused(capsys, argv, "needs optuna: pip install 'attncoach[tune]'", one_line=True)
+    assert not (tmp_path / "s").exists()
+
+
 def test_an_unknown_backend_is_refused_with_the_choices(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["tune", "--trials", "2", "--backend", "hyperopt", "--out", str(tmp_path / "s"), SPACE])
