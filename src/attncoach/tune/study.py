@@ -133,7 +133,7 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
     out = request.out
     name = request.study or out.resolve().name
     new = not out.exists()
-    _claim_out(out, base, request)
+    _claim_out(out, base)
     try:
         study = _open_study(optuna, _storage(optuna, request, base.tune), name, base)
     except AttncoachError:
@@ -154,8 +154,8 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
         stopper = _Stopper(optuna, request.trials, echo)
         study.optimize(trial_runner, callbacks=[stopper], gc_after_trial=True)
     result = summarise(optuna, study, space, primary, name, request)
-    atomic_write_json(out / "tune.json", result)
     if result["best"] is None:
+        atomic_write_json(out / "tune.json", result)
         errors = [t["error"] for t in result["trials"] if "error" in t]
         first = f"; the first error: {errors[0]}" if errors else ""
         raise AttncoachError(
@@ -165,7 +165,8 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
     result["best"]["config"] = str(out / "best.yaml")
     atomic_write_json(out / "tune.json", result)
     if request.retrain_best:
-        result["retrained"] = retrain_best(request, out / "best.yaml", primary, echo)
+        full_steps = base.train.max_steps  # the config's own length, not tune.trial_steps
+        result["retrained"] = retrain_best(request, out / "best.yaml", full_steps, primary, echo)
         atomic_write_json(out / "tune.json", result)
     return result
 
@@ -202,7 +203,7 @@ def _comparable(cfg: RunConfig) -> dict[str, Any]:
     return settings
 
 
-def _claim_out(out: Path, base: RunConfig, request: TuneRequest) -> None:
+def _claim_out(out: Path, base: RunConfig) -> None:
     """Make ``out``, or check that the study in it was started with the same config (a resume)."""
     saved = out / SETTINGS_FILE
     mine = {"config": _comparable(base)}
@@ -488,14 +489,15 @@ def _best_config(run_dir: Path) -> str:
     return header + yaml.safe_dump(settings, sort_keys=False)
 
 
-def retrain_best(request: TuneRequest, best: Path, primary: str, echo: Callable[[str], None]) -> dict[str, Any]:
-    """The best configuration trained again at its full length (``tune.trial_steps`` dropped), once per seed."""
+def retrain_best(
+    request: TuneRequest, best: Path, full_steps: int | None, primary: str, echo: Callable[[str], None]
+) -> dict[str, Any]:
+    """The best configuration trained again at ``full_steps`` (``train.max_steps``; None = its epochs), once per seed."""
     import yaml
 
     from attncoach.train.recipe import Recipe
 
     settings = yaml.safe_load(best.read_text(encoding="utf-8"))
-    full_steps = _full_steps(request)
     seeds = request.retrain_seeds or [settings["train"]["seed"]]
     runs = []
     for seed in seeds:
@@ -514,8 +516,3 @@ def retrain_best(request: TuneRequest, best: Path, primary: str, echo: Callable[
         echo(f"best configuration, seed {seed}: test {primary} {metrics['test'][primary]:.4f}")
     scores = [r[f"test_{primary}"] for r in runs]
     return {"runs": runs, f"median_test_{primary}": statistics.median(scores)}
-
-
-def _full_steps(request: TuneRequest) -> int | None:
-    """``train.max_steps`` of the base config itself (without ``tune.trial_steps``)."""
-    return load_run_config(request.config, request.overrides).train.max_steps
