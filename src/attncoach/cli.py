@@ -1686,18 +1686,26 @@ def _print_trials(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     metric = result["metric"].split(" ", 1)[1]
-    table = Table(title=f"study {result['study']}: {result['metric']} (maximised)")
-    for column in ("trial", "state", *result["space"], f"val {metric}", f"test {metric}", "steps", "s", "run"):
+    latency = result.get("latency")  # two objectives: the val metric (maximised) and this latency (minimised)
+    goal = f"{result['metric']} (maximised)"
+    if latency is not None:
+        goal += f" and ms at batch {latency['batch']} (minimised) of {_subnet_name(latency['subnet'])}"
+    table = Table(title=f"study {result['study']}: {goal}")
+    extra = ("ms", "Pareto") if latency is not None else ()
+    for column in ("trial", "state", *result["space"], f"val {metric}", f"test {metric}", *extra, "steps", "s", "run"):
         table.add_column(column, justify="left" if column in ("state", "run") else "right")
     best = result["best"]["number"] if result["best"] else None
     for row in result["trials"]:
         val, test = row[f"val_{metric}"], row[f"test_{metric}"]
+        ms = row.get("latency_ms")
+        front = ("-" if ms is None else f"{ms:.2f}", "✓" if row.get("pareto") else "") if latency is not None else ()
         table.add_row(
             f"{row['number']}{' *' if row['number'] == best else ''}",
             row["state"],
             *(_cell(row["params"].get(key)) for key in result["space"]),
             "-" if val is None else f"{val:.4f}",
             "-" if test is None else f"{test:.4f}",
+            *front,
             "-" if row["steps"] is None else str(row["steps"]),
             "-" if row["seconds"] is None else f"{row['seconds']:.0f}",
             row["run_dir"] or "-",
@@ -1710,10 +1718,17 @@ def _print_trials(result: dict[str, Any]) -> None:
     print(f"{len(result['trials'])} trials ({counts}); {result['examples_seen']:,} training examples in all")
     if result["best"]:
         b = result["best"]
-        print(f"best: trial {b['number']}, val {metric} {b['value']:.4f} -> {b['run_dir']} (config: {b['config']})")
+        ms = f", {b['latency_ms']:.2f} ms" if "latency_ms" in b else ""
+        print(f"best: trial {b['number']}, val {metric} {b['value']:.4f}{ms} -> {b['run_dir']} (config: {b['config']})")
     retrained = result.get("retrained")
     if retrained:
         print(f"best configuration retrained: median test {metric} {retrained[f'median_test_{metric}']:.4f}")
+
+
+def _subnet_name(subnet: Any) -> str:
+    if isinstance(subnet, str):
+        return "the whole model"
+    return "sub-net " + " ".join(f"{k} {v:g}" for k, v in subnet.items())
 
 
 def _cell(value: Any) -> str:

@@ -237,13 +237,21 @@ class TuneConfig:
 
     # config key -> range, e.g. {"train.lr": {"log_uniform": [1e-5, 1e-2]}, "model.layers": {"choice": [2, 4]}}
     space: Optional[dict[str, Any]] = None
-    sampler: str = "tpe"  # tpe | random | cmaes
+    sampler: str = "tpe"  # tpe | random | cmaes | nsga2 (a genetic algorithm; its first generation is random)
     pruner: str = "median"  # median | none: stop a trial whose val metric trails the median of earlier trials
     startup_trials: int = 8  # random trials before TPE models the space (and before the pruner prunes)
     warmup_evaluations: int = 1  # evaluations of a trial before the pruner may stop it
     retries: int = 1  # how many times a failed (crashed or killed) trial is run again
     trial_steps: Optional[int] = None  # each trial's train.max_steps; None = the config's own length
     grace_seconds: int = 60  # a database-stored trial silent this long was killed: failed, then retried
+    # metric | metric_latency: maximise the val metric, or also minimise the measured latency of one sub-net
+    # (two objectives: a Pareto front of trials, best sampled by nsga2; Optuna cannot prune such a study)
+    objective: str = "metric"
+    # metric_latency: the sub-net whose val metric and latency are the objectives, as fractions of each trial's
+    # model ({width, depth, ffn_width}, as attncoach search); None = the whole model
+    latency_subnet: Optional[dict[str, float]] = None
+    latency_batch: int = 1  # metric_latency: the batch size the latency is measured at
+    max_latency_ms: Optional[float] = None  # metric_latency: the best trial is the best val metric within this
 
 
 @dataclass
@@ -536,7 +544,8 @@ _CHOICES = {
     ("elastic", "rewire"): ("auto", True, False),
     ("curriculum", "keep"): ("hardest", "easiest"),
     ("robust", "method"): ("none", "fgm", "pgd", "freelb"),
-    ("tune", "sampler"): ("tpe", "random", "cmaes"),
+    ("tune", "sampler"): ("tpe", "random", "cmaes", "nsga2"),
+    ("tune", "objective"): ("metric", "metric_latency"),
     ("tune", "pruner"): ("median", "none"),
 }
 
@@ -630,10 +639,37 @@ def validate(cfg: RunConfig) -> None:
     check_key(u.retries >= 0, "tune.retries", "must be 0 or more")
     check_key(u.grace_seconds >= 2, "tune.grace_seconds", "must be at least 2")
     check_key(u.trial_steps is None or u.trial_steps >= 1, "tune.trial_steps", "must be at least 1 (or null)")
+    _validate_latency_objective(u)
     check_key(bool(cfg.log.project.strip()), "log.project", "must name a project (e.g. attncoach)")
     check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
     # choices of the registries (tasks, policies, schedulers...) are checked a floor above:
     # attncoach.train.settings.check_registries, which every entry point calls
+
+
+def _validate_latency_objective(u: TuneConfig) -> None:
+    check_key(u.latency_batch >= 1, "tune.latency_batch", "must be at least 1")
+    check_key(u.max_latency_ms is None or u.max_latency_ms > 0, "tune.max_latency_ms", "must be above 0 (or null)")
+    sub = u.latency_subnet
+    if sub is not None:
+        check_key(
+            isinstance(sub, dict) and bool(sub) and set(sub) <= {"width", "depth", "ffn_width"},
+            "tune.latency_subnet",
+            "must be a mapping of width, depth and/or ffn_width to fractions, e.g. {width: 0.5, depth: 0.5}",
+        )
+        for key, value in sub.items():
+            fraction = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+            check_key(fraction, f"tune.latency_subnet.{key}", "must be a fraction in (0, 1]")
+    if u.objective == "metric":
+        for key, unset in (("latency_subnet", sub is None), ("max_latency_ms", u.max_latency_ms is None)):
+            check_key(unset, f"tune.{key}", "applies only with tune.objective: metric_latency")
+        check_key(u.latency_batch == 1, "tune.latency_batch", "applies only with tune.objective: metric_latency")
+    else:
+        check_key(
+            u.pruner == "none",
+            "tune.pruner",
+            "must be none with tune.objective: metric_latency (Optuna prunes single-objective studies only)",
+        )
+        check_key(u.sampler != "cmaes", "tune.sampler", "cmaes searches one objective: use nsga2, tpe or random")
 
 
 CHAR_OPS = ("swap", "insert", "delete", "keyboard")

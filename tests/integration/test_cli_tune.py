@@ -60,6 +60,35 @@ def test_tune_runs_trials_prints_the_table_and_writes_the_best_config(data, tmp_
     assert main(["train", "--quiet", "--config", str(out / "best.yaml"), f"output_dir={tmp_path / 'again'}"]) == 0
 
 
+LATENCY = ["tune.objective=metric_latency", "tune.pruner=none", "tune.sampler=nsga2", "tune.startup_trials=2"]
+
+
+def test_two_objectives_give_a_pareto_front_of_val_metric_and_sub_net_latency(data, tmp_path, capsys):
+    from attncoach.elastic.measure import pareto_front
+
+    out = tmp_path / "study"
+    space = "tune.space={model.layers: {choice: [1, 3]}, model.dim: {choice: [16, 64]}}"
+    subnet = "tune.latency_subnet={width: 0.5}"
+    argv = ["tune", "--quiet", "--trials", "3", "--out", str(out), *_overrides(data), space, *LATENCY, subnet]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "tune.json").read_text())
+    assert result["objectives"] == ["val macro_f1", "latency_ms"]
+    assert result["latency"] == {"subnet": {"width": 0.5}, "batch": 1, "max_ms": None}
+    trials = result["trials"]
+    assert [t["state"] for t in trials] == ["complete"] * 3 and all(t["latency_ms"] > 0 for t in trials)
+    # the front Optuna keeps is the front of the measured (val metric, latency) pairs
+    assert [t["pareto"] for t in trials] == pareto_front(trials, quality="val_macro_f1", costs=("latency_ms",))
+    assert result["best"]["value"] == max(t["val_macro_f1"] for t in trials)
+    assert "Pareto" in printed and "ms at batch 1 (minimised) of sub-net width 0.5" in printed
+    # the val metric is the half-width sub-net's: the whole model's is in the run's metrics.json
+    whole = [json.loads((Path(t["run_dir"]) / "metrics.json").read_text())["val"]["macro_f1"] for t in trials]
+    assert any(abs(w - t["val_macro_f1"]) > 1e-9 for w, t in zip(whole, trials))
+    # a latency budget below every trial's: one line, and the front stays in tune.json
+    budget = "tune.max_latency_ms=0.0001"
+    refused(capsys, [*argv, budget], "is within tune.max_latency_ms", one_line=True)
+
+
 def test_a_trial_below_the_median_is_pruned_and_says_so_in_its_run(data, tmp_path):
     out = tmp_path / "study"
     # a learning rate that learns nothing next to one that learns: the random sampler (seed 0) draws both
@@ -239,6 +268,12 @@ def test_a_space_where_every_run_fails_stops_and_says_why(data, tmp_path, capsys
         ([SPACE, "--trials", "0"], "--trials must be at least 1"),
         ([SPACE, "output_dir=x"], "drop the output_dir override"),
         ([SPACE, "--retrain-seeds", "1"], "--retrain-seeds goes with --retrain-best"),
+        ([SPACE, "tune.objective=metric_latency"], "'tune.pruner' must be none with tune.objective: metric_latency"),
+        ([SPACE, *LATENCY[:2], "tune.sampler=cmaes"], "cmaes searches one objective"),
+        ([SPACE, "tune.latency_batch=4"], "latency_batch"),
+        ([SPACE, "tune.max_latency_ms=5"], "'tune.max_latency_ms' applies only with tune.objective: metric_latency"),
+        ([SPACE, *LATENCY, "tune.latency_subnet={width: 1.5}"], "'tune.latency_subnet.width' must be a fraction"),
+        ([SPACE, *LATENCY, "tune.latency_subnet={heads: 0.5}"], "'tune.latency_subnet' must be a mapping of width"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_study(data, tmp_path, capsys, extra, words):

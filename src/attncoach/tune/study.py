@@ -148,14 +148,20 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
     else:
         echo(
             f"study {name}: {done} of {request.trials} trials finished; {base.tune.sampler} sampler, "
-            f"{base.tune.pruner} pruner, maximising val {primary}; runs in {out}"
+            f"{base.tune.pruner} pruner, maximising val {primary}{_latency_goal(base.tune)}; runs in {out}"
         )
         trial_runner = _TrialRunner(optuna, request, base, space, primary, echo)
         stopper = _Stopper(optuna, request.trials, echo)
         study.optimize(trial_runner, callbacks=[stopper], gc_after_trial=True)
-    result = summarise(optuna, study, space, primary, name, request)
+    result = summarise(optuna, study, space, primary, name, request, base.tune)
     if result["best"] is None:
         atomic_write_json(out / "tune.json", result)
+        fastest = min((t["latency_ms"] for t in result["trials"] if t.get("latency_ms") is not None), default=None)
+        if fastest is not None:
+            raise AttncoachError(
+                f"no trial of study {name} is within tune.max_latency_ms {base.tune.max_latency_ms:g} "
+                f"(the fastest: {fastest:.2f} ms); see the Pareto front in {out}/tune.json"
+            )
         errors = [t["error"] for t in result["trials"] if "error" in t]
         first = f"; the first error: {errors[0]}" if errors else ""
         raise AttncoachError(
@@ -169,6 +175,13 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
         result["retrained"] = retrain_best(request, out / "best.yaml", full_steps, primary, echo)
         atomic_write_json(out / "tune.json", result)
     return result
+
+
+def _latency_goal(u: Any) -> str:
+    if u.objective == "metric":
+        return ""
+    subnet = " ".join(f"{k} {v:g}" for k, v in (u.latency_subnet or {}).items()) or "the whole model"
+    return f" and minimising the latency at batch {u.latency_batch} (of {subnet})"
 
 
 class _Stopper:
@@ -200,6 +213,7 @@ def _base_config(request: TuneRequest) -> RunConfig:
 def _comparable(cfg: RunConfig) -> dict[str, Any]:
     settings = to_dict(cfg)
     settings.pop("output_dir", None)
+    settings["tune"].pop("max_latency_ms", None)  # it picks the best of the trials; it changes none of them
     return settings
 
 
@@ -279,6 +293,8 @@ def _open_study(optuna: Any, storage: Any, name: str, base: RunConfig) -> Any:
         sampler = optuna.samplers.TPESampler(n_startup_trials=u.startup_trials, seed=seed)
     elif u.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif u.sampler == "nsga2":  # one generation = startup_trials trials; the first is random
+        sampler = optuna.samplers.NSGAIISampler(population_size=max(2, u.startup_trials), seed=seed)
     else:
         if importlib.util.find_spec("cmaes") is None:
             raise AttncoachError("tune.sampler cmaes needs the cmaes package: pip install cmaes")
@@ -288,15 +304,20 @@ def _open_study(optuna: Any, storage: Any, name: str, base: RunConfig) -> Any:
         if u.pruner == "median"
         else optuna.pruners.NopPruner()
     )
+    directions = ["maximize", "minimize"] if u.objective == "metric_latency" else ["maximize"]
     try:
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize", load_if_exists=True
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
         )
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AttncoachError(f"cannot open study {name}: {first[:300]}") from None
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise AttncoachError(f"study {name} in this storage minimises; attncoach maximises the val metric")
+    if [d.name.lower() for d in study.directions] != directions:
+        theirs = ", ".join(d.name.lower() for d in study.directions)
+        raise AttncoachError(
+            f"study {name} in this storage has the directions ({theirs}); tune.objective {u.objective} "
+            f"needs ({', '.join(directions)}): give another --study"
+        )
     return study
 
 
@@ -349,30 +370,38 @@ class _TrialRunner:
             )
             run.check_new()
         pruning = PruningCallback(trial, self.primary, self.base.tune.warmup_evaluations)
+        callbacks = [pruning] if self.base.tune.objective == "metric" else []  # Optuna prunes one objective only
         started = time.perf_counter()
+        latency = None
         try:
-            metrics = Recipe(cfg, run, resume=resume, quiet=self.request.quiet, callbacks=[pruning]).run()
+            recipe = Recipe(cfg, run, resume=resume, quiet=self.request.quiet, callbacks=callbacks)
+            metrics = recipe.run()
+            value, test = float(metrics["val"][self.primary]), float(metrics["test"][self.primary])
+            if self.base.tune.objective == "metric_latency":
+                value, test, latency = measure_objectives(recipe, self.base.tune, self.primary)
         except AttncoachError as exc:  # e.g. a configuration that diverges: a failed trial, the study goes on
             trial.set_user_attr("error", str(exc))
             self.echo(f"trial {trial.number} failed: {exc}")
-            return math.nan
+            return math.nan if self.base.tune.objective == "metric" else (math.nan, math.nan)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna fails the trial; the next tune resumes its run
             trial.set_user_attr("interrupted", True)
             raise
-        value = float(metrics["val"][self.primary])
-        trial.set_user_attr("test", float(metrics["test"][self.primary]))
+        trial.set_user_attr("test", test)
+        if latency is not None:
+            trial.set_user_attr("latency_ms", latency)
         trial.set_user_attr("steps", int(metrics["steps"]))
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         trial.set_user_attr("examples_seen", int(metrics.get("examples_seen", 0)))
         trial.set_user_attr("stop_reason", metrics.get("stop_reason"))
         verdict = f"pruned at step {pruning.pruned_at}" if pruning.pruned_at is not None else "complete"
+        measured = "" if latency is None else f", {latency:.2f} ms at batch {self.base.tune.latency_batch}"
         self.echo(
-            f"trial {trial.number} {verdict}: val {self.primary} {value:.4f} ({metrics['steps']} steps, "
+            f"trial {trial.number} {verdict}: val {self.primary} {value:.4f}{measured} ({metrics['steps']} steps, "
             f"{time.perf_counter() - started:.0f} s) -> {run.path}"
         )
         if pruning.pruned_at is not None:
             raise self.optuna.TrialPruned(f"pruned at step {pruning.pruned_at}")
-        return value
+        return value if latency is None else (value, latency)
 
     def _earlier(self, trial: Any) -> tuple[int, str | None] | None:
         """The trial this one runs again (its number and run directory): one that was interrupted, or one whose
@@ -394,6 +423,34 @@ class _TrialRunner:
             if run.is_run() and has_checkpoint and not run.metrics.is_file():
                 return run, True
         return RunDir(self.request.out / f"trial-{number:04d}"), False
+
+
+def measure_objectives(recipe: Any, u: Any, primary: str) -> tuple[float, float, float]:
+    """The val and test ``primary`` metric of ``tune.latency_subnet`` of a finished run's best model, and its latency.
+
+    The latency is milliseconds per forward pass of a batch of ``tune.latency_batch`` real val examples
+    (:func:`attncoach.elastic.measure.measure_latency`, with the torch threads of the trial).
+
+    Raises:
+        AttncoachError: the model has no elastic encoder to take a sub-net of.
+    """
+    from attncoach.elastic.measure import measure_latency
+    from attncoach.elastic.space import subnet_for
+
+    model, splits = recipe.model, recipe.data.splits
+    encoder = getattr(model, "encoder", None)
+    if not hasattr(model, "set_subnet") or not hasattr(encoder, "config"):
+        raise AttncoachError(
+            f"tune.objective metric_latency needs a model with an elastic encoder; {recipe.task.name} has none"
+        )
+    subnet = None if u.latency_subnet is None else subnet_for(encoder.config, **u.latency_subnet)
+    model.set_subnet(subnet)
+    try:
+        val, test = (float(recipe.evaluate(splits[name])[primary]) for name in ("val", "test"))
+        latency = measure_latency(model, splits["val"], u.latency_batch)
+    finally:
+        model.set_subnet(None)
+    return val, test, round(latency, 4)
 
 
 def requeue_interrupted(optuna: Any, study: Any, retries: int, echo: Callable[[str], None]) -> None:
@@ -428,8 +485,14 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else json.dumps(value)
 
 
-def summarise(optuna: Any, study: Any, space: list[Dimension], primary: str, name: str, request: TuneRequest) -> dict:
-    """``tune.json``: every trial (state, values, val and test metric, cost, run directory) and the best one."""
+def summarise(
+    optuna: Any, study: Any, space: list[Dimension], primary: str, name: str, request: TuneRequest, u: Any
+) -> dict:
+    """``tune.json``: every trial (state, values, val and test metric, cost, run directory) and the best one.
+
+    With ``tune.objective: metric_latency`` each trial has its ``latency_ms`` and whether it is on the
+    Pareto front (``pareto``); the best is the best val metric within ``tune.max_latency_ms`` (if given).
+    """
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append(
@@ -437,8 +500,9 @@ def summarise(optuna: Any, study: Any, space: list[Dimension], primary: str, nam
                 "number": t.number,
                 "state": t.state.name.lower(),
                 "params": {d.key: t.params[d.key] for d in space if d.key in t.params},
-                f"val_{primary}": t.value if t.state == optuna.trial.TrialState.COMPLETE else _last(t),
+                f"val_{primary}": t.values[0] if t.state == optuna.trial.TrialState.COMPLETE else _last(t),
                 f"test_{primary}": t.user_attrs.get("test"),
+                **({"latency_ms": t.user_attrs.get("latency_ms")} if u.objective == "metric_latency" else {}),
                 "steps": t.user_attrs.get("steps"),
                 "examples_seen": t.user_attrs.get("examples_seen"),
                 "seconds": t.user_attrs.get("seconds"),
@@ -447,13 +511,27 @@ def summarise(optuna: Any, study: Any, space: list[Dimension], primary: str, nam
             }
         )
     complete = [r for r in rows if r["state"] == "complete" and r[f"val_{primary}"] is not None]
-    best = max(complete, key=lambda r: r[f"val_{primary}"], default=None)
+    objectives: dict[str, Any] = {}
+    if u.objective == "metric_latency":
+        front = {t.number for t in study.best_trials}
+        for row in rows:
+            row["pareto"] = row["number"] in front
+        if u.max_latency_ms is not None:  # the best is the best val metric within the latency budget
+            complete = [r for r in complete if r["latency_ms"] <= u.max_latency_ms]
+        objectives = {
+            "objectives": [f"val {primary}", "latency_ms"],
+            "directions": ["maximize", "minimize"],
+            "latency": {"subnet": u.latency_subnet or "full", "batch": u.latency_batch, "max_ms": u.max_latency_ms},
+        }
+    # equal val metrics: the faster trial (a Pareto trial) is the best
+    best = max(complete, key=lambda r: (r[f"val_{primary}"], -(r.get("latency_ms") or 0.0)), default=None)
     storage = "memory" if request.storage == "memory" else redact(request.storage or str(request.out / "study.db"))
     return {
         "study": name,
         "storage": storage,
         "metric": f"val {primary}",
         "direction": "maximize",
+        **objectives,
         "space": {d.key: d.describe() for d in space},
         "trials": rows,
         "counts": {s: sum(r["state"] == s for r in rows) for s in ("complete", "pruned", "fail", "running", "waiting")},
@@ -469,6 +547,7 @@ def _best_fields(row: dict[str, Any], primary: str) -> dict[str, Any]:
         "test": row[f"test_{primary}"],
         "params": row["params"],
         "run_dir": row["run_dir"],
+        **({"latency_ms": row["latency_ms"]} if "latency_ms" in row else {}),
     }
 
 
