@@ -17,6 +17,8 @@
     attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
     attncoach tune [--config FILE] --trials N [--backend optuna] [--out DIR] [--storage URL|memory] [--study NAME]
                    [--retrain-best [--retrain-seeds S ...]] [section.key=value ...]
+    attncoach select RUN --pool FILE --budget N [--strategy entropy|margin|badge|coreset|random] [--out FILE [--overwrite]]
+    attncoach active [--config FILE] --start N --step N --rounds N [--strategy S] [--out DIR] [section.key=value ...]
     attncoach robustness RUN [--data FILE] [--seed S] [--attack-examples N] [--query-budget Q] [--no-textattack]
                          [--json] [--out FILE.json [--overwrite]]
 
@@ -205,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub, common)
     _add_report_and_attention(sub, common)
     _add_tune(sub, common)
+    _add_active(sub, common)
     return parser
 
 
@@ -1735,3 +1738,127 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------- select, active
+def _add_active(sub: Any, common: argparse.ArgumentParser) -> None:
+    from attncoach.active.strategies import STRATEGIES
+
+    se = sub.add_parser(
+        "select",
+        parents=[common],
+        help="rank unlabelled texts: the ones a trained classifier would have labelled next",
+        description="Score every text of --pool with the run's model and write the --budget to label next, "
+        "ranked, with their scores (entropy: highest first; margin: smallest first; badge and coreset: "
+        "distance when chosen; random: none).",
+    )
+    se.add_argument("path", metavar="RUN", help="a text-classification run (or model) directory")
+    se.add_argument("--pool", required=True, help="unlabelled texts: .txt (one per line), CSV, TSV or JSONL")
+    se.add_argument("--budget", type=int, required=True, help="how many texts to choose")
+    se.add_argument("--strategy", default="entropy", help=f"one of {', '.join(STRATEGIES)} (default: entropy)")
+    se.add_argument("--text-column", default="text", help="the pool's text column (default: text)")
+    se.add_argument("--encoding", default="utf-8", help="the pool's text encoding (default: utf-8)")
+    se.add_argument("--seed", type=int, default=0, help="seed of random and of BADGE's draws (default: 0)")
+    se.add_argument("--out", help="write the ranking here (.jsonl or .csv; default: JSON lines on stdout)")
+    se.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    se.set_defaults(func=cmd_select)
+    ac = sub.add_parser(
+        "active",
+        parents=[common],
+        help="simulate active learning on a labelled corpus: rounds of training and choosing what to label",
+        description="The config's training split is the pool: round 0 trains on --start random examples, each "
+        "later round adds the --step examples the strategy picked with the previous round's model (their gold "
+        "labels revealed) and starts from its weights. OUT/active.json holds the learning curve; running the "
+        "same command again resumes a stopped loop.",
+    )
+    ac.add_argument("--config", help="YAML config of a text-classification run (its data is the pool)")
+    ac.add_argument("--start", type=int, default=200, help="labels of round 0, drawn at random (default: 200)")
+    ac.add_argument("--step", type=int, default=200, help="labels added per round (default: 200)")
+    ac.add_argument("--rounds", type=int, default=8, help="rounds of training (default: 8)")
+    ac.add_argument("--strategy", default="entropy", help=f"one of {', '.join(STRATEGIES)} (default: entropy)")
+    ac.add_argument("--out", help="the loop's directory (default: runs/active-<config name>-<strategy>)")
+    _add_overrides(ac, "config overrides for every round (e.g. model.backbone=minilm)")
+    ac.set_defaults(func=cmd_active)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from attncoach.active.select import SelectRequest, check_request, select_from_pool
+
+    check_request(args.strategy, args.budget)
+    out = _checked_output(args.out, "--out", args.overwrite, inputs=[args.pool])
+    if out is not None and out.suffix.lower() not in (".jsonl", ".csv"):
+        raise AttncoachError(f"--out {out}: write .jsonl or .csv")
+    request = SelectRequest(
+        run=args.path,
+        pool=Path(args.pool),
+        budget=args.budget,
+        strategy=args.strategy,
+        text_column=args.text_column,
+        encoding=args.encoding,
+        seed=args.seed,
+    )
+    rows = select_from_pool(request)
+    if out is None:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    _write_rows(out, rows)
+    log.info("wrote the %d texts to label next (%s) to %s", len(rows), args.strategy, out)
+    return 0
+
+
+def _write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    from attncoach.atomicfile import atomic_write_text
+
+    if out.suffix.lower() == ".jsonl":
+        atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out, buffer.getvalue())
+
+
+def cmd_active(args: argparse.Namespace) -> int:
+    from attncoach.active.loop import ActiveRequest, active
+
+    stem = Path(args.config).stem if args.config else "default"
+    out = Path(args.out) if args.out else Path("runs") / f"active-{stem}-{args.strategy}"
+    request = ActiveRequest(
+        config=args.config,
+        out=out,
+        start=args.start,
+        step=args.step,
+        rounds=args.rounds,
+        strategy=args.strategy,
+        overrides=list(args.overrides),
+        quiet=args.quiet,
+    )
+    state = active(request)
+    _print_curve(state)
+    return 0
+
+
+def _print_curve(state: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = state["settings"]
+    table = Table(title=f"active learning: {settings['strategy']}, pool of {settings['pool']:,} texts")
+    for column in ("round", "labels", "val macro-F1", "test macro-F1", "test accuracy", "steps", "run"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in state["rounds"]:
+        table.add_row(
+            str(row["round"]),
+            f"{row['labels']:,}",
+            f"{row['val_macro_f1']:.4f}",
+            f"{row['test_macro_f1']:.4f}",
+            f"{row['test_accuracy']:.4f}",
+            str(row["steps"]),
+            row["run_dir"],
+        )
+    Console(width=200).print(table)
