@@ -1,0 +1,90 @@
+"""Data-parallel helpers (train/distributed.py): slices of a batch, the batch rule, collectives between two
+gloo processes, and a recipe whose two ranks end with identical weights and state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attncoach.errors import AttncoachError
+from attncoach.train.distributed import SINGLE, World, check_batch_splits, data_parallel, rank_seed
+from ranks import collectives, spawn, train_tiny_run
+from tinydata import tiny_overrides
+
+
+@pytest.mark.parametrize("n, size", [(16, 2), (7, 3), (1, 2), (0, 2), (5, 1)])
+def test_slices_of_the_ranks_concatenate_to_the_batch(n, size):
+    index = list(np.random.default_rng(n).permutation(100)[:n])
+    slices = [World(rank=r, size=size).shard(index) for r in range(size)]
+    assert sum(slices, []) == index
+    assert [len(s) for s in slices] == World(size=size).shard_sizes(n)
+    assert max(map(len, slices)) - min(map(len, slices)) <= 1
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused():
+    check_batch_splits(32, 4)
+    check_batch_splits(15, 1)  # one process takes any batch
+    with pytest.raises(AttncoachError, match=r"'train.batch_size' \(15\) does not split over 2 processes"):
+        check_batch_splits(15, 2)
+
+
+def test_one_process_changes_nothing(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with data_parallel("cpu") as world:
+        assert world is SINGLE and world.is_main and not world.distributed
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.ones(2)
+    assert SINGLE.sum_gradients([p], [0.5]) == [0.5] and p.grad.tolist() == [1.0, 1.0]
+    rows = np.ones((3, 2))
+    assert SINGLE.gather_rows(rows, [3]) is rows
+    assert SINGLE.from_main(lambda: 7) == 7 and SINGLE.all_sum([1.0]) == [1.0]
+    assert SINGLE.shard([4, 5, 6]) == [4, 5, 6]
+    assert rank_seed(3, 0) != rank_seed(3, 1) and rank_seed(3, 1) == rank_seed(3, 1)
+
+
+def test_collectives_between_two_gloo_processes(tmp_path):
+    spawn(collectives, tmp_path)  # every check asserts inside the ranks
+
+
+@pytest.mark.parametrize(
+    "pillars, accumulation",
+    [
+        (["elastic.enabled=true", "model.layers=2"], 1),  # sandwich steps: several backward passes per step
+        (  # batch growth has the gradient noise measured; Leitner boxes move by the outcomes; 2 micro-batches a step
+            [
+                "coach.policies=[lr_probe, {batch_growth: {threshold: 0.001, cooldown: 5, max_accumulation: 2}}]",
+                "coach.noise_every=1",
+                "curriculum.scheduler=leitner",
+            ],
+            2,
+        ),
+    ],
+    ids=["supernet", "noise-leitner"],
+)
+def test_two_ranks_of_a_coached_run_end_identical(tiny_csv, tmp_path, pillars, accumulation):
+    """The coach (LR probe and its rollback), the learning record, a batch of 10 over two ranks and a batch
+    of 1 (rank 1's slice is empty): both ranks end with the same weights, optimizer, coach and curriculum."""
+    out = tmp_path / "run"
+    overrides = [
+        *[o for o in tiny_overrides(tiny_csv, out, 20) if not o.startswith("train.eval_every")],
+        "train.eval_every=10",
+        "data.val_fraction=0.105",  # 191 training examples in batches of 10: the epoch has a batch of 1, so
+        "train.batch_size=10",  # rank 1 has an empty slice of it
+        "coach.enabled=true",
+        "log.report=false",
+        *pillars,
+    ]
+    spawn(train_tiny_run, tmp_path, overrides, accumulation)
+    first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert first["metrics_keys"] and not second["metrics_keys"], "only rank 0 finishes the run"
+    first.pop("metrics_keys"), second.pop("metrics_keys")
+    assert first == second
+    assert len(first["record"]["seen"]) == 191 and first["state"]["examples_seen"] == 191  # one epoch
+    probed = 3 * accumulation * 10  # the LR probe's 3 optimizer steps are rolled back, and not recorded
+    assert sum(first["record"]["seen"]) == first["state"]["examples_seen"] - probed
+    measured = first["coach"]["tracker"]["trace_ema"] is not None  # the noise scale (never under a supernet)
+    assert measured == ("coach.noise_every=1" in pillars)
+    assert (out / "metrics.json").is_file() and (out / "scalars.jsonl").is_file()
