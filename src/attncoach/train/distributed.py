@@ -11,6 +11,10 @@ group (gloo on CPU, nccl on CUDA, one GPU per ``LOCAL_RANK``) and runs the same 
 - one flattened all-reduce per optimizer step sums the gradients, the step's loss and which
   parameters got a gradient (:meth:`World.sum_gradients`): every rank clips, asks the coach
   and steps on identical numbers, so every rank holds identical weights;
+- the coach's gradient noise scale: each rank measures the two halves of its slice, as one process
+  measures its batch, and the ranks' means are shared (:meth:`World.all_sum`); the pair "one
+  rank's gradient vs the summed one" would also do, but the halves keep the estimator and its
+  batch sizes (b = B/2) what they are in one process;
 - the per-example outcomes of each micro-batch are gathered (:meth:`World.gather_rows`) so
   the curriculum and the learning record of every rank see the whole batch;
 - what only one process should compute (val metrics, difficulty scores) is computed on rank 0
@@ -215,6 +219,11 @@ def world_size_from_env() -> int:
     return _env_int("WORLD_SIZE", 1)
 
 
+def rank_from_env() -> int:
+    """The ``RANK`` torchrun set (0 outside torchrun)."""
+    return _env_int("RANK", 0)
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -278,7 +287,7 @@ def data_parallel(device_name: str) -> Iterator[World]:
 
     if not dist.is_available():
         raise AttncoachError("this PyTorch build has no torch.distributed: data-parallel training needs one")
-    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    rank, local_rank = rank_from_env(), _env_int("LOCAL_RANK", 0)
     cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
     if cuda:
         if not torch.cuda.is_available():
