@@ -5,6 +5,9 @@ step's loss and evaluates a split. Everything a resumed run needs to continue ex
 (weights, optimizer moments, RNG states, position in the epoch, early-stopping counters) is
 in the checkpoint, and the data order is a pure function of ``(seed, epoch)``, so a run
 killed at any moment and resumed ends with the same metrics as one never interrupted.
+
+Under torchrun the same loop runs on every rank, each on its slice of every batch, with the
+gradients summed once per optimizer step (``train/distributed.py``); only rank 0 writes.
 """
 
 from __future__ import annotations
