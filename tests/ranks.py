@@ -116,3 +116,12 @@ def train_tiny_run(tmp: Path, overrides: list[str], accumulation: int = 1) -> No
     seen["metrics_keys"] = sorted(recipe.finish()) if recipe.world.is_main else []
     recipe.close()
     (tmp / f"rank{current_world().rank}.json").write_text(json.dumps(seen, sort_keys=True))
+
+
+def train_through_the_api(tmp: Path, overrides: list[str]) -> None:
+    """``attncoach.train(cfg)`` on both ranks; each writes the run directory it got and its metrics' keys."""
+    import attncoach
+    from attncoach.train.settings import load_run_config
+
+    run = attncoach.train(load_run_config(None, overrides))
+    (tmp / f"api-rank{current_world().rank}.json").write_text(json.dumps([str(run.dir), sorted(run.metrics)]))

@@ -11,7 +11,7 @@ import torch
 
 from attncoach.errors import AttncoachError
 from attncoach.train.distributed import SINGLE, World, check_batch_splits, data_parallel, rank_seed
-from ranks import collectives, spawn, train_tiny_run
+from ranks import collectives, spawn, train_through_the_api, train_tiny_run
 from tinydata import tiny_overrides
 
 
@@ -88,3 +88,15 @@ def test_two_ranks_of_a_coached_run_end_identical(tiny_csv, tmp_path, pillars, a
     measured = first["coach"]["tracker"]["trace_ema"] is not None  # the noise scale (never under a supernet)
     assert measured == ("coach.noise_every=1" in pillars)
     assert (out / "metrics.json").is_file() and (out / "scalars.jsonl").is_file()
+
+
+def test_the_python_api_trains_one_run_under_a_process_group(tiny_csv, tmp_path):
+    out = tmp_path / "runs" / "api"
+    overrides = [*tiny_overrides(tiny_csv, out, 10), "log.report=false"]
+    spawn(train_through_the_api, tmp_path, overrides)
+    (first_dir, first_keys), (second_dir, second_keys) = (
+        json.loads((tmp_path / f"api-rank{r}.json").read_text()) for r in (0, 1)
+    )
+    assert first_dir == second_dir == str(out), "rank 0 claims the run directory for both"
+    assert "test" in first_keys and second_keys == []
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["api"]
