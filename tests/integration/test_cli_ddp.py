@@ -61,6 +61,15 @@ def test_rank_0_alone_writes_a_complete_run(two_process_run):
     assert 0 <= metrics["test"]["macro_f1"] <= 1
 
 
+def test_the_kept_model_gives_the_run_s_test_metrics(two_process_run, capsys):
+    out, _ = two_process_run
+    assert main(["eval", str(out), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    reported = json.loads((out / "metrics.json").read_text())["test"]
+    assert evaluated["macro_f1"] == pytest.approx(reported["macro_f1"], abs=1e-6)
+    assert evaluated["accuracy"] == pytest.approx(reported["accuracy"], abs=1e-6)
+
+
 def test_a_resumed_two_process_run_repeats_the_uninterrupted_one(two_process_run, tmp_path, capsys):
     finished, _ = two_process_run
     out = tmp_path / "run"
