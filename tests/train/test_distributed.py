@@ -100,3 +100,13 @@ def test_the_python_api_trains_one_run_under_a_process_group(tiny_csv, tmp_path)
     assert first_dir == second_dir == str(out), "rank 0 claims the run directory for both"
     assert "test" in first_keys and second_keys == []
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["api"]
+
+
+def test_world_size_without_torchrun_s_rendezvous_is_one_line(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for name in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(AttncoachError, match="cannot join the process group of 2 processes"):
+        with data_parallel("cpu"):
+            pass

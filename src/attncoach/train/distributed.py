@@ -300,7 +300,13 @@ def data_parallel(device_name: str) -> Iterator[World]:
         torch.cuda.set_device(local_rank)
     backend = "nccl" if cuda else "gloo"
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    dist.init_process_group(backend, rank=rank, world_size=size)
+    try:
+        dist.init_process_group(backend, rank=rank, world_size=size)
+    except (RuntimeError, ValueError) as exc:  # e.g. WORLD_SIZE set by hand, without torchrun's MASTER_ADDR
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AttncoachError(
+            f"cannot join the process group of {size} processes ({first}); start data-parallel runs with torchrun"
+        ) from None
     if rank != 0:
         log.setLevel(logging.ERROR)
     world = World(rank, size, local_rank, device)
