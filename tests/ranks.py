@@ -115,7 +115,8 @@ def train_tiny_run(tmp: Path, overrides: list[str], accumulation: int = 1) -> No
     }
     seen["metrics_keys"] = sorted(recipe.finish()) if recipe.world.is_main else []
     recipe.close()
-    (tmp / f"rank{current_world().rank}.json").write_text(json.dumps(seen, sort_keys=True))
+    name = Path(cfg.output_dir).name
+    (tmp / f"{name}-rank{current_world().rank}.json").write_text(json.dumps(seen, sort_keys=True))
 
 
 def train_through_the_api(tmp: Path, overrides: list[str]) -> None:
@@ -125,3 +126,11 @@ def train_through_the_api(tmp: Path, overrides: list[str]) -> None:
 
     run = attncoach.train(load_run_config(None, overrides))
     (tmp / f"api-rank{current_world().rank}.json").write_text(json.dumps([str(run.dir), sorted(run.metrics)]))
+
+
+def train_scenarios(tmp: Path, runs: dict[str, tuple[list[str], int]], api: list[str]) -> None:
+    """:func:`train_tiny_run` for each ``(overrides, accumulation)`` of ``runs``, then
+    :func:`train_through_the_api` with ``api``: one process group for all (spawning costs seconds)."""
+    for overrides, accumulation in runs.values():
+        train_tiny_run(tmp, overrides, accumulation)
+    train_through_the_api(tmp, api)

@@ -38,7 +38,9 @@ def two_process_run(tmp_path_factory) -> tuple[Path, str]:
 
     tmp = tmp_path_factory.mktemp("ddp")
     data, out = write_corpus(tmp / "tiny.csv"), tmp / "run"
-    proc = torchrun("train", *tiny_overrides(data, out, 20), "coach.enabled=true", "log.report=false")
+    proc = torchrun(
+        "train", *tiny_overrides(data, out, 20), "coach.enabled=true", "log.report=false", "log.tensorboard=false"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stderr
 

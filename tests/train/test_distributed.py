@@ -4,6 +4,7 @@ gloo processes, and a recipe whose two ranks end with identical weights and stat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch
 
 from attncoach.errors import AttncoachError
 from attncoach.train.distributed import SINGLE, World, check_batch_splits, data_parallel, rank_seed
-from ranks import collectives, spawn, train_through_the_api, train_tiny_run
-from tinydata import tiny_overrides
+from ranks import collectives, spawn, train_scenarios
+from tinydata import tiny_overrides, write_corpus
 
 
 @pytest.mark.parametrize("n, size", [(16, 2), (7, 3), (1, 2), (0, 2), (5, 1)])
@@ -49,36 +50,50 @@ def test_collectives_between_two_gloo_processes(tmp_path):
     spawn(collectives, tmp_path)  # every check asserts inside the ranks
 
 
-@pytest.mark.parametrize(
-    "pillars, accumulation",
-    [
-        (["elastic.enabled=true", "model.layers=2"], 1),  # sandwich steps: several backward passes per step
-        (  # batch growth has the gradient noise measured; Leitner boxes move by the outcomes; 2 micro-batches a step
-            [
-                "coach.policies=[lr_probe, {batch_growth: {threshold: 0.001, cooldown: 5, max_accumulation: 2}}]",
-                "coach.noise_every=1",
-                "curriculum.scheduler=leitner",
-            ],
-            2,
-        ),
-    ],
-    ids=["supernet", "noise-leitner"],
-)
-def test_two_ranks_of_a_coached_run_end_identical(tiny_csv, tmp_path, pillars, accumulation):
-    """The coach (LR probe and its rollback), the learning record, a batch of 10 over two ranks and a batch
-    of 1 (rank 1's slice is empty): both ranks end with the same weights, optimizer, coach and curriculum."""
-    out = tmp_path / "run"
-    overrides = [
-        *[o for o in tiny_overrides(tiny_csv, out, 20) if not o.startswith("train.eval_every")],
-        "train.eval_every=10",
-        "data.val_fraction=0.105",  # 191 training examples in batches of 10: the epoch has a batch of 1, so
-        "train.batch_size=10",  # rank 1 has an empty slice of it
-        "coach.enabled=true",
-        "log.report=false",
-        *pillars,
-    ]
-    spawn(train_tiny_run, tmp_path, overrides, accumulation)
-    first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+# what each 2-rank run turns on besides the coach (LR probe and rollback) and the learning record, and the
+# micro-batches per optimizer step it starts with
+SCENARIOS = {
+    "supernet": (["elastic.enabled=true", "model.layers=2"], 1),  # several backward passes per step
+    "noise-leitner": (  # batch growth has the gradient noise measured; Leitner boxes move by the outcomes
+        [
+            "coach.policies=[lr_probe, {batch_growth: {threshold: 0.001, cooldown: 5, max_accumulation: 2}}]",
+            "coach.noise_every=1",
+            "curriculum.scheduler=leitner",
+        ],
+        2,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """One spawn of two gloo ranks that trains every scenario, then a run through ``attncoach.train``."""
+    tmp = tmp_path_factory.mktemp("ranks")
+    data = write_corpus(tmp / "tiny.csv")
+    quick = ["log.report=false", "log.tensorboard=false", "train.calibrate=false"]
+    runs = {}
+    for name, (pillars, accumulation) in SCENARIOS.items():
+        overrides = [
+            *[o for o in tiny_overrides(data, tmp / name, 20) if not o.startswith("train.eval_every")],
+            "train.eval_every=10",
+            "data.val_fraction=0.105",  # 191 training examples in batches of 10: the epoch has a batch of 1,
+            "train.batch_size=10",  # so rank 1 has an empty slice of it
+            "coach.enabled=true",
+            *quick,
+            *pillars,
+        ]
+        runs[name] = (overrides, accumulation)
+    api = [*tiny_overrides(data, tmp / "runs" / "api", 10), *quick]
+    spawn(train_scenarios, tmp, runs, api)
+    return tmp
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_two_ranks_of_a_coached_run_end_identical(two_ranks, name):
+    """A batch of 10 over two ranks and a batch of 1 (rank 1's slice is empty): both ranks end with the same
+    weights, optimizer, coach and curriculum."""
+    pillars, accumulation = SCENARIOS[name]
+    first, second = (json.loads((two_ranks / f"{name}-rank{r}.json").read_text()) for r in (0, 1))
     assert first["metrics_keys"] and not second["metrics_keys"], "only rank 0 finishes the run"
     first.pop("metrics_keys"), second.pop("metrics_keys")
     assert first == second
@@ -87,19 +102,16 @@ def test_two_ranks_of_a_coached_run_end_identical(tiny_csv, tmp_path, pillars, a
     assert sum(first["record"]["seen"]) == first["state"]["examples_seen"] - probed
     measured = first["coach"]["tracker"]["trace_ema"] is not None  # the noise scale (never under a supernet)
     assert measured == ("coach.noise_every=1" in pillars)
-    assert (out / "metrics.json").is_file() and (out / "scalars.jsonl").is_file()
+    assert (two_ranks / name / "metrics.json").is_file() and (two_ranks / name / "scalars.jsonl").is_file()
 
 
-def test_the_python_api_trains_one_run_under_a_process_group(tiny_csv, tmp_path):
-    out = tmp_path / "runs" / "api"
-    overrides = [*tiny_overrides(tiny_csv, out, 10), "log.report=false"]
-    spawn(train_through_the_api, tmp_path, overrides)
+def test_the_python_api_trains_one_run_under_a_process_group(two_ranks):
     (first_dir, first_keys), (second_dir, second_keys) = (
-        json.loads((tmp_path / f"api-rank{r}.json").read_text()) for r in (0, 1)
+        json.loads((two_ranks / f"api-rank{r}.json").read_text()) for r in (0, 1)
     )
-    assert first_dir == second_dir == str(out), "rank 0 claims the run directory for both"
+    assert first_dir == second_dir == str(two_ranks / "runs" / "api"), "rank 0 claims the run directory for both"
     assert "test" in first_keys and second_keys == []
-    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["api"]
+    assert [p.name for p in (two_ranks / "runs").iterdir()] == ["api"]
 
 
 def test_world_size_without_torchrun_s_rendezvous_is_one_line(monkeypatch):
