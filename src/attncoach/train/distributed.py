@@ -27,8 +27,9 @@ here can be several backward passes (supernet sandwich: each sub-net leaves para
 unused; the coach's half-batch noise measurement; adversarial passes; gradient
 accumulation), the coach's LR probe rolls weights and optimizer back, and
 ``train.freeze_after`` turns parameters off mid-run. Summing the gradients explicitly, once,
-just before the optimizer step, is correct under all of them, and it is one collective per
-step like DDP's bucketed all-reduce (without DDP's overlap of communication and backward).
+just before the optimizer step, is correct under all of them; it moves the gradients once per
+step as DDP's bucketed all-reduce does (without DDP's overlap of communication and backward),
+plus one small all-gather of per-example outcomes per micro-batch.
 
 A plain ``attncoach train`` runs as :data:`SINGLE`: no process group, and every method below
 returns at once.
