@@ -63,10 +63,10 @@ def run_recipe(recipe: Recipe) -> tuple[float, int]:
     computed = 0
     step = recipe.train_step
 
-    def counting_step(batch):
+    def counting_step(batch, *rest):
         nonlocal computed
         computed += int(batch["attention_mask"].sum())
-        return step(batch)
+        return step(batch, *rest)
 
     recipe.train_step = counting_step  # a rolled-back probe step is computed too: it is counted
     start = time.perf_counter()

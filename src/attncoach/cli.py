@@ -365,9 +365,11 @@ def _setup_logging(quiet: bool) -> None:
 
 # ---------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train a new run, or resume one; under torchrun every process runs this, data-parallel."""
     from attncoach.rundir import RunDir
+    from attncoach.train.distributed import check_batch_splits, data_parallel, rank_from_env, world_size_from_env
     from attncoach.train.recipe import Recipe
-    from attncoach.train.settings import default_output_dir
+    from attncoach.train.settings import claim_output_dir
     from attncoach.train.settings import load_run_config as load_config
 
     if args.resume:
@@ -376,17 +378,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = RunDir.existing(args.resume)
         cfg = load_config(run.config)
         if run.metrics.is_file():
+            if rank_from_env() != 0:
+                return 0  # rank 0 of a torchrun run says it
             log.info("run %s has already finished (metrics.json exists); nothing to do", run.path)
             _print_summary(json.loads(run.metrics.read_text(encoding="utf-8")), run.path, args.quiet)
             return 0
     else:
         cfg = load_config(args.config, args.overrides)
-        if cfg.output_dir is None:
-            cfg.output_dir = default_output_dir(cfg)
-        run = RunDir(cfg.output_dir)
-        run.check_new()  # created once the data is ready, so a data error leaves nothing behind
-    metrics = Recipe(cfg, run, resume=bool(args.resume), quiet=args.quiet).run()
-    _print_summary(metrics, run.path, args.quiet)
+    check_batch_splits(cfg.train.batch_size, world_size_from_env())  # before any process group or file
+    with data_parallel(cfg.train.device) as world:
+        if not args.resume:  # rank 0 claims the run directory for every rank
+            cfg.output_dir = world.from_main(lambda: claim_output_dir(cfg))
+            run = RunDir(cfg.output_dir)
+        metrics = Recipe(cfg, run, resume=bool(args.resume), quiet=args.quiet, world=world).run()
+        if world.is_main:
+            _print_summary(metrics, run.path, args.quiet)
     return 0
 
 

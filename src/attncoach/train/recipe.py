@@ -5,6 +5,9 @@ step's loss and evaluates a split. Everything a resumed run needs to continue ex
 (weights, optimizer moments, RNG states, position in the epoch, early-stopping counters) is
 in the checkpoint, and the data order is a pure function of ``(seed, epoch)``, so a run
 killed at any moment and resumed ends with the same metrics as one never interrupted.
+
+Under torchrun the same loop runs on every rank, each on its slice of every batch, with the
+gradients summed once per optimizer step (``train/distributed.py``); only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from attncoach.tasks import TASKS, StepOut
 from attncoach.train.calibrate import CalibrationCallback
 from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
 from attncoach.train.checkpoint import CheckpointStore, load_weights
+from attncoach.train.distributed import World, check_batch_splits, current_world, rank_seed
 from attncoach.train.history import ScalarHistory
 from attncoach.train.loggers import check_installed, make_loggers
 from attncoach.train.optim import freeze_lower_layers, make_optimizer
@@ -97,6 +101,9 @@ class Recipe:
         quiet: no progress bar.
         callbacks: more :class:`Callback` s, called after the recipe's own (e.g. a tuner's pruning, which
             stops the run from ``after_eval``).
+        world: the processes of a data-parallel run (:mod:`attncoach.train.distributed`); by default
+            the process group this process joined, if any. Only rank 0 writes files, logs and a
+            progress bar, and only it returns the metrics (the other ranks return ``{}``).
 
     Example:
         >>> recipe = Recipe(cfg, RunDir("runs/demo"))  # doctest: +SKIP
@@ -110,18 +117,21 @@ class Recipe:
         resume: bool = False,
         quiet: bool = False,
         callbacks: list[Callback] | None = None,
+        world: World | None = None,
     ):
         self.cfg = cfg
         self.run_dir = run
         self.resume = resume
-        self.quiet = quiet
+        self.world = world if world is not None else current_world()
+        self.quiet = quiet or not self.world.is_main
         self.extra_callbacks = list(callbacks or [])
         self.state = TrainerState()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         """Data, tokenizer, model, optimizer; restore the latest checkpoint when resuming."""
-        t = self.cfg.train
+        t, main = self.cfg.train, self.world.is_main
+        check_batch_splits(t.batch_size, self.world.size)
         check_installed(self.cfg.log)  # a tracker's missing library is refused before anything is written
         if not self.resume:
             absolute_paths(self.cfg)  # the saved config.yaml then works from any directory
@@ -129,6 +139,8 @@ class Recipe:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = pick_device(t.device)
+        if self.device.type == "cuda" and self.world.distributed:
+            self.device = self.world.device  # this rank's GPU
         self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
         self.task = TASKS[self.cfg.task](label_smoothing=t.label_smoothing)
         self.backbone = self._load_backbone()
@@ -137,7 +149,7 @@ class Recipe:
             check_sources(self.run_dir, self.cfg.data, self.task.corpus, hint=_RESUME_HINT)
         self.data = self.task.build(self.cfg, backbone=self.backbone, model_dir=model_dir)
         self._check_curriculum_fits()
-        if not self.resume:
+        if not self.resume and main:
             sources = fingerprint_sources(self.cfg.data, self.task.corpus)
             self.run_dir.create()
             write_sources(self.run_dir.sources, sources)  # before config.yaml: every run has its fingerprints
@@ -168,7 +180,7 @@ class Recipe:
             CurriculumCallback(self.scheduler, self.record),
             *([CoachCallback(session)] if session is not None else []),
             *([CalibrationCallback()] if t.calibrate else []),  # model/calibration.json, once the best model is in
-            ScalarHistory(self.run_dir.scalars),  # scalars.jsonl: every logged scalar, for the report
+            *([ScalarHistory(self.run_dir.scalars)] if main else []),  # scalars.jsonl, for the report
             *self.extra_callbacks,
         ]
         self.warmup_steps = int(t.warmup_ratio * self.total_steps)
@@ -186,12 +198,15 @@ class Recipe:
             )
         self.eval_every = t.eval_every or max(1, self.steps_per_epoch // 2)
         self.checkpoint_every = t.checkpoint_every or self.eval_every
+        if self.world.distributed:  # identical weights on every rank, its own dropout masks
+            self.world.broadcast_module(self.model)
+            torch.manual_seed(rank_seed(t.seed, self.world.rank))
         if self.resume:
             self._restore()
-        else:
+        elif main:
             self._save_run_files()
         # only the main process logs; the loggers come last: they see what the others log
-        self.loggers = make_loggers(self.cfg.log, self.run_dir, is_main=True)
+        self.loggers = make_loggers(self.cfg.log, self.run_dir, is_main=main)
         if self.loggers is not None:
             self.callbacks.append(self.loggers)
         if session is not None:
@@ -282,7 +297,7 @@ class Recipe:
 
     def _score_and_prune(self) -> dict[str, np.ndarray]:
         """Difficulty scores the curriculum needs (cached in difficulty.json), and data pruning."""
-        c, t = self.cfg.curriculum, self.cfg.train
+        c = self.cfg.curriculum
         names = []
         if SCHEDULERS[c.scheduler].needs_scores:
             names.append(c.scorer)
@@ -295,32 +310,11 @@ class Recipe:
         if self.resume and path.is_file():
             cached = read_difficulty(path, len(train))
             scores, kept = cached["scores"], cached["kept"]
-        else:
-            result = score_examples(
-                names,
-                train,
-                self.model,
-                self.task,
-                self._probe_trainer(),
-                c.probe_epochs,
-                c.probe_passes,
-                self.device,
-                lambda: autocast_for(self.device, self.bf16),
-                t.eval_batch_size,
-                t.seed,
-            )
-            scores = result.scores
-            self.state.examples_scored += result.trained_examples + result.scored_examples
-            self.state.curriculum_seconds += result.seconds
-            self.state.train_seconds += result.seconds
-            kept = None
-            if c.keep_fraction < 1:
-                order = np.argsort(-scores[c.prune_by] if c.keep == "hardest" else scores[c.prune_by], kind="stable")
-                skip = int(round(c.skip_hardest * len(train))) if c.keep == "hardest" else 0
-                kept = np.sort(order[skip : skip + self._kept_count(len(train))])
-            write_difficulty(path, scores, kept, result, train.lines)
-            for name in names:
-                log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
+        else:  # rank 0 of a data-parallel run scores (one probe run) and writes; every rank takes its scores
+            scores, kept, counted, seconds = self.world.from_main(lambda: self._score_now(names, path, train))
+            self.state.examples_scored += counted
+            self.state.curriculum_seconds += seconds
+            self.state.train_seconds += seconds
         if kept is not None:
             self.data.splits["train"] = train.subset(kept)
             self.data.strata = self.data.strata[kept]
@@ -336,6 +330,39 @@ class Recipe:
                 skipped,
             )
         return scores
+
+    def _score_now(
+        self, names: list[str], path: Any, train: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, int, float]:
+        """Score the training examples, choose the ones pruning keeps, write difficulty.json.
+
+        Returns:
+            (scores by scorer, the kept indices or None, examples trained and scored, seconds).
+        """
+        c, t = self.cfg.curriculum, self.cfg.train
+        result = score_examples(
+            names,
+            train,
+            self.model,
+            self.task,
+            self._probe_trainer(),
+            c.probe_epochs,
+            c.probe_passes,
+            self.device,
+            lambda: autocast_for(self.device, self.bf16),
+            t.eval_batch_size,
+            t.seed,
+        )
+        scores = result.scores
+        kept = None
+        if c.keep_fraction < 1:
+            order = np.argsort(-scores[c.prune_by] if c.keep == "hardest" else scores[c.prune_by], kind="stable")
+            skip = int(round(c.skip_hardest * len(train))) if c.keep == "hardest" else 0
+            kept = np.sort(order[skip : skip + self._kept_count(len(train))])
+        write_difficulty(path, scores, kept, result, train.lines)
+        for name in names:
+            log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
+        return scores, kept, result.trained_examples + result.scored_examples, result.seconds
 
     def _probe_trainer(self) -> ProbeTrainer:
         """Training steps for the curriculum's probe run: this run's task, optimiser settings and device."""
@@ -370,16 +397,21 @@ class Recipe:
         return scheduler, LearningRecord(len(train)) if c.record else None
 
     def _measure(self, indices: np.ndarray) -> np.ndarray:
-        """The current model's loss on training examples (for the self-paced scheduler), counted and timed."""
+        """The current model's loss on training examples (for the self-paced scheduler), counted and timed.
+
+        Measured on rank 0 of a data-parallel run, so that every rank's scheduler chooses the same round.
+        """
         tick = time.perf_counter()
-        losses = measure_losses(
-            self.model,
-            self.task,
-            self.data.splits["train"],
-            indices,
-            self.device,
-            lambda: autocast_for(self.device, self.bf16),
-            self.cfg.train.eval_batch_size,
+        losses = self.world.from_main(
+            lambda: measure_losses(
+                self.model,
+                self.task,
+                self.data.splits["train"],
+                indices,
+                self.device,
+                lambda: autocast_for(self.device, self.bf16),
+                self.cfg.train.eval_batch_size,
+            )
         )
         self.state.examples_scored += len(indices)
         self.state.curriculum_seconds += time.perf_counter() - tick
@@ -416,7 +448,7 @@ class Recipe:
             self.model,
             self.optimizer,
             self.cfg.train.weight_decay,
-            self.run_dir.coach_log,
+            self.run_dir.coach_log if self.world.is_main else None,
             elastic=self.supernet is not None,
             total_steps=self.total_steps,
             chance_loss=self.data.chance_loss,
@@ -455,9 +487,11 @@ class Recipe:
         ckpt = self.store.load_latest()  # a damaged latest checkpoint falls back to an older one
         if ckpt is None:
             log.info("no checkpoint yet in %s: starting from step 0", self.run_dir.path)
-            self._save_run_files()
+            if self.world.is_main:
+                self._save_run_files()
             return
         path = ckpt.path
+        rng = self._rng_of_this_rank(ckpt.rng, path)
         try:
             self.model.load_state_dict(ckpt.model)
             self.optimizer.load_state_dict(ckpt.optimizer)
@@ -468,14 +502,33 @@ class Recipe:
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AttncoachError(f"checkpoint {path} does not match this run ({first})") from None
-        torch.set_rng_state(ckpt.rng["torch"])
-        if self.device.type == "cuda" and "cuda" in ckpt.rng:
-            torch.cuda.set_rng_state(ckpt.rng["cuda"])
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"])
         log.info("resumed from %s (step %d of %d)", path.name, self.state.step, self.total_steps)
+
+    def _rng_of_this_rank(self, rng: dict[str, Any], path: Any) -> dict[str, Any]:
+        """This process's generator states in a checkpoint; a data-parallel one keeps every rank's under ``ranks``.
+
+        A checkpoint resumes on as many processes as wrote it (each rank continues its own dropout masks).
+        """
+        ranks = rng.get("ranks")
+        saved = 1 if ranks is None else len(ranks)
+        if saved != self.world.size:
+            how = "without torchrun" if saved == 1 else f"under torchrun --nproc_per_node {saved}"
+            raise AttncoachError(
+                f"checkpoint {path} was written by {saved} process(es) and this run has {self.world.size}: "
+                f"resume it {how}"
+            )
+        return rng if ranks is None else ranks[self.world.rank]
 
     # ------------------------------------------------------------------ train
     def run(self) -> dict[str, Any]:
-        """Set up, train, evaluate the best model on val and test; return metrics.json's content."""
+        """Set up, train, evaluate the best model on val and test; return metrics.json's content.
+
+        In a data-parallel run only rank 0 finishes (evaluates the best model, writes metrics.json);
+        the other ranks return ``{}`` once training ends.
+        """
         try:
             self.setup()
         except BaseException:
@@ -484,7 +537,8 @@ class Recipe:
             raise
         try:
             self.train()
-            return self.finish()
+            self._check_kept_a_model()  # on every rank: all of them fail alike
+            return self.finish() if self.world.is_main else {}
         finally:
             self.close()
 
@@ -516,17 +570,18 @@ class Recipe:
                 for callback in self.callbacks:
                     callback.on_round_start(self, s.epoch)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
-                    index = batches[s.batch_in_epoch]
-                    batch = train.batch(index) if self.augmenter is None else self.augmenter.batch(train, index, s.step)
+                    index = batches[s.batch_in_epoch]  # the whole batch; each rank trains on its slice
+                    batch = self._batch_of(train, self.world.shard(index))
                     undone = self.coach.probing  # the LR probe's steps are rolled back: nothing learns from them
-                    loss, grad_norm = self.train_step(batch)
+                    loss, grad_norm = self.train_step(batch, len(index))
+                    out, tokens = self._whole_batch(batch, len(index))
                     if not undone:
                         for callback in self.callbacks:
-                            callback.on_batch_end(self, index, self.batch_out)
+                            callback.on_batch_end(self, index, out)
                     s.step += 1
                     s.batch_in_epoch += 1
                     s.examples_seen += len(index)
-                    s.tokens_seen += int(batch["attention_mask"].sum())
+                    s.tokens_seen += tokens
                     loss_ema = loss if loss_ema is None else 0.98 * loss_ema + 0.02 * loss
                     if s.step % self.cfg.log.every == 0:
                         self.log_scalars(s.step, "train", self._train_scalars(loss, grad_norm))
@@ -557,22 +612,68 @@ class Recipe:
                     s.batch_in_epoch = 0
         s.train_seconds = base + time.perf_counter() - started
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[float, float | None]:
+    def _batch_of(self, train: Any, index: list[int]) -> dict[str, torch.Tensor] | None:
+        """The training examples ``index`` as tensors (augmented when augment.p > 0); None for no examples."""
+        if not index:  # a data-parallel rank's slice of a batch smaller than the number of ranks
+            return None
+        return train.batch(index) if self.augmenter is None else self.augmenter.batch(train, index, self.state.step)
+
+    def _whole_batch(self, batch: dict[str, torch.Tensor] | None, examples: int) -> tuple[StepOut | None, int]:
+        """The per-example outcomes and the real-token count of the whole micro-batch just trained.
+
+        In one process, the step's own; in a data-parallel run, every rank's slice gathered in rank
+        order (the order of the batch's indices), so every rank's curriculum and record see all of it.
+        """
+        if not self.world.distributed:
+            return self.batch_out, int(batch["attention_mask"].sum())
+        rows = np.zeros((0, 4))  # loss, correct, predicted (NaN: the task predicts none), real tokens
+        if batch is not None:
+            out = self.batch_out
+            size = len(out.losses)
+            predicted = out.predicted if out.predicted is not None else torch.full((size,), math.nan)
+            columns = (out.losses.detach(), out.correct, predicted, batch["attention_mask"].reshape(size, -1).sum(1))
+            rows = torch.stack([c.double().cpu() for c in columns], 1).numpy()
+        rows = self.world.gather_rows(rows, self.world.shard_sizes(examples))
+        predicted = rows[:, 2]
+        whole = StepOut(
+            loss=torch.tensor(rows[:, 0].mean()),
+            losses=torch.from_numpy(rows[:, 0]).float(),
+            correct=torch.from_numpy(rows[:, 1] > 0),
+            outputs=torch.empty(0),
+            predicted=None if np.isnan(predicted).all() else torch.from_numpy(predicted.astype(np.int64)),
+        )
+        return whole, int(rows[:, 3].sum())
+
+    def train_step(
+        self, batch: dict[str, torch.Tensor] | None, examples: int | None = None
+    ) -> tuple[float, float | None]:
         """One micro-batch forward and backward, and the optimizer step once the accumulation is complete.
 
+        Args:
+            batch: the micro-batch (in a data-parallel run this rank's slice of it; None for an empty slice).
+            examples: the whole micro-batch's size (default: ``batch``'s).
+
         Returns:
-            The micro-batch's loss, and the gradient norm before clipping (None when no
-            optimizer step was due).
+            The micro-batch's loss (a data-parallel run's optimizer step gives the whole step's), and the
+            gradient norm before clipping (None when no optimizer step was due).
         """
+        if examples is None:
+            examples = batch["input_ids"].shape[0]
+        # this rank's share of the batch weights its loss, so that the ranks' gradients sum to the batch's
+        share = batch["input_ids"].shape[0] / examples if batch is not None else 0.0
+        self.micro_examples, self.smallest_slice = examples, min(self.world.shard_sizes(examples))
         accumulation = self.coach.knobs.accumulation
         if self.micro == 0:
             if self.freeze_step is not None and self.state.step >= self.freeze_step:  # also on resuming past it
                 self._freeze(self.state.step)
                 self.freeze_step = None
             self.optimizer.zero_grad(set_to_none=True)
-        loss = self._forward_backward(batch, 1.0 / accumulation)
+        if batch is None:
+            loss, self.batch_out = 0.0, None
+        else:
+            loss = self._forward_backward(batch, share / accumulation)
         self.micro += 1
-        self.micro_losses.append(loss)
+        self.micro_losses.append(loss * share)
         last = self.state.step + 1 >= self.total_steps
         if self.micro < accumulation and not last:
             return loss, None
@@ -580,7 +681,8 @@ class Recipe:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.mul_(accumulation / self.micro)
-        return loss, self._update(batch["input_ids"].shape[0] * self.micro)
+        grad_norm = self._update(examples * self.micro)
+        return (self.step_loss if self.world.distributed else loss), grad_norm
 
     def _forward_backward(self, batch: dict[str, torch.Tensor], scale: float) -> float:
         """Forward and backward of one micro-batch, its loss scaled by ``scale``; returns the clean loss.
@@ -616,9 +718,11 @@ class Recipe:
             parts.append(out)
             return out.loss
 
-        if self.micro == 0 and batch["input_ids"].shape[0] >= 2 and self.coach.wants_noise(self.state.step):
+        if self.micro == 0 and self.smallest_slice >= 2 and self.coach.wants_noise(self.state.step):
             loss, half_sq, full_sq = measure_noise_halves(loss_of, batch, scale, self.coach.params)
-            self.coach.record_noise(half_sq, full_sq, batch["input_ids"].shape[0])
+            # data-parallel: each rank halves its slice; the ranks' means estimate the same two norms
+            half_sq, full_sq = (v / self.world.size for v in self.world.all_sum([half_sq, full_sq]))
+            self.coach.record_noise(half_sq, full_sq, self.micro_examples / self.world.size)
             self.batch_out = StepOut(
                 loss=torch.tensor(loss),
                 losses=torch.cat([p.losses for p in parts]),
@@ -637,6 +741,10 @@ class Recipe:
         s, t = self.state, self.cfg.train
         loss = sum(self.micro_losses) / len(self.micro_losses)
         self.micro, self.micro_losses = 0, []
+        if self.world.distributed:  # every rank then clips, asks the coach and steps on the same numbers
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            (loss,) = self.world.sum_gradients(params, [loss])
+        self.step_loss = loss
         clip = t.grad_clip if t.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         scheduled = lr_factor(s.step, self.total_steps, self.warmup_steps, t.schedule)
@@ -703,7 +811,7 @@ class Recipe:
         primary = self.task.primary
         trained_for = self.clock() - s.eval_seconds  # training time so far (probe and scoring included)
         val = self.data.splits["val"]
-        metrics = self._evaluate(val)
+        metrics = self.world.from_main(lambda: self._evaluate(val))  # rank 0's metrics steer every rank
         score = metrics[self.task.primary]
         entry = {
             "step": s.step,
@@ -716,7 +824,7 @@ class Recipe:
         }
         finite = math.isfinite(metrics["loss"])
         if self.supernet is not None:  # select on the mean of the largest and the smallest sub-net
-            smallest = self._evaluate_smallest(val)
+            smallest = self.world.from_main(lambda: self._evaluate_smallest(val))
             finite = finite and math.isfinite(smallest["loss"])
             score = (score + smallest[primary]) / 2
             entry.update(**{f"val_{primary}_smallest": round(smallest[primary], 5)}, val_selection=round(score, 5))
@@ -729,7 +837,8 @@ class Recipe:
         improved = score > s.best_metric  # False for NaN
         if improved:
             s.best_metric, s.best_step, s.evals_since_best = score, s.step, 0
-            atomic_save_safetensors(self.model.state_dict(), self.run_dir.model / "model.safetensors")
+            if self.world.is_main:
+                atomic_save_safetensors(self.model.state_dict(), self.run_dir.model / "model.safetensors")
         else:
             s.evals_since_best += 1
         s.history.append(entry)
@@ -773,10 +882,14 @@ class Recipe:
             self.model.set_subnet(None)
 
     def save_checkpoint(self) -> None:
-        """Write a resumable checkpoint of the current state."""
-        rng = {"torch": torch.get_rng_state()}
+        """Write a resumable checkpoint of the current state (rank 0 writes it, with every rank's RNG states)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
+        if self.world.distributed:
+            rng["ranks"] = self.world.gather_objects(dict(rng))
+        if not self.world.is_main:
+            return
         state = {"trainer": to_plain(self.state), "config": to_dict(self.cfg)}
         for callback in self.callbacks:
             entry = callback.state_dict()
@@ -788,12 +901,7 @@ class Recipe:
     def finish(self) -> dict[str, Any]:
         """Load the best weights, evaluate on val and test, write metrics.json."""
         s, t = self.state, self.cfg.train
-        if s.best_step == 0:  # no evaluation had a finite val loss: no weights were kept
-            coach_hint = "" if self.cfg.coach.enabled else " or turn the coach on (coach.enabled=true)"
-            raise AttncoachError(
-                f"training diverged: the val loss was NaN or infinite at every evaluation (the last at step "
-                f"{s.step}), so no model was kept; lower train.lr{coach_hint}"
-            )
+        self._check_kept_a_model()
         self.model.load_state_dict(load_weights(self.run_dir.model / "model.safetensors"))
         results: dict[str, Any] = {}
         for split in ("val", "test"):
@@ -839,6 +947,15 @@ class Recipe:
         if self.cfg.log.report:
             self._write_report()
         return metrics
+
+    def _check_kept_a_model(self) -> None:
+        """Refuse to finish a run whose every evaluation had a non-finite val loss (no weights were kept)."""
+        if self.state.best_step == 0:
+            coach_hint = "" if self.cfg.coach.enabled else " or turn the coach on (coach.enabled=true)"
+            raise AttncoachError(
+                f"training diverged: the val loss was NaN or infinite at every evaluation (the last at step "
+                f"{self.state.step}), so no model was kept; lower train.lr{coach_hint}"
+            )
 
     def _write_report(self) -> None:
         """report.html of the finished run; the run's own files are complete, so a failure only warns."""

@@ -19,7 +19,8 @@ from typing import Any
 from attncoach.config import RunConfig, config_from_mapping
 from attncoach.errors import AttncoachError
 from attncoach.rundir import RunDir
-from attncoach.train.settings import check_registries, default_output_dir
+from attncoach.train.distributed import current_world
+from attncoach.train.settings import check_registries, claim_output_dir
 
 log = logging.getLogger("attncoach")
 
@@ -56,6 +57,9 @@ def train(
         **overrides: top-level keys and sections that update ``config`` key by key, e.g.
             ``train={"lr": 3e-4}``, ``task="text_classification"``, ``output_dir="runs/x"``.
 
+    Under torchrun, once the caller has joined the process group (``torch.distributed.init_process_group``),
+    every process calls this and trains data-parallel; only rank 0's :class:`Run` holds the metrics.
+
     Raises:
         AttncoachError: a bad config key or value, a bad data file, an existing run directory...
     """
@@ -71,11 +75,10 @@ def train(
     else:
         raise AttncoachError(f"config must be a YAML path, a mapping or a RunConfig, not {type(config).__name__}")
     check_registries(cfg)
-    if cfg.output_dir is None:
-        cfg.output_dir = default_output_dir(cfg)
+    world = current_world()  # under torchrun, the process group the caller joined
+    cfg.output_dir = world.from_main(lambda: claim_output_dir(cfg))  # rank 0 claims it for every rank
     run = RunDir(cfg.output_dir)
-    run.check_new()
-    metrics = Recipe(cfg, run, quiet=quiet).run()
+    metrics = Recipe(cfg, run, quiet=quiet, world=world).run()
     return Run(run.path, metrics, cfg)
 
 

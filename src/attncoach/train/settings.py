@@ -55,6 +55,17 @@ def default_output_dir(cfg: RunConfig) -> str:
         return str(path)
 
 
+def claim_output_dir(cfg: RunConfig) -> str:
+    """A new run's directory: ``output_dir``, refused if it holds anything, or a fresh default one
+    (:func:`default_output_dir`). The directory itself is created once the data is ready, so a data
+    error leaves nothing behind."""
+    from attncoach.rundir import RunDir
+
+    path = cfg.output_dir if cfg.output_dir is not None else default_output_dir(cfg)
+    RunDir(path).check_new()
+    return path
+
+
 _CLAIMED: dict[Path, bool] = {}  # run directories default_output_dir created -> whether runs/ existed before
 
 
