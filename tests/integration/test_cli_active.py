@@ -90,11 +90,11 @@ def test_a_stopped_loop_resumes_and_ends_as_one_never_stopped(data, tmp_path, mo
     whole = json.loads((tmp_path / "whole" / "active.json").read_text())
     real, calls = Recipe.train_step, {"n": 0}
 
-    def stop_in_round_one(self, batch):
+    def stop_in_round_one(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 30 + 15:  # round 1, after its first checkpoint (step 10)
             raise KeyboardInterrupt
-        return real(self, batch)
+        return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Recipe, "train_step", stop_in_round_one)
     out = tmp_path / "stopped"
