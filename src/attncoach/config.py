@@ -244,6 +244,13 @@ class TuneConfig:
     retries: int = 1  # how many times a failed (crashed or killed) trial is run again
     trial_steps: Optional[int] = None  # each trial's train.max_steps; None = the config's own length
     grace_seconds: int = 60  # a database-stored trial silent this long was killed: failed, then retried
+    # --backend ray only: asha (stop trials behind at the evaluations), pbt (population-based training) or fifo
+    # (no early stopping); None = asha. Optuna prunes with tune.pruner instead.
+    scheduler: Optional[str] = None
+    perturbation_interval: Optional[int] = None  # PBT: evaluations between a trial's exploit/explore; None = 2
+    pbt_coach_state: Optional[bool] = (
+        None  # PBT: exploit copies the coach's state too (false: keeps its own); None = true
+    )
 
 
 @dataclass
@@ -538,6 +545,7 @@ _CHOICES = {
     ("robust", "method"): ("none", "fgm", "pgd", "freelb"),
     ("tune", "sampler"): ("tpe", "random", "cmaes"),
     ("tune", "pruner"): ("median", "none"),
+    ("tune", "scheduler"): (None, "asha", "pbt", "fifo"),
 }
 
 
@@ -630,6 +638,11 @@ def validate(cfg: RunConfig) -> None:
     check_key(u.retries >= 0, "tune.retries", "must be 0 or more")
     check_key(u.grace_seconds >= 2, "tune.grace_seconds", "must be at least 2")
     check_key(u.trial_steps is None or u.trial_steps >= 1, "tune.trial_steps", "must be at least 1 (or null)")
+    check_key(
+        u.perturbation_interval is None or u.perturbation_interval >= 1,
+        "tune.perturbation_interval",
+        "must be at least 1 evaluation (or null)",
+    )
     check_key(bool(cfg.log.project.strip()), "log.project", "must name a project (e.g. attncoach)")
     check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
     # choices of the registries (tasks, policies, schedulers...) are checked a floor above:
