@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import socket
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,9 @@ def tune_ray(request: TuneRequest, address: str | None = None, echo: Callable[[s
             f"{primary}; runs in {out}"
         )
         tuner = _tuner(ray, plan, base, request, scheduler, experiment, echo, resumed)
-        tuner.fit()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*reuse_actors.*")  # each restart is a fresh process, on purpose
+            tuner.fit()
         result = summarise(ray, experiment, space, primary, request, scheduler, address)
     finally:
         if started:
@@ -253,6 +256,7 @@ def _scheduler(tune: Any, base: RunConfig, space: list[Dimension], primary: str,
             mode="max",
             perturbation_interval=u.perturbation_interval or 2,
             hyperparam_mutations=search_space(tune, space),
+            synch=True,  # all trials meet at each interval: every exploit compares trials at the same point
             log_config=False,
         )
     return tune.schedulers.FIFOScheduler()
