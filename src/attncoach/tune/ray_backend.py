@@ -192,13 +192,16 @@ def _connect(ray: Any, address: str | None) -> bool:
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address is None:
-            ray.init(num_cpus=os.cpu_count() or 1, **options)
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, **options)  # a new Ray, not one found running
         else:
             ray.init(address=address, **options)
     except Exception as exc:  # ConnectionError, a version mismatch, a timeout: one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise AttncoachError(f"cannot connect to {where}: {first[:300]}") from None
+        hint = ""
+        if address is not None and "RAY_AUTH_MODE" not in os.environ:
+            hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token here too)"
+        raise AttncoachError(f"cannot connect to {where}: {first[:300]}{hint}") from None
     return True
 
 
@@ -375,7 +378,8 @@ def _row(trial: Any, space: list[Dimension], primary: str, out: Path) -> dict[st
     elif trial.status == "TERMINATED":
         state = "complete" if metrics is not None else "pruned"  # stopped by ASHA: no best-model evaluation
     else:
-        state = "running" if last else "waiting"  # an interrupted experiment: the next tune resumes them
+        # an interrupted experiment, resumed by the next tune: running = it has reported (and checkpointed)
+        state = "running" if last.get("step") is not None else "waiting"
     val = metrics["val"][primary] if metrics else last.get(f"val_{primary}")
     row = {
         "number": number,
@@ -417,6 +421,13 @@ def _write_outcome(
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     """tune.json and best.yaml (and the best configuration retrained, on request), as the Optuna backend writes them."""
+    unfinished = result["counts"]["running"] + result["counts"]["waiting"]
+    if unfinished:  # Ctrl-C: Ray stopped the experiment, its state is saved
+        atomic_write_json(out / "tune.json", result)
+        raise AttncoachError(
+            f"interrupted with {unfinished} of {len(result['trials'])} trials unfinished; run the same command again "
+            "to resume them from their last checkpoints"
+        )
     if result["best"] is None:
         atomic_write_json(out / "tune.json", result)
         errors = [t["error"] for t in result["trials"] if "error" in t]
