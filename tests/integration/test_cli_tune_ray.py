@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +122,36 @@ def test_a_killed_tune_resumes_its_trials_from_their_checkpoints(env, local_ray,
         assert steps and 10 < steps[0] <= step + 10, steps[:3]
     # another number of trials is another experiment
     refused(capsys, ["tune", "--backend", "ray", *argv[2:], "--trials", "3"], "holds a Ray experiment of 2 trials")
+
+
+@pytest.mark.slow  # half a minute on 2 cores
+def test_a_trial_whose_process_dies_runs_again_from_its_checkpoint(local_ray, data, tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["tune", "--quiet", "--backend", "ray", "--trials", "1", "--out", str(out), *_overrides(data, 100)]
+    argv += ["tune.space={train.lr: {choice: [5.0e-3]}}", "tune.scheduler=fifo", "tune.retries=1"]
+    killed = []
+
+    def kill_the_trial_after_its_first_report() -> None:
+        deadline = time.monotonic() + 240
+        while not killed and time.monotonic() < deadline:
+            for path in glob.glob(str(out / "ray" / "*" / "result.json")):
+                first = Path(path).read_text().splitlines()[:1]
+                if first:
+                    os.kill(json.loads(first[0])["pid"], signal.SIGKILL)  # the trial's Ray worker
+                    killed.append(path)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_trial_after_its_first_report)
+    killer.start()
+    assert main(argv) == 0
+    killer.join()
+    printed = capsys.readouterr().out.splitlines()
+    assert killed and "trial 0 failed: it runs again from its last checkpoint" in printed
+    after = printed[printed.index("trial 0 failed: it runs again from its last checkpoint") + 1 :]
+    steps = [int(line.split()[3][:-1]) for line in after if line.startswith("trial 0: step ")]
+    assert steps and steps[0] > 10  # not from step 0
+    result = json.loads((out / "tune.json").read_text())
+    assert result["counts"]["complete"] == 1 and result["trials"][0]["steps"] == 100
 
 
 def test_pbt_exploits_a_better_trials_checkpoint_with_its_coach_state(local_ray, data, tmp_path, capsys):

@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import socket
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,9 +141,7 @@ def tune_ray(request: TuneRequest, address: str | None = None, echo: Callable[[s
             f"{primary}; runs in {out}"
         )
         tuner = _tuner(ray, plan, base, request, scheduler, experiment, echo, resumed)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*reuse_actors.*")  # each restart is a fresh process, on purpose
-            tuner.fit()
+        tuner.fit()
         result = summarise(ray, experiment, space, primary, request, scheduler, address)
     finally:
         if started:
@@ -289,6 +286,7 @@ def _tuner(
             num_samples=request.trials,
             scheduler=_scheduler(tune, base, list(plan.space), plan.primary, scheduler),
             search_alg=BasicVariantGenerator(random_state=base.train.seed),
+            reuse_actors=True,  # a paused or stopped trial's process runs the next one: no new start-up
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT,
@@ -323,6 +321,9 @@ def _progress(tune: Any, primary: str, echo: Callable[[str], None]) -> Any:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             echo(f"trial {trial_number(trial.trial_id)} ended")
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            echo(f"trial {trial_number(trial.trial_id)} failed: it runs again from its last checkpoint")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             echo(f"trial {trial_number(trial.trial_id)} failed (see {trial.path})")
