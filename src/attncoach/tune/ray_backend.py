@@ -182,8 +182,9 @@ def _check_reachable(address: str) -> None:
 
 def _connect(ray: Any, address: str | None) -> bool:
     """Join the cluster at ``address`` or start a local Ray (quiet, no dashboard); whether this call started it."""
-    for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    for name in ("ray.tune", "ray.train", "ray.air"):  # a trial's error: one line of ours, the rest in tune.json
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     if ray.is_initialized():  # a caller (a test, a notebook) connected already
         return False
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
@@ -323,7 +324,7 @@ def _progress(tune: Any, primary: str, echo: Callable[[str], None]) -> Any:
             echo(f"trial {trial_number(trial.trial_id)} ended")
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            echo(f"trial {trial_number(trial.trial_id)} failed: it runs again from its last checkpoint")
+            echo(f"trial {trial_number(trial.trial_id)} failed: it runs again, from its last checkpoint if it has one")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             echo(f"trial {trial_number(trial.trial_id)} failed (see {trial.path})")
