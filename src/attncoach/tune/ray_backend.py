@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
@@ -207,7 +208,7 @@ def _plan(
     request: TuneRequest, base: RunConfig, space: list[Dimension], primary: str, out: Path, scheduler: str
 ) -> TrialPlan:
     """What the workers need: absolute paths everywhere (a trial's working directory is Ray's, not ours)."""
-    pinned = load_run_config(request.config, request.overrides)
+    pinned = copy.deepcopy(base)
     absolute_paths(pinned)
     paths = [f"data.path={json.dumps(pinned.data.path)}"] if pinned.data.path is not None else []
     if pinned.model.backbone != base.model.backbone:
@@ -221,6 +222,7 @@ def _plan(
         primary=primary,
         coach_state=base.tune.pbt_coach_state is not False,
         clip=scheduler == "pbt",
+        report_last=scheduler != "pbt",
     )
 
 

@@ -60,6 +60,8 @@ class TrialPlan:
         primary: the task's primary metric (reported as ``val_<primary>``).
         coach_state: a PBT exploit copies the donor's coach state (``tune.pbt_coach_state``).
         clip: keep explored values inside their ranges (PBT perturbs by factors).
+        report_last: report the run's last checkpoint too (not for PBT: an exploit there would only copy the
+            donor's finished run).
     """
 
     config: str | None
@@ -69,6 +71,7 @@ class TrialPlan:
     primary: str
     coach_state: bool = True
     clip: bool = False
+    report_last: bool = True
 
     def run_dir(self, number: int) -> RunDir:
         return RunDir(Path(self.out) / f"trial-{number:04d}")
@@ -111,7 +114,7 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
             shutil.rmtree(run.path)
         run.check_new()
         resume = False
-    Recipe(cfg, run, resume=resume, quiet=True, callbacks=[RayReporter(plan.primary)]).run()
+    Recipe(cfg, run, resume=resume, quiet=True, callbacks=[RayReporter(plan.primary, plan.report_last)]).run()
 
 
 class RayReporter(Callback):
@@ -121,14 +124,16 @@ class RayReporter(Callback):
     (the latest evaluation; ``-inf`` when its val loss was not finite) and ``examples_seen``.
     """
 
-    def __init__(self, primary: str) -> None:
-        self.primary = primary
+    def __init__(self, primary: str, report_last: bool = True) -> None:
+        self.primary, self.report_last = primary, report_last
 
     def on_checkpoint(self, recipe: Any, path: Path) -> None:
         from ray import tune
 
         s = recipe.state
         if not s.history:  # no evaluation yet: nothing to rank the trial by
+            return
+        if not self.report_last and (s.step >= recipe.total_steps or s.stopped_early):
             return
         value = s.history[-1].get(f"val_{self.primary}")
         metrics = {
