@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from attncoach.cli import main
-from clicheck import refused
+from clicheck import digest, refused
 from rayhead import free_port, ray_env, ray_head
 from tinydata import tiny_overrides, write_corpus
 
@@ -199,3 +199,13 @@ def test_bad_input_is_one_line_and_writes_nothing(data, tmp_path, capsys, monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
     refused(capsys, [*base, "--backend", "ray"], "pip install 'attncoach[ray]'", one_line=True)
     assert not out.exists()
+
+
+def test_an_optuna_study_is_not_taken_for_a_ray_experiment(data, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    out = tmp_path / "study"
+    argv = ["tune", "--quiet", "--trials", "1", "--out", str(out), *_overrides(data, 10), SPACE]
+    assert main([*argv, "--storage", "memory"]) == 0  # no study.db: only tune_config.json says whose it is
+    before = digest(out)
+    refused(capsys, [*argv, "--backend", "ray"], "holds an Optuna study")
+    assert digest(out) == before

@@ -46,6 +46,7 @@ from attncoach.train.settings import absolute_paths, load_run_config
 from attncoach.tune.ray_trial import TrialPlan, run_trial, trial_number
 from attncoach.tune.space import Dimension, check_space, parse_space
 from attncoach.tune.study import (
+    SETTINGS_FILE,
     TuneRequest,
     _base_config,
     _best_config,
@@ -119,13 +120,14 @@ def tune_ray(request: TuneRequest, address: str | None = None, echo: Callable[[s
     primary = TASKS[base.task].primary
     out = request.out.resolve()
     experiment = out / EXPERIMENT
-    if (out / "study.db").exists():
+    if (out / "study.db").exists() or ((out / SETTINGS_FILE).exists() and not (out / TRIALS_FILE).exists()):
         raise AttncoachError(f"--out {out} holds an Optuna study; give --backend ray a new --out")
     _check_trials(out, request.trials)
     if address is not None:
         _check_reachable(address)
     new = not out.exists()
     _claim_out(out, base)
+    atomic_write_json(out / TRIALS_FILE, {"trials": request.trials})  # marks a Ray study
     try:
         started = _connect(ray, address)
     except AttncoachError:
@@ -133,7 +135,6 @@ def tune_ray(request: TuneRequest, address: str | None = None, echo: Callable[[s
             shutil.rmtree(out, ignore_errors=True)
         raise
     try:
-        atomic_write_json(out / TRIALS_FILE, {"trials": request.trials})
         plan = _plan(request, base, space, primary, out, scheduler)
         resumed = _can_restore(experiment)
         how = "resuming" if resumed else "starting"
