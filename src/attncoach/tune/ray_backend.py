@@ -311,28 +311,47 @@ def _can_restore(experiment: Path) -> bool:
 
 
 def _progress(tune: Any, primary: str, echo: Callable[[str], None]) -> Any:
-    """A Tune callback printing one line per trial event (start, evaluation reported, end, error)."""
+    """A Tune callback printing one line per trial event (start, evaluation reported, retry, end, error).
+
+    Ray pickles it with the experiment; ``echo`` is left out (it is this process's, and may not pickle): a
+    restored experiment prints with :func:`_print_line`.
+    """
 
     class Progress(tune.Callback):
+        def __init__(self, primary: str, echo: Callable[[str], None]) -> None:  # no closure: nothing of ours pickled
+            self.primary, self.echo = primary, echo
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"primary": self.primary}
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            self.primary, self.echo = state["primary"], _print_line
+
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             shown = ", ".join(f"{key}={_short(value)}" for key, value in trial.config.items())
-            echo(f"trial {trial_number(trial.trial_id)}: {shown}")
+            self.echo(f"trial {trial_number(trial.trial_id)}: {shown}")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            value = result.get(f"val_{primary}")
+            value = result.get(f"val_{self.primary}")
             shown = "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
-            echo(f"trial {trial_number(trial.trial_id)}: step {result.get('step')}, val {primary} {shown}")
+            self.echo(f"trial {trial_number(trial.trial_id)}: step {result.get('step')}, val {self.primary} {shown}")
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            echo(f"trial {trial_number(trial.trial_id)} ended")
+            self.echo(f"trial {trial_number(trial.trial_id)} ended")
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            echo(f"trial {trial_number(trial.trial_id)} failed: it runs again, from its last checkpoint if it has one")
+            self.echo(
+                f"trial {trial_number(trial.trial_id)} failed: it runs again, from its last checkpoint if it has one"
+            )
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            echo(f"trial {trial_number(trial.trial_id)} failed (see {trial.path})")
+            self.echo(f"trial {trial_number(trial.trial_id)} failed (see {trial.path})")
 
-    return Progress()
+    return Progress(primary, echo)
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def summarise(
