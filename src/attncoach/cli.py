@@ -15,7 +15,8 @@
     attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
     attncoach report RUN [RUN ...] [--out FILE.html]
     attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
-    attncoach tune [--config FILE] --trials N [--backend optuna] [--out DIR] [--storage URL|memory] [--study NAME]
+    attncoach tune [--config FILE] --trials N [--backend optuna|ray] [--out DIR] [--storage URL|memory] [--study NAME]
+                   [--address HOST:PORT]
                    [--retrain-best [--retrain-seeds S ...]] [section.key=value ...]
     attncoach select RUN --pool FILE --budget N [--strategy entropy|margin|badge|coreset|random] [--out FILE [--overwrite]]
     attncoach active [--config FILE] --start N --step N --rounds N [--strategy S] [--out DIR] [section.key=value ...]
@@ -1650,7 +1651,16 @@ def _add_tune(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     tn.add_argument("--config", help="YAML config file whose tune.space lists the searched keys")
     tn.add_argument("--trials", type=int, required=True, help="finished (complete or pruned) trials to reach")
-    tn.add_argument("--backend", choices=["optuna"], default="optuna", help="the search library (default: optuna)")
+    tn.add_argument(
+        "--backend",
+        choices=["optuna", "ray"],
+        default="optuna",
+        help="the search library (default: optuna); ray: Ray Tune with tune.scheduler asha, pbt or fifo",
+    )
+    tn.add_argument(
+        "--address",
+        help="--backend ray: HOST:PORT of a Ray cluster's head (ray start --head); default: a local Ray",
+    )
     tn.add_argument("--out", help="the study's directory (default: runs/tune-<config name>)")
     tn.add_argument(
         "--storage",
@@ -1673,6 +1683,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     if args.retrain_seeds and not args.retrain_best:
         raise AttncoachError("--retrain-seeds goes with --retrain-best")
+    if args.backend == "ray" and args.storage is not None:
+        raise AttncoachError("--storage is Optuna's; --backend ray keeps its experiment in --out")
+    if args.backend == "optuna" and args.address is not None:
+        raise AttncoachError("--address is Ray's; give it with --backend ray")
     out = Path(args.out) if args.out else Path("runs") / f"tune-{Path(args.config).stem if args.config else 'default'}"
     request = TuneRequest(
         config=args.config,
@@ -1685,7 +1699,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         retrain_seeds=args.retrain_seeds,
         quiet=args.quiet,
     )
-    result = tune(request)
+    if args.backend == "ray":
+        from attncoach.tune.ray_backend import tune_ray
+
+        result = tune_ray(request, address=args.address)
+    else:
+        from attncoach.tune.ray_backend import refuse_ray_keys
+        from attncoach.tune.study import _base_config
+
+        refuse_ray_keys(_base_config(request))
+        result = tune(request)
     _print_trials(result)
     return 0
 

@@ -252,6 +252,13 @@ class TuneConfig:
     latency_subnet: Optional[dict[str, float]] = None
     latency_batch: int = 1  # metric_latency: the batch size the latency is measured at
     max_latency_ms: Optional[float] = None  # metric_latency: the best trial is the best val metric within this
+    # --backend ray only: asha (stop trials behind at the evaluations), pbt (population-based training) or fifo
+    # (no early stopping); None = asha. Optuna prunes with tune.pruner instead.
+    scheduler: Optional[str] = None
+    perturbation_interval: Optional[int] = None  # PBT: evaluations between a trial's exploit/explore; None = 2
+    pbt_coach_state: Optional[bool] = (
+        None  # PBT: exploit copies the coach's state too (false: keeps its own); None = true
+    )
 
 
 @dataclass
@@ -547,6 +554,7 @@ _CHOICES = {
     ("tune", "sampler"): ("tpe", "random", "cmaes", "nsga2"),
     ("tune", "objective"): ("metric", "metric_latency"),
     ("tune", "pruner"): ("median", "none"),
+    ("tune", "scheduler"): (None, "asha", "pbt", "fifo"),
 }
 
 
@@ -640,6 +648,11 @@ def validate(cfg: RunConfig) -> None:
     check_key(u.grace_seconds >= 2, "tune.grace_seconds", "must be at least 2")
     check_key(u.trial_steps is None or u.trial_steps >= 1, "tune.trial_steps", "must be at least 1 (or null)")
     _validate_latency_objective(u)
+    check_key(
+        u.perturbation_interval is None or u.perturbation_interval >= 1,
+        "tune.perturbation_interval",
+        "must be at least 1 evaluation (or null)",
+    )
     check_key(bool(cfg.log.project.strip()), "log.project", "must name a project (e.g. attncoach)")
     check_key(bool(cfg.task.strip()), "task", "must name a task (e.g. text_classification)")
     # choices of the registries (tasks, policies, schedulers...) are checked a floor above:

@@ -90,6 +90,24 @@ def test_a_callback_sees_every_learned_batch_and_can_stop_the_run(tiny_csv, tmp_
     assert metrics["counting"] == {"batches": 10}
 
 
+def test_a_callback_is_handed_each_checkpoint_once_it_is_complete(tiny_csv, tmp_path):
+    class Handed(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_checkpoint(self, recipe, path):
+            pointer = json.loads((path.parent / "latest.json").read_text())
+            assert pointer["latest"] == path.name and (path / "manifest.json").is_file()  # written and pointed at
+            self.seen.append((recipe.state.step, path.name))
+
+    recipe = _recipe(tiny_csv, tmp_path)  # 20 steps, a checkpoint at each evaluation (every 10 steps)
+    handed = Handed()
+    recipe.callbacks.append(handed)
+    recipe.train()
+    recipe.close()
+    assert handed.seen == [(10, "step-00000010"), (20, "step-00000020")]
+
+
 def test_the_loggers_are_callbacks_that_see_every_group_and_are_closed(tiny_csv, tmp_path):
     class Recording(Callback):
         def __init__(self):

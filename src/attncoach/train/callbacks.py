@@ -10,7 +10,8 @@ order, and knows none of them by name:
 - ``after_eval`` after each evaluation on val (a callback may stop the run by returning
   its reason), ``train_scalars`` at each training log point;
 - ``state_dict`` / ``load_state_dict``: the callback's entry ``key`` in every checkpoint's
-  ``state.json``, so a resumed run continues exactly;
+  ``state.json``, so a resumed run continues exactly; ``on_checkpoint`` once a checkpoint is
+  complete on disk (a tuner hands it on: ``attncoach.tune.ray_trial``);
 - ``finish``: its section ``key`` of ``metrics.json`` (or None);
 - ``on_log``: the run's scalars of one group (``train``, ``val``, ``test``, ``coach``,
   ``curriculum``) at a step, which any callback may add to with ``recipe.log_scalars`` (the
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -75,6 +77,9 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any] | None, recipe: Any) -> None:
         """Restore what :meth:`state_dict` returned (None: the checkpoint holds no entry)."""
+
+    def on_checkpoint(self, recipe: Any, path: Path) -> None:
+        """The checkpoint directory ``path`` of the current step is complete (written and pointed at)."""
 
     def finish(self, recipe: Any) -> dict[str, Any] | None:
         """This callback's section of ``metrics.json``, once the best model has been evaluated."""

@@ -895,7 +895,9 @@ class Recipe:
             entry = callback.state_dict()
             if entry is not None:
                 state[callback.key] = entry
-        self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng, state)
+        path = self.store.save(self.state.step, self.model.state_dict(), self.optimizer.state_dict(), rng, state)
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, path)
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> dict[str, Any]:

@@ -279,12 +279,18 @@ def _storage(optuna: Any, request: TuneRequest, u: Any) -> Any:
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=u.retries),
             )
         except Exception as exc:  # SQLAlchemy's errors: a bad URL, a server that does not answer, a wrong password
-            if "already exists" in str(exc) and attempt < 4:  # two processes made the new database's tables at once
+            if _schema_race(str(exc)) and attempt < 4:  # two processes made the new database's tables at once
                 time.sleep(0.5)
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AttncoachError(f"cannot open the study storage {redact(url)}: {first[:300]}") from None
     raise AssertionError("unreachable")
+
+
+def _schema_race(message: str) -> bool:
+    """Whether a storage error is another process creating the same new database's tables at the same time."""
+    races = ("already exists", "UNIQUE constraint failed", "duplicate key value violates unique constraint")
+    return any(words in message for words in races)
 
 
 def _open_study(optuna: Any, storage: Any, name: str, base: RunConfig) -> Any:
