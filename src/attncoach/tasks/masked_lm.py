@@ -208,6 +208,7 @@ class MaskedLMTask(Task):
             "data.max_length_cap",
             "data.mask_probability",
             "model.backbone",
+            "train.freeze_layers",
         }
     )
 
