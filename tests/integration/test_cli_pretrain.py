@@ -104,6 +104,14 @@ def test_an_empty_text_file_is_refused_and_nothing_is_written(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_file_without_the_text_column_is_refused_naming_the_key(tmp_path, capsys):
+    table = tmp_path / "tickets.csv"
+    table.write_text("body,label\nmy card is late,card\n")
+    out = tmp_path / "run"
+    refused(capsys, ["pretrain", *_pretrain_args(table, out)], "no column 'text'", "data.text_column")
+    assert not out.exists()
+
+
 def test_a_mask_probability_outside_0_1_is_refused_at_config_time(texts, tmp_path, capsys):
     out = tmp_path / "run"
     refused(capsys, ["pretrain", *_pretrain_args(texts, out), "data.mask_probability=1"], "data.mask_probability")

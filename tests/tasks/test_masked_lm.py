@@ -146,6 +146,8 @@ def test_a_file_of_the_same_texts_in_other_formats_gives_the_same_splits(tmp_pat
     for name in ("train", "val", "test"):
         assert plain.splits[name].texts == other.splits[name].texts
     assert other.stats["texts_read"] == len(texts)
+    train = other.splits["train"]  # text i of the corpus ends with "#i" and is on line i + 1 (its first occurrence)
+    assert all(text.endswith(f"#{line - 1}") for text, line in zip(train.texts, train.lines))
 
 
 @pytest.mark.parametrize("content", ["", "\n\n   \n"])

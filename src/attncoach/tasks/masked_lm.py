@@ -360,12 +360,16 @@ def _read_texts(d: DataConfig, seed: int) -> tuple[dict[str, list[str]], dict[st
         texts = {name: [e.text for e in split] for name, split in splits.items()}
         lines = {name: [e.line for e in split] for name, split in splits.items()}
         return texts, lines, {**counts, "duplicates_removed": duplicates, "split_by": "as text_classification"}
-    stream = TextStream(Path(d.path), d.encoding, d.text_column)
-    if d.format is not None:
-        stream.suffix = f".{d.format}"  # data.format names the layout whatever the file's suffix
     first_line: dict[str, int] = {}
-    for text in stream:  # blank texts are skipped by the stream
-        first_line.setdefault(text, stream.line)
+    try:
+        stream = TextStream(Path(d.path), d.encoding, d.text_column)
+        if d.format is not None:
+            stream.suffix = f".{d.format}"  # data.format names the layout whatever the file's suffix
+        for text in stream:  # blank texts are skipped by the stream
+            first_line.setdefault(text, stream.line)
+    except AttncoachError as exc:  # the stream names predict's flags; a run is set by its config keys
+        message = str(exc).replace("--text-column", "data.text_column").replace("--encoding", "data.encoding")
+        raise AttncoachError(message) from None
     if not first_line:
         raise AttncoachError(
             f"no text in {d.path}: pretraining needs texts (one per line, or a '{d.text_column}' column)"
