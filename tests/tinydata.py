@@ -56,6 +56,22 @@ def tiny_overrides(data: Path, out: Path, steps: int = 60) -> list[str]:
     ]  # a plain run: tests of the coach turn it on
 
 
+def write_texts(path: Path, n: int = 240) -> Path:
+    """The texts of :func:`make_corpus`, one per line (unlabelled: what ``attncoach pretrain`` reads)."""
+    path.write_text("\n".join(text for text, _ in make_corpus(n)) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_masked_lm_overrides(data: Path, out: Path, steps: int = 40) -> list[str]:
+    """Overrides for a tiny masked_lm (pretraining) run of about a second on a text file."""
+    return [
+        "task=masked_lm",
+        *(o for o in tiny_overrides(data, out, steps) if not o.startswith("model.layers")),
+        "model.layers=2",
+        "train.lr=1e-2",
+    ]
+
+
 def rewind_to_first_checkpoint(out: Path) -> None:
     """Make a finished run look interrupted after its first checkpoint: no metrics, latest = the oldest."""
     import json

@@ -2,6 +2,7 @@
 
     attncoach train [--config FILE] [section.key=value ...]
     attncoach train --resume RUN_DIR
+    attncoach pretrain [--config FILE] [section.key=value ...]   (masked-language modelling: a backbone for train)
     attncoach eval RUN_OR_MODEL_DIR [--data FILE] [--model MODEL_DIR] [--runtime torch|onnx] [--json]
     attncoach predict RUN_OR_MODEL_DIR "text" ... | --input FILE [--output FILE.jsonl [--overwrite]] [--no-text]
                       [--batch-size N] [--runtime torch|onnx]
@@ -98,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     _add_overrides(train, "config overrides, values parsed as YAML (e.g. train.lr=3e-4 model.layers=4)")
     train.set_defaults(func=cmd_train)
+
+    pt = sub.add_parser(
+        "pretrain",
+        parents=[common],
+        help="pretrain the encoder on unlabelled texts (masked-language modelling): a backbone for train",
+    )
+    pt.add_argument("--config", help="YAML config file (its task, if any, must be masked_lm)")
+    pt.add_argument("--resume", metavar="RUN_DIR", help="continue a pretraining run from its latest checkpoint")
+    _add_overrides(pt, "config overrides, values parsed as YAML (e.g. data.path=texts.txt train.max_steps=2000)")
+    pt.set_defaults(func=cmd_pretrain)
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a run or model on its test split or a file")
     ev.add_argument("path", metavar="RUN_OR_MODEL_DIR")
@@ -397,6 +408,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """``attncoach train`` with task masked_lm: its model directory is a backbone (``model.backbone=RUN``)."""
+    from attncoach.config import configured_task
+    from attncoach.rundir import RunDir
+    from attncoach.train.settings import load_run_config
+
+    if args.resume:
+        task = load_run_config(RunDir.existing(args.resume).config).task
+        where = f"run {args.resume}"
+    else:
+        task = configured_task(args.config, args.overrides)
+        where = "the config"
+        args.overrides = ["task=masked_lm", *args.overrides]
+    if task not in (None, "masked_lm"):
+        raise AttncoachError(
+            f"attncoach pretrain trains task masked_lm, and {where} names task {task}: use attncoach train for it"
+        )
+    return cmd_train(args)
+
+
 _SHOWN = {"macro_f1": "macro-F1"}  # how a metric is named in printed lines (else its key)
 
 
@@ -581,8 +612,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     stream = TextStream(Path(args.input), args.encoding, args.text_column) if args.input else None
     clf = load_model(model_dir, runtime=args.runtime)
     if clf.task != "text_classification":
-        other = {"next_item": "recommend", "translation": "translate"}.get(clf.task, "eval")
-        raise AttncoachError(f"predict classifies texts; this is a {clf.task} model (use attncoach {other})")
+        raise AttncoachError(f"predict classifies texts; {_other_use(clf.task)}")
     _apply_subnet(clf, args)
     if clf.temperature is not None:
         log.info("probabilities calibrated: softmax(logits / %g), the temperature fitted on val", clf.temperature)
@@ -590,6 +620,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out is not None:
         log.info("wrote %d predictions to %s", count, out)
     return 0
+
+
+# The command that uses a model of each task, for the line that refuses it elsewhere.
+_COMMAND_OF_TASK = {
+    "text_classification": "predict",
+    "image_classification": "predict",
+    "next_item": "recommend",
+    "translation": "translate",
+}
+
+
+def _other_use(task: str) -> str:
+    """What a model of ``task`` is for, ending the line that refuses it: ``this is a next_item model (use ...)``."""
+    from attncoach.models.saved import PRETRAINED_ENCODER_USE
+
+    if task == "masked_lm":
+        return PRETRAINED_ENCODER_USE
+    return f"this is a {task} model (use attncoach {_COMMAND_OF_TASK.get(task, 'eval')})"
 
 
 def _predict_images(model_dir: Path, args: argparse.Namespace, out: Path | None) -> int:
@@ -680,7 +728,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     rec = _load_in_runtime(resolve_model_dir(args.path), args.runtime, "attncoach recommend DIR --runtime onnx")
     if rec.task != "next_item":
-        raise AttncoachError(f"recommend needs a next_item model; this is a {rec.task} model (use attncoach predict)")
+        raise AttncoachError(f"recommend needs a next_item model; {_other_use(rec.task)}")
     _apply_subnet(rec, args)
     exclude = not args.include_seen
     if args.user:
@@ -715,7 +763,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     stream = TextStream(Path(args.input), args.encoding, args.text_column) if args.input else None
     model = load_model(resolve_model_dir(args.path))
     if model.task != "translation":
-        raise AttncoachError(f"translate needs a translation model; this is a {model.task} model")
+        raise AttncoachError(f"translate needs a translation model; {_other_use(model.task)}")
     _apply_subnet(model, args)
     as_json = out is not None and out.suffix == ".jsonl"
     count = 0
@@ -748,7 +796,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from attncoach.elastic.export import check_export_dir, check_quantization, export_model_dir
     from attncoach.models.encoder import SubnetConfig
     from attncoach.models.onnx_graph import require_onnx
-    from attncoach.models.saved import load_model
+    from attncoach.models.saved import PRETRAINED_ENCODER_USE, load_model
     from attncoach.rundir import resolve_model_dir
 
     check_quantization(args.quantize)
@@ -767,6 +815,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if source.quantization is not None:
         raise AttncoachError(
             f"{model_dir} is already an {source.quantization} model: export from the float32 model it came from"
+        )
+    if source.task == "masked_lm" and (args.quantize or args.onnx or args.family):
+        raise AttncoachError(
+            f"--quantize, --onnx and --family make models to serve; {PRETRAINED_ENCODER_USE} "
+            "(export --width/--depth writes a smaller one)"
         )
     if args.family and source.task == "image_classification":
         raise AttncoachError(
@@ -1240,7 +1293,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     model_dir = resolve_model_dir(run.path)
     clf = load_model(model_dir)
     if clf.task != "text_classification":
-        raise AttncoachError(f"robustness measures text classifiers; run {run.path} holds a {clf.task} model")
+        raise AttncoachError(f"robustness measures text classifiers; {_other_use(clf.task)}")
     data = _robustness_data(args, run, model_dir, clf)
     temperature = clf.temperature  # calibration.json, checked when the model loaded
     with CountProgress("attack", "examples", enabled=not args.quiet) as bar:
@@ -1518,14 +1571,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _refuse_image_model(path: str) -> None:
-    """serve answers texts and item histories, not images: an image model is refused before it loads."""
-    from attncoach.models.saved import read_model_config
+    """serve answers texts and item histories, not images (nor a pretrained encoder): refused before it loads."""
+    from attncoach.models.saved import PRETRAINED_ENCODER_USE, read_model_config
     from attncoach.rundir import resolve_model_dir
 
     try:
         task = read_model_config(resolve_model_dir(path))["task"]
     except AttncoachError:  # a family folder, or a damaged model: load_served names what it finds
         return
+    if task == "masked_lm":
+        raise AttncoachError(f"attncoach serve answers classifiers and recommenders; {PRETRAINED_ENCODER_USE}")
     if task == "image_classification":
         raise AttncoachError(
             f"attncoach serve answers texts and item histories; {path} holds an image_classification model, "

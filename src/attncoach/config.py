@@ -72,6 +72,8 @@ class DataConfig:
     val_translations: Optional[int] = 500  # val pairs translated at each evaluation for val BLEU; None = all
     # task image_classification: mnist-5k, digits, or data.path an image folder (one sub-folder per class)
     max_shift: int = 0  # training images move by up to this many pixels each way (random, seeded); 0 = off
+    # task masked_lm: unlabelled texts (a built-in corpus's own texts, or a .txt / CSV / TSV / JSONL file's)
+    mask_probability: float = 0.15  # the share of each text's ordinary tokens masked (at least one); BERT's 0.15
 
 
 @dataclass
@@ -111,7 +113,7 @@ class TrainConfig:
 
     seed: int = 0
     epochs: Optional[float] = None  # None = the task's default: text_classification 4, next_item 40, translation 10,
-    # image_classification 15
+    # image_classification 15, masked_lm 10
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 32
     lr: Optional[float] = None  # None = per backbone: 1e-3 from scratch, 1e-4 for a pretrained one
@@ -303,6 +305,21 @@ def load_config(path: Optional[str | Path], overrides: list[str] | None = None) 
     return cfg
 
 
+def configured_task(path: Optional[str | Path], overrides: list[str] | None = None) -> Optional[str]:
+    """The task that a YAML file and overrides set (the last one wins), or None when neither sets one.
+
+    Example:
+        >>> configured_task(None, ["train.lr=3e-4", "task=masked_lm"])
+        'masked_lm'
+    """
+    task = (_read_yaml(Path(path)) if path is not None else {}).get("task")
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        if key.strip() == "task":
+            task = value.strip()
+    return None if task is None else str(task)
+
+
 def config_from_mapping(raw: dict[str, Any], path: Optional[str | Path] = None) -> RunConfig:
     """A :class:`RunConfig` from a YAML file (optional) updated section by section with ``raw``.
 
@@ -343,6 +360,7 @@ TASK_DEFAULTS = {
     "next_item": {"epochs": 40.0},
     "translation": {"epochs": 10.0},
     "image_classification": {"epochs": 15.0},  # a small ViT from scratch sees each image a dozen times or more
+    "masked_lm": {"epochs": 10.0},  # every epoch masks other tokens: pretraining reads its texts many times
 }
 
 
@@ -577,6 +595,7 @@ def validate(cfg: RunConfig) -> None:
     check_key(d.min_frequency >= 1, "data.min_frequency", "must be at least 1")
     check_key(d.max_length is None or d.max_length >= 2, "data.max_length", "must be at least 2")
     check_key(0 < d.max_length_quantile <= 1, "data.max_length_quantile", "must be in (0, 1]")
+    check_key(0 < d.mask_probability < 1, "data.mask_probability", "must be in (0, 1) (BERT masks 0.15)")
     check_key(d.val_translations is None or d.val_translations >= 1, "data.val_translations", "must be at least 1")
     check_key(
         m.encoder_layers is None or 1 <= m.encoder_layers < m.layers,

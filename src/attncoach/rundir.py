@@ -34,6 +34,7 @@ TASK_FILES = {
     "next_item": ("items.json", "users.json"),
     "translation": ("source_tokenizer.json", "target_tokenizer.json", "decoding.json"),
     "image_classification": ("labels.json",),
+    "masked_lm": ("tokenizer.json",),
 }
 
 

@@ -76,9 +76,12 @@ def test_recommend_bad_input(inter, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["data.text_column=body"], "config key 'data.text_column' belongs to task text_classification"),
-        (["model.backbone=minilm"], "config key 'model.backbone' belongs to task text_classification"),
-        (["task=ranking"], "config key 'task' must be one of image_classification, next_item, text_classification"),
+        (["data.text_column=body"], "config key 'data.text_column' belongs to task masked_lm, text_classification"),
+        (["model.backbone=minilm"], "config key 'model.backbone' belongs to task masked_lm, text_classification"),
+        (
+            ["task=ranking"],
+            "config key 'task' must be one of image_classification, masked_lm, next_item, text_classification",
+        ),
         (["train.target={metric: macro_f1, value: 0.5}"], "must be one of ndcg@10, hr@10 for task next_item"),
     ],
 )

@@ -181,7 +181,7 @@ def test_resume_after_kill_gives_the_same_metrics(pairs, tmp_path):
         (["model.beam_size=0"], "model.beam_size"),
         (["model.encoder_layers=4"], "config key 'model.encoder_layers' must leave the decoder a layer"),
         (["data.subword=wordpiece"], "data.subword"),
-        (["data.text_column=body"], "belongs to task text_classification"),
+        (["data.text_column=body"], "belongs to task masked_lm, text_classification"),
         (["robust.method=fgm"], "robust.method"),
     ],
 )

@@ -594,7 +594,9 @@ def test_attncoach_backbones_that_cannot_be_used(attncoach_model, tmp_path):
     (run / "model/model_config.json").write_text(json.dumps({**config, "task": "next_item"}))
     for name in ("items.json", "users.json"):
         (run / "model" / name).write_text("[]")
-    with pytest.raises(AttncoachError, match="holds a next_item model; model.backbone takes a text_classification"):
+    with pytest.raises(
+        AttncoachError, match="holds a next_item model; model.backbone takes a text_classification or masked_lm"
+    ):
         load_backbone(run)
     (run / "model/model_config.json").write_text(json.dumps(config))
     (run / "model/tokenizer.json").unlink()

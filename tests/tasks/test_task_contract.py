@@ -14,9 +14,11 @@ from tinydata import (
     make_interactions,
     make_parallel,
     tiny_image_overrides,
+    tiny_masked_lm_overrides,
     tiny_next_item_overrides,
     tiny_overrides,
     tiny_translation_overrides,
+    write_texts,
 )
 
 
@@ -33,6 +35,8 @@ def _config(name: str, tmp_path) -> RunConfig:
         return load_run_config(None, tiny_translation_overrides(path, tmp_path / "run"))
     if name == "image_classification":
         return load_run_config(None, tiny_image_overrides(tmp_path / "run"))
+    if name == "masked_lm":
+        return load_run_config(None, tiny_masked_lm_overrides(write_texts(tmp_path / "texts.txt"), tmp_path / "run"))
     raise AssertionError(f"task {name} has no tiny config in this test: add one")
 
 

@@ -61,14 +61,15 @@ def select_from_pool(request: SelectRequest) -> list[dict[str, Any]]:
         AttncoachError: a bad strategy or budget, a model that is not a text classifier, an unreadable
             pool or one without the text column, a budget larger than the pool.
     """
-    from attncoach.models.saved import SavedClassifier, read_model_config
+    from attncoach.models.saved import PRETRAINED_ENCODER_USE, SavedClassifier, read_model_config
     from attncoach.rundir import resolve_model_dir
 
     check_request(request.strategy, request.budget)
     model_dir = resolve_model_dir(request.run)
     task = read_model_config(model_dir)["task"]
     if task != "text_classification":
-        raise AttncoachError(f"select ranks texts for a text classifier; {model_dir} holds a {task} model")
+        use = PRETRAINED_ENCODER_USE if task == "masked_lm" else f"{model_dir} holds a {task} model"
+        raise AttncoachError(f"select ranks texts for a text classifier; {use}")
     texts = read_pool(request.pool, request.text_column, request.encoding)
     if request.budget > len(texts):
         raise AttncoachError(f"--budget {request.budget} is larger than the pool's {len(texts)} texts")

@@ -67,6 +67,11 @@ class TextStream:
             return 0
         return self.size if self._raw.closed else self._raw.tell()
 
+    @property
+    def line(self) -> int:
+        """The source line of the text last read (1-based; 0 in a JSON array, which has no lines)."""
+        return self._line
+
     def __iter__(self) -> Iterator[str]:
         if self.suffix == ".json":  # one JSON array: no lines to stream
             objects = json_objects(read_text(self.path, self.encoding), self.path)

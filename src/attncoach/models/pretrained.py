@@ -46,7 +46,7 @@ from attncoach.data.tokenizer import CLS, MASK, PAD, SEP, UNK, load_tokenizer
 from attncoach.errors import AttncoachError
 from attncoach.models.classifier import TextClassifier
 from attncoach.models.encoder import ACTIVATIONS, ElasticEncoder, EncoderConfig
-from attncoach.models.saved import SavedClassifier, read_model_config
+from attncoach.models.saved import SavedClassifier, load_torch_model, read_model_config
 from attncoach.rundir import RunDir, resolve_model_dir
 
 log = logging.getLogger("attncoach")
@@ -487,6 +487,7 @@ class PretrainedBackbone:
         labels: An attncoach model's label names (class-id order), else None.
         head_state: An attncoach model's task head weights, reused for the same labels; else None.
         pooling: An attncoach model's pooling, else None.
+        mlm_head_state: A masked_lm model's MLM head weights (continued pretraining reuses them), else None.
     """
 
     encoder_config: EncoderConfig
@@ -498,6 +499,7 @@ class PretrainedBackbone:
     labels: list[str] | None = None
     head_state: dict[str, Tensor] | None = None
     pooling: str | None = None
+    mlm_head_state: dict[str, Tensor] | None = None
 
 
 def load_backbone(path: Path | str, source: str | None = None) -> PretrainedBackbone:
@@ -537,25 +539,28 @@ def is_attncoach_model(path: Path) -> bool:
 
 
 def load_attncoach_backbone(path: Path | str, source: str | None = None) -> PretrainedBackbone:
-    """An attncoach text classifier (its model or run directory) as the backbone of a new run.
+    """An attncoach text classifier or pretrained encoder (its model or run directory) as the backbone of a new run.
 
     Args:
         path: A model directory, or a run directory holding one in ``model/``.
         source: What to record as the source; defaults to ``path``.
 
     Returns:
-        Its encoder config and weights, its tokenizer, and its labels and head weights (which
-        :func:`build_pretrained_classifier` reuses when the new run has the same labels).
+        Its encoder config and weights, its tokenizer, and a classifier's labels and head weights (which
+        :func:`build_pretrained_classifier` reuses when the new run has the same labels), or a masked_lm
+        model's MLM head (which continued pretraining reuses).
 
     Raises:
         AttncoachError: No complete model in ``path``, a model of another task, or a damaged file.
     """
     model_dir = resolve_model_dir(path)
     task = read_model_config(model_dir)["task"]
+    if task == "masked_lm":
+        return _masked_lm_backbone(model_dir, source or str(path))
     if task != "text_classification":
         raise AttncoachError(
-            f"backbone {path} holds a {task} model; model.backbone takes a text_classification model "
-            "(its encoder and tokenizer)"
+            f"backbone {path} holds a {task} model; model.backbone takes a text_classification or masked_lm "
+            "model (its encoder and tokenizer)"
         )
     saved = SavedClassifier.load(model_dir)
     tokenizer = saved.tokenizer
@@ -572,6 +577,27 @@ def load_attncoach_backbone(path: Path | str, source: str | None = None) -> Pret
         labels=list(saved.labels),
         head_state=head,
         pooling=saved.model.head.pooling_name,
+    )
+
+
+def _masked_lm_backbone(model_dir: Path, source: str) -> PretrainedBackbone:
+    """The encoder and tokenizer of an attncoach masked_lm model (``attncoach pretrain``); its MLM head is kept
+    aside for continued pretraining."""
+    from attncoach.models.masked_lm import MaskedLanguageModel
+
+    config = read_model_config(model_dir, "masked_lm")
+    model = load_torch_model(model_dir, config, MaskedLanguageModel)
+    tokenizer = load_tokenizer(model_dir / "tokenizer.json")
+    _fit_tokenizer(tokenizer, model.encoder.config, model_dir)
+    head = {k: v.detach().clone() for k, v in model.mlm_head.state_dict().items()}
+    return PretrainedBackbone(
+        encoder_config=model.encoder.config,
+        encoder_state={k: v.detach().clone() for k, v in model.encoder.state_dict().items()},
+        tokenizer=tokenizer,
+        ignored=[f"mlm_head.{k}" for k in head],
+        source=source,
+        model_type="attncoach",
+        mlm_head_state=head,
     )
 
 

@@ -6,7 +6,7 @@ model/
   model_config.json    {"format", "format_version", "attncoach_version", "task", "model", "max_length",
                         "elastic"?, "exported_from"?, "quantization"?, "onnx"?}
   model.onnx           optional: the inference graph for ONNX Runtime ("onnx" records it)
-  tokenizer.json       text_classification: the tokenizer, its normalizer included
+  tokenizer.json       text_classification, masked_lm: the tokenizer, its normalizer included
   labels.json          text_classification, image_classification: label names in class-id order
   items.json           next_item: the item ids; item index i + 1 is items[i] (0 is padding)
   users.json           next_item: {"users": [...], "histories": [[item index, ...], ...]}, every
@@ -25,7 +25,7 @@ Versions: 1 (``"format": "attncoach.text-classifier"``, no ``task``) and 2 (adds
 :mod:`attncoach.models.quantized`, which older versions cannot load). A model that is not
 quantised is still written as version 3, which older versions read (they ignore ``onnx``).
 :func:`load_model` reads any of them and returns the task's predictor:
-:class:`SavedClassifier`, :class:`SavedRecommender` or :class:`SavedTranslator`, running the torch model (float32 or
+:class:`SavedClassifier`, :class:`SavedRecommender`, :class:`SavedTranslator` or :class:`SavedMaskedLM`, running the torch model (float32 or
 int8) or, with ``runtime="onnx"``, the ONNX graph in ONNX Runtime.
 """
 
@@ -51,6 +51,7 @@ from attncoach.data.tokenizer import closing_special_count, encode_texts, load_t
 from attncoach.errors import AttncoachError
 from attncoach.models.attention_maps import attention_maps
 from attncoach.models.classifier import TextClassifier
+from attncoach.models.masked_lm import MaskedLanguageModel
 from attncoach.models.next_item import NextItemModel
 from attncoach.models.onnx_graph import ONNX_FILE, OnnxModel
 from attncoach.models.quantized import INT8, int8_skeleton
@@ -556,6 +557,60 @@ class SavedTranslator:
         return tokens, [m[0].float().cpu().numpy() for m in maps]
 
 
+PRETRAINED_ENCODER_USE = (
+    "a masked_lm model is a pretrained encoder: fine-tune it with attncoach train model.backbone=RUN "
+    "(attncoach eval RUN scores its masked-token accuracy)"
+)
+
+
+@dataclass
+class SavedMaskedLM:
+    """A pretrained encoder (task masked_lm, ``attncoach pretrain``) loaded from its model directory.
+
+    It is the backbone of later runs (``model.backbone``); here it is loaded to evaluate it on its run's
+    test split and to show its attention.
+
+    Example:
+        >>> mlm = SavedMaskedLM.load("runs/tweets-pretrain/model")  # doctest: +SKIP
+        >>> tokens, maps = mlm.attention("so happy with the new update")  # doctest: +SKIP
+    """
+
+    model: MaskedLanguageModel
+    tokenizer: Any
+    max_length: int
+    device: torch.device
+    task: str = "masked_lm"
+    elastic: Any = None
+    model_dir: Path | None = None
+    space: Any = None
+    runtime: str = "torch"
+    quantization: str | None = None
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> SavedMaskedLM:
+        """Load weights, config and tokenizer; any damaged file is a clear error."""
+        model_dir = Path(model_dir)
+        config = read_model_config(model_dir, "masked_lm")
+        if runtime != "torch":
+            raise AttncoachError(f"a masked_lm model runs in torch only; {PRETRAINED_ENCODER_USE}")
+        dev = _device(device)
+        model = _load_model(model_dir, config, MaskedLanguageModel, dev, runtime)
+        tokenizer = load_tokenizer(model_dir / "tokenizer.json")
+        return cls(
+            model,
+            tokenizer,
+            int(config["max_length"]),
+            dev,
+            elastic=config.get("elastic"),
+            model_dir=model_dir,
+            quantization=config.get("quantization"),
+        )
+
+    def attention(self, text: str) -> tuple[list[str], list[np.ndarray]]:
+        """The tokens of ``text`` and each active layer's attention over them (see :meth:`SavedClassifier.attention`)."""
+        return SavedClassifier.attention(self, text)  # type: ignore[arg-type]  # the same tokenizer and encoder
+
+
 def _shown(value: Any) -> str:
     """A wrong value in an error: its type and a short repr."""
     if value is None:
@@ -587,7 +642,7 @@ def _check_batch_size(batch_size: Any) -> None:
 
 def load_model(
     model_dir: str | Path, device: str = "cpu", runtime: str = "torch"
-) -> SavedClassifier | SavedRecommender | SavedTranslator:
+) -> SavedClassifier | SavedRecommender | SavedTranslator | SavedMaskedLM:
     """The predictor of any model directory, by the task in its ``model_config.json``.
 
     Args:
@@ -606,6 +661,7 @@ def load_model(
         "text_classification": SavedClassifier,
         "next_item": SavedRecommender,
         "translation": SavedTranslator,
+        "masked_lm": SavedMaskedLM,
     }.get(config["task"])
     if loader is None:
         raise AttncoachError(f"{model_dir} holds a {config['task']!r} model, which this attncoach cannot load")
@@ -666,6 +722,12 @@ def _load_model(
         first = str(exc).splitlines()[0]
         raise AttncoachError(f"{model_dir / 'model.safetensors'} does not match its config ({first})") from None
     return model.to(device).eval()
+
+
+def load_torch_model(model_dir: Path, config: dict[str, Any], cls: type, device: str = "cpu") -> Any:
+    """The torch model of class ``cls`` in a model directory whose ``model_config.json`` is ``config`` (read by
+    :func:`read_model_config`), in eval mode; a damaged file is one clear line."""
+    return _load_model(Path(model_dir), config, cls, _device(device))
 
 
 def _load_onnx(model_dir: Path, config: dict[str, Any], device: torch.device) -> OnnxModel:

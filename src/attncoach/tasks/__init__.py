@@ -2,6 +2,7 @@
 
 from attncoach.tasks import (  # noqa: F401  (register the tasks)
     image_classification,
+    masked_lm,
     next_item,
     text_classification,
     translation,
