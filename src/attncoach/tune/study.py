@@ -221,6 +221,7 @@ def _claim_out(out: Path, base: RunConfig) -> None:
     """Make ``out``, or check that the study in it was started with the same config (a resume)."""
     saved = out / SETTINGS_FILE
     mine = {"config": _comparable(base)}
+    _wait_for_a_claim(out, saved)
     if saved.is_file():
         try:
             theirs = json.loads(saved.read_text(encoding="utf-8"))
@@ -240,6 +241,17 @@ def _claim_out(out: Path, base: RunConfig) -> None:
     except OSError as exc:
         raise AttncoachError(f"cannot make --out {out}: {exc.strerror or exc}") from None
     atomic_write_json(saved, mine)
+
+
+def _wait_for_a_claim(out: Path, saved: Path, seconds: float = 10.0) -> None:
+    """Another process sharing the study may be claiming ``out`` this instant (its settings file still being
+    written): wait for the file rather than take the half-made directory for someone else's."""
+    deadline = time.monotonic() + seconds
+    while not saved.is_file() and out.is_dir() and time.monotonic() < deadline:
+        names = [p.name for p in out.iterdir()]
+        if not any(name.startswith(f".{SETTINGS_FILE}.tmp") for name in names):
+            return
+        time.sleep(0.05)
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
