@@ -23,11 +23,14 @@ from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
 from attncoach.coach.session import CoachSession, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
 from attncoach.curriculum.difficulty import describe_scores
+from attncoach.curriculum.noisy import small_loss_schedule, suspect_filter
 from attncoach.curriculum.probe import measure_losses, read_difficulty, score_examples, write_difficulty
 from attncoach.curriculum.record import LearningRecord
 from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, SchedulerSettings, make_scheduler
 from attncoach.data.batching import LengthBucketBatchSampler
 from attncoach.data.fingerprint import check_sources, fingerprint_sources, write_sources
+from attncoach.data.noise import FILE_NAME as NOISE_FILE
+from attncoach.data.noise import LabelNoise, inject_label_noise
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
 from attncoach.errors import AttncoachError
@@ -39,7 +42,14 @@ from attncoach.robust.augment import make_augmenter
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.calibrate import CalibrationCallback
-from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
+from attncoach.train.callbacks import (
+    Callback,
+    CoachCallback,
+    CurriculumCallback,
+    ElasticCallback,
+    NoisyLabelsCallback,
+    Uncoached,
+)
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.history import ScalarHistory
 from attncoach.train.loggers import check_installed, make_loggers
@@ -136,6 +146,7 @@ class Recipe:
         if self.resume:  # the splits are rebuilt from the source: it must be the file the run started on
             check_sources(self.run_dir, self.cfg.data, self.task.corpus, hint=_RESUME_HINT)
         self.data = self.task.build(self.cfg, backbone=self.backbone, model_dir=model_dir)
+        self.label_noise = self._inject_label_noise()
         self._check_curriculum_fits()
         if not self.resume:
             sources = fingerprint_sources(self.cfg.data, self.task.corpus)
@@ -166,6 +177,7 @@ class Recipe:
         self.callbacks: list[Callback] = [
             *([ElasticCallback(self.supernet, self.space)] if self.supernet is not None else []),
             CurriculumCallback(self.scheduler, self.record),
+            *self._noisy_label_switches(),
             *([CoachCallback(session)] if session is not None else []),
             *([CalibrationCallback()] if t.calibrate else []),  # model/calibration.json, once the best model is in
             ScalarHistory(self.run_dir.scalars),  # scalars.jsonl: every logged scalar, for the report
@@ -262,6 +274,23 @@ class Recipe:
         """A freshly initialised model of the task (on the backbone, when there is one)."""
         return self.data.new_model(self.cfg.model)
 
+    def _inject_label_noise(self) -> LabelNoise | None:
+        """data.label_noise: flip a seeded fraction of the training labels (a resumed run flips the same)."""
+        noise = self.cfg.data.label_noise
+        if noise is None:
+            return None
+        flips = inject_label_noise(self.data.splits["train"], self.data.label_names, noise)
+        log.info(
+            "label noise: %d of %d training labels flipped (%s, rate %g, seed %d): %s",
+            len(flips.index),
+            len(self.data.splits["train"]),
+            noise.kind,
+            noise.rate,
+            noise.seed,
+            NOISE_FILE,
+        )
+        return flips
+
     # ------------------------------------------------------------------ curriculum
     def _kept_count(self, n: int) -> int:
         return max(1, int(round(self.cfg.curriculum.keep_fraction * n)))
@@ -323,6 +352,8 @@ class Recipe:
                 log.info("curriculum: %s scores %s (%.1f s)", name, describe_scores(scores[name]), result.seconds)
         if kept is not None:
             self.data.splits["train"] = train.subset(kept)
+            if self.label_noise is not None:  # label_noise.json indexes the training split as trained
+                self.label_noise = self.label_noise.subset(kept)
             self.data.strata = self.data.strata[kept]
             scores = {name: values[kept] for name, values in scores.items()}
             skipped = f" after the hardest {c.skip_hardest:g}" if c.skip_hardest and c.keep == "hardest" else ""
@@ -368,6 +399,39 @@ class Recipe:
             by = f" by {c.scorer}" if scheduler.needs_scores else ""
             log.info("curriculum: %s scheduler%s%s", c.scheduler, by, paced)
         return scheduler, LearningRecord(len(train)) if c.record else None
+
+    def _noisy_label_switches(self) -> list[Callback]:
+        """curriculum.suspects and curriculum.small_loss, when either is on."""
+        c, size = self.cfg.curriculum, len(self.data.splits["train"])
+        if c.suspects is None and c.small_loss is None:
+            return []
+        suspects = None if c.suspects is None else suspect_filter(c.suspects, size, self.steps_per_epoch)
+        small_loss = None if c.small_loss is None else small_loss_schedule(c.small_loss, self.steps_per_epoch)
+        if suspects is not None:
+            log.info(
+                "curriculum: from step %d, every %d steps, the %g most suspect by %s are %s",
+                suspects.start_step,
+                suspects.every,
+                c.suspects.fraction,
+                c.suspects.score,
+                "dropped" if c.suspects.action == "drop" else f"weighted {c.suspects.weight:g}",
+            )
+        if small_loss is not None:
+            log.info(
+                "curriculum: small-loss selection, forgetting the largest %g of each batch's losses from step %d on",
+                c.small_loss.forget_rate,
+                small_loss.ramp_steps,
+            )
+        return [NoisyLabelsCallback(suspects, small_loss)]
+
+    def _example_weights(self, index: list[int]) -> np.ndarray | None:
+        """The weight of each example of the coming micro-batch in its loss: every callback's, multiplied."""
+        weights = None
+        for callback in self.callbacks:
+            mine = callback.before_batch(self, index)
+            if mine is not None:
+                weights = mine if weights is None else weights * mine
+        return weights
 
     def _measure(self, indices: np.ndarray) -> np.ndarray:
         """The current model's loss on training examples (for the self-paced scheduler), counted and timed."""
@@ -450,6 +514,8 @@ class Recipe:
             ),
         )
         atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
+        if self.label_noise is not None:
+            self.label_noise.write(self.run_dir.path)
 
     def _restore(self) -> None:
         ckpt = self.store.load_latest()  # a damaged latest checkpoint falls back to an older one
@@ -518,6 +584,9 @@ class Recipe:
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]
                     batch = train.batch(index) if self.augmenter is None else self.augmenter.batch(train, index, s.step)
+                    weights = self._example_weights(index)
+                    if weights is not None:  # the task's loss is their weighted mean (curriculum.suspects)
+                        batch["weights"] = torch.as_tensor(weights, dtype=torch.float32)
                     undone = self.coach.probing  # the LR probe's steps are rolled back: nothing learns from them
                     loss, grad_norm = self.train_step(batch)
                     if not undone:
@@ -625,6 +694,7 @@ class Recipe:
                 correct=torch.cat([p.correct for p in parts]),
                 outputs=parts[0].outputs,
                 predicted=torch.cat([p.predicted for p in parts]),
+                margin=None if parts[0].margin is None else torch.cat([p.margin for p in parts]),
             )
             return loss
         loss = loss_of(batch)
