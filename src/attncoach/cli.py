@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--by",
         metavar="SCORE",
-        help="--suspect: the suspicion score: aum (the default: area under the margin), p_label, forgetting or "
-        "rank_mean (README: Noisy labels)",
+        help="--suspect: the suspicion score: loss (the default: mean loss), aum (area under the margin), p_label, "
+        "forgetting or rank_mean (README: Noisy labels)",
     )
     ex.add_argument(
         "--json",

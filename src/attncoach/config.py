@@ -185,7 +185,7 @@ class SuspectsConfig:
     fraction: float = 0.2  # the fraction of the training examples treated as suspects (the most suspect first)
     action: str = "drop"  # drop (weight 0 in the loss) | downweight (weight curriculum.suspects.weight)
     weight: float = 0.3  # downweight: a suspect's weight in the loss (others weigh 1)
-    score: str = "aum"  # the learning record's suspicion score (attncoach examples --suspect --by)
+    score: str = "loss"  # the learning record's suspicion score (attncoach examples --suspect --by)
 
 
 @dataclass

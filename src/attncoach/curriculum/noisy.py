@@ -2,7 +2,7 @@
 
 - ``curriculum.suspects`` (:class:`SuspectFilter`): after a warm-up of ``after_epochs`` epochs,
   the ``fraction`` of training examples the learning record finds most suspect (by ``score``,
-  :mod:`attncoach.curriculum.mislabel`; by default the lowest area under the margin so far) get
+  :mod:`attncoach.curriculum.mislabel`; by default the highest mean loss so far) get
   weight 0 (``action: drop``) or ``weight`` (``downweight``) in the loss; the choice is made
   again every epoch from the record, which keeps scoring every example, suspects included (they
   still go forward), so an example wrongly suspected can come back.

@@ -10,8 +10,8 @@ and written as ``examples.jsonl`` (one JSON object per training example) when it
 ``attncoach examples RUN`` reads that file and ranks examples:
 
 - **hardest**: the highest mean loss;
-- **suspect** (possibly mislabelled): the highest suspicion score, by default minus the area
-  under the margin (see :mod:`attncoach.curriculum.mislabel` for the scores);
+- **suspect** (possibly mislabelled): the highest suspicion score, by default the mean loss
+  (see :mod:`attncoach.curriculum.mislabel` for the scores: area under the margin, ...);
 - **unforgettable**: answered right at every presentation since the first that was right,
   never forgotten, longest streak first.
 
@@ -279,8 +279,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def default_score(rows: list[dict[str, Any]]) -> str:
-    """The default suspicion score, or ``p_label`` for a record without margins."""
-    return DEFAULT_SCORE if any(r.get("aum") is not None for r in rows) else "p_label"
+    """The default suspicion score (:data:`~attncoach.curriculum.mislabel.DEFAULT_SCORE`)."""
+    return DEFAULT_SCORE
 
 
 def _negative_margins(rows: list[dict[str, Any]]) -> int:
