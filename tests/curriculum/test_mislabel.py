@@ -62,14 +62,16 @@ def test_rows_rank_like_the_record_and_old_records_fall_back(tmp_path):
     record.write_jsonl(path, ["a", "b", "c", "d"], np.zeros(4, dtype=int), ["x", "y"], [1, 2, 3, 4])
     rows = read_examples_jsonl(path)
     assert rows[1]["aum"] == pytest.approx(-2.5) and rows[0]["mean_p_label"] == pytest.approx(0.923333, abs=1e-5)
-    top = rank(rows, "suspect", 2)
+    top = rank(rows, "suspect", 2, by="aum")
     assert [r["text"] for r in top] == ["b", "c"] and top[0]["suspicion"] == pytest.approx(2.5)
+    by_loss = rank(rows, "suspect", 3)  # the default: the mean loss
+    assert [r["text"] for r in by_loss] == ["b", "c", "a"] and by_loss[0]["suspicion"] == rows[1]["mean_loss"]
     old = [{k: v for k, v in r.items() if k not in ("aum", "mean_p_label")} for r in rows]
-    assert [r["text"] for r in rank(old, "suspect", 1)] == ["b"], "by the last p(label)"
+    assert [r["text"] for r in rank(old, "suspect", 1, by="p_label")] == ["b"], "by the last p(label)"
     with pytest.raises(AttncoachError, match="no margins"):
         suspicion(RecordColumns.of_rows(old), "aum")
     with pytest.raises(AttncoachError, match="unknown suspicion score"):
-        suspicion(RecordColumns.of_rows(rows), "loss")
+        suspicion(RecordColumns.of_rows(rows), "margin")
 
 
 def test_a_checkpointed_record_from_before_margins_still_loads():

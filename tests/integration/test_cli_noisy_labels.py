@@ -72,11 +72,13 @@ def test_suspects_are_scored_against_the_flips(noisy_run, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     ranked, detection = lines[:-1], lines[-1]["detection"]
     assert len(ranked) == 10 and all("aum" in r for r in ranked)
-    assert [r["aum"] for r in ranked] == sorted(r["aum"] for r in ranked)
+    assert [r["mean_loss"] for r in ranked] == sorted((r["mean_loss"] for r in ranked), reverse=True)
     flipped = {f["index"] for f in json.loads((noisy_run / "label_noise.json").read_text())["flips"]}
-    assert detection["by"] == "aum" and detection["flipped"] == len(flipped)
+    assert detection["by"] == "loss" and detection["flipped"] == len(flipped)
     assert detection["precision_at_k"] == sum(r["index"] in flipped for r in ranked) / 10
     assert detection["average_precision"] > 0.3, "far above the 0.2 of a random ranking on this learnable corpus"
+    assert main(["examples", str(noisy_run), "--suspect", "5", "--by", "aum"]) == 0
+    assert "ranked by aum" in capsys.readouterr().out
     assert main(["examples", str(noisy_run), "--suspect", "5", "--by", "forgetting"]) == 0
     out = capsys.readouterr().out
     assert "against the" in out and "ranked by forgetting" in out and "average precision" in out
@@ -85,7 +87,7 @@ def test_suspects_are_scored_against_the_flips(noisy_run, capsys):
 def test_clean_drops_or_relabels_suspects_and_never_overwrites(noisy_run, tiny_csv, tmp_path, capsys):
     dropped = tmp_path / "dropped.csv"
     assert main(["clean", str(noisy_run), "--out", str(dropped), "--drop", "10"]) == 0
-    assert "10 most suspect training examples by aum dropped" in capsys.readouterr().out
+    assert "10 most suspect training examples by loss dropped" in capsys.readouterr().out
     with open(dropped, newline="") as fh:
         written = list(csv.DictReader(fh))
     rows = _rows(noisy_run)
@@ -101,7 +103,7 @@ def test_clean_drops_or_relabels_suspects_and_never_overwrites(noisy_run, tiny_c
     refused(capsys, ["clean", str(noisy_run), "--out", str(tmp_path / "x.csv"), "--drop", "-1"], "--drop")
     refused(capsys, ["clean", str(noisy_run), "--out", str(tmp_path / "x.csv"), "--relabel", "100000"], "more than")
     refused(capsys, ["examples", str(noisy_run), "--suspect", "-2"], "--suspect")
-    refused(capsys, ["examples", str(noisy_run), "--suspect", "2", "--by", "loss"], "unknown suspicion score")
+    refused(capsys, ["examples", str(noisy_run), "--suspect", "2", "--by", "margin"], "unknown suspicion score")
     assert digest(tmp_path) == before, "nothing written"
     retrained = tmp_path / "retrained"  # the cleaned file keeps the run's val and test
     _train(dropped, retrained, "data.split_column=split", steps=1)
