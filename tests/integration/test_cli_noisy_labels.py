@@ -150,7 +150,7 @@ def test_downweighted_suspects_change_training(tiny_csv, tmp_path):
     assert weighted["val"]["loss"] != plain["val"]["loss"]
 
 
-def test_image_classification_takes_label_noise(tmp_path):
+def test_image_classification_takes_label_noise(tmp_path, capsys):
     out = tmp_path / "images"
     overrides = tiny_image_overrides(out, steps=4)
     assert main(["train", "--quiet", *overrides, NOISE, "curriculum.small_loss.forget_rate=0.2"]) == 0
@@ -158,6 +158,8 @@ def test_image_classification_takes_label_noise(tmp_path):
     rows = _rows(out)
     assert noise["flipped"] == round(0.2 * len(rows))
     assert all(rows[f["index"]]["label"] == f["noisy_label"] for f in noise["flips"])
+    refused(capsys, ["clean", str(out), "--out", str(tmp_path / "x.csv"), "--drop", "5"], "image_classification")
+    assert not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.parametrize(
