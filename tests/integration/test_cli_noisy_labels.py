@@ -171,6 +171,7 @@ def test_image_classification_takes_label_noise(tmp_path, capsys):
         ("curriculum.suspects.fraction=1.5", ("curriculum.suspects.fraction",)),
         ("curriculum.suspects.action=delete", ("curriculum.suspects.action",)),
         ("curriculum.small_loss.forget_rate=0", ("curriculum.small_loss.forget_rate",)),
+        ("curriculum.suspects.after_epochs=0", ("curriculum.suspects.after_epochs", "warm-up")),
     ],
 )
 def test_bad_noise_settings_are_one_line_and_write_nothing(tiny_csv, tmp_path, capsys, override, words):

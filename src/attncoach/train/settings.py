@@ -155,7 +155,11 @@ def _check_noisy_label_switches(cfg: RunConfig) -> None:
     c = cfg.curriculum
     if c.suspects is not None:
         s = c.suspects
-        check_key(s.after_epochs >= 0, "curriculum.suspects.after_epochs", "must be 0 or more")
+        check_key(
+            s.after_epochs > 0,
+            "curriculum.suspects.after_epochs",
+            "must be positive (the learning record needs a warm-up to find suspects)",
+        )
         check_key(0 < s.fraction < 1, "curriculum.suspects.fraction", f"must be in (0, 1), got {s.fraction:g}")
         check_key(
             s.action in ("drop", "downweight"),
