@@ -12,7 +12,8 @@
     attncoach export RUN_OR_MODEL_DIR --family [--widths W ...] [--depths D ...] [--quantize int8] [--onnx] --out DIR
     attncoach subnets RUN [--out FILE.json [--overwrite]] [--batch-sizes 1 32]
     attncoach search RUN [--max-latency-ms MS [--batch B]] [--max-params N] [--out FILE.json [--overwrite]] [--seed S]
-    attncoach examples RUN [--hardest N | --suspect N | --unforgettable N] [--json]
+    attncoach examples RUN [--hardest N | --suspect N [--by SCORE] | --unforgettable N] [--json]
+    attncoach clean RUN --out FILE (--drop N | --relabel N) [--by SCORE]
     attncoach serve RUN_OR_MODEL_DIR [--host 127.0.0.1] [--port 8000] [--api-key-env VAR] [--max-batch B] ...
     attncoach report RUN [RUN ...] [--out FILE.html]
     attncoach attention RUN_OR_MODEL_DIR "text" [--out FILE.html|FILE.png] [--layer L] [--head H]
@@ -208,13 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--suspect",
         type=int,
         metavar="N",
-        help="the N that look mislabelled: never learned, most confidently wrong first",
+        help="the N that look mislabelled, most suspect first (by --by); with injected label noise, "
+        "also precision@N, recall@N and average precision against the flips",
     )
     which.add_argument(
         "--unforgettable", type=int, metavar="N", help="the N learned once and never forgotten, longest streak first"
     )
-    ex.add_argument("--json", action="store_true", help="print JSON (one object per line for a ranking)")
+    ex.add_argument(
+        "--by",
+        metavar="SCORE",
+        help="--suspect: the suspicion score: loss (the default: mean loss), aum (area under the margin), p_label, "
+        "forgetting or rank_mean (README: Noisy labels)",
+    )
+    ex.add_argument(
+        "--json",
+        action="store_true",
+        help='print JSON (one object per line for a ranking; a last {"detection": ...} line with injected noise)',
+    )
     ex.set_defaults(func=cmd_examples)
+    _add_clean(sub, common)
     _add_robustness(sub, common)
     _add_serve(sub, common)
     _add_report_and_attention(sub, common)
@@ -1145,6 +1158,7 @@ def _budget_text(budget: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- examples
 def cmd_examples(args: argparse.Namespace) -> int:
+    from attncoach.curriculum.mislabel import check_suspicion_score
     from attncoach.curriculum.record import RANKINGS, rank, read_examples_jsonl, summary
     from attncoach.rundir import RunDir
 
@@ -1163,13 +1177,50 @@ def cmd_examples(args: argparse.Namespace) -> int:
             _print_record_summary(counts, run.path)
         return 0
     how, n = chosen[0]
-    top = rank(rows, how, n)
+    if args.by is not None and how != "suspect":
+        raise AttncoachError("--by ranks suspects: use it with --suspect N")
+    check_suspicion_score(args.by)
+    top = rank(rows, how, n, by=args.by)
+    detection = _detection(run, rows, n, args.by) if how == "suspect" else None
     if args.json:
         for row in top:
             print(json.dumps(row, ensure_ascii=False))
+        if detection is not None:
+            print(json.dumps({"detection": detection}))
     else:
         _print_ranked_examples(top, how, run.path)
+        if detection is not None:
+            _print_detection(detection)
     return 0
+
+
+def _detection(run: Any, rows: list[dict[str, Any]], k: int, by: str | None) -> dict[str, Any] | None:
+    """The suspect ranking scored against the run's injected flips (label_noise.json), or None without them."""
+    from attncoach.curriculum.mislabel import RecordColumns, detection_scores, suspect_order
+    from attncoach.curriculum.record import default_score
+    from attncoach.data.noise import read_label_noise
+
+    noise = read_label_noise(run.path)
+    if noise is None:
+        return None
+    by = by or default_score(rows)
+    ranking = [rows[i]["index"] for i in suspect_order(RecordColumns.of_rows(rows), by)]
+    return {
+        "by": by,
+        "noise": f"{noise['kind']} {noise['rate']:g}",
+        **detection_scores(ranking, noise["flipped_index"], k),
+    }
+
+
+def _print_detection(d: dict[str, Any]) -> None:
+    if not d["flipped"]:
+        print("label_noise.json: no label was flipped in this run, so there is nothing to find")
+        return
+    print(
+        f"against the {d['flipped']:,} injected flips ({d['noise']}), ranked by {d['by']}: "
+        f"precision@{d['k']} {d['precision_at_k']:.3f}, recall@{d['k']} {d['recall_at_k']:.3f}, "
+        f"R-precision {d['r_precision']:.3f}, average precision {d['average_precision']:.3f}"
+    )
 
 
 def _check_has_record(run: Any) -> None:
@@ -1188,7 +1239,7 @@ def _print_record_summary(counts: dict[str, Any], path: Path) -> None:
         ("learned", "learned (answered right at least once)"),
         ("forgotten_at_least_once", "forgotten at least once"),
         ("never_learned", "never learned"),
-        ("suspect", "suspect (seen twice or more, never right)"),
+        ("suspect", "suspect (negative area under the margin: another class preferred on average)"),
         ("unforgettable", "unforgettable (right ever since first learned)"),
     ):
         print(f"  {text}: {counts[key]:,} ({100 * counts[key] / n:.1f} %)")
@@ -1206,11 +1257,12 @@ def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> 
         return
     titles = {
         "hardest": "hardest (highest mean loss)",
-        "suspect": "suspect: never learned, most confidently wrong",
+        "suspect": "suspect: most likely mislabelled (highest suspicion)",
         "unforgettable": "unforgettable: never forgotten once learned",
     }
     table = Table(title=f"{titles[how]} — {path}")
-    for col in ("#", "line", "label", "predicted", "p(label)", "seen", "right", "forgot", "mean loss", "text"):
+    columns = ("#", "line", "label", "predicted", "p(label)", "AUM", "seen", "right", "forgot", "mean loss", "text")
+    for col in columns:
         table.add_column(
             col,
             justify="left" if col in ("label", "predicted", "text") else "right",
@@ -1225,6 +1277,7 @@ def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> 
             str(row["label"]),
             str(row.get("predicted") or ""),
             "" if p is None else f"{p:.3f}",
+            "" if row.get("aum") is None else f"{row['aum']:.3f}",
             str(row["seen"]),
             str(row["correct"]),
             str(row["forgetting"]),
@@ -1235,6 +1288,49 @@ def _print_ranked_examples(rows: list[dict[str, Any]], how: str, path: Path) -> 
     if not console.is_terminal:
         console = Console(width=160)
     console.print(table)
+
+
+# ---------------------------------------------------------------- clean
+def _add_clean(sub: Any, common: argparse.ArgumentParser) -> None:
+    cl = sub.add_parser(
+        "clean",
+        parents=[common],
+        help="write a run's data without its most suspect training examples, or with them relabelled",
+    )
+    cl.add_argument("path", metavar="RUN")
+    cl.add_argument(
+        "--out", required=True, metavar="FILE", help="the file to write (.csv, .tsv or .jsonl); never overwritten"
+    )
+    action = cl.add_mutually_exclusive_group(required=True)
+    action.add_argument("--drop", type=int, metavar="N", help="leave out the N most suspect training examples")
+    action.add_argument(
+        "--relabel", type=int, metavar="N", help="give the N most suspect the class the run's best model predicts"
+    )
+    cl.add_argument("--by", metavar="SCORE", help="the suspicion score (as attncoach examples --suspect --by)")
+    cl.set_defaults(func=cmd_clean)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from attncoach.curriculum.clean import clean_run
+    from attncoach.curriculum.mislabel import check_suspicion_score
+    from attncoach.rundir import RunDir
+    from attncoach.train.settings import load_run_config
+
+    check_suspicion_score(args.by)
+    n = args.drop if args.drop is not None else args.relabel
+    if n < 1:
+        raise AttncoachError(f"--{'drop' if args.drop is not None else 'relabel'} must be at least 1, got {n}")
+    run = RunDir.existing(args.path)
+    _check_has_record(run)
+    result = clean_run(run, load_run_config(run.config), Path(args.out), args.drop, args.relabel, args.by)
+    what = "dropped" if result.action == "drop" else "relabelled to the model's prediction"
+    flips = "" if result.flips_among_changed is None else f" ({result.flips_among_changed:,} of them injected flips)"
+    rows = ", ".join(f"{name} {count:,}" for name, count in result.rows.items())
+    print(f"{result.changed:,} most suspect training examples by {result.by} {what}{flips}")
+    print(
+        f"wrote {result.out} ({result.format}; {rows}); train on it with data.path={result.out} data.split_column=split"
+    )
+    return 0
 
 
 # ---------------------------------------------------------------- robustness

@@ -32,6 +32,15 @@ log = logging.getLogger("attncoach")
 
 
 @dataclass
+class LabelNoiseConfig:
+    """Injected label noise (attncoach.data.noise): flip a fraction of the training labels, recorded in the run."""
+
+    rate: float = 0.0  # fraction of the training examples whose label is flipped, in [0, 1)
+    kind: str = "uniform"  # uniform (any other class) | confusion (a seeded class-confusion matrix)
+    seed: int = 0  # which examples flip, and to what
+
+
+@dataclass
 class DataConfig:
     """Where the examples come from and how they become model inputs (token ids, item ids).
 
@@ -74,6 +83,8 @@ class DataConfig:
     max_shift: int = 0  # training images move by up to this many pixels each way (random, seeded); 0 = off
     # task masked_lm: unlabelled texts (a built-in corpus's own texts, or a .txt / CSV / TSV / JSONL file's)
     mask_probability: float = 0.15  # the share of each text's ordinary tokens masked (at least one); BERT's 0.15
+    # tasks with class labels: flip a seeded fraction of the training labels, e.g. {rate: 0.2, kind: uniform}
+    label_noise: Optional[LabelNoiseConfig] = None
 
 
 @dataclass
@@ -169,6 +180,25 @@ class CoachConfig:
 
 
 @dataclass
+class SuspectsConfig:
+    """curriculum.suspects: after a warm-up, drop or down-weight the examples the learning record suspects."""
+
+    after_epochs: float = 1.0  # warm-up: suspects are first chosen after this many epochs, then again every epoch
+    fraction: float = 0.2  # the fraction of the training examples treated as suspects (the most suspect first)
+    action: str = "drop"  # drop (weight 0 in the loss) | downweight (weight curriculum.suspects.weight)
+    weight: float = 0.3  # downweight: a suspect's weight in the loss (others weigh 1)
+    score: str = "loss"  # the learning record's suspicion score (attncoach examples --suspect --by)
+
+
+@dataclass
+class SmallLossConfig:
+    """curriculum.small_loss: each batch's loss averages only its smallest-loss examples (co-teaching's selection)."""
+
+    forget_rate: float = 0.2  # the fraction of each batch left out (largest losses), once ramped up
+    ramp_epochs: float = 1.0  # the forget rate grows linearly from 0 over these first epochs
+
+
+@dataclass
 class CurriculumConfig:
     """Which examples to learn from, and when (attncoach.curriculum)."""
 
@@ -192,6 +222,9 @@ class CurriculumConfig:
     probe_epochs: float = 0.5  # the probe run that model-based scorers (loss, el2n, forgetting) score after
     probe_passes: int = 3  # scoring passes during the probe (forgetting counts flips between them)
     record: bool = True  # keep the per-example learning record, written as examples.jsonl
+    # noisy labels (tasks with class labels; README "Noisy labels"): switches, off when null
+    suspects: Optional[SuspectsConfig] = None  # e.g. {after_epochs: 1, fraction: 0.2, action: drop}
+    small_loss: Optional[SmallLossConfig] = None  # e.g. {forget_rate: 0.2, ramp_epochs: 1}
 
 
 @dataclass
@@ -608,6 +641,10 @@ def validate(cfg: RunConfig) -> None:
     check_key(d.min_interactions >= 3, "data.min_interactions", "must be at least 3 (leave-one-out needs 3)")
     check_key(d.negatives >= 0, "data.negatives", "must be 0 or more")
     check_key(d.window_stride is None or d.window_stride >= 1, "data.window_stride", "must be at least 1")
+    if d.label_noise is not None:
+        check_key(
+            0 <= d.label_noise.rate < 1, "data.label_noise.rate", f"must be in [0, 1), got {d.label_noise.rate:g}"
+        )
     for key in ("dim", "layers", "heads", "ffn_dim"):
         check_key(getattr(m, key) >= 1, f"model.{key}", "must be at least 1")
     check_key(m.dim % m.heads == 0, "model.dim", f"({m.dim}) must be divisible by model.heads ({m.heads})")

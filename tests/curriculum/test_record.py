@@ -62,7 +62,8 @@ def test_jsonl_rankings_find_hard_suspect_and_unforgettable_examples(tmp_path):
     )
     rows = read_examples_jsonl(path)
     assert [r["text"] for r in rank(rows, "hardest", 2)] == ["b", "c"]
-    assert [r["text"] for r in rank(rows, "suspect", 5)] == ["b", "d"]  # most confidently wrong first
+    assert [r["text"] for r in rank(rows, "suspect", 5)] == ["b", "c", "d", "a"]  # by mean loss
+    assert [r["text"] for r in rank(rows, "suspect", 5, by="p_label")] == ["b", "d", "c", "a"]
     assert [r["text"] for r in rank(rows, "unforgettable", 5)] == ["a"]
     counts = summary(rows)
     assert counts["forgotten_at_least_once"] == 1 and counts["never_learned"] == 2

@@ -10,8 +10,8 @@ and written as ``examples.jsonl`` (one JSON object per training example) when it
 ``attncoach examples RUN`` reads that file and ranks examples:
 
 - **hardest**: the highest mean loss;
-- **suspect** (possibly mislabelled): never answered right in two or more presentations,
-  most confidently wrong first (lowest probability of the given label);
+- **suspect** (possibly mislabelled): the highest suspicion score, by default the mean loss
+  (see :mod:`attncoach.curriculum.mislabel` for the scores: area under the margin, ...);
 - **unforgettable**: answered right at every presentation since the first that was right,
   never forgotten, longest streak first.
 
@@ -34,10 +34,12 @@ from typing import Any
 import numpy as np
 
 from attncoach.atomicfile import atomic_write_text
+from attncoach.curriculum.mislabel import DEFAULT_SCORE, RecordColumns, suspect_order, suspicion
 from attncoach.errors import AttncoachError
 
-_INT_FIELDS = ("seen", "correct", "streak", "forgetting", "last_pred", "first_learned")
-_FLOAT_FIELDS = ("loss_sum", "last_loss", "p_label")
+_INT_FIELDS = ("seen", "correct", "streak", "forgetting", "last_pred", "first_learned", "margin_seen")
+_FLOAT_FIELDS = ("loss_sum", "last_loss", "p_label", "p_label_sum", "margin_sum")
+_ADDED_FIELDS = ("margin_seen", "p_label_sum", "margin_sum")  # absent from checkpoints written before them
 
 
 class LearningRecord:
@@ -55,6 +57,10 @@ class LearningRecord:
         first_learned: presentation number (1-based) of the first right answer, 0 = never.
         loss_sum, last_loss: cross-entropy summed over presentations, and the last one.
         p_label: probability of the example's own label at the last presentation.
+        p_label_sum: that probability summed over presentations (its mean: ``mean_p_label``).
+        margin_sum, margin_seen: the margin (the own label's logit minus the largest other logit)
+            summed over the presentations that reported one (tasks with class labels), and their
+            count; their ratio is the area under the margin (``aum``, Pleiss et al. 2020).
     """
 
     def __init__(self, size: int) -> None:
@@ -67,14 +73,27 @@ class LearningRecord:
         self.last_loss[:] = np.nan
 
     def update(
-        self, indices: np.ndarray, losses: np.ndarray, predicted: np.ndarray, p_label: np.ndarray, labels: np.ndarray
+        self,
+        indices: np.ndarray,
+        losses: np.ndarray,
+        predicted: np.ndarray,
+        p_label: np.ndarray,
+        labels: np.ndarray,
+        margins: np.ndarray | None = None,
     ) -> None:
-        """Record one trained batch (an index repeated within the batch counts each time)."""
+        """Record one trained batch (an index repeated within the batch counts each time); ``margins``:
+        each example's margin, when the task reports one."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(np.unique(indices)) < len(indices):  # rare: apply repeats one presentation at a time
             for k in range(len(indices)):
+                one = slice(k, k + 1)
                 self.update(
-                    indices[k : k + 1], losses[k : k + 1], predicted[k : k + 1], p_label[k : k + 1], labels[k : k + 1]
+                    indices[one],
+                    losses[one],
+                    predicted[one],
+                    p_label[one],
+                    labels[one],
+                    None if margins is None else margins[one],
                 )
             return
         i = indices
@@ -89,11 +108,25 @@ class LearningRecord:
         self.loss_sum[i] += losses
         self.last_loss[i] = losses
         self.p_label[i] = p_label
+        self.p_label_sum[i] += p_label
+        if margins is not None:
+            self.margin_sum[i] += margins
+            self.margin_seen[i] += 1
 
     @property
     def mean_loss(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.seen > 0, self.loss_sum / np.maximum(self.seen, 1), np.nan)
+
+    @property
+    def mean_p_label(self) -> np.ndarray:
+        """The probability of the own label, averaged over presentations (NaN before the first)."""
+        return np.where(self.seen > 0, self.p_label_sum / np.maximum(self.seen, 1), np.nan)
+
+    @property
+    def aum(self) -> np.ndarray:
+        """Area under the margin: the mean margin over presentations (NaN where none was reported)."""
+        return np.where(self.margin_seen > 0, self.margin_sum / np.maximum(self.margin_seen, 1), np.nan)
 
     def totals(self) -> dict[str, Any]:
         """The record in four numbers (``metrics.json``): never seen, mean times seen, forgotten, never learned."""
@@ -117,6 +150,8 @@ class LearningRecord:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("size") != self.size:
             raise ValueError(f"learning record of {state.get('size')} examples, this run has {self.size}")
+        for name in _ADDED_FIELDS:  # an older checkpoint: these count from the resumed step on
+            state.setdefault(name, [0] * self.size)
         for name in _INT_FIELDS:
             setattr(self, name, np.asarray(state[name], dtype=np.int64))
         for name in _FLOAT_FIELDS:
@@ -131,7 +166,7 @@ class LearningRecord:
         extra: dict[str, np.ndarray] | None = None,
     ) -> Iterable[dict[str, Any]]:
         """One dict per example, as written to ``examples.jsonl``."""
-        mean = self.mean_loss
+        mean, mean_p, aum = self.mean_loss, self.mean_p_label, self.aum
         extra = extra or {}
         for i in range(self.size):
             row: dict[str, Any] = {
@@ -149,6 +184,8 @@ class LearningRecord:
                 "p_label": _num(self.p_label[i]) if self.seen[i] else None,
                 "last_loss": _num(self.last_loss[i]),
                 "mean_loss": _num(mean[i]),
+                "mean_p_label": _num(mean_p[i]),
+                "aum": _num(aum[i]),
             }
             for name, values in extra.items():
                 row[name] = _num(values[i]) if np.issubdtype(values.dtype, np.floating) else int(values[i])
@@ -197,14 +234,16 @@ def read_examples_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rank(rows: list[dict[str, Any]], how: str, n: int) -> list[dict[str, Any]]:
-    """The top ``n`` rows by one of ``RANKINGS`` (see the module docstring)."""
+def rank(rows: list[dict[str, Any]], how: str, n: int, by: str | None = None) -> list[dict[str, Any]]:
+    """The top ``n`` rows by one of ``RANKINGS`` (see the module docstring); ``by``: the suspicion score
+    of ``suspect`` (each chosen row gets its value as ``suspicion``), None for :func:`default_score`."""
     if how == "hardest":
         chosen = [r for r in rows if r["seen"] > 0 and r.get("mean_loss") is not None]
         chosen.sort(key=lambda r: (-r["mean_loss"], r["index"]))
     elif how == "suspect":
-        chosen = [r for r in rows if r["seen"] >= 2 and r["correct"] == 0]
-        chosen.sort(key=lambda r: (r.get("p_label") if r.get("p_label") is not None else 1.0, r["index"]))
+        columns, by = RecordColumns.of_rows(rows), by or default_score(rows)
+        scores = suspicion(columns, by)
+        chosen = [dict(rows[i], suspicion=round(float(scores[i]), 6)) for i in suspect_order(columns, by)[:n]]
     elif how == "unforgettable":
         chosen = [
             r
@@ -230,10 +269,23 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "learned": sum(1 for r in rows if r.get("learned")),
         "forgotten_at_least_once": sum(1 for r in rows if r["forgetting"] > 0),
         "never_learned": sum(1 for r in rows if r["seen"] > 0 and not r.get("learned")),
-        "suspect": len(rank(rows, "suspect", len(rows))),
+        "suspect": _negative_margins(rows),
         "unforgettable": len(rank(rows, "unforgettable", len(rows))),
     }
     boxes = [r["box"] for r in rows if r.get("box") is not None]
     if boxes:
         out["boxes"] = {str(b): boxes.count(b) for b in sorted(set(boxes))}
     return out
+
+
+def default_score(rows: list[dict[str, Any]]) -> str:
+    """The default suspicion score (:data:`~attncoach.curriculum.mislabel.DEFAULT_SCORE`)."""
+    return DEFAULT_SCORE
+
+
+def _negative_margins(rows: list[dict[str, Any]]) -> int:
+    """Examples whose area under the margin is negative (the model preferred another class on average);
+    for a record without margins, the ones never answered right in two or more presentations."""
+    if any(r.get("aum") is not None for r in rows):
+        return sum(1 for r in rows if r.get("aum") is not None and r["aum"] < 0)
+    return sum(1 for r in rows if r["seen"] >= 2 and r["correct"] == 0)

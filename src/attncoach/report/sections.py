@@ -228,7 +228,7 @@ def curriculum_section(files: RunFiles, prefix: str) -> str:
     body += "<h3>learning record</h3>" + pairs(shown)
     for how, title in (
         ("hardest", "hardest (highest mean loss)"),
-        ("suspect", "suspect: never learned, most confidently wrong"),
+        ("suspect", "suspect: most likely mislabelled (lowest area under the margin)"),
     ):
         top = rank(files.examples, how, 8)
         body += f"<h3>{escape(title)}</h3>"

@@ -43,6 +43,8 @@ class StepOut:
         hidden: the final hidden states ``(B, T, D)`` (hidden-state distillation).
         mask: the padding mask of ``hidden``, ``(B, T)``, True on real tokens.
         predicted: per-example prediction, ``(B,)`` (learning record), or None.
+        margin: per-example margin of a class label, ``(B,)``, detached: the gold class's logit minus
+            the largest other logit (the learning record's area under the margin), or None.
     """
 
     loss: Tensor
@@ -52,6 +54,7 @@ class StepOut:
     hidden: Tensor | None = None
     mask: Tensor | None = None
     predicted: Tensor | None = None
+    margin: Tensor | None = None
 
 
 @dataclass
@@ -102,7 +105,10 @@ class Task(ABC):
             (``model.encoder.embeddings.word``) that adversarial training (``robust.method``) perturbs.
         class_probabilities: whether :meth:`step`'s ``outputs`` are the logits ``(B, C)`` of a softmax
             over classes, the gold class being the batch's ``labels``: its probabilities can be
-            calibrated (``train.calibrate``); a ranking task's scores are not.
+            calibrated (``train.calibrate``); a ranking task's scores are not. Such a task's
+            training examples each have one class label (the train split's ``labels``): label
+            noise can be injected (``data.label_noise``), and the curriculum's noisy-label
+            switches and the record's margins apply.
         trains_on_texts: its training examples are raw texts encoded by a tokenizer (``augment:``
             perturbs and re-encodes them; a task without texts refuses ``augment.p`` > 0).
     """
@@ -118,6 +124,9 @@ class Task(ABC):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
+        # small-loss selection (curriculum.small_loss): the fraction of a batch, smallest losses first,
+        # that the training loss averages; the curriculum sets it step by step (1 = every example)
+        self.keep_smallest = 1.0
 
     @abstractmethod
     def build(self, cfg: Any, backbone: Any = None, model_dir: Path | None = None) -> TaskData:
@@ -181,13 +190,33 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     return add
 
 
-def class_step(logits: Tensor, gold: Tensor, label_smoothing: float, hidden: Tensor, mask: Tensor) -> StepOut:
+def class_step(
+    logits: Tensor,
+    gold: Tensor,
+    label_smoothing: float,
+    hidden: Tensor,
+    mask: Tensor,
+    weights: Tensor | None = None,
+    keep_smallest: float = 1.0,
+) -> StepOut:
     """The :class:`StepOut` of one label per example: the (smoothed) cross-entropy of ``logits`` ``(B, C)``
-    against ``gold`` ``(B,)``, each example's own unsmoothed loss, and whether its top class is the gold one."""
-    loss = F.cross_entropy(logits, gold, label_smoothing=label_smoothing)
+    against ``gold`` ``(B,)``, each example's own unsmoothed loss, whether its top class is the gold one,
+    and its margin (the gold logit minus the largest other one).
+
+    A batch's ``weights`` ``(B,)`` (the curriculum's noisy-label switches) make the loss their weighted
+    mean; ``keep_smallest`` < 1 averages only that fraction of the batch, the examples of smallest loss
+    (small-loss selection, Han et al. 2018): the weights of the others are set to 0.
+    """
     with torch.no_grad():
         nll = F.cross_entropy(logits, gold, reduction="none")  # (B,), unsmoothed: the example's own loss
         predicted = logits.argmax(dim=-1)
+        margin = label_margin(logits, gold)
+    weights = loss_weights(nll, weights, keep_smallest)
+    if weights is None:
+        loss = F.cross_entropy(logits, gold, label_smoothing=label_smoothing)
+    else:
+        per_example = F.cross_entropy(logits, gold, label_smoothing=label_smoothing, reduction="none")
+        loss = (per_example * weights).sum() / weights.sum().clamp_min(1e-12)
     return StepOut(
         loss=loss,
         losses=nll,
@@ -196,4 +225,33 @@ def class_step(logits: Tensor, gold: Tensor, label_smoothing: float, hidden: Ten
         hidden=hidden,
         mask=mask,
         predicted=predicted,
+        margin=margin,
     )
+
+
+def label_margin(logits: Tensor, gold: Tensor) -> Tensor:
+    """The gold class's logit minus the largest other logit, ``(B,)`` (Pleiss et al. 2020's margin).
+
+    Example:
+        >>> label_margin(torch.tensor([[2.0, 0.5, 1.0], [0.0, 3.0, 1.0]]), torch.tensor([0, 0])).tolist()
+        [1.0, -3.0]
+    """
+    gold_logit = logits.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
+    others = logits.masked_fill(F.one_hot(gold, logits.shape[-1]).to(torch.bool), float("-inf"))
+    return gold_logit - others.max(dim=-1).values
+
+
+def loss_weights(losses: Tensor, weights: Tensor | None, keep_smallest: float) -> Tensor | None:
+    """Each example's weight in the batch's loss: ``weights`` (or 1), 0 outside the ``keep_smallest``
+    fraction of smallest ``losses`` (at least one example is kept); None when every weight is 1.
+
+    Example:
+        >>> loss_weights(torch.tensor([0.1, 2.0, 0.5, 0.3]), None, 0.5).tolist()
+        [1.0, 0.0, 0.0, 1.0]
+    """
+    if keep_smallest >= 1:
+        return None if weights is None else weights.to(losses.dtype)
+    kept = max(1, int(round(keep_smallest * losses.shape[0])))
+    chosen = torch.zeros_like(losses)
+    chosen[torch.argsort(losses, stable=True)[:kept]] = 1.0
+    return chosen if weights is None else chosen * weights.to(losses.dtype)

@@ -215,7 +215,7 @@ class ImageClassificationTask(Task):
         hidden = model.encoder(batch["input_ids"])  # (B, T, D): no padding, so no mask
         logits = model.head(hidden).float()  # (B, C)
         gold = batch["labels"]
-        return class_step(logits, gold, self.label_smoothing, hidden, mask)
+        return class_step(logits, gold, self.label_smoothing, hidden, mask, batch.get("weights"), self.keep_smallest)
 
     def evaluate(
         self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False

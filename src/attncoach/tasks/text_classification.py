@@ -96,7 +96,7 @@ class TextClassificationTask(Task):
         hidden = model.encoder(batch["input_ids"], mask)  # (B, T, D)
         logits = model.head(hidden, mask).float()  # (B, C)
         gold = batch["labels"]
-        return class_step(logits, gold, self.label_smoothing, hidden, mask)
+        return class_step(logits, gold, self.label_smoothing, hidden, mask, batch.get("weights"), self.keep_smallest)
 
     def evaluate(
         self, model: Any, split: Any, data: TaskData, batch_size: int = 256, bf16: bool = False

@@ -5,6 +5,8 @@ order, and knows none of them by name:
 
 - ``on_train_start`` before the first step of a (resumed) run, ``on_round_start`` when the
   curriculum scheduler hands out the batches of a round (an epoch for the uniform one);
+- ``before_batch`` before a micro-batch goes forward: the weight of each of its examples in
+  the loss (the curriculum's noisy-label switches), or None;
 - ``on_batch_end`` after a micro-batch's forward pass, with the task's :class:`StepOut`
   (not for the LR probe's steps, which the coach rolls back);
 - ``after_eval`` after each evaluation on val (a callback may stop the run by returning
@@ -58,6 +60,11 @@ class Callback:
 
     def on_round_start(self, recipe: Any, round: int) -> None:
         """The scheduler has handed out the batches of ``round``."""
+
+    def before_batch(self, recipe: Any, index: list[int]) -> np.ndarray | None:
+        """A micro-batch of the training examples ``index`` is about to go forward: each one's weight in the
+        batch's loss (the recipe multiplies the weights of every callback), or None for no opinion."""
+        return None
 
     def on_batch_end(self, recipe: Any, index: list[int], out: StepOut | None) -> None:
         """A micro-batch of the training examples ``index`` went forward with outcomes ``out``."""
@@ -192,7 +199,8 @@ class CurriculumCallback(Callback):
         self.scheduler.update(indices, losses, correct)
         if self.record is not None:
             gold = recipe.data.splits["train"].labels[indices]
-            self.record.update(indices, losses, out.predicted.cpu().numpy(), np.exp(-losses), gold)
+            margins = None if out.margin is None else out.margin.detach().float().cpu().numpy().astype(np.float64)
+            self.record.update(indices, losses, out.predicted.cpu().numpy(), np.exp(-losses), gold, margins)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -239,6 +247,63 @@ class CurriculumCallback(Callback):
                 recipe.run_dir.examples, train.texts, train.labels, recipe.data.label_names, train.lines, extra
             )
             out["record"] = self.record.totals()
+        return out
+
+
+class NoisyLabelsCallback(Callback):
+    """The curriculum's noisy-label switches (:mod:`attncoach.curriculum.noisy`): suspects' weights from the
+    learning record after a warm-up (``curriculum.suspects``), small-loss selection (``curriculum.small_loss``)."""
+
+    key = "noisy_labels"
+
+    def __init__(self, suspects: Any, small_loss: Any) -> None:
+        self.suspects, self.small_loss = suspects, small_loss
+
+    def before_batch(self, recipe: Any, index: list[int]) -> np.ndarray | None:
+        step = recipe.state.step
+        if self.small_loss is not None:  # a pure function of the step: a resumed run keeps the same fraction
+            recipe.task.keep_smallest = self.small_loss.keep(step)
+        if self.suspects is None:
+            return None
+        if self.suspects.due(step):
+            self.suspects.choose(step, recipe.record)
+            self._log_choice(recipe)
+        return self.suspects.weights(index)
+
+    def _log_choice(self, recipe: Any) -> None:
+        s = self.suspects
+        flips = recipe.label_noise
+        found = "" if flips is None else f"; {int(s.suspects[flips.index].sum()):,} of them injected flips"
+        what = "dropped" if s.weight == 0 else f"weighted {s.weight:g}"
+        log.info("step %d: %d suspects by %s %s%s", recipe.state.step, s.count, s.score, what, found)
+        recipe.log_scalars(recipe.state.step, "curriculum", {"suspects": s.count})
+
+    def train_scalars(self, recipe: Any) -> dict[str, float]:
+        return {} if self.small_loss is None else {"keep_smallest": recipe.task.keep_smallest}
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None if self.suspects is None else {"suspects": self.suspects.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any] | None, recipe: Any) -> None:
+        if state is None:
+            raise KeyError("it holds no noisy_labels state")
+        self.suspects.load_state_dict(state["suspects"])
+
+    def finish(self, recipe: Any) -> dict[str, Any]:
+        """What the switches did; with injected noise, how many suspects were flips."""
+        c, out = recipe.cfg.curriculum, {}
+        if self.small_loss is not None:
+            out["small_loss"] = {"forget_rate": c.small_loss.forget_rate, "ramp_epochs": c.small_loss.ramp_epochs}
+        if self.suspects is not None:
+            s = self.suspects
+            section: dict[str, Any] = {"action": c.suspects.action, "score": s.score, "suspects": s.count}
+            section["chosen_at_step"] = s.chosen_at
+            if recipe.label_noise is not None and s.chosen_at is not None:
+                hits = int(s.suspects[recipe.label_noise.index].sum())
+                section["injected_flips_among_suspects"] = hits
+                section["precision"] = round(hits / max(1, s.count), 4)
+                section["recall"] = round(hits / max(1, len(recipe.label_noise.index)), 4)
+            out["suspects"] = section
         return out
 
 

@@ -26,11 +26,14 @@ from attncoach.atomicfile import atomic_save_safetensors, atomic_write_json
 from attncoach.coach.session import CoachSession, measure_noise_halves
 from attncoach.config import RunConfig, save_config, to_dict
 from attncoach.curriculum.difficulty import describe_scores
+from attncoach.curriculum.noisy import small_loss_schedule, suspect_filter
 from attncoach.curriculum.probe import measure_losses, read_difficulty, score_examples, write_difficulty
 from attncoach.curriculum.record import LearningRecord
 from attncoach.curriculum.samplers import SCHEDULERS, CurriculumScheduler, SchedulerSettings, make_scheduler
 from attncoach.data.batching import LengthBucketBatchSampler
 from attncoach.data.fingerprint import check_sources, fingerprint_sources, write_sources
+from attncoach.data.noise import FILE_NAME as NOISE_FILE
+from attncoach.data.noise import LabelNoise, inject_label_noise
 from attncoach.elastic.importance import importance, rewire
 from attncoach.elastic.supernet import InPlaceDistillation, make_sampler, space_of
 from attncoach.errors import AttncoachError
@@ -42,7 +45,14 @@ from attncoach.robust.augment import make_augmenter
 from attncoach.rundir import RunDir
 from attncoach.tasks import TASKS, StepOut
 from attncoach.train.calibrate import CalibrationCallback
-from attncoach.train.callbacks import Callback, CoachCallback, CurriculumCallback, ElasticCallback, Uncoached
+from attncoach.train.callbacks import (
+    Callback,
+    CoachCallback,
+    CurriculumCallback,
+    ElasticCallback,
+    NoisyLabelsCallback,
+    Uncoached,
+)
 from attncoach.train.checkpoint import CheckpointStore, load_weights
 from attncoach.train.distributed import World, check_batch_splits, current_world, rank_seed
 from attncoach.train.history import ScalarHistory
@@ -148,6 +158,7 @@ class Recipe:
         if self.resume:  # the splits are rebuilt from the source: it must be the file the run started on
             check_sources(self.run_dir, self.cfg.data, self.task.corpus, hint=_RESUME_HINT)
         self.data = self.task.build(self.cfg, backbone=self.backbone, model_dir=model_dir)
+        self.label_noise = self._inject_label_noise()
         self._check_curriculum_fits()
         if not self.resume and main:
             sources = fingerprint_sources(self.cfg.data, self.task.corpus)
@@ -178,6 +189,7 @@ class Recipe:
         self.callbacks: list[Callback] = [
             *([ElasticCallback(self.supernet, self.space)] if self.supernet is not None else []),
             CurriculumCallback(self.scheduler, self.record),
+            *self._noisy_label_switches(),
             *([CoachCallback(session)] if session is not None else []),
             *([CalibrationCallback()] if t.calibrate else []),  # model/calibration.json, once the best model is in
             *([ScalarHistory(self.run_dir.scalars)] if main else []),  # scalars.jsonl, for the report
@@ -277,6 +289,23 @@ class Recipe:
         """A freshly initialised model of the task (on the backbone, when there is one)."""
         return self.data.new_model(self.cfg.model)
 
+    def _inject_label_noise(self) -> LabelNoise | None:
+        """data.label_noise: flip a seeded fraction of the training labels (a resumed run flips the same)."""
+        noise = self.cfg.data.label_noise
+        if noise is None:
+            return None
+        flips = inject_label_noise(self.data.splits["train"], self.data.label_names, noise)
+        log.info(
+            "label noise: %d of %d training labels flipped (%s, rate %g, seed %d): %s",
+            len(flips.index),
+            len(self.data.splits["train"]),
+            noise.kind,
+            noise.rate,
+            noise.seed,
+            NOISE_FILE,
+        )
+        return flips
+
     # ------------------------------------------------------------------ curriculum
     def _kept_count(self, n: int) -> int:
         return max(1, int(round(self.cfg.curriculum.keep_fraction * n)))
@@ -317,6 +346,8 @@ class Recipe:
             self.state.train_seconds += seconds
         if kept is not None:
             self.data.splits["train"] = train.subset(kept)
+            if self.label_noise is not None:  # label_noise.json indexes the training split as trained
+                self.label_noise = self.label_noise.subset(kept)
             self.data.strata = self.data.strata[kept]
             scores = {name: values[kept] for name, values in scores.items()}
             skipped = f" after the hardest {c.skip_hardest:g}" if c.skip_hardest and c.keep == "hardest" else ""
@@ -395,6 +426,39 @@ class Recipe:
             by = f" by {c.scorer}" if scheduler.needs_scores else ""
             log.info("curriculum: %s scheduler%s%s", c.scheduler, by, paced)
         return scheduler, LearningRecord(len(train)) if c.record else None
+
+    def _noisy_label_switches(self) -> list[Callback]:
+        """curriculum.suspects and curriculum.small_loss, when either is on."""
+        c, size = self.cfg.curriculum, len(self.data.splits["train"])
+        if c.suspects is None and c.small_loss is None:
+            return []
+        suspects = None if c.suspects is None else suspect_filter(c.suspects, size, self.steps_per_epoch)
+        small_loss = None if c.small_loss is None else small_loss_schedule(c.small_loss, self.steps_per_epoch)
+        if suspects is not None:
+            log.info(
+                "curriculum: from step %d, every %d steps, the %g most suspect by %s are %s",
+                suspects.start_step,
+                suspects.every,
+                c.suspects.fraction,
+                c.suspects.score,
+                "dropped" if c.suspects.action == "drop" else f"weighted {c.suspects.weight:g}",
+            )
+        if small_loss is not None:
+            log.info(
+                "curriculum: small-loss selection, forgetting the largest %g of each batch's losses from step %d on",
+                c.small_loss.forget_rate,
+                small_loss.ramp_steps,
+            )
+        return [NoisyLabelsCallback(suspects, small_loss)]
+
+    def _example_weights(self, index: list[int]) -> np.ndarray | None:
+        """The weight of each example of the coming micro-batch in its loss: every callback's, multiplied."""
+        weights = None
+        for callback in self.callbacks:
+            mine = callback.before_batch(self, index)
+            if mine is not None:
+                weights = mine if weights is None else weights * mine
+        return weights
 
     def _measure(self, indices: np.ndarray) -> np.ndarray:
         """The current model's loss on training examples (for the self-paced scheduler), counted and timed.
@@ -482,6 +546,8 @@ class Recipe:
             ),
         )
         atomic_write_json(self.run_dir.path / "data_stats.json", self.data.stats)
+        if self.label_noise is not None:
+            self.label_noise.write(self.run_dir.path)
 
     def _restore(self) -> None:
         ckpt = self.store.load_latest()  # a damaged latest checkpoint falls back to an older one
@@ -571,7 +637,11 @@ class Recipe:
                     callback.on_round_start(self, s.epoch)
                 while s.batch_in_epoch < len(batches) and s.step < self.total_steps:
                     index = batches[s.batch_in_epoch]  # the whole batch; each rank trains on its slice
-                    batch = self._batch_of(train, self.world.shard(index))
+                    mine = self.world.shard(index)
+                    batch = self._batch_of(train, mine)
+                    weights = self._example_weights(mine)
+                    if weights is not None and batch is not None:  # the task's loss is their weighted mean
+                        batch["weights"] = torch.as_tensor(weights, dtype=torch.float32)
                     undone = self.coach.probing  # the LR probe's steps are rolled back: nothing learns from them
                     loss, grad_norm = self.train_step(batch, len(index))
                     out, tokens = self._whole_batch(batch, len(index))
@@ -626,23 +696,27 @@ class Recipe:
         """
         if not self.world.distributed:
             return self.batch_out, int(batch["attention_mask"].sum())
-        rows = np.zeros((0, 4))  # loss, correct, predicted (NaN: the task predicts none), real tokens
+        # loss, correct, predicted and margin (NaN: the task reports none), real tokens
+        rows = np.zeros((0, 5))
         if batch is not None:
             out = self.batch_out
             size = len(out.losses)
             predicted = out.predicted if out.predicted is not None else torch.full((size,), math.nan)
-            columns = (out.losses.detach(), out.correct, predicted, batch["attention_mask"].reshape(size, -1).sum(1))
+            margin = out.margin.detach() if out.margin is not None else torch.full((size,), math.nan)
+            tokens = batch["attention_mask"].reshape(size, -1).sum(1)
+            columns = (out.losses.detach(), out.correct, predicted, margin, tokens)
             rows = torch.stack([c.double().cpu() for c in columns], 1).numpy()
         rows = self.world.gather_rows(rows, self.world.shard_sizes(examples))
-        predicted = rows[:, 2]
+        predicted, margin = rows[:, 2], rows[:, 3]
         whole = StepOut(
             loss=torch.tensor(rows[:, 0].mean()),
             losses=torch.from_numpy(rows[:, 0]).float(),
             correct=torch.from_numpy(rows[:, 1] > 0),
             outputs=torch.empty(0),
             predicted=None if np.isnan(predicted).all() else torch.from_numpy(predicted.astype(np.int64)),
+            margin=None if np.isnan(margin).all() else torch.from_numpy(margin).float(),
         )
-        return whole, int(rows[:, 3].sum())
+        return whole, int(rows[:, 4].sum())
 
     def train_step(
         self, batch: dict[str, torch.Tensor] | None, examples: int | None = None
@@ -729,6 +803,7 @@ class Recipe:
                 correct=torch.cat([p.correct for p in parts]),
                 outputs=parts[0].outputs,
                 predicted=torch.cat([p.predicted for p in parts]),
+                margin=None if parts[0].margin is None else torch.cat([p.margin for p in parts]),
             )
             return loss
         loss = loss_of(batch)

@@ -17,7 +17,7 @@ import itertools
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from attncoach.config import RunConfig, check_key, load_config
 from attncoach.errors import AttncoachError
@@ -116,6 +116,8 @@ def check_registries(cfg: RunConfig) -> None:
     _check_elastic(cfg)
     _check_coach(cfg)
     _check_curriculum(cfg)
+    _check_label_noise(cfg)
+    _check_noisy_label_switches(cfg)
     _check_robust(cfg)
     _check_augment(cfg)
     _check_log(cfg)
@@ -130,6 +132,68 @@ def _check_robust(cfg: RunConfig) -> None:
             f"config key 'robust.method' {cfg.robust.method} perturbs input embeddings, and task {cfg.task} "
             "has none: set robust.method: none"
         )
+
+
+def _check_label_noise(cfg: RunConfig) -> None:
+    """Injected label noise and the noisy-label switches need a task whose examples have class labels."""
+    from attncoach.data.noise import NOISE_KINDS
+    from attncoach.tasks import TASKS
+
+    noise, c = cfg.data.label_noise, cfg.curriculum
+    used = [key for key, on in (("data.label_noise", noise is not None), *noisy_label_switches(c)) if on]
+    for key in used:
+        check_key(
+            TASKS[cfg.task].class_probabilities,
+            key,
+            f"needs training examples with class labels, and task {cfg.task} has none: remove it",
+        )
+    if noise is not None:
+        check_key(
+            noise.kind in NOISE_KINDS,
+            "data.label_noise.kind",
+            f"must be one of {', '.join(NOISE_KINDS)}, got {noise.kind!r}",
+        )
+
+
+def noisy_label_switches(c: Any) -> list[tuple[str, bool]]:
+    """The curriculum's noisy-label switches (config key, whether it is on)."""
+    return [("curriculum.suspects", c.suspects is not None), ("curriculum.small_loss", c.small_loss is not None)]
+
+
+def _check_noisy_label_switches(cfg: RunConfig) -> None:
+    from attncoach.curriculum.mislabel import SUSPICION_SCORES
+
+    c = cfg.curriculum
+    if c.suspects is not None:
+        s = c.suspects
+        check_key(
+            s.after_epochs > 0,
+            "curriculum.suspects.after_epochs",
+            "must be positive (the learning record needs a warm-up to find suspects)",
+        )
+        check_key(0 < s.fraction < 1, "curriculum.suspects.fraction", f"must be in (0, 1), got {s.fraction:g}")
+        check_key(
+            s.action in ("drop", "downweight"),
+            "curriculum.suspects.action",
+            f"must be one of drop, downweight, got {s.action!r}",
+        )
+        check_key(0 < s.weight < 1, "curriculum.suspects.weight", f"must be in (0, 1), got {s.weight:g}")
+        check_key(
+            s.score in SUSPICION_SCORES,
+            "curriculum.suspects.score",
+            f"must be one of {', '.join(SUSPICION_SCORES)}, got {s.score!r}",
+        )
+        check_key(
+            c.record, "curriculum.suspects", "chooses suspects from the learning record: set curriculum.record: true"
+        )
+    if c.small_loss is not None:
+        m = c.small_loss
+        check_key(
+            0 < m.forget_rate < 1,
+            "curriculum.small_loss.forget_rate",
+            f"must be in (0, 1), got {m.forget_rate:g}",
+        )
+        check_key(m.ramp_epochs >= 0, "curriculum.small_loss.ramp_epochs", "must be 0 or more")
 
 
 def _check_log(cfg: RunConfig) -> None:
