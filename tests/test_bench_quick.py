@@ -50,6 +50,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         (["robustness.py"], "robustness", {"quality", "cost", "seeds", "conditions"}),
         (["translation.py"], "translation", {"runs", "summary", "kv_cache", "goals", "settings", "conditions"}),
         (["images.py"], "images", {"corpora", "seeds", "conditions"}),
+        (["tune.py"], "tune", {"coached", "optuna", "pbt_coach_state", "pbt_no_coach_state", "goals", "settings"}),
         (["ddp.py"], "ddp", {"rows", "examples_per_s_ratio_2_over_1", "test_macro_f1", "met", "conditions"}),
     ],
 )

@@ -73,6 +73,7 @@ from attncoach.errors import AttncoachError
 from attncoach.models.masked_lm import MaskedLanguageModel
 from attncoach.models.saved import autocast_for
 from attncoach.tasks.base import StepOut, Task, TaskData, encoder_config, register_task
+from attncoach.tasks.text_classification import TEXT_KEYS
 
 log = logging.getLogger("attncoach")
 
@@ -194,23 +195,7 @@ class MaskedLMTask(Task):
     tracked = ("masked_accuracy",)
     corpus = DEFAULT_BUILTIN
     embedded_inputs = True  # token ids through the word embedding table: robust.method can perturb it
-    keys = frozenset(
-        {
-            "data.text_column",
-            "data.val_fraction",
-            "data.test_fraction",
-            "data.normalize",
-            "data.lowercase",
-            "data.tokenizer",
-            "data.vocab_size",
-            "data.min_frequency",
-            "data.max_length_quantile",
-            "data.max_length_cap",
-            "data.mask_probability",
-            "model.backbone",
-            "train.freeze_layers",
-        }
-    )
+    keys = TEXT_KEYS | {"data.mask_probability"}
 
     def build(self, cfg: Any, backbone: Any = None, model_dir: Path | None = None) -> TaskData:
         d = cfg.data

@@ -30,6 +30,24 @@ from attncoach.models.saved import autocast_for, predict_logits, read_labels
 from attncoach.tasks.base import StepOut, Task, TaskData, class_step, encoder_config, register_task
 from attncoach.tasks.metrics import classification_metrics, expected_calibration_error
 
+# the config keys of every task that reads texts through a tokenizer it trains (or a backbone's)
+TEXT_KEYS = frozenset(
+    {
+        "data.text_column",
+        "data.val_fraction",
+        "data.test_fraction",
+        "data.normalize",
+        "data.lowercase",
+        "data.tokenizer",
+        "data.vocab_size",
+        "data.min_frequency",
+        "data.max_length_quantile",
+        "data.max_length_cap",
+        "model.backbone",
+        "train.freeze_layers",
+    }
+)
+
 
 @register_task("text_classification")
 class TextClassificationTask(Task):
@@ -41,27 +59,13 @@ class TextClassificationTask(Task):
     embedded_inputs = True  # token ids through an embedding table: robust.method perturbs it
     class_probabilities = True
     trains_on_texts = True
-    keys = frozenset(
-        {
-            "data.text_column",
-            "data.label_column",
-            "data.split_column",
-            "data.group_column",
-            "data.val_fraction",
-            "data.test_fraction",
-            "data.normalize",
-            "data.lowercase",
-            "data.tokenizer",
-            "data.vocab_size",
-            "data.min_frequency",
-            "data.max_length_quantile",
-            "data.max_length_cap",
-            "model.backbone",
-            "model.pooling",
-            "model.head_dropout",
-            "train.freeze_layers",
-        }
-    )
+    keys = TEXT_KEYS | {
+        "data.label_column",
+        "data.split_column",
+        "data.group_column",
+        "model.pooling",
+        "model.head_dropout",
+    }
 
     def build(self, cfg: Any, backbone: Any = None, model_dir: Path | None = None) -> TaskData:
         data_cfg, tokenizer, labels = cfg.data, None, None

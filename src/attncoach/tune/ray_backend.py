@@ -38,22 +38,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attncoach.atomicfile import atomic_write_json, atomic_write_text
+from attncoach.atomicfile import atomic_write_json
 from attncoach.config import RunConfig
 from attncoach.errors import AttncoachError
-from attncoach.tasks import TASKS
-from attncoach.train.settings import absolute_paths, load_run_config
+from attncoach.train.settings import absolute_paths
 from attncoach.tune.ray_trial import TrialPlan, run_trial, trial_number
-from attncoach.tune.space import Dimension, check_space, parse_space
+from attncoach.tune.space import Dimension
 from attncoach.tune.study import (
     SETTINGS_FILE,
     TuneRequest,
-    _base_config,
-    _best_config,
     _best_fields,
     _claim_out,
     _short,
-    retrain_best,
+    checked_start,
+    write_outcome,
 )
 
 EXPERIMENT = "ray"  # Ray's experiment directory under --out
@@ -118,13 +116,8 @@ def tune_ray(request: TuneRequest, address: str | None = None, echo: Callable[[s
         AttncoachError: a bad config or space, an unreachable address, a study of another config in ``out``.
     """
     ray = require_ray()
-    if request.trials < 1:
-        raise AttncoachError(f"--trials must be at least 1, got {request.trials}")
-    base = _base_config(request)
-    space = parse_space(base.tune.space)
-    check_space(space, lambda extra: load_run_config(request.config, [*request.overrides, *extra]))
+    base, space, primary = checked_start(request)
     scheduler = check_scheduler(base, space)
-    primary = TASKS[base.task].primary
     out = request.out.resolve()
     experiment = out / EXPERIMENT
     if (out / "study.db").exists() or ((out / SETTINGS_FILE).exists() and not (out / TRIALS_FILE).exists()):
@@ -451,7 +444,7 @@ def _write_outcome(
     out: Path,
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
-    """tune.json and best.yaml (and the best configuration retrained, on request), as the Optuna backend writes them."""
+    """An interrupted experiment is saved and said; a finished one ends as the Optuna backend's (:func:`write_outcome`)."""
     unfinished = result["counts"]["running"] + result["counts"]["waiting"]
     if unfinished:  # Ctrl-C: Ray stopped the experiment, its state is saved
         atomic_write_json(out / "tune.json", result)
@@ -459,18 +452,4 @@ def _write_outcome(
             f"interrupted with {unfinished} of {len(result['trials'])} trials unfinished; run the same command again "
             "to resume them from their last checkpoints"
         )
-    if result["best"] is None:
-        atomic_write_json(out / "tune.json", result)
-        errors = [t["error"] for t in result["trials"] if "error" in t]
-        first = f"; the first error: {errors[0]}" if errors else ""
-        raise AttncoachError(
-            f"no trial of {result['study']} completed ({len(result['trials'])} ran{first}); see {out}/tune.json"
-        )
-    atomic_write_text(out / "best.yaml", _best_config(Path(result["best"]["run_dir"])))
-    result["best"]["config"] = str(out / "best.yaml")
-    atomic_write_json(out / "tune.json", result)
-    if request.retrain_best:
-        full_steps = base.train.max_steps  # the config's own length, not tune.trial_steps
-        result["retrained"] = retrain_best(request, out / "best.yaml", full_steps, primary, echo)
-        atomic_write_json(out / "tune.json", result)
-    return result
+    return write_outcome(result, request, base, primary, out, echo)

@@ -124,12 +124,7 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
         AttncoachError: a bad config or space, an unreachable storage, a study of another config in ``out``.
     """
     optuna = require_optuna()
-    if request.trials < 1:
-        raise AttncoachError(f"--trials must be at least 1, got {request.trials}")
-    base = _base_config(request)
-    space = parse_space(base.tune.space)
-    check_space(space, lambda extra: load_run_config(request.config, [*request.overrides, *extra]))
-    primary = TASKS[base.task].primary
+    base, space, primary = checked_start(request)
     out = request.out
     name = request.study or out.resolve().name
     new = not out.exists()
@@ -154,6 +149,37 @@ def tune(request: TuneRequest, echo: Callable[[str], None] = print) -> dict[str,
         stopper = _Stopper(optuna, request.trials, echo)
         study.optimize(trial_runner, callbacks=[stopper], gc_after_trial=True)
     result = summarise(optuna, study, space, primary, name, request, base.tune)
+    return write_outcome(result, request, base, primary, out, echo)
+
+
+def checked_start(request: TuneRequest) -> tuple[RunConfig, list[Dimension], str]:
+    """The base config, its search space checked key by key, and the task's primary metric (every backend's start).
+
+    Raises:
+        AttncoachError: fewer than one trial, a bad config, an empty or malformed space, a key no config has.
+    """
+    if request.trials < 1:
+        raise AttncoachError(f"--trials must be at least 1, got {request.trials}")
+    base = _base_config(request)
+    space = parse_space(base.tune.space)
+    check_space(space, lambda extra: load_run_config(request.config, [*request.overrides, *extra]))
+    return base, space, TASKS[base.task].primary
+
+
+def write_outcome(
+    result: dict[str, Any],
+    request: TuneRequest,
+    base: RunConfig,
+    primary: str,
+    out: Path,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """``tune.json`` and ``best.yaml``, and the best configuration retrained on request (every backend's end).
+
+    Raises:
+        AttncoachError: no trial completed, or none is within ``tune.max_latency_ms`` (``tune.json`` is written).
+    """
+    name = result["study"]
     if result["best"] is None:
         atomic_write_json(out / "tune.json", result)
         fastest = min((t["latency_ms"] for t in result["trials"] if t.get("latency_ms") is not None), default=None)
