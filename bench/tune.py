@@ -15,13 +15,17 @@ as far as they ran. Every side runs through the CLI (``python -m attncoach``), a
 - **pbt**: ``attncoach tune --backend ray`` with ``tune.scheduler=pbt``, a population of 4 coached
   members over the same space but the batch size (a member keeps its batch size), each member
   trained for a quarter of Optuna's examples; once with the coach's state copied on exploit
-  (``tune.pbt_coach_state=true``) and once without. The best member's test macro-F1.
+  (``tune.pbt_coach_state=true``) and once without, for each of ``--pbt-seeds`` (default 0; with the coach's
+  state first on even seeds, without it first on odd ones). The best member's test macro-F1 per seed and
+  its median over the seeds. A member the coach stops on a plateau ("nothing left to try") ends
+  before its share: the examples its lineage trained are reported beside the budget.
 
 Goals (issue 17): the coached run within 0.3 point of the retrained Optuna best at no more than 1/8 of
 Optuna's examples; PBT with the coach's state at or above PBT without it.
 
-    python bench/tune.py                              # every part: about 3 hours on 2 cores
+    python bench/tune.py                              # every part: about 2 hours on 2 cores
     python bench/tune.py --parts coached optuna       # some parts; others are kept from results/tune.json
+    python bench/tune.py --parts pbt --pbt-seeds 1 2  # more PBT seeds; the seeds already in results/tune.json stay
     python bench/tune.py --quick                      # tiny runs that only prove the script works
 """
 
@@ -29,18 +33,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import attncoach  # noqa: E402
 from conditions import RESULTS, conditions, save  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,19 +60,6 @@ SEEDS = (1, 2, 3)  # the retrained best and the coached run; the trials run seed
 TRIALS, STARTUP, POPULATION = 24, 8, 4
 QUICK = ["train.max_steps=30", "train.eval_every=10", "train.epochs=1", "data.max_length=32"]
 PARTS = ("coached", "optuna", "pbt")
-
-
-def attncoach(args: list[str], log: Path) -> float:
-    """Run ``python -m attncoach ARGS`` (this checkout's src), its output to ``log``; the wall-clock seconds."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.run([sys.executable, "-m", "attncoach", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
-        raise SystemExit(f"attncoach {' '.join(args[:3])} ... failed ({proc.returncode}):\n{tail}")
-    return seconds
 
 
 def coached(tmp: Path, extra: list[str], seeds: tuple[int, ...]) -> dict[str, Any]:
@@ -130,19 +119,20 @@ def optuna_part(tmp: Path, extra: list[str], trials: int, seeds: tuple[int, ...]
     return row
 
 
-def pbt_part(tmp: Path, extra: list[str], examples: int, coach_state: bool) -> dict[str, Any]:
+def pbt_part(tmp: Path, extra: list[str], examples: int, coach_state: bool, seed: int) -> dict[str, Any]:
     """PBT at ``examples`` training examples in all: POPULATION members of examples / POPULATION each."""
     batch = yaml.safe_load((ROOT / CONFIG).read_text())["train"]["batch_size"]  # not searched by PBT
     steps = max(1, examples // (POPULATION * batch))
-    out = tmp / f"pbt-coach-state-{str(coach_state).lower()}"
+    out = tmp / f"pbt-coach-state-{str(coach_state).lower()}-seed-{seed}"
     args = ["tune", "--quiet", "--config", CONFIG, "--backend", "ray", "--trials", str(POPULATION), "--out", str(out)]
     args += [*BASE, *extra, PBT_SPACE, "tune.scheduler=pbt", f"tune.pbt_coach_state={str(coach_state).lower()}"]
-    args += [f"tune.trial_steps={steps}", "train.early_stopping_patience=null", "train.seed=0"]
-    seconds = attncoach(args, tmp / f"pbt-{coach_state}.log")
+    args += [f"tune.trial_steps={steps}", "train.early_stopping_patience=null", f"train.seed={seed}"]
+    seconds = attncoach(args, tmp / f"pbt-{coach_state}-{seed}.log")
     result = json.loads((out / "tune.json").read_text())
     best = result["best"]
     row = {
         "coach_state": coach_state,
+        "seed": seed,
         "population": POPULATION,
         "member_steps": steps,
         # what the members trained (an exploit copies the donor's counters too, so tune.json's sum counts lineages)
@@ -154,9 +144,32 @@ def pbt_part(tmp: Path, extra: list[str], examples: int, coach_state: bool) -> d
         "wall_seconds": round(seconds, 1),
     }
     print(
-        f"pbt (coach state copied: {coach_state}): best test macro-F1 {best['test']:.4f}, {row['examples']:,} examples"
+        f"pbt (coach state copied: {coach_state}), seed {seed}: best test macro-F1 {best['test']:.4f}, "
+        f"{row['examples']:,} examples budgeted, {row['examples_seen_sum_of_lineages']:,} trained"
     )
     return row
+
+
+def pbt_runs(saved: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The PBT runs of one arm in a results file; a file from before --pbt-seeds held one run, of seed 0."""
+    if not saved:
+        return []
+    if "runs" in saved:
+        return saved["runs"]
+    return [{**saved, "seed": saved.get("seed", 0)}]
+
+
+def pbt_arm(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One arm over its seeds: every run, and the median of the best members' test macro-F1."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    return {
+        "runs": runs,
+        "seeds": [r["seed"] for r in runs],
+        "best_test_macro_f1": statistics.median(r["best_test_macro_f1"] for r in runs),
+        "examples": statistics.median(r["examples"] for r in runs),
+        "examples_seen_sum_of_lineages": statistics.median(r["examples_seen_sum_of_lineages"] for r in runs),
+        "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1),
+    }
 
 
 def goals(result: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +185,13 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
         }
     with_state, without = result.get("pbt_coach_state"), result.get("pbt_no_coach_state")
     if with_state and without:
+        by_seed = {r["seed"]: r["best_test_macro_f1"] for r in without["runs"]}
+        paired = [(r["best_test_macro_f1"], by_seed[r["seed"]]) for r in with_state["runs"] if r["seed"] in by_seed]
         verdict["pbt_coach_state"] = {
             "with": with_state["best_test_macro_f1"],
             "without": without["best_test_macro_f1"],
+            "seeds": with_state["seeds"],
+            "seeds_with_at_or_above": sum(1 for a, b in paired if a >= b),
             "met": with_state["best_test_macro_f1"] >= without["best_test_macro_f1"],
         }
     return verdict
@@ -185,6 +202,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run")
     parser.add_argument("--trials", type=int, default=TRIALS, help=f"Optuna trials (default {TRIALS})")
+    parser.add_argument("--pbt-seeds", type=int, nargs="+", default=[0], help="seeds of the PBT part (default 0)")
     args = parser.parse_args()
     extra = QUICK if args.quick else []
     trials, seeds = (2, (1,)) if args.quick else (args.trials, SEEDS)
@@ -204,8 +222,13 @@ def main() -> None:
             if "optuna" not in result:
                 raise SystemExit("the pbt part trains Optuna's examples: run the optuna part first (or with it)")
             examples = result["optuna"]["examples"]
-            for state, key in ((True, "pbt_coach_state"), (False, "pbt_no_coach_state")):
-                result[key] = {**pbt_part(tmp, extra, examples, state), "conditions": stamp}
+            arms = {True: "pbt_coach_state", False: "pbt_no_coach_state"}
+            runs = {state: {r["seed"]: r for r in pbt_runs(result.get(key))} for state, key in arms.items()}
+            for seed in args.pbt_seeds:
+                for state in (True, False) if seed % 2 == 0 else (False, True):
+                    runs[state][seed] = {**pbt_part(tmp, extra, examples, state, seed), "conditions": stamp}
+            for state, key in arms.items():
+                result[key] = pbt_arm(list(runs[state].values()))
     result["goals"] = goals(result)
     result["settings"] = {
         "config": CONFIG,
@@ -217,6 +240,7 @@ def main() -> None:
         "trials": trials,
         "startup_trials": min(STARTUP, trials),
         "population": POPULATION,
+        "pbt_seeds": result["pbt_coach_state"]["seeds"] if "pbt_coach_state" in result else None,
     }
     result["quick"] = args.quick
     result["conditions"] = stamp

@@ -52,6 +52,13 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
         (["images.py"], "images", {"corpora", "seeds", "conditions"}),
         (["tune.py"], "tune", {"coached", "optuna", "pbt_coach_state", "pbt_no_coach_state", "goals", "settings"}),
         (["ddp.py"], "ddp", {"rows", "examples_per_s_ratio_2_over_1", "test_macro_f1", "met", "conditions"}),
+        (["pretrain.py"], "pretrain", {"per_seed", "median_test_macro_f1", "median_gain_points", "goals"}),
+        (["noisy_labels.py"], "noisy_labels", {"per_seed", "median_ap", "median_test_macro_f1", "goals"}),
+        (
+            ["active_learning.py"],
+            "active_learning",
+            {"campaigns", "median_curves", "share_of_random_labels", "small_text_overlap", "goals"},
+        ),
     ],
 )
 def test_benchmark_script_runs(command, result_name, keys):

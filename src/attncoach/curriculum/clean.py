@@ -139,7 +139,9 @@ def _write(out: Path, fmt: str, text_column: str, label_column: str, splits: dic
                 for text, label in examples:
                     fh.write(json.dumps(dict(zip(columns, (text, label, split))), ensure_ascii=False) + "\n")
             return
-        writer = csv.writer(fh, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        # rows end in CRLF (RFC 4180; csv's default): a text holding a bare CR or LF is then quoted, and
+        # reads back whole (with "\n" rows, a tweet holding a CR split into two rows)
+        writer = csv.writer(fh, delimiter="\t" if fmt == "tsv" else ",")
         writer.writerow(columns)
         for split, examples in splits.items():
             writer.writerows((text, label, split) for text, label in examples)

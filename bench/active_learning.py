@@ -1,0 +1,175 @@
+"""Active learning on banking77: learning curves of random, entropy, margin and BADGE, and small-text's picks.
+
+``attncoach active --config configs/banking77-minilm.yaml --start 200 --step 200 --rounds 8 --strategy S``
+for each strategy and seed (0, 1, 2): the pool is banking77's training split (9,003 questions, 77
+intents), round 0 trains on 200 drawn at random with the seed, each later round adds the 200 the
+strategy picks with the previous round's model and warm-starts from it (all-MiniLM-L6-v2, the
+config's 3 epochs per round); val and test stay fixed. The curve is test accuracy against labels.
+
+- **Labels to reach random's final accuracy**: the median curve over the seeds of each strategy
+  (median test accuracy at each label count), and the labels at which it first reaches random's
+  accuracy at 1,600 labels, interpolated linearly between rounds; the share of 1,600.
+- **small-text**: its ``PredictionEntropy`` and ``BreakingTies`` (margin), given the same model's
+  probabilities over the pool at every round of attncoach's entropy and margin campaigns of the
+  first seed, pick 200 each; reported: the overlap with attncoach's picks (identical picks give
+  identical curves). small-text's BADGE needs its own PyTorch classifiers' gradient embeddings and
+  does not run on another model.
+
+Goal (issue 18): the best strategy reaches random's final accuracy with at most 0.7x the labels.
+
+    python bench/active_learning.py              # 4 strategies x seeds 0 1 2: about 90 minutes on 2 cores
+    python bench/active_learning.py --quick      # tiny runs that only prove the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import ROOT, attncoach  # noqa: E402
+from conditions import conditions, save  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "src"))
+
+CONFIG = "configs/banking77-minilm.yaml"
+STRATEGIES = ("random", "entropy", "margin", "badge")
+START, STEP, ROUNDS = 200, 200, 8
+GOAL_SHARE = 0.7
+BASE = ["log.tensorboard=false", "log.report=false"]
+# quick: a tiny scratch model, so that scoring the 9,003-question pool each round takes seconds
+QUICK = ["model.backbone=scratch", "model.dim=32", "model.layers=1", "model.heads=2", "model.ffn_dim=64"]
+QUICK += ["data.vocab_size=2000", "train.max_steps=10", "train.eval_every=10", "data.max_length=24"]
+QUICK_LOOP = (40, 40, 3)
+
+
+def campaign(tmp: Path, strategy: str, seed: int, quick: bool) -> tuple[Path, dict[str, Any]]:
+    start, step, rounds = QUICK_LOOP if quick else (START, STEP, ROUNDS)
+    out = tmp / f"{strategy}-seed-{seed}"
+    args = ["active", "--quiet", "--config", CONFIG, "--start", str(start), "--step", str(step)]
+    args += ["--rounds", str(rounds), "--strategy", strategy, "--out", str(out), *BASE, f"train.seed={seed}"]
+    seconds = attncoach([*args, *(QUICK if quick else [])], tmp / f"{out.name}.log")
+    state = json.loads((out / "active.json").read_text(encoding="utf-8"))
+    rows = [
+        {k: r[k] for k in ("labels", "test_accuracy", "test_macro_f1", "val_accuracy", "examples_seen", "seconds")}
+        for r in state["rounds"]
+    ]
+    curve = [f"{r['labels']}: {r['test_accuracy']:.3f}" for r in rows]
+    print(f"{strategy}, seed {seed}: " + ", ".join(curve))
+    return out, {"strategy": strategy, "seed": seed, "rounds": rows, "wall_seconds": round(seconds, 1)}
+
+
+def labels_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
+    """The first label count at which the curve reaches ``target``, linear between its points (None: never)."""
+    for (n0, a0), (n1, a1) in zip([(0, -1.0), *curve[:-1]], curve):
+        if a1 >= target:
+            if n0 == 0 or a1 == a0:
+                return float(n1)
+            return n0 + (n1 - n0) * (target - a0) / (a1 - a0)
+    return None
+
+
+class Precomputed:
+    """A small-text classifier whose probabilities over the pool were computed already (by attncoach's model)."""
+
+    def __init__(self, probs: np.ndarray):
+        self.probs = probs
+
+    def predict_proba(self, _dataset: Any) -> np.ndarray:
+        return self.probs
+
+
+def small_text_overlap(out: Path, strategy: str, overrides: list[str]) -> list[dict[str, Any]]:
+    """small-text's picks against attncoach's at each round of the campaign in ``out`` (run with the config
+    ``overrides``), on the same model."""
+    from small_text import BreakingTies, PredictionEntropy
+
+    from attncoach.active.loop import _splits
+    from attncoach.models.saved import load_model
+    from attncoach.train.settings import load_run_config
+
+    state = json.loads((out / "active.json").read_text(encoding="utf-8"))
+    pool = [e.text for e in _splits(load_run_config(ROOT / CONFIG, overrides))[0]]
+    query = {"entropy": PredictionEntropy, "margin": BreakingTies}[strategy]()
+    first = np.random.default_rng(state["settings"]["config"]["train"]["seed"]).choice(
+        len(pool), state["settings"]["start"], replace=False
+    )
+    labelled = sorted(int(i) for i in first)
+    rows = []
+    for r in state["rounds"][:-1]:
+        probs = load_model(Path(r["run_dir"]) / "model").predict_proba(pool)
+        rest = np.array(sorted(set(range(len(pool))) - set(labelled)))
+        picks = query.query(Precomputed(probs), None, rest, np.array(labelled), None, n=len(r["picked"]))
+        ours, theirs = set(r["picked"]), {int(i) for i in picks}
+        rows.append({"round": r["round"], "overlap": round(len(ours & theirs) / len(ours), 4)})
+        labelled = sorted(labelled + r["picked"])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+    args = parser.parse_args()
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    measured_under = conditions()
+    campaigns: list[dict[str, Any]] = []
+    parity: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-active-") as name:
+        tmp = Path(name)
+        for seed in seeds:
+            for strategy in STRATEGIES:
+                out, row = campaign(tmp, strategy, seed, args.quick)
+                campaigns.append(row)
+                if seed == seeds[0] and strategy in ("entropy", "margin"):
+                    overrides = [*BASE, f"train.seed={seed}", *(QUICK if args.quick else [])]
+                    parity[strategy] = small_text_overlap(out, strategy, overrides)
+                    print(f"small-text vs attncoach, {strategy}: overlap {[p['overlap'] for p in parity[strategy]]}")
+    curves = {}
+    for strategy in STRATEGIES:
+        runs = [c for c in campaigns if c["strategy"] == strategy]
+        labels = [r["labels"] for r in runs[0]["rounds"]]
+        curves[strategy] = [
+            (n, statistics.median(c["rounds"][i]["test_accuracy"] for c in runs)) for i, n in enumerate(labels)
+        ]
+    final_labels, target = curves["random"][-1]
+    reach = {s: labels_to_reach(curves[s], target) for s in STRATEGIES}
+    share = {s: None if v is None else round(v / final_labels, 4) for s, v in reach.items()}
+    best = min((s for s in STRATEGIES if s != "random" and share[s] is not None), key=lambda s: share[s], default=None)
+    result = {
+        "benchmark": "active_learning",
+        "conditions": measured_under,
+        "quick": args.quick,
+        "settings": {
+            "config": CONFIG,
+            "base": BASE,
+            "start_step_rounds": QUICK_LOOP if args.quick else (START, STEP, ROUNDS),
+            "seeds": seeds,
+            "quick": QUICK if args.quick else None,
+        },
+        "campaigns": campaigns,
+        "median_curves": curves,
+        "random_final": {"labels": final_labels, "test_accuracy": target},
+        "labels_to_reach_random_final": reach,
+        "share_of_random_labels": share,
+        "small_text_overlap": parity,
+        "goals": {
+            "best_strategy": best,
+            "share": share.get(best) if best else None,
+            "max_share": GOAL_SHARE,
+            "met": best is not None and share[best] <= GOAL_SHARE,
+        },
+    }
+    save("active_learning", result, quick=args.quick)
+    print(json.dumps(result["goals"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Domain pretraining: the main job fine-tuned from scratch against the same after masked-language modelling.
+
+For each seed (0, 1, 2), through the CLI as a user would:
+
+- **mlm**: ``attncoach pretrain --config configs/tweets-pretrain.yaml train.seed=S``: the main job's
+  encoder (same tokenizer settings, dim, layers, heads, FFN) trained by masked-language modelling on
+  the tweets' own texts for the config's 4,000 steps of 64 texts (about 5 minutes on 2 cores; its
+  seconds are reported). The corpus is split as the main job splits it with the same seed, so the
+  encoder reads the training tweets only, never the val or test tweets the classifiers are scored on.
+- **all labels**: the main job as shipped (``configs/tweets-sentiment.yaml``: supernet, coach, 3
+  epochs, LR 1e-3) with ``train.seed=S``, from scratch and with ``model.backbone=<the mlm run>``:
+  the same config, steps and LR on both sides (the pretrained side's head and layer-LR defaults
+  are those of any pretrained backbone: head LR 1e-3, layer decay 0.9).
+- **1,000 labels**: 1,000 training tweets drawn at random (seed S) from the scratch run's training
+  split, val and test unchanged (the val and test rows come from ``attncoach clean``, which rebuilds
+  the run's split); the same config with ``train.max_steps`` 600 (19 passes over the 1,000), from
+  scratch (its tokenizer learns from the 1,000 texts) and from the mlm backbone (its tokenizer
+  learnt from the unlabelled training texts, which is what pretraining buys).
+
+Reported per seed and as medians: test macro-F1 of each side and the gain in points, steps and
+examples of each fine-tuning, the pretraining's steps and seconds. Goals (issue 18): a median gain of
+at least 1.5 points with all labels and at least 5 points with 1,000 labels.
+
+    python bench/pretrain.py              # seeds 0 1 2: about 40 minutes on 2 cores
+    python bench/pretrain.py --quick      # tiny runs that only prove the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import attncoach, file_data, held_out_rows, metrics, run_row, training_rows, write_split_csv  # noqa: E402
+from conditions import conditions, save  # noqa: E402
+
+CONFIG = "configs/tweets-sentiment.yaml"
+PRETRAIN_CONFIG = "configs/tweets-pretrain.yaml"
+BASE = ["log.tensorboard=false", "log.report=false"]
+FEW_LABELS, FEW_STEPS = 1000, 600
+GOAL_ALL, GOAL_FEW = 1.5, 5.0  # points of test macro-F1
+QUICK_TRAIN = ["train.max_steps=30", "train.eval_every=10", "data.max_length=32", "elastic.enabled=false"]
+QUICK_PRETRAIN = ["train.max_steps=30", "train.eval_every=10", "data.max_length=32"]
+
+
+def one_seed(seed: int, tmp: Path, quick: bool) -> dict[str, Any]:
+    train_extra = [*BASE, f"train.seed={seed}", *(QUICK_TRAIN if quick else [])]
+
+    mlm = tmp / f"mlm-{seed}"
+    pre_args = ["pretrain", "--quiet", "--config", PRETRAIN_CONFIG, *BASE, f"train.seed={seed}", f"output_dir={mlm}"]
+    pre_seconds = attncoach([*pre_args, *(QUICK_PRETRAIN if quick else [])], tmp / f"mlm-{seed}.log")
+    pre = metrics(mlm)
+    pretraining = {
+        "steps": pre["steps"],
+        "train_seconds": pre["train_seconds"],
+        "wall_seconds": round(pre_seconds, 1),
+        "val": {k: v for k, v in pre["val"].items() if isinstance(v, (int, float))},
+    }
+    print(f"seed {seed}: pretrained {pre['steps']} steps in {pre['train_seconds']:.0f} s")
+
+    def fine_tune(name: str, extra: list[str]) -> dict[str, Any]:
+        run = tmp / f"{name}-{seed}"
+        seconds = attncoach(
+            ["train", "--quiet", "--config", CONFIG, *train_extra, *extra, f"output_dir={run}"],
+            tmp / f"{name}-{seed}.log",
+        )
+        row = run_row(run, seconds)
+        print(f"seed {seed}, {name}: test macro-F1 {row['test_macro_f1']:.4f} ({row['steps']} steps)")
+        return row
+
+    backbone = [f"model.backbone={mlm}"]
+    rows = {"scratch_all": fine_tune("scratch-all", []), "mlm_all": fine_tune("mlm-all", backbone)}
+
+    train = [(r["text"], r["label"]) for r in training_rows(tmp / f"scratch-all-{seed}")]
+    few = random.Random(seed).sample(train, min(FEW_LABELS, len(train)))
+    held_out = held_out_rows(tmp / f"scratch-all-{seed}", tmp)
+    data = write_split_csv(tmp / f"few-{seed}.csv", {"train": few, **held_out})
+    few_args = [*file_data(data), *([] if quick else [f"train.max_steps={FEW_STEPS}"])]
+    rows["scratch_few"] = fine_tune("scratch-few", few_args)
+    rows["mlm_few"] = fine_tune("mlm-few", [*few_args, *backbone])
+    return {
+        "seed": seed,
+        "pretraining": pretraining,
+        "rows": rows,
+        "gain_all_points": round(100 * (rows["mlm_all"]["test_macro_f1"] - rows["scratch_all"]["test_macro_f1"]), 2),
+        "gain_few_points": round(100 * (rows["mlm_few"]["test_macro_f1"] - rows["scratch_few"]["test_macro_f1"]), 2),
+        "few_labels": len(few),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+    args = parser.parse_args()
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    measured_under = conditions()
+    with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as name:
+        per_seed = [one_seed(seed, Path(name), args.quick) for seed in seeds]
+    medians = {
+        side: statistics.median(s["rows"][side]["test_macro_f1"] for s in per_seed)
+        for side in ("scratch_all", "mlm_all", "scratch_few", "mlm_few")
+    }
+    gain_all = statistics.median(s["gain_all_points"] for s in per_seed)
+    gain_few = statistics.median(s["gain_few_points"] for s in per_seed)
+    result = {
+        "benchmark": "pretrain",
+        "conditions": measured_under,
+        "quick": args.quick,
+        "settings": {
+            "config": CONFIG,
+            "pretrain_config": PRETRAIN_CONFIG,
+            "base": BASE,
+            "few_labels": FEW_LABELS,
+            "few_steps": FEW_STEPS,
+            "seeds": seeds,
+            "quick": (QUICK_TRAIN, QUICK_PRETRAIN) if args.quick else None,
+        },
+        "per_seed": per_seed,
+        "median_test_macro_f1": medians,
+        "median_gain_points": {"all": gain_all, "few": gain_few},
+        "median_pretraining_seconds": statistics.median(s["pretraining"]["train_seconds"] for s in per_seed),
+        "goals": {
+            "all_labels_min_points": GOAL_ALL,
+            "few_labels_min_points": GOAL_FEW,
+            "all_met": gain_all >= GOAL_ALL,
+            "few_met": gain_few >= GOAL_FEW,
+        },
+    }
+    save("pretrain", result, quick=args.quick)
+    print(
+        f"median test macro-F1: all labels {medians['scratch_all']:.4f} -> {medians['mlm_all']:.4f} "
+        f"({gain_all:+.2f} points); {FEW_LABELS:,} labels {medians['scratch_few']:.4f} -> "
+        f"{medians['mlm_few']:.4f} ({gain_few:+.2f} points)"
+    )
+
+
+if __name__ == "__main__":
+    main()
