@@ -23,7 +23,6 @@ Goal (issue 18): the best strategy reaches random's final accuracy with at most 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_run import ROOT, attncoach  # noqa: E402
+from cli_run import ROOT, attncoach, seeds_and_quick  # noqa: E402
 from conditions import conditions, save  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
@@ -114,11 +113,7 @@ def small_text_overlap(out: Path, strategy: str, overrides: list[str]) -> list[d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
-    args = parser.parse_args()
-    seeds = args.seeds[:1] if args.quick else args.seeds
+    args, seeds = seeds_and_quick(__doc__)
     measured_under = conditions()
     campaigns: list[dict[str, Any]] = []
     parity: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -30,6 +31,15 @@ def attncoach(args: list[str], log: Path) -> float:
         tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
         raise SystemExit(f"attncoach {' '.join(args[:4])} ... failed ({proc.returncode}):\n{tail}")
     return seconds
+
+
+def seeds_and_quick(doc: str) -> tuple[argparse.Namespace, list[int]]:
+    """The command line of a benchmark over seeds: ``--seeds`` (default 0 1 2) and ``--quick`` (the first seed only)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+    args = parser.parse_args()
+    return args, args.seeds[:1] if args.quick else args.seeds
 
 
 def metrics(run: Path) -> dict[str, Any]:

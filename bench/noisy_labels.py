@@ -35,7 +35,6 @@ above CleanLearning at less compute.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -52,6 +51,7 @@ from cli_run import (  # noqa: E402
     file_data,
     held_out_rows,
     run_row,
+    seeds_and_quick,
     training_rows,
     write_split_csv,
 )
@@ -283,11 +283,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
-    args = parser.parse_args()
-    seeds = args.seeds[:1] if args.quick else args.seeds
+    args, seeds = seeds_and_quick(__doc__)
     measured_under = conditions()
     with tempfile.TemporaryDirectory(prefix="bench-noisy-") as name:
         per_seed = [one_seed(seed, Path(name), args.quick) for seed in seeds]

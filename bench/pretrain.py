@@ -27,7 +27,6 @@ at least 1.5 points with all labels and at least 5 points with 1,000 labels.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import sys
@@ -36,7 +35,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_run import attncoach, file_data, held_out_rows, metrics, run_row, training_rows, write_split_csv  # noqa: E402
+from cli_run import (  # noqa: E402
+    attncoach,
+    file_data,
+    held_out_rows,
+    metrics,
+    run_row,
+    seeds_and_quick,
+    training_rows,
+    write_split_csv,
+)
 from conditions import conditions, save  # noqa: E402
 
 CONFIG = "configs/tweets-sentiment.yaml"
@@ -94,11 +102,7 @@ def one_seed(seed: int, tmp: Path, quick: bool) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
-    args = parser.parse_args()
-    seeds = args.seeds[:1] if args.quick else args.seeds
+    args, seeds = seeds_and_quick(__doc__)
     measured_under = conditions()
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as name:
         per_seed = [one_seed(seed, Path(name), args.quick) for seed in seeds]
