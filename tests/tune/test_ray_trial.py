@@ -15,7 +15,14 @@ from attncoach.rundir import RunDir
 from attncoach.train.checkpoint import CheckpointStore
 from attncoach.train.recipe import Recipe
 from attncoach.train.settings import load_run_config
-from attncoach.tune.ray_trial import COACH_KEY, TrialPlan, adopt_checkpoint, pack_checkpoint, trial_number
+from attncoach.tune.ray_trial import (
+    COACH_KEY,
+    TrialPlan,
+    adopt_checkpoint,
+    has_own_checkpoint,
+    pack_checkpoint,
+    trial_number,
+)
 from attncoach.tune.space import parse_space
 from tinydata import tiny_overrides, write_corpus
 
@@ -112,6 +119,18 @@ def test_a_trials_own_checkpoint_resumes_its_run_as_it_was(runs, tmp_path):
     assert trial.config.read_bytes() == config_before and not (trial.path / "exploits.jsonl").exists()
     restored = CheckpointStore(trial.checkpoints).load_latest()
     assert restored.state == json.loads((packed / "state.json").read_text())
+
+
+def test_a_trial_ray_restarts_without_a_checkpoint_resumes_from_its_own(runs, tmp_path):
+    trial = runs["trial"]  # tune stopped after its report, before Ray saved the experiment's state
+    assert has_own_checkpoint(trial)
+    assert not has_own_checkpoint(RunDir(tmp_path / "never-started"))
+    for old in CheckpointStore(trial.checkpoints).kept():  # stopped before its first checkpoint
+        shutil.rmtree(old)
+    (trial.checkpoints / "latest.json").unlink()
+    assert not has_own_checkpoint(trial)
+    (trial.checkpoints / "latest.json").write_text("{broken")
+    assert not has_own_checkpoint(trial), "a damaged pointer: the trial starts over"
 
 
 def test_a_damaged_ray_checkpoint_is_one_line(runs, tmp_path):

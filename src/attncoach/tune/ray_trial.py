@@ -20,6 +20,10 @@ When Ray starts a trial from a checkpoint (:func:`adopt_checkpoint`) it is one o
   ``train.weight_decay`` or ``model.dropout`` rescales the coach's adapted value by the same ratio
   (without the coach it simply applies). The run directory's ``config.yaml`` becomes the explored
   config, and ``exploits.jsonl`` in it gets one line per exploit (step, donor, coach state, values).
+
+When Ray starts a trial without a checkpoint although its run directory holds one (``tune`` was
+stopped after the trial's report but before Ray saved its experiment's state), the trial resumes
+from its own latest checkpoint (:func:`has_own_checkpoint`) instead of starting over.
 """
 
 from __future__ import annotations
@@ -110,11 +114,27 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
             adopt_checkpoint(Path(path), run, cfg, plan.coach_state)
         resume = True
     else:
-        if run.path.exists():  # started before, stopped before its first checkpoint: nothing to keep
-            shutil.rmtree(run.path)
-        run.check_new()
-        resume = False
+        resume = has_own_checkpoint(run)
+        if not resume:  # never started, or stopped before its first checkpoint: nothing to keep
+            if run.path.exists():
+                shutil.rmtree(run.path)
+            run.check_new()
     Recipe(cfg, run, resume=resume, quiet=True, callbacks=[RayReporter(plan.primary, plan.report_last)]).run()
+
+
+def has_own_checkpoint(run: RunDir) -> bool:
+    """Whether the trial's run directory holds a checkpoint that Ray did not hand back.
+
+    Ray saves its experiment's state now and then, so a ``tune`` stopped between a trial's report
+    and the next save restarts that trial without its latest checkpoint, although the run directory
+    has it: the trial then resumes from its own checkpoint instead of starting over.
+    """
+    if not run.is_run():
+        return False
+    try:
+        return CheckpointStore(run.checkpoints).latest() is not None
+    except AttncoachError:  # a damaged pointer: nothing to resume from
+        return False
 
 
 class RayReporter(Callback):
