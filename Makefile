@@ -52,7 +52,7 @@ bench: install
 	$(PY) bench/translation.py                     # bible-en-fr: copy, a plain nn.Transformer, attncoach uniform and length curriculum, the KV cache
 	$(PY) bench/images.py                          # the ViT vs logistic regression and a small CNN: mnist-5k, digits
 	$(PY) bench/ddp.py                             # torchrun: 2 processes vs 1 at the same global batch
-	$(PY) bench/tune.py                            # the coach vs Optuna TPE and Ray PBT, fairly (about 2 hours)
+	$(PY) bench/tune.py                            # the coach vs Optuna TPE and Ray PBT, fairly (about 1 hour)
 	$(PY) bench/noisy_labels.py                    # mislabel detection vs cleanlab; training under 20 % noise vs CleanLearning
 	$(PY) bench/active_learning.py                 # banking77: random, entropy, margin, BADGE campaigns; small-text's picks
 	$(PY) bench/pretrain.py                        # scratch vs masked-language pretraining, all labels and 1,000

@@ -23,7 +23,7 @@ as far as they ran. Every side runs through the CLI (``python -m attncoach``), a
 Goals (issue 17): the coached run within 0.3 point of the retrained Optuna best at no more than 1/8 of
 Optuna's examples; PBT with the coach's state at or above PBT without it.
 
-    python bench/tune.py                              # every part: about 2 hours on 2 cores
+    python bench/tune.py                              # every part: about 1 hour on 2 cores (seed 0)
     python bench/tune.py --parts coached optuna       # some parts; others are kept from results/tune.json
     python bench/tune.py --parts pbt --pbt-seeds 1 2  # more PBT seeds; the seeds already in results/tune.json stay
     python bench/tune.py --quick                      # tiny runs that only prove the script works
