@@ -227,8 +227,23 @@ def main() -> None:
             for seed in args.pbt_seeds:
                 for state in (True, False) if seed % 2 == 0 else (False, True):
                     runs[state][seed] = {**pbt_part(tmp, extra, examples, state, seed), "conditions": stamp}
-            for state, key in arms.items():
-                result[key] = pbt_arm(list(runs[state].values()))
+                    for arm, key in arms.items():  # saved after every run: a PBT run takes 10-20 minutes
+                        if runs[arm]:
+                            result[key] = pbt_arm(list(runs[arm].values()))
+                    finish(result, args, extra, seeds, trials, stamp)
+    finish(result, args, extra, seeds, trials, stamp)
+    print(json.dumps(result["goals"], indent=2))
+
+
+def finish(
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    extra: list[str],
+    seeds: tuple[int, ...],
+    trials: int,
+    stamp: dict[str, Any],
+) -> None:
+    """Add the goals and settings to ``result`` and write the results file."""
     result["goals"] = goals(result)
     result["settings"] = {
         "config": CONFIG,
@@ -245,7 +260,6 @@ def main() -> None:
     result["quick"] = args.quick
     result["conditions"] = stamp
     save("tune", result, quick=args.quick)
-    print(json.dumps(result["goals"], indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_a_trial_whose_process_dies_runs_again_from_its_checkpoint(local_ray, da
 
 def test_pbt_exploits_a_better_trials_checkpoint_with_its_coach_state(local_ray, data, tmp_path, capsys):
     out = tmp_path / "pbt"
-    argv = ["tune", "--quiet", "--backend", "ray", "--trials", "2", "--out", str(out), *_overrides(data, 30)]
+    argv = ["tune", "--quiet", "--backend", "ray", "--trials", "2", "--out", str(out), *_overrides(data, 60)]
     argv += ["coach.enabled=true", "tune.space={train.lr: {log_uniform: [1.0e-4, 2.0e-2]}}", "tune.scheduler=pbt"]
     assert main([*argv, "tune.perturbation_interval=2", "--retrain-best", "--retrain-seeds", "3"]) == 0
     result = json.loads((out / "tune.json").read_text())
@@ -169,14 +170,54 @@ def test_pbt_exploits_a_better_trials_checkpoint_with_its_coach_state(local_ray,
         if row.get("exploits")
         for line in (Path(row["run_dir"]) / "exploits.jsonl").read_text().splitlines()
     ]
-    assert exploits  # two trials meet at evaluation 2 (step 20): the worse one continues from the better one
+    # asynchronous PBT ranks a trial at evaluations 2 and 4 (steps 20, 40; the last, at 60, is not reported) against
+    # the other's latest score: the worse one continues from the better one's checkpoint
+    assert exploits
     for row, record in exploits:
         donor = Path(record["donor"])
         assert donor != Path(row["run_dir"]) and donor.parent == out.resolve() and record["coach_state"] == "donor"
-        assert record["step"] == 20
+        assert record["step"] in (20, 40)
     # --retrain-best trained the best configuration again at the config's length
     retrained = result["retrained"]
     assert retrained["runs"][0]["seed"] == 3 and (out / "best-seed-3" / "metrics.json").is_file()
+
+
+def test_a_pbt_member_that_ends_between_intervals_never_holds_the_others(local_ray, tmp_path):
+    """The coach may end a member between two perturbation intervals while the others already wait there: under
+    synchronous PBT Ray rechecked that barrier only on a new result, so the others stayed paused for good."""
+    from ray import tune
+
+    from attncoach.train.settings import load_run_config
+    from attncoach.tune.ray_backend import _scheduler
+    from attncoach.tune.space import parse_space
+
+    def member(config: dict) -> None:
+        """Reports evaluations with a checkpoint each; member 0 ends after its first, slowly."""
+        start = 0
+        if (restored := tune.get_checkpoint()) is not None:
+            with restored.as_directory() as d:
+                start = json.loads((Path(d) / "state.json").read_text())["evaluation"]
+        for evaluation in range(start + 1, 2 if config["member"] == 0 else 7):
+            with tempfile.TemporaryDirectory() as d:
+                (Path(d) / "state.json").write_text(json.dumps({"evaluation": evaluation}))
+                score = config["train.lr"] * evaluation
+                tune.report(
+                    {"evaluation": evaluation, "val_macro_f1": score}, checkpoint=tune.Checkpoint.from_directory(d)
+                )
+            if config["member"] == 0:
+                time.sleep(5)  # the others reach evaluation 2 meanwhile
+
+    space = parse_space({"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}})
+    base = load_run_config(None, ["tune.scheduler=pbt", "tune.perturbation_interval=2"])
+    tuner = tune.Tuner(
+        tune.with_resources(member, {"cpu": 1}),
+        param_space={"member": tune.grid_search([0, 1, 2]), "train.lr": tune.loguniform(1.0e-3, 1.0e-2)},
+        tune_config=tune.TuneConfig(scheduler=_scheduler(tune, base, space, "macro_f1", "pbt"), time_budget_s=120),
+        run_config=tune.RunConfig(name="pbt", storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors  # an exploit copies the donor's config, "member" too: count evaluations instead
+    assert sorted(r.metrics["evaluation"] for r in results) == [1, 6, 6]
 
 
 def test_bad_input_is_one_line_and_writes_nothing(data, tmp_path, capsys, monkeypatch):

@@ -260,7 +260,11 @@ def _scheduler(tune: Any, base: RunConfig, space: list[Dimension], primary: str,
             mode="max",
             perturbation_interval=u.perturbation_interval or 2,
             hyperparam_mutations=search_space(tune, space),
-            synch=True,  # all trials meet at each interval: every exploit compares trials at the same point
+            # asynchronous: a member compares itself with the others' latest scores when it reaches an interval.
+            # Synchronous PBT waits at each interval for every member still running, and Ray checks that
+            # barrier only when a result arrives: a member the coach ends between two intervals left the
+            # others paused there for good.
+            synch=False,
             log_config=False,
         )
     return tune.schedulers.FIFOScheduler()
