@@ -4,8 +4,8 @@ For each seed (0, 1, 2), through the CLI as a user would:
 
 - **mlm**: ``attncoach pretrain --config configs/tweets-pretrain.yaml train.seed=S``: the main job's
   encoder (same tokenizer settings, dim, layers, heads, FFN) trained by masked-language modelling on
-  the tweets' own texts for the config's 4,000 steps of 64 texts (about 5 minutes on 2 cores; its
-  seconds are reported). The corpus is split as the main job splits it with the same seed, so the
+  the tweets' own texts for the config's 4,000 steps of 64 texts (221-232 s on 2 cores at e511b04;
+  its seconds are reported). The corpus is split as the main job splits it with the same seed, so the
   encoder reads the training tweets only, never the val or test tweets the classifiers are scored on.
 - **all labels**: the main job as shipped (``configs/tweets-sentiment.yaml``: supernet, coach, 3
   epochs, LR 1e-3) with ``train.seed=S``, from scratch and with ``model.backbone=<the mlm run>``:
@@ -21,7 +21,7 @@ Reported per seed and as medians: test macro-F1 of each side and the gain in poi
 examples of each fine-tuning, the pretraining's steps and seconds. Goals (issue 18): a median gain of
 at least 1.5 points with all labels and at least 5 points with 1,000 labels.
 
-    python bench/pretrain.py              # seeds 0 1 2: about 40 minutes on 2 cores
+    python bench/pretrain.py              # seeds 0 1 2: about 27 minutes on 2 cores
     python bench/pretrain.py --quick      # tiny runs that only prove the script works
 """
 
