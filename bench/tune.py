@@ -227,11 +227,10 @@ def main() -> None:
             for seed in args.pbt_seeds:
                 for state in (True, False) if seed % 2 == 0 else (False, True):
                     runs[state][seed] = {**pbt_part(tmp, extra, examples, state, seed), "conditions": stamp}
-                    for arm, key in arms.items():  # saved after every run: a PBT run takes 10-20 minutes
-                        if runs[arm]:
-                            result[key] = pbt_arm(list(runs[arm].values()))
-                    finish(result, args, extra, seeds, trials, stamp)
-    finish(result, args, extra, seeds, trials, stamp)
+                    result[arms[state]] = pbt_arm(list(runs[state].values()))
+                    finish(result, args, extra, seeds, trials, stamp)  # saved after every run: each takes 10-20 min
+    if "pbt" not in args.parts:  # the PBT loop saved after its last run
+        finish(result, args, extra, seeds, trials, stamp)
     print(json.dumps(result["goals"], indent=2))
 
 
