@@ -254,7 +254,9 @@ def _scheduler(tune: Any, base: RunConfig, space: list[Dimension], primary: str,
             reduction_factor=3,
         )
     if scheduler == "pbt":
-        return tune.schedulers.PopulationBasedTraining(
+        from attncoach.tune.pbt import StrictPopulationBasedTraining  # Ray's PBT, never exploiting a tie
+
+        return StrictPopulationBasedTraining(
             time_attr="evaluation",
             metric=metric,
             mode="max",
