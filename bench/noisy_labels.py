@@ -30,6 +30,7 @@ above cleanlab (a)'s; the best switch at least 3 points of test macro-F1 over un
 above CleanLearning at less compute.
 
     python bench/noisy_labels.py              # seeds 0 1 2: about 75 minutes on 2 cores
+    python bench/noisy_labels.py --seeds 1 2  # some seeds; the others already in results/noisy_labels.json stay
     python bench/noisy_labels.py --quick      # tiny runs that only prove the script works
 """
 
@@ -55,7 +56,7 @@ from cli_run import (  # noqa: E402
     training_rows,
     write_split_csv,
 )
-from conditions import conditions, save  # noqa: E402
+from conditions import RESULTS, conditions, save  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 from attncoach.curriculum.mislabel import detection_scores  # noqa: E402
@@ -282,30 +283,61 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def settings(quick: bool) -> dict[str, Any]:
+    """What every seed's runs share; seeds measured under other settings are not merged."""
+    return {
+        "config": CONFIG,
+        "model": MODEL,
+        "rates": list(RATES),
+        "train_rate": TRAIN_RATE,
+        "folds": FOLDS,
+        "k": K,
+        "switches": QUICK_SWITCHES if quick else SWITCHES,
+        "quick": QUICK if quick else None,
+    }
+
+
+def kept_seeds(path: Path, wanted: dict[str, Any], rerun: list[int]) -> list[dict[str, Any]]:
+    """The seeds of an earlier results file measured under the same settings, but those run again now.
+
+    A seed row keeps the conditions (commit, date) it was measured under; a file from before rows had their
+    own takes the file's.
+    """
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    before = {k: v for k, v in saved.get("settings", {}).items() if k != "seeds"}
+    if json.loads(json.dumps(before)) != json.loads(json.dumps(wanted)):
+        print(f"{path.name} was measured under other settings: its seeds are not kept")
+        return []
+    return [
+        {**row, "conditions": row.get("conditions", saved.get("conditions"))}
+        for row in saved.get("per_seed", [])
+        if row["seed"] not in rerun
+    ]
+
+
 def main() -> None:
     args, seeds = seeds_and_quick(__doc__)
-    measured_under = conditions()
+    wanted = settings(args.quick)
+    path = RESULTS / f"noisy_labels{'_quick' if args.quick else ''}.json"
+    per_seed = kept_seeds(path, wanted, seeds)
+    if per_seed:
+        print(f"kept from {path.name}: seeds " + ", ".join(str(row["seed"]) for row in per_seed))
+    measured_under = conditions()  # as the first of this run's seeds starts
     with tempfile.TemporaryDirectory(prefix="bench-noisy-") as name:
-        per_seed = [one_seed(seed, Path(name), args.quick) for seed in seeds]
-    result = {
-        "benchmark": "noisy_labels",
-        "conditions": measured_under,
-        "quick": args.quick,
-        "settings": {
-            "config": CONFIG,
-            "model": MODEL,
-            "rates": RATES,
-            "train_rate": TRAIN_RATE,
-            "folds": FOLDS,
-            "k": K,
-            "switches": QUICK_SWITCHES if args.quick else SWITCHES,
-            "seeds": seeds,
-            "quick": QUICK if args.quick else None,
-        },
-        "per_seed": per_seed,
-        **summarise(per_seed),
-    }
-    save("noisy_labels", result, quick=args.quick)
+        for seed in seeds:  # saved after every seed: a stopped run keeps the seeds it finished
+            row = {**one_seed(seed, Path(name), args.quick), "conditions": measured_under}
+            per_seed = sorted([*per_seed, row], key=lambda r: r["seed"])
+            result = {
+                "benchmark": "noisy_labels",
+                "conditions": measured_under,
+                "quick": args.quick,
+                "settings": {**wanted, "seeds": [row["seed"] for row in per_seed]},
+                "per_seed": per_seed,
+                **summarise(per_seed),
+            }
+            save("noisy_labels", result, quick=args.quick)
     print(json.dumps(result["goals"], indent=2))
 
 
