@@ -38,6 +38,7 @@ returns at once.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -315,5 +316,17 @@ def data_parallel(device_name: str) -> Iterator[World]:
         log.info("data-parallel: %d processes, %s", size, backend)
     try:
         yield world
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: a rank that failed may leave the others inside a collective
+        raise
+    # every rank leaves together, none with work in flight: a rank that tore gloo down while another still
+    # finished its run was seen to abort ("terminate called without an active exception"). Bounded: a rank
+    # that failed alone has left the group, and the others must not wait for it the group's 30 minutes.
+    try:
+        if backend == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(minutes=10))
+        else:
+            dist.barrier(device_ids=[local_rank])
+    except RuntimeError as exc:
+        log.warning("data-parallel: the ranks did not all finish together (%s)", str(exc).splitlines()[0])
+    dist.destroy_process_group()
