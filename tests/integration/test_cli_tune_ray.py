@@ -159,8 +159,10 @@ def test_pbt_exploits_a_better_trials_checkpoint_with_its_coach_state(local_ray,
     out = tmp_path / "pbt"
     argv = ["tune", "--quiet", "--backend", "ray", "--trials", "2", "--out", str(out), *_overrides(data, 120)]
     # seed 2 draws lr 1e-5 for one member (it learns nothing) and 1e-2 for the other: the first is always the worse,
-    # whichever order their evaluations arrive in
-    argv += ["coach.enabled=true", "train.seed=2", "tune.space={train.lr: {choice: [1.0e-5, 1.0e-2]}}"]
+    # whichever order their evaluations arrive in. The coach keeps policies that leave the LR alone: its LR probe
+    # could lift 1e-5 to the other's LR, and its plateau policy end the flat member before it is ranked
+    argv += ["coach.enabled=true", "coach.policies=[divergence_guard, regularisation]", "train.seed=2"]
+    argv += ["tune.space={train.lr: {choice: [1.0e-5, 1.0e-2]}}"]
     argv += ["tune.scheduler=pbt", "tune.perturbation_interval=1"]
     assert main([*argv, "--retrain-best", "--retrain-seeds", "3"]) == 0
     result = json.loads((out / "tune.json").read_text())
