@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_run import ROOT, attncoach, seeds_and_quick  # noqa: E402
-from conditions import conditions, save  # noqa: E402
+from conditions import RESULTS, conditions, save  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -112,49 +112,56 @@ def small_text_overlap(out: Path, strategy: str, overrides: list[str]) -> list[d
     return rows
 
 
-def main() -> None:
-    args, seeds = seeds_and_quick(__doc__)
-    measured_under = conditions()
-    campaigns: list[dict[str, Any]] = []
-    parity: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-active-") as name:
-        tmp = Path(name)
-        for seed in seeds:
-            for strategy in STRATEGIES:
-                out, row = campaign(tmp, strategy, seed, args.quick)
-                campaigns.append(row)
-                if seed == seeds[0] and strategy in ("entropy", "margin"):
-                    overrides = [*BASE, f"train.seed={seed}", *(QUICK if args.quick else [])]
-                    parity[strategy] = small_text_overlap(out, strategy, overrides)
-                    print(f"small-text vs attncoach, {strategy}: overlap {[p['overlap'] for p in parity[strategy]]}")
+def settings(quick: bool) -> dict[str, Any]:
+    """What every campaign shares; campaigns measured under other settings are not kept."""
+    return {
+        "config": CONFIG,
+        "base": BASE,
+        "start_step_rounds": list(QUICK_LOOP if quick else (START, STEP, ROUNDS)),
+        "quick": QUICK if quick else None,
+    }
+
+
+def kept(path: Path, wanted: dict[str, Any], commit: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The campaigns (and small-text overlaps) of an earlier results file that a stopped run can keep.
+
+    Only those measured under the same settings at this same commit with no uncommitted change: a run
+    stopped part-way (a session ending) goes on where it stopped, and no figure mixes two commits.
+    """
+    if not path.is_file() or commit.endswith("+dirty"):
+        return [], {}
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    before = {k: v for k, v in saved.get("settings", {}).items() if k != "seeds"}
+    if json.loads(json.dumps(before)) != json.loads(json.dumps(wanted)):
+        print(f"{path.name} was measured under other settings: its campaigns are not kept")
+        return [], {}
+    rows = [c for c in saved.get("campaigns", []) if c.get("conditions", {}).get("commit") == commit]
+    parity = saved.get("small_text_overlap", {}) if rows else {}
+    return rows, parity
+
+
+def summarise(campaigns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median curves over the seeds, the labels each strategy needs to reach random's final accuracy, the goal."""
     curves = {}
     for strategy in STRATEGIES:
         runs = [c for c in campaigns if c["strategy"] == strategy]
+        if not runs:
+            continue
         labels = [r["labels"] for r in runs[0]["rounds"]]
         curves[strategy] = [
             (n, statistics.median(c["rounds"][i]["test_accuracy"] for c in runs)) for i, n in enumerate(labels)
         ]
+    if "random" not in curves:
+        return {"median_curves": curves}
     final_labels, target = curves["random"][-1]
-    reach = {s: labels_to_reach(curves[s], target) for s in STRATEGIES}
+    reach = {s: labels_to_reach(curves[s], target) for s in curves}
     share = {s: None if v is None else round(v / final_labels, 4) for s, v in reach.items()}
-    best = min((s for s in STRATEGIES if s != "random" and share[s] is not None), key=lambda s: share[s], default=None)
-    result = {
-        "benchmark": "active_learning",
-        "conditions": measured_under,
-        "quick": args.quick,
-        "settings": {
-            "config": CONFIG,
-            "base": BASE,
-            "start_step_rounds": QUICK_LOOP if args.quick else (START, STEP, ROUNDS),
-            "seeds": seeds,
-            "quick": QUICK if args.quick else None,
-        },
-        "campaigns": campaigns,
+    best = min((s for s in share if s != "random" and share[s] is not None), key=lambda s: share[s], default=None)
+    return {
         "median_curves": curves,
         "random_final": {"labels": final_labels, "test_accuracy": target},
         "labels_to_reach_random_final": reach,
         "share_of_random_labels": share,
-        "small_text_overlap": parity,
         "goals": {
             "best_strategy": best,
             "share": share.get(best) if best else None,
@@ -162,8 +169,46 @@ def main() -> None:
             "met": best is not None and share[best] <= GOAL_SHARE,
         },
     }
-    save("active_learning", result, quick=args.quick)
-    print(json.dumps(result["goals"], indent=2))
+
+
+def main() -> None:
+    args, seeds = seeds_and_quick(__doc__)
+    wanted = settings(args.quick)
+    path = RESULTS / f"active_learning{'_quick' if args.quick else ''}.json"
+    measured_under = conditions()
+    campaigns, parity = kept(path, wanted, measured_under["commit"])
+    done = {(c["strategy"], c["seed"]) for c in campaigns}
+    if done:
+        print(f"kept from {path.name} (same commit): " + ", ".join(f"{s} seed {n}" for s, n in sorted(done)))
+    with tempfile.TemporaryDirectory(prefix="bench-active-") as name:
+        tmp = Path(name)
+        for seed in seeds:
+            for strategy in STRATEGIES:
+                if (strategy, seed) in done:
+                    continue
+                out, row = campaign(tmp, strategy, seed, args.quick)
+                campaigns.append({**row, "conditions": conditions()})
+                if seed == seeds[0] and strategy in ("entropy", "margin"):
+                    overrides = [*BASE, f"train.seed={seed}", *(QUICK if args.quick else [])]
+                    parity[strategy] = small_text_overlap(out, strategy, overrides)
+                    print(f"small-text vs attncoach, {strategy}: overlap {[p['overlap'] for p in parity[strategy]]}")
+                # saved after every campaign: a stopped run keeps what it finished (see kept)
+                complete = all(
+                    (s, n) in {(c["strategy"], c["seed"]) for c in campaigns} for n in seeds for s in STRATEGIES
+                )
+                result = {
+                    "benchmark": "active_learning",
+                    "conditions": measured_under,
+                    "quick": args.quick,
+                    "complete": complete,
+                    "settings": {**wanted, "seeds": sorted({c["seed"] for c in campaigns})},
+                    "campaigns": campaigns,
+                    **summarise(campaigns),
+                    "small_text_overlap": parity,
+                }
+                save("active_learning", result, quick=args.quick)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    print(json.dumps(result.get("goals"), indent=2))
 
 
 if __name__ == "__main__":
