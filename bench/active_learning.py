@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -122,21 +123,41 @@ def settings(quick: bool) -> dict[str, Any]:
     }
 
 
-def kept(path: Path, wanted: dict[str, Any], commit: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+# what a campaign's figures can depend on: a commit that changes none of these keeps earlier campaigns
+MOVES_FIGURES = ["src", "configs", "pyproject.toml", "bench/cli_run.py", "bench/conditions.py"]
+
+
+def same_code(commit: str) -> bool:
+    """Whether ``commit`` (clean) and this checkout (clean) differ in nothing that can move a campaign's figures."""
+    if commit.endswith("+dirty") or conditions()["commit"].endswith("+dirty"):
+        return False
+    diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *MOVES_FIGURES], cwd=ROOT)
+    return diff.returncode == 0
+
+
+def kept(path: Path, wanted: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The campaigns (and small-text overlaps) of an earlier results file that a stopped run can keep.
 
-    Only those measured under the same settings at this same commit with no uncommitted change: a run
-    stopped part-way (a session ending) goes on where it stopped, and no figure mixes two commits.
+    Only those measured under the same settings at a commit whose code (``MOVES_FIGURES``) is this
+    checkout's, with no uncommitted change on either side: a run stopped part-way (a session ending) goes
+    on where it stopped, and committing its partial results file does not lose them.
     """
-    if not path.is_file() or commit.endswith("+dirty"):
+    if not path.is_file():
         return [], {}
     saved = json.loads(path.read_text(encoding="utf-8"))
     before = {k: v for k, v in saved.get("settings", {}).items() if k != "seeds"}
     if json.loads(json.dumps(before)) != json.loads(json.dumps(wanted)):
         print(f"{path.name} was measured under other settings: its campaigns are not kept")
         return [], {}
-    rows = [c for c in saved.get("campaigns", []) if c.get("conditions", {}).get("commit") == commit]
-    parity = saved.get("small_text_overlap", {}) if rows else {}
+    commits = {c.get("conditions", {}).get("commit", "+dirty") for c in saved.get("campaigns", [])}
+    same = {c for c in commits if same_code(c)}
+    rows = [c for c in saved.get("campaigns", []) if c.get("conditions", {}).get("commit") in same]
+    first = min((c["seed"] for c in rows), default=None)
+    parity = {
+        s: v
+        for s, v in saved.get("small_text_overlap", {}).items()
+        if any(c["strategy"] == s and c["seed"] == first for c in rows)
+    }
     return rows, parity
 
 
@@ -176,10 +197,10 @@ def main() -> None:
     wanted = settings(args.quick)
     path = RESULTS / f"active_learning{'_quick' if args.quick else ''}.json"
     measured_under = conditions()
-    campaigns, parity = kept(path, wanted, measured_under["commit"])
+    campaigns, parity = kept(path, wanted)
     done = {(c["strategy"], c["seed"]) for c in campaigns}
     if done:
-        print(f"kept from {path.name} (same commit): " + ", ".join(f"{s} seed {n}" for s, n in sorted(done)))
+        print(f"kept from {path.name} (same code): " + ", ".join(f"{s} seed {n}" for s, n in sorted(done)))
     with tempfile.TemporaryDirectory(prefix="bench-active-") as name:
         tmp = Path(name)
         for seed in seeds:
