@@ -23,10 +23,13 @@ at least 1.5 points with all labels and at least 5 points with 1,000 labels.
 
     python bench/pretrain.py              # seeds 0 1 2: about 27 minutes on 2 cores
     python bench/pretrain.py --quick      # tiny runs that only prove the script works
+    python bench/pretrain.py --seeds 3 --mlm-train train.lr=3.0e-4 --name pretrain_mlm_lr_3e-4
+        # a variant: overrides of the mlm side's fine-tuning (--pretrain: of the pretraining), its own file
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import sys
@@ -41,7 +44,6 @@ from cli_run import (  # noqa: E402
     held_out_rows,
     metrics,
     run_row,
-    seeds_and_quick,
     training_rows,
     write_split_csv,
 )
@@ -56,12 +58,12 @@ QUICK_TRAIN = ["train.max_steps=30", "train.eval_every=10", "data.max_length=32"
 QUICK_PRETRAIN = ["train.max_steps=30", "train.eval_every=10", "data.max_length=32"]
 
 
-def one_seed(seed: int, tmp: Path, quick: bool) -> dict[str, Any]:
+def one_seed(seed: int, tmp: Path, quick: bool, pretrain_extra: list[str], mlm_extra: list[str]) -> dict[str, Any]:
     train_extra = [*BASE, f"train.seed={seed}", *(QUICK_TRAIN if quick else [])]
 
     mlm = tmp / f"mlm-{seed}"
     pre_args = ["pretrain", "--quiet", "--config", PRETRAIN_CONFIG, *BASE, f"train.seed={seed}", f"output_dir={mlm}"]
-    pre_seconds = attncoach([*pre_args, *(QUICK_PRETRAIN if quick else [])], tmp / f"mlm-{seed}.log")
+    pre_seconds = attncoach([*pre_args, *pretrain_extra, *(QUICK_PRETRAIN if quick else [])], tmp / f"mlm-{seed}.log")
     pre = metrics(mlm)
     pretraining = {
         "steps": pre["steps"],
@@ -81,7 +83,7 @@ def one_seed(seed: int, tmp: Path, quick: bool) -> dict[str, Any]:
         print(f"seed {seed}, {name}: test macro-F1 {row['test_macro_f1']:.4f} ({row['steps']} steps)")
         return row
 
-    backbone = [f"model.backbone={mlm}"]
+    backbone = [f"model.backbone={mlm}", *mlm_extra]
     rows = {"scratch_all": fine_tune("scratch-all", []), "mlm_all": fine_tune("mlm-all", backbone)}
 
     train = [(r["text"], r["label"]) for r in training_rows(tmp / f"scratch-all-{seed}")]
@@ -101,11 +103,29 @@ def one_seed(seed: int, tmp: Path, quick: bool) -> dict[str, Any]:
     }
 
 
+def command_line() -> argparse.Namespace:
+    """``--seeds`` and ``--quick`` as every seed benchmark has them, and the overrides this one adds."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+    parser.add_argument("--pretrain", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the pretraining")
+    parser.add_argument(
+        "--mlm-train",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of the fine-tuning from the mlm backbone only (e.g. train.lr=3.0e-4)",
+    )
+    parser.add_argument("--name", default="pretrain", help="results file bench/results/NAME.json")
+    return parser.parse_args()
+
+
 def main() -> None:
-    args, seeds = seeds_and_quick(__doc__)
+    args = command_line()
+    seeds = args.seeds[:1] if args.quick else args.seeds
     measured_under = conditions()
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as name:
-        per_seed = [one_seed(seed, Path(name), args.quick) for seed in seeds]
+        per_seed = [one_seed(seed, Path(name), args.quick, args.pretrain, args.mlm_train) for seed in seeds]
     medians = {
         side: statistics.median(s["rows"][side]["test_macro_f1"] for s in per_seed)
         for side in ("scratch_all", "mlm_all", "scratch_few", "mlm_few")
@@ -123,6 +143,8 @@ def main() -> None:
             "few_labels": FEW_LABELS,
             "few_steps": FEW_STEPS,
             "seeds": seeds,
+            "pretrain_overrides": args.pretrain,
+            "mlm_fine_tune_overrides": args.mlm_train,
             "quick": (QUICK_TRAIN, QUICK_PRETRAIN) if args.quick else None,
         },
         "per_seed": per_seed,
@@ -136,7 +158,7 @@ def main() -> None:
             "few_met": gain_few >= GOAL_FEW,
         },
     }
-    save("pretrain", result, quick=args.quick)
+    save(args.name, result, quick=args.quick)
     print(
         f"median test macro-F1: all labels {medians['scratch_all']:.4f} -> {medians['mlm_all']:.4f} "
         f"({gain_all:+.2f} points); {FEW_LABELS:,} labels {medians['scratch_few']:.4f} -> "
