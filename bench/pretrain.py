@@ -4,13 +4,15 @@ For each seed (0, 1, 2), through the CLI as a user would:
 
 - **mlm**: ``attncoach pretrain --config configs/tweets-pretrain.yaml train.seed=S``: the main job's
   encoder (same tokenizer settings, dim, layers, heads, FFN) trained by masked-language modelling on
-  the tweets' own texts for the config's 4,000 steps of 64 texts (221-232 s on 2 cores at e511b04;
+  the tweets' own texts for the config's 5,200 steps of 64 texts (273-282 s on 2 cores at b0cdc7a;
   its seconds are reported). The corpus is split as the main job splits it with the same seed, so the
   encoder reads the training tweets only, never the val or test tweets the classifiers are scored on.
 - **all labels**: the main job as shipped (``configs/tweets-sentiment.yaml``: supernet, coach, 3
-  epochs, LR 1e-3) with ``train.seed=S``, from scratch and with ``model.backbone=<the mlm run>``:
-  the same config, steps and LR on both sides (the pretrained side's head and layer-LR defaults
-  are those of any pretrained backbone: head LR 1e-3, layer decay 0.9).
+  epochs, LR 1e-3) with ``train.seed=S``, from scratch and with ``model.backbone=<the mlm run>``
+  plus ``MLM_TRAIN`` (``--mlm-train``; by default the encoder at LR 3e-4, as
+  ``configs/tweets-pretrain.yaml`` advises): the same config and steps on both sides (the
+  pretrained side's head and layer-LR defaults are those of any pretrained backbone: head LR
+  1e-3, layer decay 0.9).
 - **1,000 labels**: 1,000 training tweets drawn at random (seed S) from the scratch run's training
   split, val and test unchanged (the val and test rows come from ``attncoach clean``, which rebuilds
   the run's split); the same config with ``train.max_steps`` 600 (19 passes over the 1,000), from
@@ -21,7 +23,7 @@ Reported per seed and as medians: test macro-F1 of each side and the gain in poi
 examples of each fine-tuning, the pretraining's steps and seconds. Goals (issue 18): a median gain of
 at least 1.5 points with all labels and at least 5 points with 1,000 labels.
 
-    python bench/pretrain.py              # seeds 0 1 2: about 27 minutes on 2 cores
+    python bench/pretrain.py              # seeds 0 1 2: 29 minutes on 2 cores at b0cdc7a
     python bench/pretrain.py --quick      # tiny runs that only prove the script works
     python bench/pretrain.py --seeds 3 --mlm-train train.lr=3.0e-4 --name pretrain_mlm_lr_3e-4
         # a variant: overrides of the mlm side's fine-tuning (--pretrain: of the pretraining), its own file
