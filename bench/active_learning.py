@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_run import ROOT, attncoach, seeds_and_quick  # noqa: E402
-from conditions import RESULTS, conditions, save  # noqa: E402
+from conditions import RESULTS, conditions, save, saved_under  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -130,30 +130,26 @@ def settings(quick: bool) -> dict[str, Any]:
 MOVES_FIGURES = ["src", "configs", "pyproject.toml", "bench/cli_run.py", "bench/conditions.py"]
 
 
-def same_code(commit: str) -> bool:
-    """Whether ``commit`` (clean) and this checkout (clean) differ in nothing that can move a campaign's figures."""
-    if commit.endswith("+dirty") or conditions()["commit"].endswith("+dirty"):
+def same_code(commit: str, now: str) -> bool:
+    """Whether ``commit`` and this checkout (``now``), both clean, differ in nothing that can move a figure."""
+    if commit.endswith("+dirty") or now.endswith("+dirty"):
         return False
     diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *MOVES_FIGURES], cwd=ROOT)
     return diff.returncode == 0
 
 
-def kept(path: Path, wanted: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def kept(path: Path, wanted: dict[str, Any], now: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The campaigns (and small-text overlaps) of an earlier results file that a stopped run can keep.
 
     Only those measured under the same settings at a commit whose code (``MOVES_FIGURES``) is this
     checkout's, with no uncommitted change on either side: a run stopped part-way (a session ending) goes
     on where it stopped, and committing its partial results file does not lose them.
     """
-    if not path.is_file():
-        return [], {}
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    before = {k: v for k, v in saved.get("settings", {}).items() if k != "seeds"}
-    if json.loads(json.dumps(before)) != json.loads(json.dumps(wanted)):
-        print(f"{path.name} was measured under other settings: its campaigns are not kept")
+    saved = saved_under(path, wanted, "campaigns")
+    if saved is None:
         return [], {}
     commits = {c.get("conditions", {}).get("commit", "+dirty") for c in saved.get("campaigns", [])}
-    same = {c for c in commits if same_code(c)}
+    same = {c for c in commits if same_code(c, now)}
     rows = [c for c in saved.get("campaigns", []) if c.get("conditions", {}).get("commit") in same]
     first = min((c["seed"] for c in rows), default=None)
     parity = {
@@ -200,7 +196,7 @@ def main() -> None:
     wanted = settings(args.quick)
     path = RESULTS / f"active_learning{'_quick' if args.quick else ''}.json"
     measured_under = conditions()
-    campaigns, parity = kept(path, wanted)
+    campaigns, parity = kept(path, wanted, measured_under["commit"])
     done = {(c["strategy"], c["seed"]) for c in campaigns}
     if done:
         print(f"kept from {path.name} (same code): " + ", ".join(f"{s} seed {n}" for s, n in sorted(done)))
@@ -212,19 +208,17 @@ def main() -> None:
                     continue
                 out, row = campaign(tmp, strategy, seed, args.quick)
                 campaigns.append({**row, "conditions": conditions()})
+                done.add((strategy, seed))
                 if seed == seeds[0] and strategy in ("entropy", "margin"):
                     overrides = [*BASE, f"train.seed={seed}", *(QUICK if args.quick else [])]
                     parity[strategy] = small_text_overlap(out, strategy, overrides)
                     print(f"small-text vs attncoach, {strategy}: overlap {[p['overlap'] for p in parity[strategy]]}")
                 # saved after every campaign: a stopped run keeps what it finished (see kept)
-                complete = all(
-                    (s, n) in {(c["strategy"], c["seed"]) for c in campaigns} for n in seeds for s in STRATEGIES
-                )
                 result = {
                     "benchmark": "active_learning",
                     "conditions": measured_under,
                     "quick": args.quick,
-                    "complete": complete,
+                    "complete": all((s, n) in done for n in seeds for s in STRATEGIES),
                     "settings": {**wanted, "seeds": sorted({c["seed"] for c in campaigns})},
                     "campaigns": campaigns,
                     **summarise(campaigns),

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,16 @@ def attncoach(args: list[str], log: Path) -> float:
     return seconds
 
 
-def seeds_and_quick(doc: str) -> tuple[argparse.Namespace, list[int]]:
-    """The command line of a benchmark over seeds: ``--seeds`` (default 0 1 2) and ``--quick`` (the first seed only)."""
+def seeds_and_quick(
+    doc: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[argparse.Namespace, list[int]]:
+    """The command line of a benchmark over seeds: ``--seeds`` (default 0 1 2), ``--quick`` (the first seed
+    only) and the options ``more`` adds."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     return args, args.seeds[:1] if args.quick else args.seeds
 

@@ -79,6 +79,21 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def saved_under(path: Path, wanted: dict[str, Any], what: str) -> dict[str, Any] | None:
+    """An earlier results file measured under the ``wanted`` settings (all but its seeds), or None.
+
+    A benchmark that saves as it goes keeps ``what`` (its seeds, its campaigns) from such a file.
+    """
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    before = {k: v for k, v in saved.get("settings", {}).items() if k != "seeds"}
+    if json.loads(json.dumps(before)) != json.loads(json.dumps(wanted)):
+        print(f"{path.name} was measured under other settings: its {what} are not kept")
+        return None
+    return saved
+
+
 def save(name: str, payload: dict[str, Any], quick: bool = False) -> Path:
     """Write ``bench/results/<name>.json`` (``<name>_quick.json`` for a quick run), overwriting."""
     RESULTS.mkdir(parents=True, exist_ok=True)

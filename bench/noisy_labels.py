@@ -56,7 +56,7 @@ from cli_run import (  # noqa: E402
     training_rows,
     write_split_csv,
 )
-from conditions import RESULTS, conditions, save  # noqa: E402
+from conditions import RESULTS, conditions, save, saved_under  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
 from attncoach.curriculum.mislabel import detection_scores  # noqa: E402
@@ -303,12 +303,8 @@ def kept_seeds(path: Path, wanted: dict[str, Any], rerun: list[int]) -> list[dic
     A seed row keeps the conditions (commit, date) it was measured under; a file from before rows had their
     own takes the file's.
     """
-    if not path.is_file():
-        return []
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    before = {k: v for k, v in saved.get("settings", {}).items() if k != "seeds"}
-    if json.loads(json.dumps(before)) != json.loads(json.dumps(wanted)):
-        print(f"{path.name} was measured under other settings: its seeds are not kept")
+    saved = saved_under(path, wanted, "seeds")
+    if saved is None:
         return []
     return [
         {**row, "conditions": row.get("conditions", saved.get("conditions"))}

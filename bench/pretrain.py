@@ -25,7 +25,7 @@ at least 1.5 points with all labels and at least 5 points with 1,000 labels.
 
     python bench/pretrain.py              # seeds 0 1 2: 29 minutes on 2 cores at b0cdc7a
     python bench/pretrain.py --quick      # tiny runs that only prove the script works
-    python bench/pretrain.py --seeds 3 --mlm-train train.lr=3.0e-4 --name pretrain_mlm_lr_3e-4
+    python bench/pretrain.py --seeds 3 --pretrain train.max_steps=4000 --mlm-train train.lr=1.0e-3 --name pretrain_4000_lr_1e-3
         # a variant: overrides of the mlm side's fine-tuning (--pretrain: of the pretraining), its own file
 """
 
@@ -46,6 +46,7 @@ from cli_run import (  # noqa: E402
     held_out_rows,
     metrics,
     run_row,
+    seeds_and_quick,
     training_rows,
     write_split_csv,
 )
@@ -107,11 +108,8 @@ def one_seed(seed: int, tmp: Path, quick: bool, pretrain_extra: list[str], mlm_e
     }
 
 
-def command_line() -> argparse.Namespace:
-    """``--seeds`` and ``--quick`` as every seed benchmark has them, and the overrides this one adds."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="tiny runs that only prove the script works")
+def options(parser: argparse.ArgumentParser) -> None:
+    """The overrides of this benchmark, beside ``--seeds`` and ``--quick``."""
     parser.add_argument("--pretrain", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the pretraining")
     parser.add_argument(
         "--mlm-train",
@@ -121,12 +119,10 @@ def command_line() -> argparse.Namespace:
         help=f"overrides of the fine-tuning from the mlm backbone only (default: {' '.join(MLM_TRAIN)})",
     )
     parser.add_argument("--name", default="pretrain", help="results file bench/results/NAME.json")
-    return parser.parse_args()
 
 
 def main() -> None:
-    args = command_line()
-    seeds = args.seeds[:1] if args.quick else args.seeds
+    args, seeds = seeds_and_quick(__doc__, options)
     measured_under = conditions()
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as name:
         per_seed = [one_seed(seed, Path(name), args.quick, args.pretrain, args.mlm_train) for seed in seeds]
