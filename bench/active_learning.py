@@ -19,6 +19,8 @@ Goal (issue 18): the best strategy reaches random's final accuracy with at most 
 
     python bench/active_learning.py              # 4 strategies x seeds 0 1 2: 101 minutes on 2 cores at 1b32ca6
     python bench/active_learning.py --quick      # tiny runs that only prove the script works
+    python bench/active_learning.py --seeds 3 --strategies random badge --train train.max_steps=150 \
+        --name active_learning_explore    # a variant: overrides of every round's config, its own file
 
 The results file is saved after every campaign; run again, the script keeps the campaigns measured
 under the same settings with the same code (``MOVES_FIGURES``) and runs the rest.
@@ -26,6 +28,7 @@ under the same settings with the same code (``MOVES_FIGURES``) and runs the rest
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -53,12 +56,12 @@ QUICK += ["data.vocab_size=2000", "train.max_steps=10", "train.eval_every=10", "
 QUICK_LOOP = (40, 40, 3)
 
 
-def campaign(tmp: Path, strategy: str, seed: int, quick: bool) -> tuple[Path, dict[str, Any]]:
+def campaign(tmp: Path, strategy: str, seed: int, quick: bool, train: list[str]) -> tuple[Path, dict[str, Any]]:
     start, step, rounds = QUICK_LOOP if quick else (START, STEP, ROUNDS)
     out = tmp / f"{strategy}-seed-{seed}"
     args = ["active", "--quiet", "--config", CONFIG, "--start", str(start), "--step", str(step)]
     args += ["--rounds", str(rounds), "--strategy", strategy, "--out", str(out), *BASE, f"train.seed={seed}"]
-    seconds = attncoach([*args, *(QUICK if quick else [])], tmp / f"{out.name}.log")
+    seconds = attncoach([*args, *(QUICK if quick else []), *train], tmp / f"{out.name}.log")
     state = json.loads((out / "active.json").read_text(encoding="utf-8"))
     rows = [
         {k: r[k] for k in ("labels", "test_accuracy", "test_macro_f1", "val_accuracy", "examples_seen", "seconds")}
@@ -116,14 +119,15 @@ def small_text_overlap(out: Path, strategy: str, overrides: list[str]) -> list[d
     return rows
 
 
-def settings(quick: bool) -> dict[str, Any]:
+def settings(quick: bool, train: list[str]) -> dict[str, Any]:
     """What every campaign shares; campaigns measured under other settings are not kept."""
-    return {
+    shared = {
         "config": CONFIG,
         "base": BASE,
         "start_step_rounds": list(QUICK_LOOP if quick else (START, STEP, ROUNDS)),
         "quick": QUICK if quick else None,
     }
+    return {**shared, "train": train} if train else shared  # no key without overrides: earlier files still match
 
 
 # what a campaign's figures can depend on: a commit that changes none of these keeps earlier campaigns
@@ -163,7 +167,7 @@ def kept(path: Path, wanted: dict[str, Any], now: str) -> tuple[list[dict[str, A
 def summarise(campaigns: list[dict[str, Any]]) -> dict[str, Any]:
     """Median curves over the seeds, the labels each strategy needs to reach random's final accuracy, the goal."""
     curves = {}
-    for strategy in STRATEGIES:
+    for strategy in STRATEGIES:  # those measured, in this order
         runs = [c for c in campaigns if c["strategy"] == strategy]
         if not runs:
             continue
@@ -191,10 +195,19 @@ def summarise(campaigns: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    """The overrides of this benchmark, beside ``--seeds`` and ``--quick``."""
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of every round's config")
+    parser.add_argument("--name", default="active_learning", help="results file bench/results/NAME.json")
+
+
 def main() -> None:
-    args, seeds = seeds_and_quick(__doc__)
-    wanted = settings(args.quick)
-    path = RESULTS / f"active_learning{'_quick' if args.quick else ''}.json"
+    args, seeds = seeds_and_quick(__doc__, options)
+    strategies = [s for s in STRATEGIES if s in args.strategies]
+    wanted = settings(args.quick, args.train)
+    name = f"{args.name}{'_quick' if args.quick else ''}"
+    path = RESULTS / f"{name}.json"
     measured_under = conditions()
     campaigns, parity = kept(path, wanted, measured_under["commit"])
     done = {(c["strategy"], c["seed"]) for c in campaigns}
@@ -203,14 +216,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-active-") as name:
         tmp = Path(name)
         for seed in seeds:
-            for strategy in STRATEGIES:
+            for strategy in strategies:
                 if (strategy, seed) in done:
                     continue
-                out, row = campaign(tmp, strategy, seed, args.quick)
+                out, row = campaign(tmp, strategy, seed, args.quick, args.train)
                 campaigns.append({**row, "conditions": conditions()})
                 done.add((strategy, seed))
                 if seed == seeds[0] and strategy in ("entropy", "margin"):
-                    overrides = [*BASE, f"train.seed={seed}", *(QUICK if args.quick else [])]
+                    overrides = [*BASE, f"train.seed={seed}", *(QUICK if args.quick else []), *args.train]
                     parity[strategy] = small_text_overlap(out, strategy, overrides)
                     print(f"small-text vs attncoach, {strategy}: overlap {[p['overlap'] for p in parity[strategy]]}")
                 # saved after every campaign: a stopped run keeps what it finished (see kept)
@@ -218,13 +231,13 @@ def main() -> None:
                     "benchmark": "active_learning",
                     "conditions": measured_under,
                     "quick": args.quick,
-                    "complete": all((s, n) in done for n in seeds for s in STRATEGIES),
+                    "complete": all((s, n) in done for n in seeds for s in strategies),
                     "settings": {**wanted, "seeds": sorted({c["seed"] for c in campaigns})},
                     "campaigns": campaigns,
                     **summarise(campaigns),
                     "small_text_overlap": parity,
                 }
-                save("active_learning", result, quick=args.quick)
+                save(args.name, result, quick=args.quick)
     result = json.loads(path.read_text(encoding="utf-8"))
     print(json.dumps(result.get("goals"), indent=2))
 
