@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_run import ROOT, attncoach, seeds_and_quick  # noqa: E402
+from cli_run import ROOT, add_overrides, attncoach, seeds_and_quick  # noqa: E402
 from conditions import RESULTS, conditions, save, saved_under  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "src"))
@@ -202,12 +202,8 @@ def summarise(campaigns: list[dict[str, Any]]) -> dict[str, Any]:
 def options(parser: argparse.ArgumentParser) -> None:
     """The overrides of this benchmark, beside ``--seeds`` and ``--quick``."""
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
-    parser.add_argument(
-        "--train",
-        nargs="*",
-        default=None,
-        metavar="KEY=VALUE",
-        help=f"overrides of every round's config (default: {' '.join(ROUND_TRAIN)}; none with --quick)",
+    add_overrides(
+        parser, "--train", None, f"every round's config ({' '.join(ROUND_TRAIN)} when not given; none with --quick)"
     )
     parser.add_argument("--name", default="active_learning", help="results file bench/results/NAME.json")
 
@@ -217,8 +213,7 @@ def main() -> None:
     strategies = [s for s in STRATEGIES if s in args.strategies]
     train = args.train if args.train is not None else ([] if args.quick else ROUND_TRAIN)
     wanted = settings(args.quick, train)
-    name = f"{args.name}{'_quick' if args.quick else ''}"
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{args.name}{'_quick' if args.quick else ''}.json"
     measured_under = conditions()
     campaigns, parity = kept(path, wanted, measured_under["commit"])
     done = {(c["strategy"], c["seed"]) for c in campaigns}

@@ -48,6 +48,13 @@ def seeds_and_quick(
     return args, args.seeds[:1] if args.quick else args.seeds
 
 
+def add_overrides(parser: argparse.ArgumentParser, flag: str, default: list[str] | None, what: str) -> None:
+    """An option taking config overrides (``KEY=VALUE ...``) of ``what``; a ``default`` other than None is shown in its
+    help (None: the caller decides, and ``what`` says how)."""
+    shown = "" if default is None else f" (default: {' '.join(default) or 'none'})"
+    parser.add_argument(flag, nargs="*", default=default, metavar="KEY=VALUE", help=f"overrides of {what}{shown}")
+
+
 def metrics(run: Path) -> dict[str, Any]:
     """A finished run's metrics.json."""
     return json.loads((run / "metrics.json").read_text(encoding="utf-8"))

@@ -41,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_run import (  # noqa: E402
+    add_overrides,
     attncoach,
     file_data,
     held_out_rows,
@@ -110,14 +111,8 @@ def one_seed(seed: int, tmp: Path, quick: bool, pretrain_extra: list[str], mlm_e
 
 def options(parser: argparse.ArgumentParser) -> None:
     """The overrides of this benchmark, beside ``--seeds`` and ``--quick``."""
-    parser.add_argument("--pretrain", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the pretraining")
-    parser.add_argument(
-        "--mlm-train",
-        nargs="*",
-        default=MLM_TRAIN,
-        metavar="KEY=VALUE",
-        help=f"overrides of the fine-tuning from the mlm backbone only (default: {' '.join(MLM_TRAIN)})",
-    )
+    add_overrides(parser, "--pretrain", [], "the pretraining")
+    add_overrides(parser, "--mlm-train", MLM_TRAIN, "the fine-tuning from the mlm backbone only")
     parser.add_argument("--name", default="pretrain", help="results file bench/results/NAME.json")
 
 
