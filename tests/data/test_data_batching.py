@@ -1,4 +1,4 @@
-"""EncodedSplit, LengthBucketBatchSampler and collate."""
+"""EncodedSplit, LengthBucketBatchSampler, inference_batches and collate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from attncoach.data.batching import EncodedSplit, LengthBucketBatchSampler, collate
+from attncoach.data.batching import (
+    SIMILAR_SPREAD,
+    SIMILAR_TOKENS,
+    EncodedSplit,
+    LengthBucketBatchSampler,
+    collate,
+    inference_batches,
+)
 
 
 @pytest.fixture
@@ -89,3 +96,37 @@ def test_encoded_split_batch_and_lengths():
 def test_encoded_split_checks_sizes():
     with pytest.raises(ValueError):
         EncodedSplit(ids=[[2, 3]], labels=[0, 1], texts=["a"])
+
+
+@pytest.mark.parametrize("similar", [False, True])
+def test_inference_batches_hold_every_sequence_once_shortest_first(lengths, similar):
+    batches = inference_batches(lengths.tolist(), 32, similar)
+    order = flat(batches)
+    assert sorted(order) == list(range(len(lengths)))
+    assert order == sorted(range(len(lengths)), key=lambda i: lengths[i])  # ties keep the input order
+    assert all(1 <= len(batch) <= 32 for batch in batches)
+
+
+def test_plain_inference_batches_cut_every_batch_size():
+    batches = inference_batches([5, 3, 9, 3, 7], 2)
+    assert batches == [[1, 3], [0, 4], [2]]
+    assert inference_batches([], 4) == [] and inference_batches([], 4, similar=True) == []
+
+
+def test_similar_inference_batches_end_where_lengths_jump(lengths):
+    batches = inference_batches(lengths.tolist(), 32, similar=True)
+    for batch in batches:
+        shortest, longest = lengths[batch[0]], lengths[batch[-1]]
+        assert longest <= max(SIMILAR_SPREAD * shortest, shortest + SIMILAR_TOKENS)
+    for before, after in zip(batches, batches[1:]):  # a pass ends only when full or when the next is too long
+        shortest = lengths[before[0]]
+        assert len(before) == 32 or lengths[after[0]] > max(SIMILAR_SPREAD * shortest, shortest + SIMILAR_TOKENS)
+    padded = sum(len(batch) * lengths[batch[-1]] for batch in batches)
+    plain = inference_batches(lengths.tolist(), 32)
+    assert padded <= sum(len(batch) * lengths[batch[-1]] for batch in plain)
+
+
+def test_similar_inference_batches_split_one_mixed_request_batch():
+    lengths = [40, 6, 7, 5, 38, 12, 6, 80]
+    assert inference_batches(lengths, 32) == [[3, 1, 6, 2, 5, 4, 0, 7]]
+    assert inference_batches(lengths, 32, similar=True) == [[3, 1, 6, 2], [5], [4, 0], [7]]

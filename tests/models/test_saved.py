@@ -152,6 +152,16 @@ def test_a_model_with_nan_weights_gives_an_error_not_nan_probabilities(classifie
         classifier.predict(["good service", "late again"])
 
 
+def test_passes_of_similar_lengths_give_the_logits_of_plain_passes(classifier):
+    texts = ["good", "good service thanks", "late flight again and again today", "thanks", "the meeting is today"]
+    ids = encode_texts(classifier.tokenizer, texts, classifier.max_length)
+    plain = predict_logits(classifier.model, ids, 8, classifier.device)
+    similar = predict_logits(classifier.model, ids, 8, classifier.device, similar=True)
+    torch.testing.assert_close(similar, plain, rtol=1e-5, atol=1e-6)
+    expected = torch.softmax(plain, dim=-1).numpy()
+    np.testing.assert_allclose(classifier.predict_proba(texts, batch_size=2), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_calibrated_model_divides_its_logits_by_the_temperature(classifier):
     texts = ["good service thanks", "late flight again", "the meeting is today", "thanks again"]
     raw = classifier.predict(texts)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from attncoach.active.strategies import NEED_EMBEDDINGS, STRATEGIES, select
-from attncoach.data.batching import collate
+from attncoach.data.batching import collate, inference_batches
 from attncoach.data.stream import TextStream
 from attncoach.data.tokenizer import encode_texts
 from attncoach.errors import AttncoachError
@@ -128,20 +128,20 @@ def model_outputs(
         if out_layer is None:
             raise AttncoachError("this model has no classification head whose representations the strategy can read")
         hook = out_layer.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0].float().cpu()))
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    passes = inference_batches([len(row) for row in ids], batch_size)
     logits: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                batch = collate([ids[i] for i in order[start : start + batch_size]])
+            for chunk in passes:
+                batch = collate([ids[i] for i in chunk])
                 logits.append(model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu())
     finally:
         model.train(was_training)
         if hook is not None:
             hook.remove()
-    index = torch.tensor(order)
+    index = torch.tensor([i for chunk in passes for i in chunk])
     result = torch.empty((len(ids), logits[0].shape[1]))
     result[index] = torch.cat(logits)
     if not with_embeddings:

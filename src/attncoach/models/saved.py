@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from attncoach.atomicfile import atomic_write_json
-from attncoach.data.batching import collate
+from attncoach.data.batching import collate, inference_batches
 from attncoach.data.seq_tokenizer import TARGET_TOKENIZER, load_translation_tokenizers
 from attncoach.data.tokenizer import closing_special_count, encode_texts, load_tokenizer, truncate_ids
 from attncoach.errors import AttncoachError
@@ -79,19 +79,28 @@ def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContext
 
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module, ids: Sequence[Sequence[int]], batch_size: int, device: torch.device, bf16: bool = False
+    model: torch.nn.Module,
+    ids: Sequence[Sequence[int]],
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
+    similar: bool = False,
 ) -> torch.Tensor:
     """Logits for every sequence, in input order, batching sequences of similar length.
+
+    Args:
+        similar: also end a forward pass where lengths jump (see
+            :func:`attncoach.data.batching.inference_batches`): what answering requests uses.
+            Evaluation during training keeps plain passes of ``batch_size``.
 
     Returns:
         A float32 CPU tensor of shape (N, num_labels).
     """
     was_training = model.training
     model.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    passes = inference_batches([len(row) for row in ids], batch_size, similar)
     out: list[torch.Tensor] = []
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in passes:
         batch = collate([ids[i] for i in chunk])
         with autocast_for(device, bf16):
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
@@ -101,7 +110,7 @@ def predict_logits(
         return torch.empty(0, 0)
     logits = torch.cat(out)
     result = torch.empty_like(logits)
-    result[torch.tensor(order)] = logits
+    result[torch.tensor([i for chunk in passes for i in chunk])] = logits
     return result
 
 
@@ -178,7 +187,7 @@ class SavedClassifier:
         ids = encode_texts(self.tokenizer, texts, self.max_length)
         if not ids:
             return np.zeros((0, len(self.labels)))
-        logits = predict_logits(self.model, ids, batch_size, self.device)
+        logits = predict_logits(self.model, ids, batch_size, self.device, similar=True)
         probs = torch.softmax(logits / (self.temperature or 1.0), dim=-1).numpy()
         bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
         if len(bad):
