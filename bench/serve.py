@@ -7,9 +7,10 @@ One script, one machine, one run:
    with ``elastic.enabled=true``): fp32 full (the run's model), the smallest trained sub-net in fp32,
    int8 full, int8 smallest, ONNX full and ONNX smallest, each built by ``attncoach export`` and
    loaded with ``attncoach.load``. For each: latency p50/p99 and throughput at batch 1 and 32 on the
-   real test split's texts (a seeded arrival order; a batch of 32 is padded to its longest text, as
-   the server's micro-batcher runs it), timed both as served (``predict``: tokenize, forward,
-   probabilities) and as the forward pass alone; the variants interleaved in every repetition
+   real test split's texts (a seeded arrival order, in consecutive batches), timed both as served
+   (``predict``: tokenize, forward passes of similar lengths as the server's micro-batcher runs them,
+   probabilities) and as one forward pass padded to the batch's longest text; the variants
+   interleaved in every repetition
    (A B C ... A B C ...) after a warm-up; macro-F1 on the test split; the bytes of the file each
    runtime loads.
 2. **The server on loopback** (the MiniLM run): ``attncoach serve`` started as a process on a free
@@ -217,7 +218,7 @@ def macro_f1(predictor: Any, texts: list[str], gold: list[str]) -> float:
 
 
 def forward_inputs(predictor: Any, batches: list[list[str]]) -> list[tuple[Any, Any]]:
-    """Each batch tokenized and padded as ``predict`` does, for timing the forward pass alone."""
+    """Each batch tokenized and padded to its longest text, for timing one forward pass of it alone."""
     from attncoach.data.batching import collate
     from attncoach.data.tokenizer import encode_texts
 
@@ -1080,6 +1081,7 @@ def main() -> None:
             sides["goals"] = server_goals(sides)
             by_threads[str(threads)] = sides
     minilm = result["models"]["minilm"]["forms"]["fp32_full"]["timing"]["forward"]
+    served = result["models"]["minilm"]["forms"]["fp32_full"]["timing"]["served"]
     result["server"] = {
         "model": str(runs["minilm"]),
         "hf_folder": {k: v for k, v in hf.items() if k != "folder"},
@@ -1103,11 +1105,16 @@ def main() -> None:
             "by default): requests run concurrently, each forward pass with torch.set_num_threads(T); one "
             "uvicorn process",
         },
-        # what micro-batching can gain at most: the model's own throughput at batch 32 over batch 1
+        # the model's own throughput at batch 32 over batch 1: one padded pass, and predict() as served
         "model_forward_batch32_over_batch1": {
             "torch_threads": args.threads,
             "ratio": minilm["32"]["throughput"]["median"] / minilm["1"]["throughput"]["median"],
             "source": "models.minilm.forms.fp32_full.timing.forward (part 1, the same test texts)",
+        },
+        "model_served_batch32_over_batch1": {
+            "torch_threads": args.threads,
+            "ratio": served["32"]["throughput"]["median"] / served["1"]["throughput"]["median"],
+            "source": "models.minilm.forms.fp32_full.timing.served (part 1: passes of similar lengths)",
         },
         "by_threads": by_threads,
     }
