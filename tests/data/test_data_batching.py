@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from attncoach.data.batching import (
-    SIMILAR_SPREAD,
-    SIMILAR_TOKENS,
     EncodedSplit,
     LengthBucketBatchSampler,
     collate,
@@ -98,9 +96,9 @@ def test_encoded_split_checks_sizes():
         EncodedSplit(ids=[[2, 3]], labels=[0, 1], texts=["a"])
 
 
-@pytest.mark.parametrize("similar", [False, True])
-def test_inference_batches_hold_every_sequence_once_shortest_first(lengths, similar):
-    batches = inference_batches(lengths.tolist(), 32, similar)
+@pytest.mark.parametrize("overhead", [None, 0, 24, 4096])
+def test_inference_batches_hold_every_sequence_once_shortest_first(lengths, overhead):
+    batches = inference_batches(lengths.tolist(), 32, overhead)
     order = flat(batches)
     assert sorted(order) == list(range(len(lengths)))
     assert order == sorted(range(len(lengths)), key=lambda i: lengths[i])  # ties keep the input order
@@ -110,23 +108,61 @@ def test_inference_batches_hold_every_sequence_once_shortest_first(lengths, simi
 def test_plain_inference_batches_cut_every_batch_size():
     batches = inference_batches([5, 3, 9, 3, 7], 2)
     assert batches == [[1, 3], [0, 4], [2]]
-    assert inference_batches([], 4) == [] and inference_batches([], 4, similar=True) == []
+    assert inference_batches([], 4) == [] and inference_batches([], 4, pass_overhead=8) == []
 
 
-def test_similar_inference_batches_end_where_lengths_jump(lengths):
-    batches = inference_batches(lengths.tolist(), 32, similar=True)
-    for batch in batches:
-        shortest, longest = lengths[batch[0]], lengths[batch[-1]]
-        assert longest <= max(SIMILAR_SPREAD * shortest, shortest + SIMILAR_TOKENS)
-    for before, after in zip(batches, batches[1:]):  # a pass ends only when full or when the next is too long
-        shortest = lengths[before[0]]
-        assert len(before) == 32 or lengths[after[0]] > max(SIMILAR_SPREAD * shortest, shortest + SIMILAR_TOKENS)
-    padded = sum(len(batch) * lengths[batch[-1]] for batch in batches)
-    plain = inference_batches(lengths.tolist(), 32)
-    assert padded <= sum(len(batch) * lengths[batch[-1]] for batch in plain)
+def passes_cost(batches, lengths, overhead):
+    return sum(overhead + len(batch) * max(lengths[i] for i in batch) for batch in batches)
 
 
-def test_similar_inference_batches_split_one_mixed_request_batch():
+def cheapest_by_brute_force(lengths, batch_size, overhead):
+    """The least cost over every way of cutting the sorted lengths into passes of at most batch_size."""
+    ordered = sorted(lengths)
+    best = float("inf")
+    for mask in range(2 ** (len(ordered) - 1)):  # bit i set: a pass ends after sorted sequence i
+        cost, start = 0.0, 0
+        for i in range(len(ordered)):
+            if i == len(ordered) - 1 or mask >> i & 1:
+                if i + 1 - start > batch_size:
+                    break
+                cost += overhead + (i + 1 - start) * ordered[i]
+                start = i + 1
+        else:
+            best = min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_inference_batches_cost_the_least_of_every_possible_cut(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 60, size=9).tolist()
+    for overhead in (0, 3, 17.5, 60, 500):
+        for batch_size in (2, 4, 9):
+            batches = inference_batches(lengths, batch_size, overhead)
+            assert all(len(batch) <= batch_size for batch in batches)
+            assert passes_cost(batches, lengths, overhead) == pytest.approx(
+                cheapest_by_brute_force(lengths, batch_size, overhead)
+            )
+
+
+def test_the_pass_overhead_decides_between_one_padded_pass_and_passes_of_similar_lengths(lengths):
+    lengths = lengths.tolist()
+    plain = inference_batches(lengths, 32)
+    costly = inference_batches(lengths, 32, pass_overhead=10**6)  # a pass costs more than any padding
+    assert len(costly) == len(plain)  # as few passes as plain ones, cut where they pad least
+    free = inference_batches(lengths, 32, pass_overhead=0)  # a pass costs nothing: no padding at all
+    assert all(len({lengths[i] for i in batch}) == 1 for batch in free)
+    cuts = (plain, costly, inference_batches(lengths, 32, 16), free)
+    padded = [sum(len(batch) * lengths[batch[-1]] for batch in cut) for cut in cuts]
+    assert padded[0] >= padded[1] >= padded[2] >= padded[3] == sum(lengths)
+    with pytest.raises(ValueError, match="pass_overhead must be at least 0"):
+        inference_batches(lengths, 32, pass_overhead=-1)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        inference_batches(lengths, 0)
+
+
+def test_one_mixed_request_batch_is_cut_by_its_model_s_pass_overhead():
     lengths = [40, 6, 7, 5, 38, 12, 6, 80]
     assert inference_batches(lengths, 32) == [[3, 1, 6, 2, 5, 4, 0, 7]]
-    assert inference_batches(lengths, 32, similar=True) == [[3, 1, 6, 2], [5], [4, 0], [7]]
+    assert inference_batches(lengths, 32, pass_overhead=20) == [[3, 1, 6, 2, 5], [4, 0], [7]]  # a large model
+    assert inference_batches(lengths, 32, pass_overhead=512) == [[3, 1, 6, 2, 5, 4, 0, 7]]  # a tiny one

@@ -114,3 +114,10 @@ def test_truncate_ids_edge_cases():
 )
 def test_auto_max_length(lengths, quantile, cap, expected):
     assert auto_max_length(lengths, quantile, cap) == expected
+
+
+def test_encode_texts_gives_the_ids_of_a_full_encoding(texts):
+    # encode_texts skips the character offsets (encode_batch_fast); the ids must be those of encode().
+    tok = train_tokenizer(texts, vocab_size=120, min_frequency=1)
+    odd = ["Sooo goooood!!! @bob http://x.co/a?b=1 &amp; café ÉTÉ 😀😀😀", "", "   ", "日本語のテキスト", "a" * 300]
+    assert encode_texts(tok, texts + odd) == [tok.encode(text).ids for text in texts + odd]

@@ -20,7 +20,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from attncoach.cli import main  # noqa: E402
-from attncoach.serve.app import create_app  # noqa: E402
+from attncoach.serve.app import WARM_UP_TEXTS, create_app  # noqa: E402
 from attncoach.serve.budget import choose_member  # noqa: E402
 from attncoach.serve.served import MemberInfo, load_served  # noqa: E402
 from attncoach.serve.settings import ServeSettings  # noqa: E402
@@ -284,12 +284,15 @@ class GatedModel:
         self.entered = threading.Event()
         self.release = threading.Event()
         self.calls: list[tuple[list[str], str]] = []
+        self.warmed: list[str] = []
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.task, "members": [m.name for m in self.members]}
 
     def predict(self, texts: list[str], member: str) -> list[dict[str, Any]]:
-        if texts != ["warm up"]:
+        if tuple(texts) == WARM_UP_TEXTS:
+            self.warmed.append(member)
+        else:
             self.calls.append((list(texts), member))
             self.entered.set()
             assert self.release.wait(60)
@@ -330,6 +333,7 @@ def test_full_queue_is_503_and_waiting_requests_share_one_batch():
         assert [a["member"] for a in answers] == ["full", "full", "small", "full"]
         # one run per member within the batch, the rows of each request kept together
         assert model.calls[1:] == [(["a", "b", "d"], "full"), (["c"], "small")]
+        assert model.warmed == ["full", "small"]  # every member answered before the server said ready
         assert client.post("/v1/predict", json={"texts": ["after"]}).status_code == 200
 
 

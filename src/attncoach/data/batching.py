@@ -161,41 +161,52 @@ def _cut(order: np.ndarray, batch_size: int, drop_last: bool) -> list[list[int]]
     return batches
 
 
-# Inference passes of similar lengths (:func:`inference_batches` with ``similar=True``): a pass ends before
-# a sequence longer than SIMILAR_SPREAD x its shortest, or SIMILAR_TOKENS tokens longer, whichever allows more.
-SIMILAR_SPREAD = 1.3
-SIMILAR_TOKENS = 4
-
-
-def inference_batches(lengths: Sequence[int], batch_size: int, similar: bool = False) -> list[list[int]]:
+def inference_batches(lengths: Sequence[int], batch_size: int, pass_overhead: float | None = None) -> list[list[int]]:
     """Indices of the sequences, shortest first (ties in input order), cut into forward passes.
 
-    Every pass holds at most ``batch_size`` sequences. With ``similar``, a pass also ends before a
-    sequence longer than ``max(SIMILAR_SPREAD * shortest, shortest + SIMILAR_TOKENS)``, its shortest
-    being the pass's first. On a CPU a forward pass costs about as much as its padded tokens, so 32
-    requests of mixed lengths answer faster as a few passes of similar lengths than as one pass padded
-    to the longest (MiniLM on banking77 queries, 15 tokens on average and up to 82: 2.3x the texts per
-    second with one torch thread; the main job's model on tweets: 1.3x). The few extra passes cost
-    little, since the arithmetic of a pass barely shrinks per row as it grows.
+    Every pass holds at most ``batch_size`` sequences. Without ``pass_overhead`` the sorted sequences
+    are cut every ``batch_size``. With it, they are cut where the passes cost least in all, a pass
+    costing ``pass_overhead + rows * longest``: on a CPU a forward pass costs about its padded tokens
+    plus a fixed cost that does not grow with them (dispatching its operations), here in tokens (see
+    :func:`attncoach.models.saved.pass_overhead`). For a large model the fixed cost is a few tokens,
+    and 32 requests of mixed lengths are answered fastest as several passes of similar lengths
+    (MiniLM on banking77 queries, 15 tokens on average and up to 82: about 2x the texts per second of
+    one padded pass, one torch thread); for a tiny one it is hundreds of tokens, and one padded pass
+    is fastest. The cut is exact (dynamic programming over the sorted lengths, ``batch_size``
+    candidates per sequence); on equal cost the later pass is the longer one.
 
     Example:
         >>> inference_batches([9, 3, 4, 30, 5], batch_size=4)
         [[1, 2, 4, 0], [3]]
-        >>> inference_batches([9, 3, 4, 30, 5], batch_size=4, similar=True)
+        >>> inference_batches([9, 3, 4, 30, 5], batch_size=4, pass_overhead=8)
         [[1, 2, 4], [0], [3]]
+        >>> inference_batches([9, 3, 4, 30, 5], batch_size=4, pass_overhead=100)
+        [[1, 2, 4, 0], [3]]
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    if not similar:
+    if pass_overhead is None:
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if pass_overhead < 0:
+        raise ValueError(f"pass_overhead must be at least 0, got {pass_overhead}")
+    sorted_lengths = np.asarray([lengths[i] for i in order], dtype=np.float64)
+    # cost[end]: the cheapest passes over the first `end` sorted sequences; first[end]: where the last begins.
+    cost = np.zeros(len(order) + 1)
+    first = np.zeros(len(order) + 1, dtype=np.int64)
+    for end in range(1, len(order) + 1):
+        low = max(0, end - batch_size)
+        starts = np.arange(low, end)
+        # A pass over sorted[start:end] is padded to its last (longest) sequence.
+        totals = cost[low:end] + pass_overhead + (end - starts) * sorted_lengths[end - 1]
+        best = int(np.argmin(totals))  # the first minimum: the longest last pass
+        cost[end], first[end] = totals[best], low + best
     batches: list[list[int]] = []
-    for index in order:
-        if batches and len(batches[-1]) < batch_size:
-            shortest = lengths[batches[-1][0]]
-            if lengths[index] <= max(SIMILAR_SPREAD * shortest, shortest + SIMILAR_TOKENS):
-                batches[-1].append(index)
-                continue
-        batches.append([index])
-    return batches
+    end = len(order)
+    while end > 0:
+        batches.append(order[first[end] : end])
+        end = int(first[end])
+    return batches[::-1]
 
 
 def collate(

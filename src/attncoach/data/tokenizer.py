@@ -207,7 +207,7 @@ def encode_texts(tok: Tokenizer, texts: Sequence[str], max_length: int | None = 
     Returns:
         Ids per text; a long text loses its end but keeps its closing ``[SEP]``.
     """
-    ids = [enc.ids for enc in tok.encode_batch(list(texts))]
+    ids = [enc.ids for enc in tok.encode_batch_fast(list(texts))]  # without character offsets: ~15 % faster
     if max_length is None:
         return ids
     tail = closing_special_count(tok)

@@ -54,6 +54,7 @@ from attncoach.models.classifier import TextClassifier
 from attncoach.models.masked_lm import MaskedLanguageModel
 from attncoach.models.next_item import NextItemModel
 from attncoach.models.onnx_graph import ONNX_FILE, OnnxModel
+from attncoach.models.passes import pass_overhead
 from attncoach.models.quantized import INT8, int8_skeleton
 from attncoach.models.seq2seq import SourceEncoder, TranslationModel, encode_sources, translate_ids
 from attncoach.weights import load_weights
@@ -89,23 +90,28 @@ def predict_logits(
     """Logits for every sequence, in input order, batching sequences of similar length.
 
     Args:
-        similar: also end a forward pass where lengths jump (see
+        similar: cut the sequences, sorted by length, into the passes that cost least for this model
+            (:func:`attncoach.models.passes.pass_overhead` and
             :func:`attncoach.data.batching.inference_batches`): what answering requests uses.
-            Evaluation during training keeps plain passes of ``batch_size``.
+            Without it, passes of ``batch_size`` sequences, as evaluation during training runs them.
 
     Returns:
         A float32 CPU tensor of shape (N, num_labels).
     """
+    lengths = [len(row) for row in ids]
+    overhead = pass_overhead(model, device) if similar and len(set(lengths)) > 1 else None
     was_training = model.training
-    model.eval()
-    passes = inference_batches([len(row) for row in ids], batch_size, similar)
+    if was_training:  # eval() visits every module: a cost a small model's pass notices
+        model.eval()
+    passes = inference_batches(lengths, batch_size, overhead)
     out: list[torch.Tensor] = []
     for chunk in passes:
         batch = collate([ids[i] for i in chunk])
         with autocast_for(device, bf16):
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         out.append(logits.float().cpu())
-    model.train(was_training)
+    if was_training:
+        model.train()
     if not out:
         return torch.empty(0, 0)
     logits = torch.cat(out)

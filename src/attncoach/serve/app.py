@@ -43,6 +43,9 @@ from attncoach.serve.settings import ServeSettings
 log = logging.getLogger("attncoach")
 
 TASKS = SERVED_TASKS  # the tasks the server answers
+# What each member answers before the server says ready: two lengths, so that the member measures the
+# fixed cost of its forward passes (attncoach.models.passes) now rather than in a request.
+WARM_UP_TEXTS = ("warm up", "warm up the model with a longer text")
 _TOO_LONG = ("too_long", "string_too_long")  # pydantic error types of an input over a limit: 413
 
 
@@ -192,12 +195,15 @@ def _response_body(ask: Ask, answer: Answer) -> dict[str, Any]:
 
 
 async def _warm_up(batcher: MicroBatcher, served: ServedModel) -> None:
-    """One prediction through the whole path (tokenizer, batcher, thread) before the server says ready.
+    """Predictions through the whole path (tokenizer, batcher, thread) before the server says ready.
 
-    A next-item model has no input that is valid for every model; its load-time measurement warmed it.
+    Each member answers two texts of different lengths, so that it measures the cost of a forward pass
+    (:func:`attncoach.models.passes.pass_overhead`) now rather than during a request. A next-item model
+    has no input that is valid for every model; its load-time measurement warmed it.
     """
     if served.task == "text_classification":
-        await batcher.submit(Ask("texts", ["warm up"]), 1)
+        for member in served.members:
+            await batcher.submit(Ask("texts", list(WARM_UP_TEXTS), subnet=member.name), len(WARM_UP_TEXTS))
 
 
 def _security(required: bool) -> list[Any]:
