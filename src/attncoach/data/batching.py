@@ -168,11 +168,11 @@ def inference_batches(lengths: Sequence[int], batch_size: int, pass_overhead: fl
     are cut every ``batch_size``. With it, they are cut where the passes cost least in all, a pass
     costing ``pass_overhead + rows * longest``: on a CPU a forward pass costs about its padded tokens
     plus a fixed cost that does not grow with them (dispatching its operations), here in tokens (see
-    :func:`attncoach.models.saved.pass_overhead`). For a large model the fixed cost is a few tokens,
+    :func:`attncoach.models.passes.pass_overhead`). For MiniLM the fixed cost is about 20 tokens,
     and 32 requests of mixed lengths are answered fastest as several passes of similar lengths
     (MiniLM on banking77 queries, 15 tokens on average and up to 82: about 2x the texts per second of
-    one padded pass, one torch thread); for a tiny one it is hundreds of tokens, and one padded pass
-    is fastest. The cut is exact (dynamic programming over the sorted lengths, ``batch_size``
+    one padded pass, one torch thread); for a tiny model (the main job's int8 smallest sub-net) it
+    is hundreds of tokens, and one padded pass is fastest. The cut is exact (dynamic programming over the sorted lengths, ``batch_size``
     candidates per sequence); on equal cost the later pass is the longer one.
 
     Example:

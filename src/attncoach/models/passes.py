@@ -40,7 +40,9 @@ def pass_overhead(model: torch.nn.Module, device: torch.device) -> float:
     and :data:`PROBE_ROWS` rows, the median of :data:`PROBE_REPEATS` timings each; about 0.1 s for MiniLM
     on a CPU, a few milliseconds for small models) and kept for the model and sub-net. The result is
     rounded to a power of two, so that timing noise seldom changes how a batch is cut, and clamped to
-    [:data:`MIN_OVERHEAD`, :data:`MAX_OVERHEAD`].
+    [:data:`MIN_OVERHEAD`, :data:`MAX_OVERHEAD`]. Two processes may still measure different values and
+    cut the same batch differently; the logits then differ in float rounding only (see the parity
+    check in bench/README.md: labels agreed on every text of the main job's and MiniLM's test splits).
 
     Args:
         model: a classifier taking ``(input_ids, attention_mask)``, torch or ONNX Runtime.
