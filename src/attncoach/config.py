@@ -143,7 +143,7 @@ class TrainConfig:
     checkpoint_every: Optional[int] = None  # steps; None = at every evaluation
     keep_checkpoints: int = 2
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | bf16 (bf16 autocast on CUDA only)
+    precision: str = "auto"  # auto | fp32 | bf16 autocast; auto = bf16 where native (CUDA, AVX512-BF16/AMX CPUs)
     threads: Optional[int] = None  # torch intra-op threads; None = torch's default
     bucket_size: int = 64  # batches per length bucket window (1 = sort-free shuffling)
     eval_batch_size: int = 256

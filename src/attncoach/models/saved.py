@@ -72,9 +72,13 @@ CALIBRATION_FILE = "calibration.json"
 
 
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when asked for; a no-op context otherwise."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on the device (CUDA or CPU) when asked for; a no-op context otherwise.
+
+    Matrix products and attention then run in bfloat16; weights, their gradients, the optimizer's
+    state and the ops that need range (softmax, LayerNorm, the losses) stay float32.
+    """
+    if bf16 and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

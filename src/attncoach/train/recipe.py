@@ -101,6 +101,36 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN, or without the query
+        return False
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether a run trains (and evaluates) under bf16 autocast.
+
+    ``fp32`` never; ``auto`` where the hardware multiplies bf16 natively: a CUDA GPU with bf16, a CPU
+    with AVX512-BF16 or AMX (there a MiniLM training step is about 2.4x faster, the main job's about
+    1.5x, at the same test macro-F1: bench/README.md); ``bf16`` also on a CPU without it, which
+    emulates it slowly (a warning says so).
+    """
+    if precision == "fp32" or device.type not in ("cuda", "cpu"):
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if cpu_has_native_bf16():
+        return True
+    if precision == "bf16":
+        log.warning(
+            "train.precision=bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); steps will be slower than fp32"
+        )
+        return True
+    return False
+
+
 class Recipe:
     """Trains the configured task's model into a run directory.
 
@@ -151,7 +181,9 @@ class Recipe:
         self.device = pick_device(t.device)
         if self.device.type == "cuda" and self.world.distributed:
             self.device = self.world.device  # this rank's GPU
-        self.bf16 = self.device.type == "cuda" and t.precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+        # Training steps and the evaluations during the run; finish() turns it off.
+        self.bf16 = uses_bf16(self.device, t.precision)
+        self.precision = "bf16" if self.bf16 else "fp32"  # what the run trained with (metrics.json)
         self.task = TASKS[self.cfg.task](label_smoothing=t.label_smoothing)
         self.backbone = self._load_backbone()
         model_dir = self.run_dir.model if self.resume else None  # a resumed run encodes as it did
@@ -980,6 +1012,8 @@ class Recipe:
         s, t = self.state, self.cfg.train
         self._check_kept_a_model()
         self.model.load_state_dict(load_weights(self.run_dir.model / "model.safetensors"))
+        # The saved model is evaluated and calibrated as `attncoach eval`, `predict` and `serve` run it: float32.
+        self.bf16 = False
         results: dict[str, Any] = {}
         for split in ("val", "test"):
             data = self.data.splits[split]
@@ -1002,6 +1036,7 @@ class Recipe:
             **results,
             "task": self.task.name,
             "primary": self.task.primary,
+            "precision": self.precision,
             "train_seconds": round(s.train_seconds, 3),
             "eval_seconds": round(s.eval_seconds, 3),
             "checkpoint_seconds": round(s.checkpoint_seconds, 3),
