@@ -12,9 +12,13 @@ initialisation, in the same repetitions. The three runs of a repetition go recip
 coach on one repetition and coach, hand loop, recipe on the next, so that neither side of
 either ratio always runs in the same place.
 
+Both loops run in the precision the recipe picks (`train.precision: auto`: bf16 autocast where
+the CPU has native bf16, else fp32; recorded as "precision").
+
 Model FLOP utilisation: analytic training FLOPs of the recipe's steps (3x the forward matmul
-FLOPs, on the padded tokens the hardware computes) per second, divided by the fp32 matmul
-FLOP/s of a large square torch.mm measured beside each repetition in the same run.
+FLOPs, on the padded tokens the hardware computes) per second, divided by the matmul FLOP/s of
+a large square torch.mm in that precision (bf16 or fp32), measured beside each repetition in the
+same run; also against the fp32 matmul's FLOP/s ("mfu_of_fp32_peak"), the measure of earlier rows.
 
     python bench/train_throughput.py            # default model, 300 steps x 5 repeats
     python bench/train_throughput.py --quick    # proves the script works (CI)
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attncoach.config import load_config  # noqa: E402
 from attncoach.data.batching import collate  # noqa: E402
+from attncoach.models.saved import autocast_for  # noqa: E402
 from attncoach.rundir import RunDir  # noqa: E402
 from attncoach.train.optim import make_optimizer  # noqa: E402
 from attncoach.train.recipe import Recipe  # noqa: E402
@@ -77,7 +82,7 @@ def run_recipe(recipe: Recipe) -> tuple[float, int]:
 
 
 def run_hand_loop(recipe: Recipe, init_state: dict, steps: int) -> tuple[float, int]:
-    """The minimal loop a user would write: same model, batches, optimizer, clipping."""
+    """The minimal loop a user would write: same model, batches, optimizer, clipping, precision."""
     t = recipe.cfg.train
     model = recipe.model
     model.load_state_dict(init_state)
@@ -90,8 +95,9 @@ def run_hand_loop(recipe: Recipe, init_state: dict, steps: int) -> tuple[float, 
     start = time.perf_counter()
     for index in batches:
         batch = collate([train.ids[i] for i in index], labels[index])
-        logits = model(batch["input_ids"], batch["attention_mask"])
-        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=t.label_smoothing)
+        with autocast_for(recipe.device, recipe.bf16):
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            loss = F.cross_entropy(logits, batch["labels"], label_smoothing=t.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
@@ -114,8 +120,8 @@ def training_flops(recipe: Recipe, steps: int) -> float:
     return 3.0 * total
 
 
-def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops_per_second(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)  # warm-up
     times = []
     for _ in range(repeats):
@@ -140,7 +146,7 @@ def main() -> None:
     logging.getLogger("attncoach").setLevel(logging.WARNING)
     measured_under = conditions()  # at the start: the code that runs is the code recorded
     coached = [o for o in overrides if not o.startswith("coach.enabled")] + ["coach.enabled=true"]
-    recipe_rates, hand_rates, coach_rates, mfus, peaks = [], [], [], [], []
+    recipe_rates, hand_rates, coach_rates, mfus, peaks, fp32_mfus = [], [], [], [], [], []
     size = 1024 if args.quick else 2048
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats + 1):  # repetition 0 is the warm-up
@@ -159,7 +165,9 @@ def main() -> None:
                 recipe.model.load_state_dict(init_state)
                 seconds, tokens = run_recipe(recipe)
             assert tokens == hand_tokens, "the two loops must see the same tokens"
-            peak = matmul_flops_per_second(size)  # beside each pair: the machine is shared and noisy
+            dtype = torch.bfloat16 if recipe.bf16 else torch.float32
+            peak = matmul_flops_per_second(size, dtype=dtype)  # beside each pair: the machine is shared and noisy
+            fp32_peak = peak if dtype == torch.float32 else matmul_flops_per_second(size)
             if rep == 0:
                 continue
             recipe_rates.append(tokens / seconds)
@@ -167,6 +175,7 @@ def main() -> None:
             coach_rates.append(coach_tokens / coach_seconds)
             peaks.append(peak)
             mfus.append(flops / seconds / peak)
+            fp32_mfus.append(flops / seconds / fp32_peak)
             print(
                 f"rep {rep}: recipe {tokens / seconds:,.0f} tok/s, hand loop {hand_tokens / hand_seconds:,.0f} "
                 f"tok/s, coach on {coach_tokens / coach_seconds:,.0f} tok/s, MFU {mfus[-1]:.3f}"
@@ -180,6 +189,7 @@ def main() -> None:
         "steps": args.steps,
         "repeats": args.repeats,
         "quick": args.quick,
+        "precision": recipe.precision,
         "recipe_tokens_per_s": summary(recipe_rates),
         "hand_loop_tokens_per_s": summary(hand_rates),
         "ratio_recipe_over_hand": summary(ratios),
@@ -187,16 +197,18 @@ def main() -> None:
         "coach_on_tokens_per_s": summary(coach_rates),
         "ratio_coach_on_over_off_seconds_per_token": summary(coach_costs),
         "goal_coach_ratio": 1.05,
-        "matmul_fp32_flops_per_s": summary(peaks),
+        "matmul_flops_per_s": summary(peaks),
+        "matmul_dtype": recipe.precision,
         "recipe_model_flops_per_s": summary([m * p for m, p in zip(mfus, peaks)]),
         "mfu": summary(mfus),
+        "mfu_of_fp32_peak": summary(fp32_mfus),  # the measure of the rows before bf16 (the same when fp32)
         "goal_mfu": 0.5,
     }
     print(
         f"loop overhead: recipe/hand = {result['ratio_recipe_over_hand']['median']:.3f} "
         f"(min {min(ratios):.3f}, max {max(ratios):.3f}); coach on/off "
         f"{result['ratio_coach_on_over_off_seconds_per_token']['median']:.3f} s per token; MFU {result['mfu']['median']:.3f} "
-        f"of {result['matmul_fp32_flops_per_s']['median'] / 1e9:.1f} GFLOP/s fp32 matmul"
+        f"of {result['matmul_flops_per_s']['median'] / 1e9:.1f} GFLOP/s {recipe.precision} matmul"
     )
     save("train_throughput", result, quick=args.quick)
 
