@@ -61,3 +61,22 @@ def test_an_fp32_run_says_so(tiny_csv, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--quiet", *tiny_overrides(tiny_csv, out, 10), "train.precision=fp32"]) == 0
     assert json.loads((out / "metrics.json").read_text())["precision"] == "fp32"
+
+
+def test_next_item_scores_stay_float32_under_bf16_autocast():
+    """Ranking thousands of items in bf16 would round their scores into ties; the item product runs in float32."""
+    from attncoach.models.encoder import EncoderConfig
+    from attncoach.models.next_item import NextItemModel
+
+    torch.manual_seed(0)
+    model = NextItemModel(EncoderConfig(vocab_size=2001, dim=16, layers=1, heads=2, ffn_dim=32, pad_id=0), 2000)
+    history = torch.randint(1, 2001, (2, 6))
+    with autocast_for(CPU, True):
+        hidden = model(history)  # the encoder's products ran in bf16; its final LayerNorm gives float32
+        plain = torch.nn.functional.linear(hidden, model.item_embedding.weight)
+        scores = model.next_item_scores(history)
+        logits = model.item_logits(hidden)
+    assert plain.dtype == torch.bfloat16  # what autocast would have made of the item product
+    assert scores.dtype == logits.dtype == torch.float32
+    assert torch.equal(logits, model.item_logits(hidden))  # the same hidden states, outside autocast
+    assert len(torch.unique(scores[0, 1:])) > 1990 > len(torch.unique(plain[0, -1, 1:]))  # bf16: ties

@@ -100,7 +100,7 @@ class NextItemModel(StackModel):
 
     def item_logits(self, hidden: Tensor) -> Tensor:
         """Scores of the real items only, ``(..., num_items)``: column ``j`` is item ``j + 1`` (training)."""
-        return F.linear(hidden, self.item_embedding.weight[1:])
+        return _float32_scores(hidden, self.item_embedding.weight[1:])
 
     def scores(self, hidden: Tensor) -> Tensor:
         """Scores every item for each hidden state by a dot product with the item table.
@@ -137,7 +137,7 @@ class NextItemModel(StackModel):
         table = self.item_embedding
         if isinstance(table, Int8Embedding):  # an int8 model: an int8 product with the int8 table
             return table.project(hidden)
-        return F.linear(hidden, table.weight)
+        return _float32_scores(hidden, table.weight)
 
     def config_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable description from which the model can be rebuilt."""
@@ -152,3 +152,13 @@ class NextItemModel(StackModel):
         """
         check_config_keys("NextItemModel", data, _CONFIG_KEYS, _CONFIG_KEYS)
         return cls(EncoderConfig.from_dict(data["encoder"]), data["num_items"])
+
+
+def _float32_scores(hidden: Tensor, table: Tensor) -> Tensor:
+    """``hidden @ table.T`` in float32, under bf16 autocast too: bf16 keeps 8 bits of mantissa, so the
+    scores of thousands of items would be rounded into ties (steps of 1/16 near a score of 10),
+    which coarsens both the loss over every item and the ranking that val metrics read."""
+    if not torch.is_autocast_enabled(hidden.device.type):  # float32 already (and an export sees a plain product)
+        return F.linear(hidden, table)
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return F.linear(hidden.float(), table.float())
